@@ -1,0 +1,74 @@
+//! Authenticates `X-API-Key`: hash, look up, compare in constant time, and note last use.
+//!
+//! Keys are stored only as SHA-256 hashes. The lookup is by hash (an attacker cannot steer
+//! which hash their guess produces), and the stored hash is then compared with `subtle` in
+//! constant time. `last_used_at` is written at most once a minute per key, so authentication
+//! stays a read on the hot path.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use http::HeaderMap;
+use subtle::ConstantTimeEq;
+
+use super::ApiError;
+use crate::store::{hash_api_key, Store};
+
+/// Seconds between two `last_used_at` writes for one key.
+const TOUCH_INTERVAL: i64 = 60;
+
+/// The authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The API key's operator-chosen name (safe to log and to use as a metric label).
+    pub key_name: String,
+}
+
+/// Remembers when each key's `last_used_at` was last written.
+#[derive(Default)]
+pub struct TouchThrottle {
+    last: Mutex<HashMap<String, i64>>,
+}
+
+impl TouchThrottle {
+    fn due(&self, name: &str, now: i64) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        match last.get(name) {
+            Some(t) if now - t < TOUCH_INTERVAL => false,
+            _ => {
+                last.insert(name.to_string(), now);
+                true
+            }
+        }
+    }
+}
+
+/// Checks the `X-API-Key` header against the store.
+pub fn authenticate(
+    store: &Store,
+    throttle: &TouchThrottle,
+    headers: &HeaderMap,
+    now: i64,
+) -> Result<Caller, ApiError> {
+    let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
+        return Err(ApiError::InvalidApiKey);
+    };
+    let key = key.trim();
+    if key.is_empty() || key.len() > 256 {
+        return Err(ApiError::InvalidApiKey);
+    }
+    let hash = hash_api_key(key);
+    let record = store.find_api_key(&hash)?.ok_or(ApiError::InvalidApiKey)?;
+    if !bool::from(record.hash.ct_eq(&hash)) || record.revoked {
+        return Err(ApiError::InvalidApiKey);
+    }
+    if throttle.due(&record.name, now) {
+        // Losing a last-used timestamp is not worth failing a request over.
+        if let Err(e) = store.touch_api_key(&record.name, now) {
+            tracing::warn!(error = %e, key_name = %record.name, "could not record API key use");
+        }
+    }
+    Ok(Caller {
+        key_name: record.name,
+    })
+}

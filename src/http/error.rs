@@ -1,0 +1,133 @@
+//! [`ApiError`]: every way a request can fail, mapped once to a status and a JSON envelope.
+//!
+//! The body is always `{"error": "<sentence a person can act on>", "code": "<machine_code>"}`.
+//! Client errors say what to fix; internal errors say only "internal error" and log the cause
+//! here, once. No message ever contains a key, a secret or a token.
+
+use http::{header, HeaderValue, StatusCode};
+use serde::Serialize;
+
+use super::{json, Resp};
+use crate::metrics::RejectReason;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("Invalid API key")]
+    InvalidApiKey,
+    /// The body is not JSON, or not a JSON object.
+    #[error("{0}")]
+    InvalidJson(String),
+    /// One field is wrong; `code` names it (`invalid_user_id`, ...).
+    #[error("{message}")]
+    InvalidField { code: &'static str, message: String },
+    #[error("Request body is larger than the {0}-byte limit")]
+    PayloadTooLarge(usize),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("No such endpoint; see the API section of the README")]
+    NotFound,
+    #[error("Method not allowed on this endpoint; use {0}")]
+    MethodNotAllowed(&'static str),
+    #[error("This user is disabled; enable it with `chatsdk-auth user enable <id>` to issue tokens again")]
+    UserDisabled,
+    #[error("Missing or wrong proxy secret header; configure Centrifugo's http.static_headers with the sidecar's proxy secret")]
+    ProxyUnauthorized,
+    #[error("Missing or wrong bearer token for /metrics")]
+    MetricsUnauthorized,
+    #[error("The token store is unavailable; retry shortly")]
+    StoreUnavailable(String),
+    #[error("The request took too long and was abandoned; retry")]
+    Timeout,
+    #[error("Internal error")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidApiKey
+            | ApiError::ProxyUnauthorized
+            | ApiError::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UserDisabled => StatusCode::FORBIDDEN,
+            ApiError::StoreUnavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidField { code, .. } => code,
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::UserDisabled => "user_disabled",
+            ApiError::ProxyUnauthorized => "invalid_proxy_secret",
+            ApiError::MetricsUnauthorized => "invalid_metrics_token",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::Timeout => "timeout",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    /// The `token_requests_rejected_total` reason, for errors of `POST /tokens`.
+    pub fn reject_reason(&self) -> RejectReason {
+        match self {
+            ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
+            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => {
+                RejectReason::InvalidRequest
+            }
+            ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
+            ApiError::UserDisabled => RejectReason::UserDisabled,
+            ApiError::StoreUnavailable(_) | ApiError::Timeout => RejectReason::StoreUnavailable,
+            _ => RejectReason::InternalError,
+        }
+    }
+
+    /// The response; internal causes are logged here and never sent.
+    pub fn into_response(self) -> Resp {
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = %cause, "internal error"),
+            ApiError::StoreUnavailable(cause) => {
+                tracing::warn!(error = %cause, "store unavailable")
+            }
+            _ => {}
+        }
+        let message = self.to_string();
+        let body = serde_json::to_vec(&Envelope {
+            error: &message,
+            code: self.code(),
+        })
+        .unwrap_or_else(|_| br#"{"error":"Internal error","code":"internal_error"}"#.to_vec());
+        let mut resp = json(self.status(), body);
+        if let ApiError::MethodNotAllowed(allow) = self {
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        resp
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            ApiError::StoreUnavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! HTTP plumbing shared by every route: body reading, the error envelope, API-key auth.
+
+pub mod auth;
+pub mod body;
+pub mod error;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+pub use error::ApiError;
+
+/// The response type of every handler.
+pub type Resp = Response<Full<Bytes>>;
+
+/// A JSON response with the given status.
+pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Serialises `value` as a 200 JSON response; a serialisation failure is an internal error.
+pub fn ok_json<T: serde::Serialize>(value: &T) -> Result<Resp, ApiError> {
+    serde_json::to_vec(value)
+        .map(|b| json(StatusCode::OK, b))
+        .map_err(|e| ApiError::Internal(format!("cannot serialise response: {e}")))
+}

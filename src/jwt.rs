@@ -1,0 +1,290 @@
+//! Claims, the [`Signer`] that mints both tokens and the [`Verifier`] for wsTokens.
+//!
+//! Keys, headers and the `Validation` are built once at startup. The verifier applies
+//! Centrifugo's rules, not `jsonwebtoken`'s defaults: no leeway, `nbf` checked, `exp` strictly
+//! in the future, `aud`/`iss` compared exactly only when configured, and a `channel` claim (a
+//! subscription token) is never accepted as a connection token.
+//!
+//! Architecture invariant: this module knows nothing about HTTP or Centrifugo reply codes.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::config::TokenConfig;
+use crate::secrets::Secrets;
+
+/// Claims of the ChatSDK REST token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RestClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+}
+
+/// Connection info carried in the wsToken: only the fields the user has.
+#[derive(Debug, Serialize, Default, PartialEq, Eq)]
+pub struct Info<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<&'a str>,
+}
+
+impl Info<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.image.is_none()
+    }
+}
+
+/// Claims of the Centrifugo connection token (shared/centrifugo.md §1.2). Never `nbf`, never
+/// `exp: 0`, never `channel`.
+#[derive(Debug, Serialize)]
+pub struct WsClaims<'a> {
+    pub sub: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+    #[serde(skip_serializing_if = "Info::is_empty")]
+    pub info: Info<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub channels: &'a [String],
+    /// Server-side connection meta: the token's own `iat`, which the refresh and subscribe
+    /// proxies receive back (`include_connection_meta`) to judge revocation.
+    pub meta: WsMeta,
+}
+
+/// The `meta` claim of a wsToken.
+#[derive(Debug, Serialize)]
+pub struct WsMeta {
+    pub iat: i64,
+}
+
+/// The claims the proxies need from a verified wsToken.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerifiedWs {
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// Present only in subscription tokens; a connection token carrying it is invalid.
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+/// Two freshly signed tokens that expire at the same instant.
+#[derive(Debug)]
+pub struct Minted {
+    pub token: String,
+    pub ws_token: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// Why a wsToken was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// `exp` has passed or `nbf` is in the future: the client should fetch a fresh token.
+    #[error("token expired")]
+    Expired,
+    /// Bad signature, wrong key or algorithm, wrong audience/issuer, malformed claims.
+    #[error("token invalid")]
+    Invalid,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot sign token: {0}")]
+pub struct SignError(String);
+
+/// Mints REST tokens and wsTokens with separate keys.
+pub struct Signer {
+    header: Header,
+    rest_key: EncodingKey,
+    ws_key: EncodingKey,
+    config: TokenConfig,
+    channels: Vec<String>,
+}
+
+impl Signer {
+    pub fn new(config: &TokenConfig, secrets: &Secrets, user_channels: &[String]) -> Signer {
+        Signer {
+            header: Header::new(config.algorithm),
+            rest_key: EncodingKey::from_secret(secrets.rest_key.expose().as_bytes()),
+            ws_key: EncodingKey::from_secret(secrets.centrifugo_key.expose().as_bytes()),
+            config: config.clone(),
+            channels: user_channels.to_vec(),
+        }
+    }
+
+    pub fn ttl_seconds(&self) -> i64 {
+        self.config.ttl_seconds
+    }
+
+    /// Signs both tokens for `sub`, issued at `iat`.
+    pub fn mint(&self, sub: &str, info: Info<'_>, iat: i64) -> Result<Minted, SignError> {
+        let exp = iat + self.config.ttl_seconds;
+        let rest_jti = new_jti();
+        let ws_jti = new_jti();
+        let rest = RestClaims {
+            iss: &self.config.rest_issuer,
+            sub,
+            aud: &self.config.rest_audience,
+            iat,
+            exp,
+            jti: &rest_jti,
+        };
+        let channels = user_channels(&self.channels, sub);
+        let ws = WsClaims {
+            sub,
+            iat,
+            exp,
+            jti: &ws_jti,
+            info,
+            aud: self.config.ws_audience.as_deref(),
+            iss: self.config.ws_issuer.as_deref(),
+            channels: &channels,
+            meta: WsMeta { iat },
+        };
+        let token = jsonwebtoken::encode(&self.header, &rest, &self.rest_key)
+            .map_err(|e| SignError(e.to_string()))?;
+        let ws_token = jsonwebtoken::encode(&self.header, &ws, &self.ws_key)
+            .map_err(|e| SignError(e.to_string()))?;
+        Ok(Minted {
+            token,
+            ws_token,
+            iat,
+            exp,
+        })
+    }
+}
+
+/// The configured channel templates with `#{userId}` filled in.
+pub fn user_channels(templates: &[String], user: &str) -> Vec<String> {
+    templates
+        .iter()
+        .map(|t| t.replace("#{userId}", user))
+        .collect()
+}
+
+/// A random, unique token id (128 bits, hex).
+pub fn new_jti() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Verifies wsTokens the way Centrifugo would.
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl Verifier {
+    pub fn new(config: &TokenConfig, secrets: &Secrets) -> Verifier {
+        let mut v = Validation::new(config.algorithm);
+        v.leeway = 0;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
+        // Like Centrifugo: when an audience/issuer is configured, a token without one fails.
+        match &config.ws_audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                v.required_spec_claims.insert("aud".into());
+            }
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &config.ws_issuer {
+            v.set_issuer(&[iss]);
+            v.required_spec_claims.insert("iss".into());
+        }
+        Verifier {
+            key: DecodingKey::from_secret(secrets.centrifugo_key.expose().as_bytes()),
+            validation: v,
+        }
+    }
+
+    /// Verifies signature and claims; `now` decides expiry (strictly `exp > now`).
+    pub fn verify(&self, token: &str, now: i64) -> Result<VerifiedWs, TokenError> {
+        let data = jsonwebtoken::decode::<VerifiedWs>(token, &self.key, &self.validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            },
+        )?;
+        let claims = data.claims;
+        if claims.channel.as_deref().is_some_and(|c| !c.is_empty()) {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Secret;
+
+    fn fixtures() -> (TokenConfig, Secrets) {
+        let cfg = crate::config::RawConfig::default()
+            .validate()
+            .unwrap()
+            .tokens;
+        let secrets = Secrets {
+            rest_key: Secret::new("r".repeat(40)),
+            centrifugo_key: Secret::new("w".repeat(40)),
+            proxy_secret: Secret::new("p".repeat(40)),
+            metrics_token: Secret::new("m".repeat(40)),
+        };
+        (cfg, secrets)
+    }
+
+    #[test]
+    fn ws_token_round_trips_and_rest_token_does_not_verify_as_ws() {
+        let (cfg, s) = fixtures();
+        let signer = Signer::new(&cfg, &s, &[]);
+        let now = crate::now_unix();
+        let m = signer
+            .mint(
+                "u1",
+                Info {
+                    name: Some("A"),
+                    image: None,
+                },
+                now,
+            )
+            .unwrap();
+        let v = Verifier::new(&cfg, &s);
+        assert_eq!(v.verify(&m.ws_token, now).unwrap().sub, "u1");
+        assert_eq!(v.verify(&m.token, now).unwrap_err(), TokenError::Invalid);
+        assert_eq!(m.exp - m.iat, 86_400);
+    }
+
+    #[test]
+    fn expiry_is_strict_and_without_leeway() {
+        let (cfg, s) = fixtures();
+        let signer = Signer::new(&cfg, &s, &[]);
+        let v = Verifier::new(&cfg, &s);
+        let now = crate::now_unix();
+        let m = signer.mint("u1", Info::default(), now - 86_400).unwrap();
+        // exp == now: Centrifugo requires exp > now.
+        assert_eq!(v.verify(&m.ws_token, now).unwrap_err(), TokenError::Expired);
+    }
+
+    #[test]
+    fn channel_templates_fill_the_user() {
+        assert_eq!(
+            user_channels(&["personal:#{userId}".into()], "u-1"),
+            vec!["personal:u-1".to_string()]
+        );
+    }
+}

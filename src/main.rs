@@ -1,0 +1,66 @@
+//! The binary edge: parse the CLI, load config, then serve or run an operator command.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use chatsdk_auth::cli::{self, Cli, Command};
+use chatsdk_auth::{telemetry, Config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve => serve(&cli),
+        _ => cli::run_command(&cli),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    telemetry::init(&config.log);
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    rt.enable_all();
+    if let Some(n) = config.worker_threads {
+        rt.worker_threads(n);
+    }
+    let rt = rt.build().context("cannot start the async runtime")?;
+    rt.block_on(async move {
+        let listen = config.listen;
+        let metrics_listen = config.metrics.listen;
+        let app = cli::prepare(config)?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;
+        let metrics_listener = match metrics_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
+            ),
+            None => None,
+        };
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            metrics_addr = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            version = env!("CARGO_PKG_VERSION"),
+            "listening"
+        );
+        let drained = chatsdk_auth::serve(
+            listener,
+            metrics_listener,
+            app,
+            chatsdk_auth::shutdown::signal_received(),
+        )
+        .await;
+        tracing::info!(drained, "stopped");
+        Ok(())
+    })
+}

@@ -1,0 +1,141 @@
+//! `POST /centrifugo/connect`: proxy mode. Finds the wsToken the client passed (forwarded
+//! `Authorization: Bearer`, then connect `data` `{"token": ...}`, then `b64data`), verifies it
+//! with Centrifugo's rules, applies disable/revocation from the store, and answers with fresh
+//! user info.
+
+use base64::Engine;
+use bytes::Bytes;
+use http::{header, HeaderMap};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{body_of, parse, reject, session_verdict, Outcome, Reason, UserInfo};
+use crate::app::App;
+use crate::http::ApiError;
+use crate::jwt::{user_channels, TokenError};
+
+/// The body Centrifugo sends (shared/centrifugo.md §3.2). Only `client` is always present.
+#[derive(Debug, Deserialize)]
+#[allow(dead_code)]
+pub struct ConnectRequest<'a> {
+    pub client: String,
+    #[serde(default)]
+    pub transport: Option<String>,
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub encoding: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(borrow, default)]
+    pub data: Option<&'a RawValue>,
+    #[serde(default)]
+    pub b64data: Option<String>,
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct TokenData {
+    token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Meta<'a> {
+    iat: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    custom: Option<&'a RawValue>,
+}
+
+#[derive(Serialize)]
+struct ConnectResult<'a> {
+    user: &'a str,
+    expire_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    info: Option<UserInfo<'a>>,
+    meta: Meta<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    channels: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    result: ConnectResult<'a>,
+}
+
+/// Decides one connect.
+pub fn decide(
+    app: &App,
+    headers: &HeaderMap,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(Outcome, Bytes), ApiError> {
+    let req: ConnectRequest<'_> = parse(bytes)?;
+    let Some(token) = credential(headers, &req) else {
+        return reject(Reason::NoCredentials);
+    };
+    let claims = match app.verifier.verify(&token, now) {
+        Ok(c) => c,
+        Err(TokenError::Expired) => return reject(Reason::TokenExpired),
+        Err(TokenError::Invalid) => return reject(Reason::TokenInvalid),
+    };
+    let user = app.store.get_user(&claims.sub)?;
+    if let Some(reason) = session_verdict(user.as_ref(), Some(claims.iat)) {
+        return reject(reason);
+    }
+    let Some(user) = user else {
+        return reject(Reason::UserUnknown);
+    };
+    let custom = match user.custom.as_deref() {
+        Some(text) => serde_json::from_str::<&RawValue>(text).ok(),
+        None => None,
+    };
+    let reply = Reply {
+        result: ConnectResult {
+            user: &user.id,
+            // Never beyond the token's own expiry; the refresh proxy extends from there.
+            expire_at: claims
+                .exp
+                .min(now + app.config.centrifugo.refresh_interval_seconds),
+            info: UserInfo::of(&user),
+            meta: Meta {
+                iat: claims.iat,
+                custom,
+            },
+            channels: user_channels(&app.config.centrifugo.user_channels, &user.id),
+        },
+    };
+    Ok((Outcome::Accepted, body_of(&reply)?))
+}
+
+/// The wsToken, from the forwarded bearer header or the connect data.
+fn credential(headers: &HeaderMap, req: &ConnectRequest<'_>) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| rest.trim().to_string())
+        })
+        .filter(|t| !t.is_empty());
+    if bearer.is_some() {
+        return bearer;
+    }
+    if let Some(data) = req.data {
+        return serde_json::from_str::<TokenData>(data.get())
+            .ok()
+            .and_then(|d| d.token)
+            .filter(|t| !t.is_empty());
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(req.b64data.as_deref()?)
+        .ok()?;
+    serde_json::from_slice::<TokenData>(&decoded)
+        .ok()
+        .and_then(|d| d.token)
+        .filter(|t| !t.is_empty())
+}

@@ -1,0 +1,47 @@
+//! `POST /centrifugo/refresh`: extends a connection while its user is active and its tokens
+//! are not revoked; otherwise `{"result":{"expired":true}}` (Centrifugo then closes with 3005).
+//!
+//! Revocation needs the authenticating token's `iat`, which arrives in the connection `meta`
+//! when Centrifugo's refresh proxy has `include_connection_meta: true` (the generated configs
+//! set it). Without it only disable is enforced here.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{body_of, expired, parse, session_verdict, Outcome, SessionRequest, UserInfo};
+use crate::app::App;
+use crate::http::ApiError;
+
+#[derive(Serialize)]
+struct RefreshResult<'a> {
+    expire_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    info: Option<UserInfo<'a>>,
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    result: RefreshResult<'a>,
+}
+
+/// Decides one connection refresh.
+pub fn decide(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes), ApiError> {
+    let req: SessionRequest<'_> = parse(bytes)?;
+    if req.user.is_empty() {
+        return expired(super::Reason::UserUnknown);
+    }
+    let user = app.store.get_user(&req.user)?;
+    if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
+        return expired(reason);
+    }
+    let Some(user) = user else {
+        return expired(super::Reason::UserUnknown);
+    };
+    let reply = Reply {
+        result: RefreshResult {
+            expire_at: now + app.config.centrifugo.refresh_interval_seconds,
+            info: UserInfo::of(&user),
+        },
+    };
+    Ok((Outcome::Accepted, body_of(&reply)?))
+}

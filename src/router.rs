@@ -1,0 +1,202 @@
+//! The single route table and the per-request wrapper: request id, timeout, in-flight gauge,
+//! latency histogram, rejection counters and one access-log line per request.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::http::{ApiError, Resp};
+use crate::proxy::{self, Callback};
+use crate::{ops, tokens};
+
+/// Every endpoint the service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Tokens,
+    Proxy(Callback),
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+impl Route {
+    /// The `route` metric label (a closed set).
+    pub fn label(self) -> &'static str {
+        match self {
+            Route::Tokens => "tokens",
+            Route::Proxy(Callback::Connect) => "centrifugo_connect",
+            Route::Proxy(Callback::Refresh) => "centrifugo_refresh",
+            Route::Proxy(Callback::Subscribe) => "centrifugo_subscribe",
+            Route::Proxy(Callback::SubRefresh) => "centrifugo_sub_refresh",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+        }
+    }
+}
+
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The main listener: everything (and `/metrics` unless it has its own listener).
+    Main,
+    /// The separate metrics listener: `/metrics` and `/healthz` only.
+    Metrics,
+}
+
+/// Resolves a method and path; 404 for an unknown path, 405 for a known one with another method.
+pub fn route(
+    method: &Method,
+    path: &str,
+    listener: Listener,
+    separate_metrics: bool,
+) -> Result<Route, ApiError> {
+    let (route, allowed) = match (listener, path) {
+        (Listener::Main, "/tokens") => (Route::Tokens, Method::POST),
+        (Listener::Main, "/centrifugo/connect") => (Route::Proxy(Callback::Connect), Method::POST),
+        (Listener::Main, "/centrifugo/refresh") => (Route::Proxy(Callback::Refresh), Method::POST),
+        (Listener::Main, "/centrifugo/subscribe") => {
+            (Route::Proxy(Callback::Subscribe), Method::POST)
+        }
+        (Listener::Main, "/centrifugo/sub_refresh") => {
+            (Route::Proxy(Callback::SubRefresh), Method::POST)
+        }
+        (Listener::Main, "/readyz") => (Route::Readyz, Method::GET),
+        (_, "/healthz") => (Route::Healthz, Method::GET),
+        (Listener::Main, "/metrics") if !separate_metrics => (Route::Metrics, Method::GET),
+        (Listener::Metrics, "/metrics") => (Route::Metrics, Method::GET),
+        _ => return Err(ApiError::NotFound),
+    };
+    let ok = *method == allowed || (allowed == Method::GET && *method == Method::HEAD);
+    if ok {
+        Ok(route)
+    } else if allowed == Method::POST {
+        Err(ApiError::MethodNotAllowed("POST"))
+    } else {
+        Err(ApiError::MethodNotAllowed("GET"))
+    }
+}
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Answers one request. Never fails: every error becomes its response here.
+pub async fn handle(
+    app: Arc<App>,
+    listener: Listener,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let start = Instant::now();
+    app.metrics.http_in_flight.inc();
+    let _guard = InFlight(&app.metrics.http_in_flight);
+    let method = req.method().clone();
+    let request_id = request_id(&req);
+    let separate = app.config.metrics.listen.is_some();
+    let resolved = route(&method, req.uri().path(), listener, separate);
+    let route_label = resolved.as_ref().map_or("unmatched", |r| r.label());
+    let is_tokens = matches!(resolved, Ok(Route::Tokens));
+
+    let result = match resolved {
+        Ok(r) => {
+            match tokio::time::timeout(app.config.request_timeout, dispatch(&app, r, req)).await {
+                Ok(res) => res,
+                Err(_) => Err(ApiError::Timeout),
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            if is_tokens {
+                app.metrics.reject(e.reject_reason());
+            }
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    app.metrics
+        .http_duration
+        .with_label_values(&[route_label, status_class(status)])
+        .observe(elapsed.as_secs_f64());
+    tracing::info!(
+        method = %method,
+        route = route_label,
+        status,
+        latency_us = elapsed.as_micros() as u64,
+        request_id = %request_id,
+        "request"
+    );
+    Ok(resp)
+}
+
+async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    match route {
+        Route::Tokens => tokens::handle(app, req).await,
+        Route::Proxy(cb) => proxy::handle(app, cb, req).await,
+        Route::Healthz => Ok(ops::healthz()),
+        Route::Readyz => Ok(ops::readyz(app)),
+        Route::Metrics => ops::metrics(app, req.headers()),
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The caller's `X-Request-Id` when it is short and printable, else a fresh random one.
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_is_not_method_not_allowed() {
+        let r = |m: Method, p: &str| route(&m, p, Listener::Main, false).map_err(|e| e.code());
+        assert_eq!(r(Method::POST, "/tokens"), Ok(Route::Tokens));
+        assert_eq!(r(Method::GET, "/tokens"), Err("method_not_allowed"));
+        assert_eq!(r(Method::POST, "/nope"), Err("not_found"));
+        assert_eq!(r(Method::POST, "/healthz"), Err("method_not_allowed"));
+        assert_eq!(r(Method::GET, "/metrics"), Ok(Route::Metrics));
+        assert_eq!(
+            route(&Method::GET, "/metrics", Listener::Main, true).map_err(|e| e.code()),
+            Err("not_found")
+        );
+        assert_eq!(
+            route(&Method::POST, "/tokens", Listener::Metrics, true).map_err(|e| e.code()),
+            Err("not_found")
+        );
+    }
+}

@@ -1,0 +1,87 @@
+//! Serves HTTP/1.1 on already-bound listeners until the shutdown future resolves, then drains.
+//!
+//! Shutdown order: readiness flips to 503, the listeners close (no new connections), every
+//! open connection is told to finish its current request and close, and the whole drain is
+//! bounded by `server.drain_timeout_seconds`. Keep-alive connections idle at that moment close
+//! at once. hyper's header-read timeout applies because a timer is set.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::app::App;
+use crate::router::{self, Listener};
+
+/// Runs until `shutdown` resolves and in-flight requests finish (or the drain deadline passes).
+/// Returns true when the drain completed within the deadline.
+pub async fn serve(
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(app.config.header_read_timeout)
+        .keep_alive(true);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+
+    loop {
+        let (stream, which) = tokio::select! {
+            biased;
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => (accepted, Listener::Main),
+            accepted = accept_optional(metrics_listener.as_ref()) => (accepted, Listener::Metrics),
+        };
+        let stream = match stream {
+            Ok((s, _peer)) => s,
+            Err(e) => {
+                // Usually EMFILE: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let svc = service_fn(move |req| router::handle(app.clone(), which, req));
+        let conn = builder.serve_connection(TokioIo::new(stream), svc);
+        let watched = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = watched.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    app.set_not_ready();
+    drop(listener);
+    drop(metrics_listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {
+            tracing::info!("drained; all connections closed");
+            true
+        }
+        _ = tokio::time::sleep(app.config.drain_timeout) => {
+            tracing::warn!(timeout_s = app.config.drain_timeout.as_secs(), "drain deadline passed; closing remaining connections");
+            false
+        }
+    }
+}
+
+async fn accept_optional(
+    l: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,299 @@
+//! Persistence of users and API keys behind one type, [`Store`], whatever the backend.
+//!
+//! Handlers and the CLI only see [`Store`] and the plain data types below; the SQLite backend
+//! lives in [`sqlite`]. A PostgreSQL backend for multi-replica deployments slots in as another
+//! variant of [`Store`] without touching callers. Every operation is timed into the
+//! `chatsdk_auth_store_operation_duration_seconds` histogram when one is attached.
+//!
+//! Architecture invariant: this module knows nothing about HTTP.
+
+pub mod sqlite;
+
+use std::time::Instant;
+
+use prometheus::HistogramVec;
+use sha2::{Digest, Sha256};
+
+use crate::config::StoreConfig;
+
+/// Every API key starts with this, so leaked keys are easy to recognise and scan for.
+pub const API_KEY_PREFIX: &str = "chatsdk_";
+
+/// A user as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    pub id: String,
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// The `custom` object exactly as the caller sent it (JSON text).
+    #[serde(serialize_with = "raw_json")]
+    pub custom: Option<String>,
+    pub disabled: bool,
+    /// Tokens whose `iat` is before this instant (Unix seconds) are revoked.
+    pub tokens_valid_after: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn raw_json<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::Serialize;
+    match v {
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(value) => value.serialize(s),
+            Err(_) => s.serialize_str(text),
+        },
+        None => s.serialize_none(),
+    }
+}
+
+/// What an upsert does with one optional field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<T> {
+    /// The request omitted it: keep the stored value.
+    Keep,
+    /// The request sent `null`: clear it.
+    Clear,
+    /// The request sent a value: store it.
+    Set(T),
+}
+
+impl<T> Field<T> {
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Field::Set(v) => Some(v),
+            _ => None,
+        }
+    }
+    pub fn is_given(&self) -> bool {
+        !matches!(self, Field::Keep)
+    }
+}
+
+/// The profile fields a `POST /tokens` carries.
+#[derive(Debug, Clone)]
+pub struct UserPatch<'a> {
+    pub id: &'a str,
+    pub name: Field<&'a str>,
+    pub image: Field<&'a str>,
+    pub custom: Field<&'a str>,
+}
+
+/// What the upsert returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upserted {
+    /// The user is active; `created` is true when this call inserted the row.
+    Active {
+        id: String,
+        name: Option<String>,
+        image: Option<String>,
+        tokens_valid_after: i64,
+        created: bool,
+    },
+    /// The user exists and is disabled; nothing was written.
+    Disabled,
+}
+
+/// An API key row as the authenticator needs it.
+#[derive(Debug, Clone)]
+pub struct ApiKeyRecord {
+    pub name: String,
+    pub hash: [u8; 32],
+    pub revoked: bool,
+}
+
+/// An API key row as `api-key list` shows it (never the key or its hash).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApiKeyInfo {
+    pub name: String,
+    pub prefix: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is locked beyond the busy timeout.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A constraint or name conflict the caller can act on.
+    #[error("{0}")]
+    Conflict(String),
+    /// Anything else (corruption, a bug): not the caller's fault.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// The store the service runs on.
+pub struct Store {
+    backend: Backend,
+    timings: Option<HistogramVec>,
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+}
+
+/// SHA-256 of an API key. Keys carry 256 bits of entropy, so a fast hash is the right one:
+/// a slow password hash would protect nothing more and cost every request.
+pub fn hash_api_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A new random API key (`chatsdk_` + 43 base64url characters).
+pub fn generate_api_key() -> String {
+    format!("{API_KEY_PREFIX}{}", crate::secrets::random_token())
+}
+
+/// The part of a key that `api-key list` may show.
+pub fn key_prefix(key: &str) -> String {
+    key.chars().take(API_KEY_PREFIX.len() + 4).collect()
+}
+
+macro_rules! timed {
+    ($self:ident, $op:literal, $call:expr) => {{
+        let start = Instant::now();
+        let out = $call;
+        if let Some(h) = &$self.timings {
+            h.with_label_values(&[$op])
+                .observe(start.elapsed().as_secs_f64());
+        }
+        out
+    }};
+}
+
+impl Store {
+    /// Opens (creating and migrating) the configured store.
+    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+        let backend = match config {
+            StoreConfig::Sqlite { path, busy_timeout } => {
+                Backend::Sqlite(sqlite::SqliteStore::open(path, *busy_timeout)?)
+            }
+        };
+        Ok(Store {
+            backend,
+            timings: None,
+        })
+    }
+
+    /// Attaches the operation-duration histogram (label: `operation`).
+    pub fn with_timings(mut self, h: HistogramVec) -> Store {
+        self.timings = Some(h);
+        self
+    }
+
+    pub fn ping(&self) -> Result<(), StoreError> {
+        timed!(
+            self,
+            "ping",
+            match &self.backend {
+                Backend::Sqlite(s) => s.ping(),
+            }
+        )
+    }
+
+    pub fn upsert_user(&self, patch: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
+        timed!(
+            self,
+            "upsert_user",
+            match &self.backend {
+                Backend::Sqlite(s) => s.upsert_user(patch, now),
+            }
+        )
+    }
+
+    pub fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        timed!(
+            self,
+            "get_user",
+            match &self.backend {
+                Backend::Sqlite(s) => s.get_user(id),
+            }
+        )
+    }
+
+    pub fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        timed!(
+            self,
+            "authenticate_api_key",
+            match &self.backend {
+                Backend::Sqlite(s) => s.find_api_key(hash),
+            }
+        )
+    }
+
+    pub fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        timed!(
+            self,
+            "touch_api_key",
+            match &self.backend {
+                Backend::Sqlite(s) => s.touch_api_key(name, now),
+            }
+        )
+    }
+
+    /// Creates a named key and returns the plaintext (shown once, never stored).
+    pub fn create_api_key(&self, name: &str, now: i64) -> Result<String, StoreError> {
+        let key = generate_api_key();
+        self.insert_api_key(name, &key, now)?;
+        Ok(key)
+    }
+
+    pub fn insert_api_key(&self, name: &str, key: &str, now: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.insert_api_key(name, &key_prefix(key), &hash_api_key(key), now),
+        }
+    }
+
+    /// Makes the key named `name` equal `key` unless it already does (automated deployments).
+    /// Returns true when something was written.
+    pub fn ensure_api_key(&self, name: &str, key: &str, now: i64) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.ensure_api_key(name, &key_prefix(key), &hash_api_key(key), now),
+        }
+    }
+
+    pub fn count_api_keys(&self) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_api_keys(),
+        }
+    }
+
+    pub fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_api_keys(),
+        }
+    }
+
+    /// Revokes the named key; false when no active key has that name.
+    pub fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.revoke_api_key(name, now),
+        }
+    }
+
+    /// Disables or enables a user; false when the user does not exist.
+    pub fn set_user_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now),
+        }
+    }
+
+    /// Revokes every token of a user issued before `before`; false when the user does not exist.
+    pub fn revoke_user_tokens(&self, id: &str, before: i64, now: i64) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! The embedded SQLite backend: one writer connection, a few reader connections, WAL mode.
+//!
+//! WAL lets readers (API-key checks, proxy user lookups) run while a write is in progress, and
+//! `synchronous=NORMAL` makes a commit an append to the WAL with no fsync; checkpoints sync.
+//! Calls run inline on the async worker: each statement is a few microseconds on an indexed
+//! primary key, cheaper than a hop to a blocking thread. `busy_timeout` bounds the wait when
+//! another process (the CLI) holds the write lock; past it the call fails as `Unavailable`.
+//!
+//! Trap avoided: SQLite only runs its WAL auto-checkpoint when a statement is stepped to the
+//! end, so every `RETURNING` statement here is drained (`rows.next()` until `None`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+
+use super::{ApiKeyInfo, ApiKeyRecord, StoreError, Upserted, User, UserPatch};
+
+/// Reader connections; two cores rarely need more.
+const READERS: usize = 4;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT,
+    image TEXT,
+    custom TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    tokens_valid_after INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    name TEXT PRIMARY KEY NOT NULL,
+    prefix TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+);
+"#];
+
+/// The upsert: insert, or update only the fields the request carried. A disabled user is not
+/// touched (the `WHERE` makes the conflict branch a no-op, so no row comes back).
+const UPSERT: &str = "INSERT INTO users (id, name, image, custom, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+ON CONFLICT(id) DO UPDATE SET
+    name = CASE WHEN ?6 THEN excluded.name ELSE users.name END,
+    image = CASE WHEN ?7 THEN excluded.image ELSE users.image END,
+    custom = CASE WHEN ?8 THEN excluded.custom ELSE users.custom END,
+    revision = users.revision + 1,
+    updated_at = excluded.updated_at
+WHERE users.disabled = 0
+RETURNING id, name, image, tokens_valid_after, revision";
+
+pub struct SqliteStore {
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path, busy_timeout: Duration) -> Result<SqliteStore, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            crate::secrets::ensure_data_dir(parent)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        let existed = path.exists();
+        let writer = open_conn(path, busy_timeout, false)?;
+        if !existed {
+            // The database holds key hashes and user profiles: owner-only, like the secrets.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        writer
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(map_err)?;
+        migrate(&writer)?;
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(Mutex::new(open_conn(path, busy_timeout, true)?));
+        }
+        Ok(SqliteStore {
+            writer: Mutex::new(writer),
+            readers,
+            next_reader: AtomicUsize::new(0),
+        })
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Connection> {
+        // A poisoned lock means a panic mid-call; SQLite rolled back whatever was open.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return g;
+            }
+        }
+        self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn ping(&self) -> Result<(), StoreError> {
+        let c = self.reader();
+        c.prepare_cached("SELECT count(*) FROM api_keys")
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)))
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    pub fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
+        let c = self.writer();
+        let mut st = c.prepare_cached(UPSERT).map_err(map_err)?;
+        let mut rows = st
+            .query(params![
+                p.id,
+                p.name.value(),
+                p.image.value(),
+                p.custom.value(),
+                now,
+                p.name.is_given(),
+                p.image.is_given(),
+                p.custom.is_given(),
+            ])
+            .map_err(map_err)?;
+        let first = match rows.next().map_err(map_err)? {
+            Some(r) => Some(Upserted::Active {
+                id: r.get(0).map_err(map_err)?,
+                name: r.get(1).map_err(map_err)?,
+                image: r.get(2).map_err(map_err)?,
+                tokens_valid_after: r.get(3).map_err(map_err)?,
+                created: r.get::<_, i64>(4).map_err(map_err)? == 1,
+            }),
+            None => None,
+        };
+        // Drain to completion so the statement finishes and the WAL can checkpoint.
+        while rows.next().map_err(map_err)?.is_some() {}
+        Ok(first.unwrap_or(Upserted::Disabled))
+    }
+
+    pub fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let c = self.reader();
+        let mut st = c
+            .prepare_cached(
+                "SELECT id, name, image, custom, disabled, tokens_valid_after, created_at, updated_at
+                 FROM users WHERE id = ?1",
+            )
+            .map_err(map_err)?;
+        st.query_row([id], |r| {
+            Ok(User {
+                id: r.get(0)?,
+                name: r.get(1)?,
+                image: r.get(2)?,
+                custom: r.get(3)?,
+                disabled: r.get::<_, i64>(4)? != 0,
+                tokens_valid_after: r.get(5)?,
+                created_at: r.get(6)?,
+                updated_at: r.get(7)?,
+            })
+        })
+        .optional()
+        .map_err(map_err)
+    }
+
+    pub fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let c = self.reader();
+        let mut st = c
+            .prepare_cached(
+                "SELECT name, hash, revoked_at IS NOT NULL FROM api_keys WHERE hash = ?1",
+            )
+            .map_err(map_err)?;
+        st.query_row([&hash[..]], |r| {
+            let stored: Vec<u8> = r.get(1)?;
+            let mut h = [0u8; 32];
+            if stored.len() == 32 {
+                h.copy_from_slice(&stored);
+            }
+            Ok(ApiKeyRecord {
+                name: r.get(0)?,
+                hash: h,
+                revoked: r.get(2)?,
+            })
+        })
+        .optional()
+        .map_err(map_err)
+    }
+
+    pub fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        let c = self.writer();
+        c.prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE name = ?1")
+            .and_then(|mut s| s.execute(params![name, now]))
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    pub fn insert_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let c = self.writer();
+        let res = c.execute(
+            "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![name, prefix, &hash[..], now],
+        );
+        match res {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+                Err(StoreError::Conflict(format!(
+                    "an API key named \"{name}\" already exists (names stay taken after revocation); choose another name"
+                )))
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    pub fn ensure_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.writer();
+        let existing: Option<Vec<u8>> = c
+            .query_row("SELECT hash FROM api_keys WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(map_err)?;
+        match existing {
+            // Same key: keep the row as it is (a revoked initial key stays revoked).
+            Some(h) if h == hash[..] => Ok(false),
+            Some(_) => c
+                .execute(
+                    "UPDATE api_keys SET prefix = ?2, hash = ?3, created_at = ?4, last_used_at = NULL, revoked_at = NULL WHERE name = ?1",
+                    params![name, prefix, &hash[..], now],
+                )
+                .map(|_| true)
+                .map_err(map_err),
+            None => c
+                .execute(
+                    "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![name, prefix, &hash[..], now],
+                )
+                .map(|_| true)
+                .map_err(map_err),
+        }
+    }
+
+    pub fn count_api_keys(&self) -> Result<u64, StoreError> {
+        let c = self.reader();
+        c.query_row("SELECT count(*) FROM api_keys", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(map_err)
+    }
+
+    pub fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let c = self.reader();
+        let mut st = c
+            .prepare("SELECT name, prefix, created_at, last_used_at, revoked_at FROM api_keys ORDER BY created_at, name")
+            .map_err(map_err)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(ApiKeyInfo {
+                    name: r.get(0)?,
+                    prefix: r.get(1)?,
+                    created_at: r.get(2)?,
+                    last_used_at: r.get(3)?,
+                    revoked_at: r.get(4)?,
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    pub fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let c = self.writer();
+        c.execute(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            params![name, now],
+        )
+        .map(|n| n > 0)
+        .map_err(map_err)
+    }
+
+    pub fn set_user_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.writer();
+        c.execute(
+            "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, disabled, now],
+        )
+        .map(|n| n > 0)
+        .map_err(map_err)
+    }
+
+    pub fn revoke_user_tokens(&self, id: &str, before: i64, now: i64) -> Result<bool, StoreError> {
+        let c = self.writer();
+        c.execute(
+            "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2), updated_at = ?3 WHERE id = ?1",
+            params![id, before, now],
+        )
+        .map(|n| n > 0)
+        .map_err(map_err)
+    }
+}
+
+fn open_conn(
+    path: &Path,
+    busy_timeout: Duration,
+    read_only: bool,
+) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let c = Connection::open_with_flags(path, flags).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "cannot open SQLite database {}: {e}",
+            path.display()
+        ))
+    })?;
+    c.busy_timeout(busy_timeout).map_err(map_err)?;
+    if !read_only {
+        c.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(map_err)?;
+    }
+    c.set_prepared_statement_cache_capacity(32);
+    Ok(c)
+}
+
+fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let version: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(map_err)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = c.unchecked_transaction().map_err(map_err)?;
+        tx.execute_batch(sql).map_err(map_err)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)
+            .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+    }
+    if version as usize > MIGRATIONS.len() {
+        return Err(StoreError::Internal(format!(
+            "database schema version {version} is newer than this binary understands ({}); upgrade chatsdk-auth",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
+}
+
+fn map_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure
+            | ErrorCode::DiskFull
+            | ErrorCode::ReadOnly
+            | ErrorCode::PermissionDenied
+            | ErrorCode::FileLockingProtocolFailed => StoreError::Unavailable(e.to_string()),
+            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            _ => StoreError::Internal(e.to_string()),
+        },
+        _ => StoreError::Internal(e.to_string()),
+    }
+}

@@ -1,0 +1,342 @@
+//! `POST /tokens`: validates the request, upserts the user, mints `token` and `wsToken`.
+//!
+//! Field semantics of the upsert: an omitted field keeps its stored value, an explicit `null`
+//! clears it, a value replaces it. `custom` is stored byte for byte as the caller sent it.
+//! Validation happens entirely before the write, and a disabled user's row is never touched,
+//! so a rejected request writes nothing.
+
+use http::Request;
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::app::App;
+use crate::http::{auth, body, ok_json, ApiError, Resp};
+use crate::jwt::Info;
+use crate::store::{Field, Upserted, UserPatch};
+
+pub const MAX_USER_ID_BYTES: usize = 255;
+pub const MAX_NAME_CHARS: usize = 255;
+pub const MAX_IMAGE_BYTES: usize = 2048;
+pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
+
+/// The request as parsed: every field raw, so `null` and "absent" stay distinct and each
+/// field's type error can name the field.
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(rename = "userId", borrow, default, deserialize_with = "present")]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    name: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    image: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    custom: Option<&'a RawValue>,
+}
+
+/// `Some(raw)` for any present value, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
+}
+
+/// A validated request: the type is the proof.
+#[derive(Debug)]
+pub struct TokenRequest {
+    pub user_id: String,
+    pub name: Field<String>,
+    pub image: Field<String>,
+    pub custom: Field<String>,
+}
+
+#[derive(Serialize)]
+struct UserOut<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    image: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    token: &'a str,
+    #[serde(rename = "wsToken")]
+    ws_token: &'a str,
+    user: UserOut<'a>,
+    #[serde(rename = "expiresIn")]
+    expires_in: i64,
+}
+
+/// Handles one `POST /tokens`.
+pub async fn handle(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+    let (parts, body) = req.into_parts();
+    let now = crate::now_unix();
+    let caller = auth::authenticate(&app.store, &app.touch_throttle, &parts.headers, now)?;
+    app.metrics
+        .api_key_requests
+        .with_label_values(&[&caller.key_name])
+        .inc();
+    let bytes = body::read_json_body(&parts.headers, body, app.config.max_body_bytes).await?;
+    let request = parse(&bytes)?;
+    issue(app, &request, now)
+}
+
+/// Upserts the user and mints both tokens.
+pub fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> {
+    let patch = UserPatch {
+        id: &r.user_id,
+        name: as_str(&r.name),
+        image: as_str(&r.image),
+        custom: as_str(&r.custom),
+    };
+    let (id, name, image, valid_after, created) = match app.store.upsert_user(&patch, now)? {
+        Upserted::Active {
+            id,
+            name,
+            image,
+            tokens_valid_after,
+            created,
+        } => (id, name, image, tokens_valid_after, created),
+        Upserted::Disabled => return Err(ApiError::UserDisabled),
+    };
+    app.metrics
+        .users_upserted
+        .with_label_values(&[if created { "created" } else { "updated" }])
+        .inc();
+    // Tokens are never issued "before" a revocation instant, so a token minted right after
+    // `user revoke-tokens` in the same second is not caught by its own revocation.
+    let iat = now.max(valid_after);
+    let info = Info {
+        name: name.as_deref(),
+        image: image.as_deref(),
+    };
+    let minted = app
+        .signer
+        .mint(&id, info, iat)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    app.metrics.tokens_issued.with_label_values(&["rest"]).inc();
+    app.metrics.tokens_issued.with_label_values(&["ws"]).inc();
+    ok_json(&TokenResponse {
+        token: &minted.token,
+        ws_token: &minted.ws_token,
+        user: UserOut {
+            id: &id,
+            name: name.as_deref(),
+            image: image.as_deref(),
+        },
+        expires_in: app.signer.ttl_seconds(),
+    })
+}
+
+fn as_str(f: &Field<String>) -> Field<&str> {
+    match f {
+        Field::Keep => Field::Keep,
+        Field::Clear => Field::Clear,
+        Field::Set(s) => Field::Set(s.as_str()),
+    }
+}
+
+/// Parses and validates a request body.
+pub fn parse(bytes: &[u8]) -> Result<TokenRequest, ApiError> {
+    // serde would also read a struct from a JSON array; only an object is a request.
+    if bytes
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'[')
+    {
+        return Err(ApiError::InvalidJson(
+            "Request body must be a JSON object like {\"userId\": \"user-123\"}, not an array"
+                .into(),
+        ));
+    }
+    let raw: RawRequest<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            // Valid JSON of the wrong shape (an array, a string, a duplicated field).
+            ApiError::InvalidJson(format!(
+                "Request body must be a JSON object like {{\"userId\": \"user-123\"}} ({})",
+                e.to_string()
+                    .split(" at line")
+                    .next()
+                    .unwrap_or("wrong shape")
+            ))
+        } else {
+            ApiError::InvalidJson(format!(
+                "Request body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        }
+    })?;
+    Ok(TokenRequest {
+        user_id: user_id(raw.user_id)?,
+        name: name(raw.name)?,
+        image: image(raw.image)?,
+        custom: custom(raw.custom)?,
+    })
+}
+
+fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        code,
+        message: message.into(),
+    }
+}
+
+fn user_id(raw: Option<&RawValue>) -> Result<String, ApiError> {
+    const CODE: &str = "invalid_user_id";
+    let Some(raw) = raw else {
+        return Err(field_err(
+            CODE,
+            "userId is required: send your user's id as a string",
+        ));
+    };
+    let id: String = serde_json::from_str(raw.get()).map_err(|_| {
+        field_err(
+            CODE,
+            "userId must be a string (numbers and null are not accepted)",
+        )
+    })?;
+    if id.trim().is_empty() {
+        return Err(field_err(CODE, "userId must not be empty"));
+    }
+    if id.len() > MAX_USER_ID_BYTES {
+        return Err(field_err(
+            CODE,
+            format!("userId must be at most {MAX_USER_ID_BYTES} bytes"),
+        ));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(field_err(
+            CODE,
+            "userId must not contain control characters",
+        ));
+    }
+    Ok(id)
+}
+
+/// `None` -> Keep, `null` -> Clear, a string -> Set.
+fn optional_string(
+    raw: Option<&RawValue>,
+    code: &'static str,
+    field: &str,
+) -> Result<Field<String>, ApiError> {
+    match raw {
+        None => Ok(Field::Keep),
+        Some(r) if r.get() == "null" => Ok(Field::Clear),
+        Some(r) => serde_json::from_str::<String>(r.get())
+            .map(Field::Set)
+            .map_err(|_| field_err(code, format!("{field} must be a string or null"))),
+    }
+}
+
+fn name(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
+    const CODE: &str = "invalid_name";
+    let f = optional_string(raw, CODE, "name")?;
+    if let Field::Set(n) = &f {
+        if n.chars().count() > MAX_NAME_CHARS {
+            return Err(field_err(
+                CODE,
+                format!("name must be at most {MAX_NAME_CHARS} characters"),
+            ));
+        }
+        if n.chars().any(char::is_control) {
+            return Err(field_err(CODE, "name must not contain control characters"));
+        }
+    }
+    Ok(f)
+}
+
+fn image(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
+    const CODE: &str = "invalid_image";
+    let f = optional_string(raw, CODE, "image")?;
+    if let Field::Set(u) = &f {
+        if u.len() > MAX_IMAGE_BYTES {
+            return Err(field_err(
+                CODE,
+                format!("image must be at most {MAX_IMAGE_BYTES} bytes"),
+            ));
+        }
+        let ok = url::Url::parse(u)
+            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host().is_some());
+        if !ok {
+            return Err(field_err(
+                CODE,
+                "image must be an absolute http:// or https:// URL",
+            ));
+        }
+    }
+    Ok(f)
+}
+
+fn custom(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
+    const CODE: &str = "invalid_custom";
+    match raw {
+        None => Ok(Field::Keep),
+        Some(r) if r.get() == "null" => Ok(Field::Clear),
+        Some(r) => {
+            if !r.get().starts_with('{') {
+                return Err(field_err(CODE, "custom must be a JSON object or null"));
+            }
+            if r.get().len() > MAX_CUSTOM_BYTES {
+                return Err(field_err(
+                    CODE,
+                    format!("custom must be at most {MAX_CUSTOM_BYTES} bytes of JSON"),
+                ));
+            }
+            Ok(Field::Set(r.get().to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(body: &str) -> &'static str {
+        parse(body.as_bytes()).unwrap_err().code()
+    }
+
+    #[test]
+    fn absent_null_and_value_are_distinct() {
+        let r = parse(br#"{"userId":"u","name":null,"custom":{"a":1}}"#).unwrap();
+        assert_eq!(r.name, Field::Clear);
+        assert_eq!(r.image, Field::Keep);
+        assert_eq!(r.custom, Field::Set(r#"{"a":1}"#.to_string()));
+    }
+
+    #[test]
+    fn each_field_error_names_its_field() {
+        assert_eq!(code(r#"{}"#), "invalid_user_id");
+        assert_eq!(code(r#"{"userId":""}"#), "invalid_user_id");
+        assert_eq!(code(r#"{"userId":123}"#), "invalid_user_id");
+        assert_eq!(code(r#"{"userId":"a\u0001"}"#), "invalid_user_id");
+        assert_eq!(
+            code(&format!(r#"{{"userId":"{}"}}"#, "x".repeat(256))),
+            "invalid_user_id"
+        );
+        assert_eq!(code(r#"{"userId":"u","name":5}"#), "invalid_name");
+        assert_eq!(
+            code(r#"{"userId":"u","image":"ftp://x/y.png"}"#),
+            "invalid_image"
+        );
+        assert_eq!(
+            code(r#"{"userId":"u","image":"not a url"}"#),
+            "invalid_image"
+        );
+        assert_eq!(code(r#"{"userId":"u","custom":[1]}"#), "invalid_custom");
+        assert_eq!(code(r#"{"userId":"u","custom":"x"}"#), "invalid_custom");
+        assert_eq!(code(r#"{"userId": "#), "invalid_json");
+        assert_eq!(code(r#"[1,2]"#), "invalid_json");
+    }
+
+    #[test]
+    fn limits_are_inclusive() {
+        assert!(parse(format!(r#"{{"userId":"{}"}}"#, "x".repeat(255)).as_bytes()).is_ok());
+        assert!(
+            parse(format!(r#"{{"userId":"u","name":"{}"}}"#, "é".repeat(255)).as_bytes()).is_ok()
+        );
+        let big = format!(
+            r#"{{"userId":"u","custom":{{"k":"{}"}}}}"#,
+            "x".repeat(MAX_CUSTOM_BYTES)
+        );
+        assert_eq!(code(&big), "invalid_custom");
+    }
+}

@@ -1,0 +1,373 @@
+//! Runs the real binary the way an operator does: first start on an empty directory, the CLI
+//! against the running server, SIGTERM, and a check that no secret reached the logs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{verify_hs256, UUID};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatsdk-auth");
+
+struct Server {
+    child: Child,
+    addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+fn start(dir: &Path, envs: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .current_dir(dir)
+        .env("CHATSDK_AUTH_SERVER__LISTEN", "127.0.0.1:0")
+        .env("CHATSDK_AUTH_LOG__FORMAT", "json")
+        .env("CHATSDK_AUTH_LOG__LEVEL", "debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = mpsc::channel();
+    let sink = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if v["message"] == "listening" {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server logs its address");
+    Server { child, addr, logs }
+}
+
+fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+impl Server {
+    fn url(&self, p: &str) -> String {
+        format!("http://{}{}", self.addr, p)
+    }
+
+    async fn wait_ready(&self, c: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = c.get(self.url("/readyz")).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "not ready in time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for the exit status.
+    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // Let the reader thread drain the last lines.
+        std::thread::sleep(Duration::from_millis(50));
+        let logs = self.logs.lock().unwrap().clone();
+        (status, logs)
+    }
+}
+
+async fn post_tokens(c: &reqwest::Client, s: &Server, key: &str, body: Value) -> (u16, Value) {
+    let r = c
+        .post(s.url("/tokens"))
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let server = start(dir, &[]);
+    let c = reqwest::Client::new();
+    server.wait_ready(&c).await;
+
+    // First start created the data dir, the secrets and one API key, all owner-only.
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.join("data");
+    for f in [
+        "rest-signing.key",
+        "centrifugo-hmac.key",
+        "proxy-secret.key",
+        "metrics-token.key",
+        "api-key.txt",
+        "chatsdk-auth.db",
+    ] {
+        let mode = std::fs::metadata(data.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    let read = |f: &str| {
+        std::fs::read_to_string(data.join(f))
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    let key = read("api-key.txt");
+    let (rest_key, ws_key, proxy_secret, metrics_token) = (
+        read("rest-signing.key"),
+        read("centrifugo-hmac.key"),
+        read("proxy-secret.key"),
+        read("metrics-token.key"),
+    );
+    assert!(key.starts_with("chatsdk_"));
+    assert!(ws_key.len() >= 32 && rest_key.len() >= 32 && rest_key != ws_key);
+
+    let mut secrets_seen = vec![
+        key.clone(),
+        rest_key.clone(),
+        ws_key.clone(),
+        proxy_secret.clone(),
+        metrics_token.clone(),
+    ];
+    let (s, b) = post_tokens(&c, &server, &key, json!({"userId": "u1", "name": "Alice"})).await;
+    assert_eq!(s, 200, "{b}");
+    let ws = b["wsToken"].as_str().unwrap().to_string();
+    verify_hs256(&ws, &ws_key);
+    verify_hs256(b["token"].as_str().unwrap(), &rest_key);
+    secrets_seen.push(ws.clone());
+    secrets_seen.push(b["token"].as_str().unwrap().to_string());
+    assert_eq!(
+        post_tokens(&c, &server, "chatsdk_wrong", json!({"userId": "u1"}))
+            .await
+            .0,
+        401
+    );
+
+    // A proxy connect, as Centrifugo sends it.
+    let connect = |token: &str| {
+        json!({"client": UUID, "transport": "websocket", "protocol": "json", "encoding": "json", "data": {"token": token}}).to_string()
+    };
+    let r = c
+        .post(server.url("/centrifugo/connect"))
+        .header("X-Chatsdk-Proxy-Secret", &proxy_secret)
+        .body(connect(&ws))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["result"]["user"], "u1");
+
+    // The CLI works on the same store while the server runs.
+    let out = cli(dir, &["api-key", "create", "--name", "ci"]);
+    assert!(out.status.success(), "{out:?}");
+    let ci_key = stdout(&out).lines().last().unwrap().trim().to_string();
+    secrets_seen.push(ci_key.clone());
+    assert_eq!(
+        post_tokens(&c, &server, &ci_key, json!({"userId": "u2"}))
+            .await
+            .0,
+        200
+    );
+    let list = stdout(&cli(dir, &["api-key", "list"]));
+    assert!(list.contains("ci") && list.contains("default"), "{list}");
+    assert!(!list.contains(&ci_key) && !list.contains(&key));
+    let listed: Value =
+        serde_json::from_str(&stdout(&cli(dir, &["api-key", "list", "--json"]))).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert!(
+        !cli(dir, &["api-key", "create", "--name", "ci"])
+            .status
+            .success(),
+        "names are unique"
+    );
+    assert!(cli(dir, &["api-key", "revoke", "ci"]).status.success());
+    assert_eq!(
+        post_tokens(&c, &server, &ci_key, json!({"userId": "u2"}))
+            .await
+            .0,
+        401,
+        "revocation is immediate"
+    );
+    assert!(!cli(dir, &["api-key", "revoke", "ci"]).status.success());
+
+    let shown: Value = serde_json::from_str(&stdout(&cli(dir, &["user", "show", "u1"]))).unwrap();
+    assert_eq!(shown["id"], "u1");
+    assert_eq!(shown["name"], "Alice");
+    assert_eq!(shown["disabled"], false);
+    assert!(!cli(dir, &["user", "show", "nobody"]).status.success());
+    assert!(cli(dir, &["user", "disable", "u1"]).status.success());
+    let (s, b) = post_tokens(&c, &server, &key, json!({"userId": "u1"})).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("user_disabled")));
+    assert!(cli(dir, &["user", "enable", "u1"]).status.success());
+    assert_eq!(
+        post_tokens(&c, &server, &key, json!({"userId": "u1"}))
+            .await
+            .0,
+        200
+    );
+    assert!(cli(dir, &["user", "revoke-tokens", "u1"]).status.success());
+    let r = c
+        .post(server.url("/centrifugo/connect"))
+        .header("X-Chatsdk-Proxy-Secret", &proxy_secret)
+        .body(connect(&ws))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["disconnect"]["code"], 4504);
+    assert!(!cli(dir, &["user", "disable", "nobody"]).status.success());
+
+    // centrifugo-config carries the live HMAC key and proxy secret.
+    let out = cli(dir, &["centrifugo-config", "--mode", "proxy"]);
+    assert!(out.status.success(), "{out:?}");
+    let cfg: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(cfg["client"]["token"]["hmac_secret_key"], ws_key.as_str());
+    assert_eq!(
+        cfg["client"]["proxy"]["connect"]["http"]["static_headers"]["x-chatsdk-proxy-secret"],
+        proxy_secret.as_str()
+    );
+    let v5: Value = serde_json::from_str(&stdout(&cli(
+        dir,
+        &["centrifugo-config", "--centrifugo-version", "5"],
+    )))
+    .unwrap();
+    assert_eq!(v5["token_hmac_secret_key"], ws_key.as_str());
+
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "exit 0 after SIGTERM, got {status:?}");
+    let text = logs.join("\n");
+    assert!(
+        text.contains("shutdown requested") && text.contains("SIGTERM"),
+        "{text}"
+    );
+    let requests: Vec<Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request")
+        .collect();
+    assert!(
+        requests.len() >= 9,
+        "{} request lines in:\n{text}",
+        requests.len()
+    );
+    for r in &requests {
+        for field in ["method", "route", "status", "latency_us", "request_id"] {
+            assert!(r.get(field).is_some(), "access log lacks {field}: {r}");
+        }
+    }
+    for secret in &secrets_seen {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a secret or token reached the logs"
+        );
+        // Also no signature segment of a token, nor a long prefix of a key.
+        let tail = secret.rsplit('.').next().unwrap();
+        assert!(!text.contains(tail));
+        assert!(!text.contains(&secret[..secret.len().min(20)]) || secret.starts_with("eyJ"));
+    }
+}
+
+#[tokio::test]
+async fn initial_key_from_env_and_check_config_redaction() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let initial = format!("chatsdk_{}", "k".repeat(43));
+    let server = start(dir, &[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &initial)]);
+    let c = reqwest::Client::new();
+    server.wait_ready(&c).await;
+    assert_eq!(
+        post_tokens(&c, &server, &initial, json!({"userId": "x"}))
+            .await
+            .0,
+        200
+    );
+    assert!(
+        !dir.join("data/api-key.txt").exists(),
+        "no key is generated when one is provided"
+    );
+    let (status, logs) = server.terminate();
+    assert!(status.success());
+    assert!(!logs.join("\n").contains(&initial));
+
+    let out = Command::new(BIN)
+        .args(["check-config"])
+        .current_dir(dir)
+        .env("CHATSDK_AUTH_SECRETS__REST_KEY", "r".repeat(40))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("rest_key = \"<redacted>\""), "{text}");
+    assert!(!text.contains(&"r".repeat(40)));
+}
+
+#[test]
+fn invalid_config_stops_startup_listing_every_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.toml"),
+        "[server]\nlisten = \"nowhere\"\n[tokens]\nalgorithm = \"none\"\n[storage]\nbackend = \"mysql\"\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["--config", "bad.toml", "serve"])
+        .current_dir(tmp.path())
+        .env("CHATSDK_AUTH_TOKENS__TTL_SECONDS", "5")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in [
+        "server.listen",
+        "tokens.algorithm",
+        "storage.backend",
+        "tokens.ttl_seconds",
+    ] {
+        assert!(err.contains(key), "{key} missing from: {err}");
+    }
+    assert!(
+        !tmp.path().join("data").exists(),
+        "nothing is created when config is invalid"
+    );
+    let out = Command::new(BIN)
+        .args(["--config", "missing.toml", "check-config"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}

@@ -1,0 +1,180 @@
+use serde_json::{json, Value};
+
+use crate::helpers::{metric_value, TestApp};
+
+#[tokio::test]
+async fn health_and_readiness_are_json() {
+    let t = TestApp::spawn().await;
+    let r = t.client.get(t.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
+    let r = t.client.get(t.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ready"}));
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405() {
+    let t = TestApp::spawn().await;
+    let r = t.client.get(t.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "not_found");
+    for (method, path, allow) in [
+        (reqwest::Method::GET, "/tokens", "POST"),
+        (reqwest::Method::PUT, "/tokens", "POST"),
+        (reqwest::Method::DELETE, "/centrifugo/connect", "POST"),
+        (reqwest::Method::POST, "/healthz", "GET"),
+        (reqwest::Method::POST, "/metrics", "GET"),
+    ] {
+        let r = t
+            .client
+            .request(method.clone(), t.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{method} {path}");
+        assert_eq!(r.headers()["allow"], allow);
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["code"], "method_not_allowed");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_issuance_and_never_carry_user_ids_or_keys() {
+    let t = TestApp::spawn().await;
+    t.mint("secret-user-id-42").await;
+    let r = t.client.get(t.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = r.text().await.unwrap();
+    assert_eq!(
+        metric_value(&text, r#"chatsdk_auth_tokens_issued_total{kind="rest"}"#),
+        1.0
+    );
+    assert_eq!(
+        metric_value(&text, r#"chatsdk_auth_tokens_issued_total{kind="ws"}"#),
+        1.0
+    );
+    assert!(metric_value(&text, "process_resident_memory_bytes") > 0.0);
+    assert!(text.contains("chatsdk_auth_build_info{"));
+    assert!(!text.contains("secret-user-id-42"));
+    assert!(!text.contains(&t.key));
+    assert!(!text.contains(&t.ws_key()));
+}
+
+#[tokio::test]
+async fn metrics_can_require_a_bearer_token_and_move_to_their_own_listener() {
+    let t = TestApp::spawn_with(|c| c.metrics.require_token = true).await;
+    let r = t.client.get(t.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "invalid_metrics_token"
+    );
+    let token = t.app.secrets.metrics_token.expose().to_string();
+    let r = t
+        .client
+        .get(t.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // A separate listener: /metrics there, 404 on the main one.
+    let tmp = tempfile::tempdir().unwrap();
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let maddr = l.local_addr().unwrap();
+    drop(l);
+    let mut raw = chatsdk_auth::config::RawConfig::default();
+    raw.server.listen = "127.0.0.1:0".into();
+    raw.metrics.listen = maddr.to_string();
+    raw.storage.data_dir = tmp.path().join("d").to_string_lossy().into_owned();
+    let app = chatsdk_auth::cli::prepare(raw.validate().unwrap()).unwrap();
+    let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr_main = main.local_addr().unwrap();
+    let metrics = tokio::net::TcpListener::bind(maddr).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(chatsdk_auth::serve(main, Some(metrics), app, async {
+        let _ = rx.await;
+    }));
+    let c = reqwest::Client::new();
+    assert_eq!(
+        c.get(format!("http://{maddr_main}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        c.get(format!("http://{maddr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        c.post(format!("http://{maddr}/tokens"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let _ = tx.send(());
+    assert!(task.await.unwrap());
+}
+
+#[tokio::test]
+async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
+    let mut t = TestApp::spawn().await;
+    // A request whose body arrives slowly is in flight when the stop comes.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let body = reqwest::Body::wrap_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let req = t
+        .client
+        .post(t.url("/tokens"))
+        .header("X-API-Key", &t.key)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send();
+    let pending = tokio::spawn(req);
+    tx.send(Ok(br#"{"userId":"#.to_vec())).await.unwrap();
+    // Wait until the server counts the request as in flight (no sleeps: poll the gauge).
+    for _ in 0..500 {
+        if t.app.metrics.http_in_flight.get() >= 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert_eq!(t.app.metrics.http_in_flight.get(), 1);
+    let addr = t.addr;
+    let stopping = {
+        let stop = t.stop();
+        tokio::pin!(stop);
+        tokio::select! {
+            _ = &mut stop => panic!("drain must wait for the in-flight request"),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+        }
+        assert!(
+            !t_app_ready(&addr).await,
+            "new connections are refused while draining"
+        );
+        tx.send(Ok(br#""late"}"#.to_vec())).await.unwrap();
+        drop(tx);
+        let resp = pending.await.unwrap().unwrap();
+        assert_eq!(resp.status(), 200);
+        stop.await
+    };
+    assert!(stopping, "drained within the deadline");
+}
+
+async fn t_app_ready(addr: &std::net::SocketAddr) -> bool {
+    tokio::net::TcpStream::connect(addr).await.is_ok()
+}

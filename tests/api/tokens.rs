@@ -1,0 +1,535 @@
+use std::collections::BTreeSet;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{now, try_verify_hs256, verify_hs256, TestApp};
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn seed_request_returns_the_documented_shape() {
+    let t = TestApp::spawn().await;
+    let (s, b) = t
+        .tokens(json!({
+            "userId": "user-123", "name": "Alice Johnson", "image": "https://cdn.example/a.png",
+            "custom": {"department": "Engineering", "role": "Senior Developer"}
+        }))
+        .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        keys(&b),
+        ["expiresIn", "token", "user", "wsToken"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(b["expiresIn"], 86400);
+    assert_eq!(
+        b["user"],
+        json!({"id": "user-123", "name": "Alice Johnson", "image": "https://cdn.example/a.png"})
+    );
+    assert!(b["token"].as_str().unwrap().starts_with("eyJ"));
+    assert!(b["wsToken"].as_str().unwrap().starts_with("eyJ"));
+}
+
+#[tokio::test]
+async fn rest_token_claims_and_key() {
+    let t = TestApp::spawn().await;
+    let before = now();
+    let b = t.mint("user-1").await;
+    let token = b["token"].as_str().unwrap();
+    let (h, c) = verify_hs256(token, &t.rest_key());
+    assert_eq!(h["alg"], "HS256");
+    assert_eq!(
+        keys(&c),
+        ["aud", "exp", "iat", "iss", "jti", "sub"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(c["iss"], "chatsdk-auth");
+    assert_eq!(c["sub"], "user-1");
+    assert_eq!(c["aud"], "chatsdk-api");
+    let iat = c["iat"].as_i64().unwrap();
+    assert!(iat >= before && iat <= now());
+    assert_eq!(c["exp"].as_i64().unwrap(), iat + 86400);
+    let jti = c["jti"].as_str().unwrap();
+    assert_eq!(jti.len(), 32);
+    // A REST token must never validate with the Centrifugo key.
+    assert!(try_verify_hs256(token, &t.ws_key()).is_none());
+}
+
+#[tokio::test]
+async fn ws_token_is_a_centrifugo_connection_token() {
+    let t = TestApp::spawn().await;
+    let b = t.mint("user-1").await;
+    let ws = b["wsToken"].as_str().unwrap();
+    let (h, c) = verify_hs256(ws, &t.ws_key());
+    assert_eq!(h["alg"], "HS256");
+    assert!(
+        try_verify_hs256(ws, &t.rest_key()).is_none(),
+        "wsToken must not validate as REST"
+    );
+    // shared/centrifugo.md §1.2: string sub, numeric iat/exp, no nbf, no channel, no exp 0.
+    assert!(c["sub"].is_string());
+    assert_eq!(c["sub"], "user-1");
+    assert!(c["iat"].is_i64() && c["exp"].is_i64());
+    assert!(c["exp"].as_i64().unwrap() > now());
+    assert!(c.get("nbf").is_none());
+    assert!(c.get("channel").is_none());
+    assert!(
+        c.get("aud").is_none() && c.get("iss").is_none(),
+        "aud/iss only when configured"
+    );
+    assert!(c.get("channels").is_none());
+    assert_eq!(
+        c["info"],
+        json!({"name": "Ada", "image": "https://cdn.example/ada.png"})
+    );
+    assert_eq!(c["meta"], json!({"iat": c["iat"]}));
+    // Both tokens expire at the same instant, with different jti.
+    let (_, rest) = verify_hs256(b["token"].as_str().unwrap(), &t.rest_key());
+    assert_eq!(rest["exp"], c["exp"]);
+    assert_ne!(rest["jti"], c["jti"]);
+    assert!(c["jti"].as_str().unwrap().len() >= 16);
+}
+
+#[tokio::test]
+async fn ws_info_carries_only_the_fields_the_user_has() {
+    let t = TestApp::spawn().await;
+    let (_, b) = t.tokens(json!({"userId": "only-name", "name": "Bo"})).await;
+    let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
+    assert_eq!(c["info"], json!({"name": "Bo"}));
+    assert_eq!(
+        b["user"],
+        json!({"id": "only-name", "name": "Bo", "image": null})
+    );
+    let (_, b) = t.tokens(json!({"userId": "bare"})).await;
+    let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
+    assert!(
+        c.get("info").is_none(),
+        "no info claim for a user without name and image"
+    );
+}
+
+#[tokio::test]
+async fn configured_audience_issuer_ttl_and_channels_are_applied() {
+    let t = TestApp::spawn_with(|c| {
+        c.tokens.ws_audience = "centrifugo".into();
+        c.tokens.ws_issuer = "chatsdk-auth".into();
+        c.tokens.rest_audience = "my-api".into();
+        c.tokens.ttl_seconds = 3600;
+        c.centrifugo.user_channels = vec!["personal:#{userId}".into()];
+    })
+    .await;
+    let b = t.mint("u-7").await;
+    assert_eq!(b["expiresIn"], 3600);
+    let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
+    assert_eq!(c["aud"], "centrifugo");
+    assert_eq!(c["iss"], "chatsdk-auth");
+    assert_eq!(c["channels"], json!(["personal:u-7"]));
+    assert_eq!(
+        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+        3600
+    );
+    let (_, r) = verify_hs256(b["token"].as_str().unwrap(), &t.rest_key());
+    assert_eq!(r["aud"], "my-api");
+}
+
+#[tokio::test]
+async fn upsert_updates_keeps_and_clears_fields_without_duplicating() {
+    let t = TestApp::spawn().await;
+    // Sent as raw text: key order and spacing must survive exactly.
+    let r = t
+        .client
+        .post(t.url("/tokens"))
+        .header("X-API-Key", &t.key)
+        .header("Content-Type", "application/json")
+        .body(r#"{"userId":"u","name":"A","image":"https://x.example/a.png","custom":{"z": 1, "a":[1,2]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Omitted fields keep their value.
+    let (s, b) = t.tokens(json!({"userId": "u", "name": "B"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        b["user"],
+        json!({"id": "u", "name": "B", "image": "https://x.example/a.png"})
+    );
+    let u = t.app.store.get_user("u").unwrap().unwrap();
+    assert_eq!(
+        u.custom.as_deref(),
+        Some(r#"{"z": 1, "a":[1,2]}"#),
+        "custom is stored as given"
+    );
+    // Explicit null clears.
+    let (_, b) = t
+        .tokens(json!({"userId": "u", "image": null, "custom": null}))
+        .await;
+    assert_eq!(b["user"], json!({"id": "u", "name": "B", "image": null}));
+    let u = t.app.store.get_user("u").unwrap().unwrap();
+    assert_eq!(u.custom, None);
+    assert_eq!(count_users(&t, "u"), 1);
+}
+
+fn count_users(t: &TestApp, id: &str) -> i64 {
+    let db = rusqlite::Connection::open(t.dir.join("chatsdk-auth.db")).unwrap();
+    db.query_row("SELECT count(*) FROM users WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_upserts_of_one_user_leave_one_row() {
+    let t = TestApp::spawn().await;
+    let mut handles = Vec::new();
+    for i in 0..64 {
+        let client = t.client.clone();
+        let url = t.url("/tokens");
+        let key = t.key.clone();
+        handles.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .header("X-API-Key", key)
+                .json(&json!({"userId": "same", "name": format!("n{i}")}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    assert_eq!(count_users(&t, "same"), 1);
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_users_upserted_total{result="created"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_users_upserted_total{result="updated"}"#)
+            .await,
+        63.0
+    );
+}
+
+#[tokio::test]
+async fn invalid_requests_are_400_naming_the_field_and_write_nothing() {
+    let t = TestApp::spawn().await;
+    let long = "x".repeat(256);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({}), "invalid_user_id"),
+        (json!({"name": "Alice"}), "invalid_user_id"),
+        (json!({"userId": ""}), "invalid_user_id"),
+        (json!({"userId": "   "}), "invalid_user_id"),
+        (json!({"userId": 123}), "invalid_user_id"),
+        (json!({"userId": null}), "invalid_user_id"),
+        (json!({"userId": long}), "invalid_user_id"),
+        (json!({"userId": "a\nb"}), "invalid_user_id"),
+        (json!({"userId": "new-1", "name": 5}), "invalid_name"),
+        (
+            json!({"userId": "new-1", "name": "n".repeat(256)}),
+            "invalid_name",
+        ),
+        (
+            json!({"userId": "new-1", "image": "javascript:alert(1)"}),
+            "invalid_image",
+        ),
+        (
+            json!({"userId": "new-1", "image": "/relative.png"}),
+            "invalid_image",
+        ),
+        (
+            json!({"userId": "new-1", "image": format!("https://x.example/{}", "a".repeat(2048))}),
+            "invalid_image",
+        ),
+        (
+            json!({"userId": "new-1", "custom": "str"}),
+            "invalid_custom",
+        ),
+        (json!({"userId": "new-1", "custom": [1]}), "invalid_custom"),
+        (
+            json!({"userId": "new-1", "custom": {"k": "v".repeat(16 * 1024)}}),
+            "invalid_custom",
+        ),
+        (json!([{"userId": "new-1"}]), "invalid_json"),
+        (json!("new-1"), "invalid_json"),
+    ];
+    for (body, code) in cases {
+        let (s, b) = t.tokens(body.clone()).await;
+        assert_eq!(s, 400, "{body} -> {b}");
+        assert_eq!(b["code"], code, "{body} -> {b}");
+        assert!(b["error"].as_str().unwrap().len() > 10, "{b}");
+        assert_eq!(keys(&b), ["code", "error"].map(String::from).into());
+    }
+    assert!(
+        t.app.store.get_user("new-1").unwrap().is_none(),
+        "a rejected request writes nothing"
+    );
+    // Malformed JSON.
+    let r = t
+        .client
+        .post(t.url("/tokens"))
+        .header("X-API-Key", &t.key)
+        .header("Content-Type", "application/json")
+        .body(r#"{"userId": "#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["code"], "invalid_json");
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_token_requests_rejected_total{reason="invalid_request"}"#)
+            .await,
+        19.0
+    );
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_tokens_issued_total{kind="rest"}"#)
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn a_valid_update_after_a_rejected_one_keeps_the_old_profile() {
+    let t = TestApp::spawn().await;
+    t.tokens(json!({"userId": "keep", "name": "Old"})).await;
+    let (s, _) = t
+        .tokens(json!({"userId": "keep", "name": "New", "image": "ftp://nope"}))
+        .await;
+    assert_eq!(s, 400);
+    assert_eq!(
+        t.app
+            .store
+            .get_user("keep")
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
+        Some("Old")
+    );
+}
+
+#[tokio::test]
+async fn bad_api_keys_are_401_with_the_seed_wording() {
+    let t = TestApp::spawn().await;
+    let body = json!({"userId": "u"});
+    for key in [
+        "",
+        "not-a-key",
+        "chatsdk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    ] {
+        let (s, b) = t.tokens_with_key(key, body.clone()).await;
+        assert_eq!(s, 401);
+        assert_eq!(
+            b,
+            json!({"error": "Invalid API key", "code": "invalid_api_key"})
+        );
+    }
+    let r = t
+        .client
+        .post(t.url("/tokens"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_token_requests_rejected_total{reason="invalid_api_key"}"#)
+            .await,
+        4.0
+    );
+    assert!(t.app.store.get_user("u").unwrap().is_none());
+}
+
+#[tokio::test]
+async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once() {
+    let t = TestApp::spawn().await;
+    let second = t.app.store.create_api_key("second", now()).unwrap();
+    assert!(second.starts_with("chatsdk_") && second.len() > 40);
+    assert_eq!(
+        t.tokens_with_key(&second, json!({"userId": "u"})).await.0,
+        200
+    );
+    assert_eq!(t.tokens(json!({"userId": "u"})).await.0, 200);
+    assert!(t.app.store.revoke_api_key("test", now()).unwrap());
+    assert_eq!(t.tokens(json!({"userId": "u"})).await.0, 401);
+    assert_eq!(
+        t.tokens_with_key(&second, json!({"userId": "u"})).await.0,
+        200
+    );
+    let list = t.app.store.list_api_keys().unwrap();
+    let test = list.iter().find(|k| k.name == "test").unwrap();
+    assert!(test.revoked_at.is_some() && test.last_used_at.is_some());
+    assert!(
+        !serde_json::to_string(&list).unwrap().contains(&second),
+        "list never shows keys"
+    );
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_api_key_requests_total{key_name="second"}"#)
+            .await,
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn wrong_content_type_is_415_and_large_bodies_are_413() {
+    let t = TestApp::spawn().await;
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut rb = t
+            .client
+            .post(t.url("/tokens"))
+            .header("X-API-Key", &t.key)
+            .body(r#"{"userId":"u"}"#);
+        if let Some(ct) = ct {
+            rb = rb.header("Content-Type", ct);
+        }
+        let r = rb.send().await.unwrap();
+        assert_eq!(r.status(), 415, "{ct:?}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(b["code"], "unsupported_media_type");
+    }
+    let ok = t
+        .client
+        .post(t.url("/tokens"))
+        .header("X-API-Key", &t.key)
+        .header("Content-Type", "application/json; charset=utf-8")
+        .body(r#"{"userId":"u"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let big = format!(r#"{{"userId":"big","name":"{}"}}"#, "x".repeat(70 * 1024));
+    let r = t
+        .client
+        .post(t.url("/tokens"))
+        .header("X-API-Key", &t.key)
+        .header("Content-Type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["code"],
+        "payload_too_large"
+    );
+    // Chunked, without Content-Length: the limit still holds.
+    let stream = futures_stream(big.into_bytes());
+    let r = t
+        .client
+        .post(t.url("/tokens"))
+        .header("X-API-Key", &t.key)
+        .header("Content-Type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert!(t.app.store.get_user("big").unwrap().is_none());
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_token_requests_rejected_total{reason="payload_too_large"}"#)
+            .await,
+        2.0
+    );
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_token_requests_rejected_total{reason="unsupported_media_type"}"#)
+            .await,
+        3.0
+    );
+}
+
+fn futures_stream(
+    bytes: Vec<u8>,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        bytes.chunks(8192).map(|c| Ok(c.to_vec())).collect();
+    tokio_stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn disabled_users_get_403_and_nothing_changes() {
+    let t = TestApp::spawn().await;
+    t.tokens(json!({"userId": "d", "name": "Before"})).await;
+    assert!(t.app.store.set_user_disabled("d", true, now()).unwrap());
+    let (s, b) = t.tokens(json!({"userId": "d", "name": "After"})).await;
+    assert_eq!(s, 403);
+    assert_eq!(b["code"], "user_disabled");
+    assert_eq!(
+        t.app.store.get_user("d").unwrap().unwrap().name.as_deref(),
+        Some("Before")
+    );
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_token_requests_rejected_total{reason="user_disabled"}"#)
+            .await,
+        1.0
+    );
+    assert!(t.app.store.set_user_disabled("d", false, now()).unwrap());
+    assert_eq!(
+        t.tokens(json!({"userId": "d", "name": "After"})).await.0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn tokens_minted_after_a_revocation_are_not_revoked() {
+    let t = TestApp::spawn().await;
+    t.mint("r").await;
+    let valid_after = now() + 1;
+    assert!(t
+        .app
+        .store
+        .revoke_user_tokens("r", valid_after, now())
+        .unwrap());
+    let b = t.mint("r").await;
+    let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
+    assert!(c["iat"].as_i64().unwrap() >= valid_after);
+}
+
+#[tokio::test]
+async fn restart_keeps_users_keys_and_secrets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut first = TestApp::start_in(&dir, |_| {}).await;
+    first.mint("persist").await;
+    let ws_key = first.ws_key();
+    assert!(first.stop().await);
+    drop(first);
+    let second = TestApp::start_in(&dir, |_| {}).await;
+    assert_eq!(
+        second.ws_key(),
+        ws_key,
+        "secrets are read back, not regenerated"
+    );
+    let u = second.app.store.get_user("persist").unwrap().unwrap();
+    assert_eq!(u.name.as_deref(), Some("Ada"));
+    let (s, b) = second.tokens(json!({"userId": "persist"})).await;
+    assert_eq!(s, 200, "the key from the first run still works");
+    assert_eq!(b["user"]["name"], "Ada");
+    verify_hs256(b["wsToken"].as_str().unwrap(), &ws_key);
+}
+
+#[tokio::test]
+async fn responses_carry_a_request_id() {
+    let t = TestApp::spawn().await;
+    let r = t
+        .client
+        .get(t.url("/healthz"))
+        .header("X-Request-Id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = t.client.get(t.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"].len(), 16);
+}

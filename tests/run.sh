@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command (README "Testing"; .ci/run calls exactly this). Installs what the suite
+# needs when it is missing, then runs formatting, lints and every test.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+need=()
+command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
+if ((${#need[@]})); then
+  echo "[test] installing ${need[*]} (Debian packages)"
+  SUDO=""; ((EUID == 0)) || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+echo "[test] cargo fmt --check"
+cargo fmt --all -- --check
+echo "[test] cargo clippy"
+cargo clippy --locked --all-targets -- -D warnings
+echo "[test] promtool: alert rules and their unit tests"
+(cd dashboards && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
+echo "[test] cargo test"
+cargo test --locked
