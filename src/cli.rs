@@ -106,9 +106,10 @@ pub fn run_command(cli: &Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Serve => bail!("serve is handled by main"),
         Command::CheckConfig => {
+            // Validate first so every problem is listed, then print what is in effect.
+            load_config(cli)?;
             let fig = config::figment(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
             let text = config::redacted_toml(&fig).map_err(|e| anyhow::anyhow!("{e}"))?;
-            load_config(cli)?;
             print!("{text}");
             eprintln!("configuration is valid");
             Ok(())

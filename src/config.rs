@@ -369,13 +369,9 @@ impl Config {
                 }
             }
         }
-        let raw: RawConfig = match fig.extract() {
-            Ok(raw) => raw,
-            Err(errors) => {
-                problems.extend(errors.into_iter().map(describe_figment_error));
-                return Err(ConfigError { problems });
-            }
-        };
+        // Sections are extracted one by one so that a type error in one section does not hide
+        // the problems of the others (figment stops at the first error of an extraction).
+        let raw = extract_sections(&fig, &mut problems);
         match raw.validate() {
             Ok(config) if problems.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError { problems }),
@@ -384,6 +380,54 @@ impl Config {
                 Err(ConfigError { problems })
             }
         }
+    }
+}
+
+fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
+    const SECTIONS: [&str; 7] = [
+        "server",
+        "storage",
+        "tokens",
+        "centrifugo",
+        "metrics",
+        "log",
+        "secrets",
+    ];
+    if let Ok(top) = fig.extract::<std::collections::BTreeMap<String, figment::value::Value>>() {
+        for key in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+            let source = fig
+                .find_metadata(key)
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            problems.push(format!(
+                "{key}: unknown section{source}; expected one of {}",
+                SECTIONS.join(", ")
+            ));
+        }
+    }
+    fn section<T: serde::de::DeserializeOwned + Default>(
+        fig: &Figment,
+        name: &str,
+        problems: &mut Vec<String>,
+    ) -> T {
+        fig.extract_inner::<T>(name).unwrap_or_else(|errors| {
+            problems.extend(errors.into_iter().map(|mut e| {
+                // extract_inner reports paths relative to the section, in varying order.
+                e.path.retain(|p| p != name);
+                e.path.insert(0, name.to_string());
+                describe_figment_error(e)
+            }));
+            T::default()
+        })
+    }
+    RawConfig {
+        server: section(fig, "server", problems),
+        storage: section(fig, "storage", problems),
+        tokens: section(fig, "tokens", problems),
+        centrifugo: section(fig, "centrifugo", problems),
+        metrics: section(fig, "metrics", problems),
+        log: section(fig, "log", problems),
+        secrets: section(fig, "secrets", problems),
     }
 }
 
@@ -758,6 +802,24 @@ mod tests {
                 "tokens.ttl_seconds",
                 "log.format",
             ] {
+                assert!(text.contains(key), "{key} missing from {text}");
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_type_error_does_not_hide_problems_in_other_sections() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[tokens]\nttl_seconds = \"a day\"\n[log]\nformat = \"xml\"\n",
+            )?;
+            jail.set_env("CHATSDK_AUTH_BOGUS", "1");
+            let text = Config::load(Some(Path::new("c.toml")))
+                .unwrap_err()
+                .to_string();
+            for key in ["tokens.ttl_seconds", "log.format", "bogus"] {
                 assert!(text.contains(key), "{key} missing from {text}");
             }
             Ok(())
