@@ -37,24 +37,31 @@ pub const PLACEHOLDERS: SecretValues<'static> = SecretValues {
     proxy_secret: "REPLACE_WITH_data/proxy-secret.key",
 };
 
-/// Namespaces the sidecar's channels need: those of the user-channel templates (server-side
-/// only) and those of the subscribe patterns (subscribe proxy on).
-fn namespaces(config: &Config) -> (BTreeSet<String>, BTreeSet<String>) {
+/// The channel namespaces the sidecar's channels need.
+struct Namespaces {
+    /// Namespaces of `user_channels` only: server-side subscriptions, no client permissions.
+    server_side: BTreeSet<String>,
+    /// Namespaces of `subscribe_patterns` (a namespace in both lists lands here): the
+    /// subscribe proxy decides.
+    proxied: BTreeSet<String>,
+    /// A pattern without a namespace: `channel.without_namespace` asks the subscribe proxy.
+    without_namespace: bool,
+}
+
+fn namespaces(config: &Config) -> Namespaces {
     let ns = |ch: &str| ch.split_once(':').map(|(n, _)| n.to_string());
-    let personal: BTreeSet<String> = config
-        .centrifugo
-        .user_channels
-        .iter()
-        .filter_map(|t| ns(t))
-        .collect();
-    let proxied: BTreeSet<String> = config
-        .centrifugo
-        .subscribe_patterns
-        .iter()
-        .filter_map(|p| ns(p))
-        .filter(|n| !personal.contains(n))
-        .collect();
-    (personal, proxied)
+    let c = &config.centrifugo;
+    let proxied: BTreeSet<String> = c.subscribe_patterns.iter().filter_map(|p| ns(p)).collect();
+    Namespaces {
+        server_side: c
+            .user_channels
+            .iter()
+            .filter_map(|t| ns(t))
+            .filter(|n| !proxied.contains(n))
+            .collect(),
+        without_namespace: c.subscribe_patterns.iter().any(|p| !p.contains(':')),
+        proxied,
+    }
 }
 
 /// Builds the config document.
@@ -111,9 +118,13 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         }),
     );
 
-    let (personal, proxied) = namespaces(config);
-    let mut ns: Vec<Value> = personal.iter().map(|n| json!({ "name": n })).collect();
-    ns.extend(proxied.iter().map(|n| {
+    let plan = namespaces(config);
+    let mut ns: Vec<Value> = plan
+        .server_side
+        .iter()
+        .map(|n| json!({ "name": n }))
+        .collect();
+    ns.extend(plan.proxied.iter().map(|n| {
         json!({
             "name": n,
             "presence": true,
@@ -123,14 +134,19 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         })
     }));
 
-    json!({
+    let mut client = Map::new();
+    client.insert("allowed_origins".into(), json!([]));
+    // Proxy mode carries no token key: a client that sends `token` would otherwise skip the
+    // connect proxy (and with it disable and revocation) and be verified by Centrifugo alone.
+    if mode == Mode::Jwt {
+        client.insert("token".into(), Value::Object(token));
+    }
+    client.insert("proxy".into(), Value::Object(proxy));
+
+    let mut doc = json!({
         "http_server": { "port": 8000 },
         "log": { "level": "info" },
-        "client": {
-            "allowed_origins": [],
-            "token": token,
-            "proxy": proxy,
-        },
+        "client": client,
         "channel": {
             "proxy": {
                 "subscribe": {
@@ -150,7 +166,14 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         },
         "prometheus": { "enabled": true },
         "health": { "enabled": true },
-    })
+    });
+    if plan.without_namespace {
+        doc["channel"]["without_namespace"] = json!({
+            "subscribe_proxy_enabled": true,
+            "sub_refresh_proxy_enabled": sub_refresh_on,
+        });
+    }
+    doc
 }
 
 fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
@@ -160,12 +183,14 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     m.insert("port".into(), json!(8000));
     m.insert("log_level".into(), json!("info"));
     m.insert("allowed_origins".into(), json!([]));
-    m.insert("token_hmac_secret_key".into(), json!(s.hmac_key));
-    if let Some(a) = &config.tokens.ws_audience {
-        m.insert("token_audience".into(), json!(a));
-    }
-    if let Some(i) = &config.tokens.ws_issuer {
-        m.insert("token_issuer".into(), json!(i));
+    if mode == Mode::Jwt {
+        m.insert("token_hmac_secret_key".into(), json!(s.hmac_key));
+        if let Some(a) = &config.tokens.ws_audience {
+            m.insert("token_audience".into(), json!(a));
+        }
+        if let Some(i) = &config.tokens.ws_issuer {
+            m.insert("token_issuer".into(), json!(i));
+        }
     }
     if mode == Mode::Proxy {
         m.insert(
@@ -192,17 +217,27 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         json!({ c.proxy_secret_header.as_str(): s.proxy_secret }),
     );
     m.insert("proxy_include_connection_meta".into(), json!(true));
-    let (personal, proxied) = namespaces(config);
-    let mut ns: Vec<Value> = personal.iter().map(|n| json!({ "name": n })).collect();
-    ns.extend(proxied.iter().map(|n| {
+    let plan = namespaces(config);
+    let sub_refresh_on = c.subscription_refresh_interval_seconds > 0;
+    let mut ns: Vec<Value> = plan
+        .server_side
+        .iter()
+        .map(|n| json!({ "name": n }))
+        .collect();
+    ns.extend(plan.proxied.iter().map(|n| {
         json!({
             "name": n,
             "presence": true,
             "join_leave": true,
             "proxy_subscribe": true,
-            "proxy_sub_refresh": c.subscription_refresh_interval_seconds > 0,
+            "proxy_sub_refresh": sub_refresh_on,
         })
     }));
+    if plan.without_namespace {
+        // v5: the top-level flags apply to channels without a namespace.
+        m.insert("proxy_subscribe".into(), json!(true));
+        m.insert("proxy_sub_refresh".into(), json!(sub_refresh_on));
+    }
     m.insert("namespaces".into(), json!(ns));
     m.insert("prometheus".into(), json!(true));
     m.insert("health".into(), json!(true));
@@ -248,14 +283,36 @@ mod tests {
     }
 
     #[test]
+    fn patterns_without_namespace_or_shared_with_user_channels_reach_the_proxy() {
+        let mut raw = crate::config::RawConfig::default();
+        raw.centrifugo.user_channels = vec!["room:#{userId}".into()];
+        raw.centrifugo.subscribe_patterns = vec!["lobby".into(), "room:*".into()];
+        let v = generate(&raw.validate().unwrap(), &S, Mode::Jwt, Version::V6);
+        assert_eq!(
+            v["channel"]["without_namespace"]["subscribe_proxy_enabled"],
+            true
+        );
+        let ns = v["channel"]["namespaces"].as_array().unwrap();
+        assert_eq!(ns.len(), 1);
+        assert_eq!(ns[0]["name"], "room");
+        assert_eq!(ns[0]["subscribe_proxy_enabled"], true);
+        let v5 = generate(&raw.validate().unwrap(), &S, Mode::Jwt, Version::V5);
+        assert_eq!(v5["proxy_subscribe"], true);
+    }
+
+    #[test]
     fn proxy_mode_forwards_authorization_and_v5_is_flat() {
         let v = generate(&cfg(), &S, Mode::Proxy, Version::V6);
         assert_eq!(
             v["client"]["proxy"]["connect"]["emulated_headers"][0],
             "Authorization"
         );
+        // No token key in proxy mode: a client sending `token` must not bypass the proxy.
+        assert!(v["client"].get("token").is_none());
         let v5 = generate(&cfg(), &S, Mode::Proxy, Version::V5);
-        assert_eq!(v5["token_hmac_secret_key"], "K");
+        assert!(v5.get("token_hmac_secret_key").is_none());
+        let jwt5 = generate(&cfg(), &S, Mode::Jwt, Version::V5);
+        assert_eq!(jwt5["token_hmac_secret_key"], "K");
         assert_eq!(v5["proxy_connect_timeout"], "1s");
         assert_eq!(
             v5["proxy_static_http_headers"]["x-chatsdk-proxy-secret"],

@@ -229,7 +229,11 @@ fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::RevokeTokens { id, before } => {
             // Tokens carry whole seconds: "up to and including T" means valid-after T + 1.
+            // A future T would make every later token "issued" in the future: refuse it.
             let t = before.unwrap_or(now);
+            if t > now {
+                bail!("--before {t} is in the future (now is {now}); give Unix seconds not later than now");
+            }
             if !store.revoke_user_tokens(id, t + 1, now)? {
                 bail!("no user with id \"{id}\"");
             }
@@ -256,10 +260,20 @@ pub fn prepare(config: Config) -> anyhow::Result<Arc<App>> {
             );
         }
     } else if store.count_api_keys()? == 0 {
-        let key = store.create_api_key(FIRST_KEY_NAME, now)?;
+        // File first (create_new refuses to overwrite), then the row: a crash in between leaves
+        // a key file with no row, which the next start replaces, never a row nobody can read.
+        let key = crate::store::generate_api_key();
         let path = config.data_dir.join(FIRST_KEY_FILE);
+        if path.exists() {
+            std::fs::remove_file(&path)
+                .with_context(|| format!("cannot replace the stale key file {}", path.display()))?;
+        }
         secrets::write_new(&path, &key)
             .with_context(|| format!("cannot save the first API key to {}", path.display()))?;
+        if let Err(e) = store.insert_api_key(FIRST_KEY_NAME, &key, now) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
         tracing::info!(path = %path.display(), name = FIRST_KEY_NAME, "created the first API key (mode 0600); read it from that file");
     }
     Ok(Arc::new(App::build(config, secrets, store, metrics)))

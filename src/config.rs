@@ -560,6 +560,24 @@ impl RawConfig {
                     http::HeaderName::from_static("x-chatsdk-proxy-secret")
                 }
             };
+        // Headers a client can make Centrifugo forward, or that HTTP itself sets, cannot carry
+        // the shared secret: a forwarded value would overwrite the static one.
+        const RESERVED: [&str; 8] = [
+            "authorization",
+            "cookie",
+            "host",
+            "content-type",
+            "content-length",
+            "user-agent",
+            "accept-encoding",
+            "x-forwarded-for",
+        ];
+        if RESERVED.contains(&proxy_secret_header.as_str()) {
+            p.push(format!(
+                "centrifugo.proxy_secret_header: \"{}\" is a header clients or HTTP control; use a dedicated name such as X-Chatsdk-Proxy-Secret",
+                c.proxy_secret_header
+            ));
+        }
         for (i, tpl) in c.user_channels.iter().enumerate() {
             if !tpl.contains("#{userId}") {
                 p.push(format!(
@@ -636,12 +654,10 @@ impl RawConfig {
             }
         };
         let initial_api_key = (!sec.initial_api_key.is_empty()).then(|| {
-            if !sec
-                .initial_api_key
-                .starts_with(crate::store::API_KEY_PREFIX)
-            {
+            let body = sec.initial_api_key.strip_prefix(crate::store::API_KEY_PREFIX);
+            if body.is_none_or(|b| b.len() < 32 || !b.bytes().all(|c| c.is_ascii_graphic())) {
                 p.push(format!(
-                    "secrets.initial_api_key: must start with \"{}\" (the value is not shown)",
+                    "secrets.initial_api_key: must be \"{}\" followed by at least 32 printable characters, e.g. from `chatsdk-auth api-key create` (the value is not shown)",
                     crate::store::API_KEY_PREFIX
                 ));
             }

@@ -177,7 +177,7 @@ impl Metrics {
         build_info
             .with_label_values(&[
                 env!("CARGO_PKG_VERSION"),
-                option_env!("CHATSDK_AUTH_GIT_COMMIT").unwrap_or("unknown"),
+                option_env!("CHATSDK_BUILD_GIT_COMMIT").unwrap_or("unknown"),
             ])
             .set(1);
         registry.register(Box::new(
@@ -215,8 +215,14 @@ impl Metrics {
             self.proxy_unauthenticated.with_label_values(&[cb]);
             self.proxy_decisions
                 .with_label_values(&[cb, "accepted", "none"]);
-            self.proxy_decisions
-                .with_label_values(&[cb, "error", "store_unavailable"]);
+            for reason in ["bad_request", "store_unavailable", "internal_error"] {
+                self.proxy_decisions
+                    .with_label_values(&[cb, "error", reason]);
+            }
+            for reason in crate::proxy::Reason::ALL {
+                self.proxy_decisions
+                    .with_label_values(&[cb, "rejected", reason.label()]);
+            }
         }
         for r in ["created", "updated"] {
             self.users_upserted.with_label_values(&[r]);

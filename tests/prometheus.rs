@@ -402,8 +402,22 @@ impl Expected {
                 0,
             );
             e.decision(cb, "accepted", "none", 0);
-            // In WAL mode a held write lock does not block the proxies' reads, so this stays 0.
-            e.decision(cb, "error", "store_unavailable", 0);
+            // In WAL mode a held write lock does not block the proxies' reads, so
+            // store_unavailable stays 0; internal_error needs a bug.
+            for reason in ["bad_request", "store_unavailable", "internal_error"] {
+                e.decision(cb, "error", reason, 0);
+            }
+            for reason in [
+                "token_expired",
+                "token_invalid",
+                "token_revoked",
+                "user_unknown",
+                "user_disabled",
+                "no_credentials",
+                "channel_forbidden",
+            ] {
+                e.decision(cb, "rejected", reason, 0);
+            }
         }
         for result in ["created", "updated"] {
             e.add(

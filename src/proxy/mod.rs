@@ -7,7 +7,7 @@
 //! a malformed body (400) and an unreachable store (503, which Centrifugo turns into a
 //! temporary error 100 on connect and a 60 s extension on refresh).
 //!
-//! Codes (the README's table is generated from the same constants):
+//! Codes (the README's "Proxy decisions" table says the same; keep them in step):
 //!
 //! | situation | connect | refresh / sub_refresh | subscribe |
 //! |---|---|---|---|
@@ -67,6 +67,16 @@ pub enum Reason {
 }
 
 impl Reason {
+    pub const ALL: [Reason; 7] = [
+        Reason::TokenExpired,
+        Reason::TokenInvalid,
+        Reason::TokenRevoked,
+        Reason::UserUnknown,
+        Reason::UserDisabled,
+        Reason::NoCredentials,
+        Reason::ChannelForbidden,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Reason::TokenExpired => "token_expired",

@@ -46,9 +46,17 @@ fn start(dir: &Path, envs: &[(&str, &str)]) -> Server {
             sink.lock().unwrap().push(line);
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server logs its address");
+    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = child.kill();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "server did not log its address ({e}): {:?}",
+                logs.lock().unwrap()
+            );
+        }
+    };
     Server { child, addr, logs }
 }
 
@@ -252,13 +260,23 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
     assert!(!cli(dir, &["user", "disable", "nobody"]).status.success());
 
     // centrifugo-config carries the live HMAC key and proxy secret.
-    let out = cli(dir, &["centrifugo-config", "--mode", "proxy"]);
+    let out = cli(dir, &["centrifugo-config", "--mode", "jwt"]);
     assert!(out.status.success(), "{out:?}");
     let cfg: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(cfg["client"]["token"]["hmac_secret_key"], ws_key.as_str());
     assert_eq!(
+        cfg["client"]["proxy"]["refresh"]["http"]["static_headers"]["x-chatsdk-proxy-secret"],
+        proxy_secret.as_str()
+    );
+    let out = cli(dir, &["centrifugo-config", "--mode", "proxy"]);
+    let cfg: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
         cfg["client"]["proxy"]["connect"]["http"]["static_headers"]["x-chatsdk-proxy-secret"],
         proxy_secret.as_str()
+    );
+    assert!(
+        cfg["client"].get("token").is_none(),
+        "proxy mode must not let token connects bypass the proxy"
     );
     let v5: Value = serde_json::from_str(&stdout(&cli(
         dir,

@@ -83,6 +83,14 @@ impl TestApp {
         }
     }
 
+    /// Signals shutdown and hands back the server task, to watch the drain from outside.
+    pub fn begin_stop(&mut self) -> tokio::task::JoinHandle<bool> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("server still running")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,3 +1,5 @@
+use std::time::{Duration, Instant};
+
 use serde_json::{json, Value};
 
 use crate::helpers::{metric_value, TestApp};
@@ -145,36 +147,30 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
         .send();
     let pending = tokio::spawn(req);
     tx.send(Ok(br#"{"userId":"#.to_vec())).await.unwrap();
-    // Wait until the server counts the request as in flight (no sleeps: poll the gauge).
-    for _ in 0..500 {
-        if t.app.metrics.http_in_flight.get() >= 1 {
-            break;
-        }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    // Poll (bounded) until the server counts the request as in flight.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while t.app.metrics.http_in_flight.get() < 1 {
+        assert!(Instant::now() < deadline, "request never arrived");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(t.app.metrics.http_in_flight.get(), 1);
     let addr = t.addr;
-    let stopping = {
-        let stop = t.stop();
-        tokio::pin!(stop);
-        tokio::select! {
-            _ = &mut stop => panic!("drain must wait for the in-flight request"),
-            _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-        }
+    let server = t.begin_stop();
+    // Poll (bounded) until the listener is closed: new connections are refused while draining.
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
         assert!(
-            !t_app_ready(&addr).await,
-            "new connections are refused while draining"
+            Instant::now() < deadline,
+            "listener still open after shutdown began"
         );
-        tx.send(Ok(br#""late"}"#.to_vec())).await.unwrap();
-        drop(tx);
-        let resp = pending.await.unwrap().unwrap();
-        assert_eq!(resp.status(), 200);
-        stop.await
-    };
-    assert!(stopping, "drained within the deadline");
-}
-
-async fn t_app_ready(addr: &std::net::SocketAddr) -> bool {
-    tokio::net::TcpStream::connect(addr).await.is_ok()
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        !server.is_finished(),
+        "drain must wait for the in-flight request"
+    );
+    assert!(!t.app.is_ready(), "readiness is off while draining");
+    tx.send(Ok(br#""late"}"#.to_vec())).await.unwrap();
+    drop(tx);
+    let resp = pending.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200, "the in-flight request completes");
+    assert!(server.await.unwrap(), "drained within the deadline");
 }
