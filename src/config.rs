@@ -872,6 +872,25 @@ mod tests {
     }
 
     #[test]
+    fn weak_initial_keys_and_reserved_proxy_headers_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", "chatsdk_short");
+            jail.set_env(
+                "CHATSDK_AUTH_CENTRIFUGO__PROXY_SECRET_HEADER",
+                "Authorization",
+            );
+            let text = Config::load(None).unwrap_err().to_string();
+            assert!(text.contains("secrets.initial_api_key"), "{text}");
+            assert!(
+                !text.contains("chatsdk_short"),
+                "the value is never shown: {text}"
+            );
+            assert!(text.contains("centrifugo.proxy_secret_header"), "{text}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_reported() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[server]\nlisten_addr = \"x\"\n")?;

@@ -91,10 +91,15 @@ impl Server {
     }
 
     /// SIGTERM, then wait (bounded) for the exit status.
-    fn terminate(mut self) -> (std::process::ExitStatus, Vec<String>) {
+    fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
+        self.signal("-TERM")
+    }
+
+    /// Sends a signal (`-TERM`, `-INT`), then waits (bounded) for the exit status.
+    fn signal(mut self, sig: &str) -> (std::process::ExitStatus, Vec<String>) {
         let pid = self.child.id().to_string();
         assert!(Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([sig, &pid])
             .status()
             .unwrap()
             .success());
@@ -351,6 +356,16 @@ async fn initial_key_from_env_and_check_config_redaction() {
     let text = stdout(&out);
     assert!(text.contains("rest_key = \"<redacted>\""), "{text}");
     assert!(!text.contains(&"r".repeat(40)));
+}
+
+#[tokio::test]
+async fn sigint_also_drains_and_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), &[]);
+    server.wait_ready(&reqwest::Client::new()).await;
+    let (status, logs) = server.signal("-INT");
+    assert!(status.success(), "{status:?}");
+    assert!(logs.join("\n").contains("SIGINT"));
 }
 
 #[test]

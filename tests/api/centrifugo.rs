@@ -535,3 +535,62 @@ fn shipped_centrifugo_configs_match_the_generator() {
         );
     }
 }
+
+#[tokio::test]
+async fn subscribe_and_sub_refresh_judge_revocation_and_channels() {
+    let t = TestApp::spawn().await;
+    let ws = t.mint("v").await["wsToken"].as_str().unwrap().to_string();
+    let (_, c) = verify_hs256(&ws, &t.ws_key());
+    let meta = json!({"iat": c["iat"]});
+    let body = |ch: &str| session_body("v", Some(ch), Some(meta.clone()));
+    assert_eq!(
+        t.proxy("/centrifugo/sub_refresh", &body("admin:x"), &[])
+            .await
+            .1,
+        json!({"result": {"expired": true}})
+    );
+    assert_eq!(
+        t.metric(r#"chatsdk_auth_proxy_decisions_total{callback="sub_refresh",outcome="rejected",reason="channel_forbidden"}"#).await,
+        1.0
+    );
+    t.app
+        .store
+        .revoke_user_tokens("v", c["iat"].as_i64().unwrap() + 1, now())
+        .unwrap();
+    assert_eq!(
+        t.proxy("/centrifugo/subscribe", &body("chat:room"), &[])
+            .await
+            .1,
+        disconnect(4504, "token revoked")
+    );
+    assert_eq!(
+        t.proxy("/centrifugo/sub_refresh", &body("chat:room"), &[])
+            .await
+            .1,
+        json!({"result": {"expired": true}})
+    );
+    let unknown = session_body("nobody", Some("chat:room"), None);
+    assert_eq!(
+        t.proxy("/centrifugo/subscribe", &unknown, &[]).await.1,
+        disconnect(4502, "unknown user")
+    );
+}
+
+#[tokio::test]
+async fn connect_expire_at_never_outlives_the_token_and_proxy_bodies_are_limited() {
+    let t = TestApp::spawn_with(|c| c.tokens.ttl_seconds = 120).await;
+    let ws = t.mint("short").await["wsToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, c) = verify_hs256(&ws, &t.ws_key());
+    let r = connect(&t, json!({"data": {"token": ws}})).await;
+    assert_eq!(
+        r["result"]["expire_at"], c["exp"],
+        "ttl 120 s < refresh interval: the token's exp wins"
+    );
+    let big = connect_body(json!({"data": {"pad": "x".repeat(70 * 1024)}}));
+    let (s, b) = t.proxy("/centrifugo/connect", &big, &[]).await;
+    assert_eq!(s, 413, "{b}");
+    assert_eq!(b["code"], "payload_too_large");
+}
