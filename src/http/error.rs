@@ -114,6 +114,11 @@ impl ApiError {
         })
         .unwrap_or_else(|_| br#"{"error":"Internal error","code":"internal_error"}"#.to_vec());
         let mut resp = json(self.status(), body);
+        if let ApiError::PayloadTooLarge(_) = self {
+            // The rest of the body is not read: tell keep-alive clients not to reuse the socket.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::MethodNotAllowed(allow) = self {
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
