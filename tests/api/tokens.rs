@@ -421,6 +421,11 @@ async fn wrong_content_type_is_415_and_large_bodies_are_413() {
         .unwrap();
     assert_eq!(r.status(), 413);
     assert_eq!(
+        r.headers()["connection"],
+        "close",
+        "unread body: the socket is not reused"
+    );
+    assert_eq!(
         r.json::<Value>().await.unwrap()["code"],
         "payload_too_large"
     );
