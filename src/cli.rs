@@ -93,12 +93,23 @@ pub enum UserCommand {
     },
 }
 
+/// Runs an operator command's storage work on a small single-threaded runtime.
+fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(f)
+}
+
 fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Store> {
-    Store::open(&config.store).context("cannot open the store")
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    Store::open(&config.store)
+        .await
+        .context("cannot open the store")
 }
 
 /// Runs a non-serve command.
@@ -116,13 +127,17 @@ pub fn run_command(cli: &Cli) -> anyhow::Result<()> {
         }
         Command::ApiKey(cmd) => {
             let config = load_config(cli)?;
-            let store = open_store(&config)?;
-            api_key(&store, cmd)
+            block_on(async {
+                let store = open_store(&config).await?;
+                api_key(&store, cmd).await
+            })
         }
         Command::User(cmd) => {
             let config = load_config(cli)?;
-            let store = open_store(&config)?;
-            user(&store, cmd)
+            block_on(async {
+                let store = open_store(&config).await?;
+                user(&store, cmd).await
+            })
         }
         Command::CentrifugoConfig {
             mode,
@@ -156,16 +171,16 @@ pub fn run_command(cli: &Cli) -> anyhow::Result<()> {
     }
 }
 
-fn api_key(store: &Store, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
+async fn api_key(store: &Store, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCommand::Create { name } => {
             validate_key_name(name)?;
-            let key = store.create_api_key(name, now_unix())?;
+            let key = store.create_api_key(name, now_unix()).await?;
             eprintln!("created API key \"{name}\"; it is shown once, store it now:");
             println!("{key}");
         }
         ApiKeyCommand::List { json } => {
-            let keys = store.list_api_keys()?;
+            let keys = store.list_api_keys().await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
             } else {
@@ -187,7 +202,7 @@ fn api_key(store: &Store, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
             }
         }
         ApiKeyCommand::Revoke { name } => {
-            if !store.revoke_api_key(name, now_unix())? {
+            if !store.revoke_api_key(name, now_unix()).await? {
                 bail!("no active API key named \"{name}\" (see `chatsdk-auth api-key list`)");
             }
             eprintln!("revoked API key \"{name}\"");
@@ -208,21 +223,21 @@ fn validate_key_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
+async fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
     let now = now_unix();
     match cmd {
-        UserCommand::Show { id } => match store.get_user(id)? {
+        UserCommand::Show { id } => match store.get_user(id).await? {
             Some(u) => println!("{}", serde_json::to_string_pretty(&u)?),
             None => bail!("no user with id \"{id}\""),
         },
         UserCommand::Disable { id } => {
-            if !store.set_user_disabled(id, true, now)? {
+            if !store.set_user_disabled(id, true, now).await? {
                 bail!("no user with id \"{id}\"");
             }
             eprintln!("disabled user \"{id}\"");
         }
         UserCommand::Enable { id } => {
-            if !store.set_user_disabled(id, false, now)? {
+            if !store.set_user_disabled(id, false, now).await? {
                 bail!("no user with id \"{id}\"");
             }
             eprintln!("enabled user \"{id}\"");
@@ -234,7 +249,7 @@ fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
             if t > now {
                 bail!("--before {t} is in the future (now is {now}); give Unix seconds not later than now");
             }
-            if !store.revoke_user_tokens(id, t + 1, now)? {
+            if !store.revoke_user_tokens(id, t + 1, now).await? {
                 bail!("no user with id \"{id}\"");
             }
             eprintln!("revoked tokens of user \"{id}\" issued at or before {t}");
@@ -244,22 +259,22 @@ fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
 }
 
 /// Everything `serve` does before binding: secrets, store, the first API key, the app.
-pub fn prepare(config: Config) -> anyhow::Result<Arc<App>> {
+pub async fn prepare(config: Config) -> anyhow::Result<Arc<App>> {
     let (secrets, created) = Secrets::load(&config)?;
     for path in &created {
         tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
     }
     let metrics = Metrics::new().context("cannot register metrics")?;
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let now = now_unix();
     if let Some(config::SecretSource::Env(key)) = &config.secrets.initial_api_key {
-        if store.ensure_api_key(INITIAL_KEY_NAME, key, now)? {
+        if store.ensure_api_key(INITIAL_KEY_NAME, key, now).await? {
             tracing::info!(
                 name = INITIAL_KEY_NAME,
                 "installed the API key from CHATSDK_AUTH_SECRETS__INITIAL_API_KEY"
             );
         }
-    } else if store.count_api_keys()? == 0 {
+    } else if store.count_api_keys().await? == 0 {
         // File first (create_new refuses to overwrite), then the row: a crash in between leaves
         // a key file with no row, which the next start replaces, never a row nobody can read.
         let key = crate::store::generate_api_key();
@@ -270,7 +285,7 @@ pub fn prepare(config: Config) -> anyhow::Result<Arc<App>> {
         }
         secrets::write_new(&path, &key)
             .with_context(|| format!("cannot save the first API key to {}", path.display()))?;
-        if let Err(e) = store.insert_api_key(FIRST_KEY_NAME, &key, now) {
+        if let Err(e) = store.insert_api_key(FIRST_KEY_NAME, &key, now).await {
             let _ = std::fs::remove_file(&path);
             return Err(e.into());
         }

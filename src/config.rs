@@ -8,6 +8,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -86,6 +87,15 @@ pub struct RawStorage {
     pub sqlite_path: String,
     /// Milliseconds a SQLite statement waits for a lock held by another process (the CLI).
     pub busy_timeout_ms: u64,
+    /// PostgreSQL connection string (URL or `key=value` form) for `backend = "postgres"`. A
+    /// password in it is only accepted from the environment
+    /// (`CHATSDK_AUTH_STORAGE__POSTGRES_URL`); in a file, use a URL without one plus `PGPASSFILE`
+    /// or peer/cert authentication.
+    pub postgres_url: String,
+    /// Connections in the PostgreSQL pool. Default 16.
+    pub postgres_pool_size: usize,
+    /// Milliseconds to wait for a pool connection or a connect before answering 503. Default 1000.
+    pub postgres_timeout_ms: u64,
 }
 
 impl Default for RawStorage {
@@ -95,6 +105,9 @@ impl Default for RawStorage {
             data_dir: "data".into(),
             sqlite_path: String::new(),
             busy_timeout_ms: 5000,
+            postgres_url: String::new(),
+            postgres_pool_size: 16,
+            postgres_timeout_ms: 1000,
         }
     }
 }
@@ -249,12 +262,38 @@ pub struct Config {
 }
 
 /// Which storage backend, with its settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum StoreConfig {
     Sqlite {
         path: PathBuf,
         busy_timeout: Duration,
     },
+    Postgres {
+        /// May carry a password: never printed (see the `Debug` impl).
+        url: String,
+        pool_size: usize,
+        timeout: Duration,
+    },
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreConfig::Sqlite { path, busy_timeout } => f
+                .debug_struct("Sqlite")
+                .field("path", path)
+                .field("busy_timeout", busy_timeout)
+                .finish(),
+            StoreConfig::Postgres {
+                pool_size, timeout, ..
+            } => f
+                .debug_struct("Postgres")
+                .field("url", &"<redacted>")
+                .field("pool_size", pool_size)
+                .field("timeout", timeout)
+                .finish(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -372,6 +411,17 @@ impl Config {
         // Sections are extracted one by one so that a type error in one section does not hide
         // the problems of the others (figment stops at the first error of an extraction).
         let raw = extract_sections(&fig, &mut problems);
+        if let Some(meta) = fig.find_metadata("storage.postgres_url") {
+            let has_password = tokio_postgres::Config::from_str(&raw.storage.postgres_url)
+                .is_ok_and(|c| c.get_password().is_some());
+            if has_password && !meta.name.to_lowercase().contains("environment") {
+                problems.push(format!(
+                    "storage.postgres_url: a password is not accepted from {}; set {} or use PGPASSFILE (the value is not shown)",
+                    meta.name,
+                    env_name("storage.postgres_url")
+                ));
+            }
+        }
         match raw.validate() {
             Ok(config) if problems.is_empty() => Ok(config),
             Ok(_) => Err(ConfigError { problems }),
@@ -509,9 +559,32 @@ impl RawConfig {
                 },
                 busy_timeout: Duration::from_millis(st.busy_timeout_ms),
             },
+            "postgres" => {
+                match tokio_postgres::Config::from_str(&st.postgres_url) {
+                    Ok(_) if !st.postgres_url.trim().is_empty() => {}
+                    _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk when storage.backend is \"postgres\" (the value is not shown)".into()),
+                }
+                if st.postgres_pool_size == 0 || st.postgres_pool_size > 1024 {
+                    p.push(format!(
+                        "storage.postgres_pool_size: {} is out of range (1 to 1024)",
+                        st.postgres_pool_size
+                    ));
+                }
+                if st.postgres_timeout_ms < 10 || st.postgres_timeout_ms > 60_000 {
+                    p.push(format!(
+                        "storage.postgres_timeout_ms: {} is out of range (10 to 60000)",
+                        st.postgres_timeout_ms
+                    ));
+                }
+                StoreConfig::Postgres {
+                    url: st.postgres_url.clone(),
+                    pool_size: st.postgres_pool_size,
+                    timeout: Duration::from_millis(st.postgres_timeout_ms),
+                }
+            }
             other => {
                 p.push(format!(
-                    "storage.backend: \"{other}\" is not supported (expected \"sqlite\")"
+                    "storage.backend: \"{other}\" is not supported (expected \"sqlite\" or \"postgres\")"
                 ));
                 StoreConfig::Sqlite {
                     path: data_dir.join("chatsdk-auth.db"),
@@ -760,6 +833,7 @@ pub fn redacted_toml(fig: &Figment) -> Result<String, ConfigError> {
         &mut raw.secrets.proxy_secret,
         &mut raw.secrets.metrics_token,
         &mut raw.secrets.initial_api_key,
+        &mut raw.storage.postgres_url,
     ] {
         if !v.is_empty() {
             *v = "<redacted>".into();

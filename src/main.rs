@@ -35,7 +35,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listen = config.listen;
         let metrics_listen = config.metrics.listen;
-        let app = cli::prepare(config)?;
+        let app = cli::prepare(config).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;

@@ -12,14 +12,14 @@ pub fn healthz() -> Resp {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
 }
 
-pub fn readyz(app: &App) -> Resp {
+pub async fn readyz(app: &App) -> Resp {
     if !app.is_ready() {
         return json(
             StatusCode::SERVICE_UNAVAILABLE,
             Bytes::from_static(br#"{"status":"draining","error":"The service is shutting down","code":"draining"}"#),
         );
     }
-    match app.store.ping() {
+    match app.store.ping().await {
         Ok(()) => json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#)),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

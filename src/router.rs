@@ -149,7 +149,7 @@ async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Res
         Route::Tokens => tokens::handle(app, req).await,
         Route::Proxy(cb) => proxy::handle(app, cb, req).await,
         Route::Healthz => Ok(ops::healthz()),
-        Route::Readyz => Ok(ops::readyz(app)),
+        Route::Readyz => Ok(ops::readyz(app).await),
         Route::Metrics => ops::metrics(app, req.headers()),
     }
 }

@@ -69,25 +69,25 @@ struct TokenResponse<'a> {
 pub async fn handle(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let now = crate::now_unix();
-    let caller = auth::authenticate(&app.store, &app.touch_throttle, &parts.headers, now)?;
+    let caller = auth::authenticate(&app.store, &app.touch_throttle, &parts.headers, now).await?;
     app.metrics
         .api_key_requests
         .with_label_values(&[&caller.key_name])
         .inc();
     let bytes = body::read_json_body(&parts.headers, body, app.config.max_body_bytes).await?;
     let request = parse(&bytes)?;
-    issue(app, &request, now)
+    issue(app, &request, now).await
 }
 
 /// Upserts the user and mints both tokens.
-pub fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> {
+pub async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> {
     let patch = UserPatch {
         id: &r.user_id,
         name: as_str(&r.name),
         image: as_str(&r.image),
         custom: as_str(&r.custom),
     };
-    let (id, name, image, valid_after, created) = match app.store.upsert_user(&patch, now)? {
+    let (id, name, image, valid_after, created) = match app.store.upsert_user(&patch, now).await? {
         Upserted::Active {
             id,
             name,

@@ -6,6 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 need=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if ((${#need[@]})); then
   echo "[test] installing ${need[*]} (Debian packages)"
   SUDO=""; ((EUID == 0)) || SUDO=sudo

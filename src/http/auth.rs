@@ -44,7 +44,7 @@ impl TouchThrottle {
 }
 
 /// Checks the `X-API-Key` header against the store.
-pub fn authenticate(
+pub async fn authenticate(
     store: &Store,
     throttle: &TouchThrottle,
     headers: &HeaderMap,
@@ -58,13 +58,16 @@ pub fn authenticate(
         return Err(ApiError::InvalidApiKey);
     }
     let hash = hash_api_key(key);
-    let record = store.find_api_key(&hash)?.ok_or(ApiError::InvalidApiKey)?;
+    let record = store
+        .find_api_key(&hash)
+        .await?
+        .ok_or(ApiError::InvalidApiKey)?;
     if !bool::from(record.hash.ct_eq(&hash)) || record.revoked {
         return Err(ApiError::InvalidApiKey);
     }
     if throttle.due(&record.name, now) {
         // Losing a last-used timestamp is not worth failing a request over.
-        if let Err(e) = store.touch_api_key(&record.name, now) {
+        if let Err(e) = store.touch_api_key(&record.name, now).await {
             tracing::warn!(error = %e, key_name = %record.name, "could not record API key use");
         }
     }

@@ -66,7 +66,7 @@ struct Reply<'a> {
 }
 
 /// Decides one connect.
-pub fn decide(
+pub async fn decide(
     app: &App,
     headers: &HeaderMap,
     bytes: &[u8],
@@ -81,7 +81,7 @@ pub fn decide(
         Err(TokenError::Expired) => return reject(Reason::TokenExpired),
         Err(TokenError::Invalid) => return reject(Reason::TokenInvalid),
     };
-    let user = app.store.get_user(&claims.sub)?;
+    let user = app.store.get_user(&claims.sub).await?;
     if let Some(reason) = session_verdict(user.as_ref(), Some(claims.iat)) {
         return reject(reason);
     }

@@ -212,10 +212,10 @@ pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<R
     };
     let now = crate::now_unix();
     let result = match cb {
-        Callback::Connect => connect::decide(app, &parts.headers, &bytes, now),
-        Callback::Refresh => refresh::decide(app, &bytes, now),
-        Callback::Subscribe => subscribe::decide_subscribe(app, &bytes, now),
-        Callback::SubRefresh => subscribe::decide_sub_refresh(app, &bytes, now),
+        Callback::Connect => connect::decide(app, &parts.headers, &bytes, now).await,
+        Callback::Refresh => refresh::decide(app, &bytes, now).await,
+        Callback::Subscribe => subscribe::decide_subscribe(app, &bytes, now).await,
+        Callback::SubRefresh => subscribe::decide_sub_refresh(app, &bytes, now).await,
     };
     let resp = match result {
         Ok((outcome, body)) => {

@@ -25,12 +25,12 @@ struct Reply<'a> {
 }
 
 /// Decides one connection refresh.
-pub fn decide(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes), ApiError> {
+pub async fn decide(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes), ApiError> {
     let req: SessionRequest<'_> = parse(bytes)?;
     if req.user.is_empty() {
         return expired(super::Reason::UserUnknown);
     }
-    let user = app.store.get_user(&req.user)?;
+    let user = app.store.get_user(&req.user).await?;
     if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
         return expired(reason);
     }

@@ -41,7 +41,11 @@ pub fn channel_allowed(app: &App, user: &str, channel: &str) -> bool {
 }
 
 /// Decides one subscribe.
-pub fn decide_subscribe(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes), ApiError> {
+pub async fn decide_subscribe(
+    app: &App,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(Outcome, Bytes), ApiError> {
     let req: SessionRequest<'_> = parse(bytes)?;
     let Some(channel) = req.channel.as_deref().filter(|c| !c.is_empty()) else {
         return Err(ApiError::InvalidJson(
@@ -51,7 +55,7 @@ pub fn decide_subscribe(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, B
     if req.user.is_empty() {
         return reject(Reason::ChannelForbidden);
     }
-    let user = app.store.get_user(&req.user)?;
+    let user = app.store.get_user(&req.user).await?;
     if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
         return reject(reason);
     }
@@ -68,14 +72,18 @@ pub fn decide_subscribe(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, B
 }
 
 /// Decides one subscription refresh.
-pub fn decide_sub_refresh(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes), ApiError> {
+pub async fn decide_sub_refresh(
+    app: &App,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(Outcome, Bytes), ApiError> {
     let req: SessionRequest<'_> = parse(bytes)?;
     let Some(channel) = req.channel.as_deref().filter(|c| !c.is_empty()) else {
         return Err(ApiError::InvalidJson(
             "Malformed proxy request: channel is missing".into(),
         ));
     };
-    let user = app.store.get_user(&req.user)?;
+    let user = app.store.get_user(&req.user).await?;
     if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
         return expired(reason);
     }

@@ -1,12 +1,14 @@
 //! Persistence of users and API keys behind one type, [`Store`], whatever the backend.
 //!
-//! Handlers and the CLI only see [`Store`] and the plain data types below; the SQLite backend
-//! lives in [`sqlite`]. A PostgreSQL backend for multi-replica deployments slots in as another
-//! variant of [`Store`] without touching callers. Every operation is timed into the
+//! Handlers and the CLI only see [`Store`] and the plain data types below. Backends: embedded
+//! SQLite ([`sqlite`], the default, one instance) and PostgreSQL ([`postgres`], several replicas
+//! sharing one store). The API is async so that the PostgreSQL pool never blocks a worker; the
+//! SQLite calls inside complete without yielding. Every operation is timed into the
 //! `chatsdk_auth_store_operation_duration_seconds` histogram when one is attached.
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::time::Instant;
@@ -138,6 +140,7 @@ pub struct Store {
 
 enum Backend {
     Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
 }
 
 /// SHA-256 of an API key. Keys carry 256 bits of entropy, so a fast hash is the right one:
@@ -170,11 +173,16 @@ macro_rules! timed {
 
 impl Store {
     /// Opens (creating and migrating) the configured store.
-    pub fn open(config: &StoreConfig) -> Result<Store, StoreError> {
+    pub async fn open(config: &StoreConfig) -> Result<Store, StoreError> {
         let backend = match config {
             StoreConfig::Sqlite { path, busy_timeout } => {
                 Backend::Sqlite(sqlite::SqliteStore::open(path, *busy_timeout)?)
             }
+            StoreConfig::Postgres {
+                url,
+                pool_size,
+                timeout,
+            } => Backend::Postgres(postgres::PgStore::open(url, *pool_size, *timeout).await?),
         };
         Ok(Store {
             backend,
@@ -188,98 +196,123 @@ impl Store {
         self
     }
 
-    pub fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         timed!(
             self,
             "ping",
             match &self.backend {
                 Backend::Sqlite(s) => s.ping(),
+                Backend::Postgres(s) => s.ping().await,
             }
         )
     }
 
-    pub fn upsert_user(&self, patch: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
+    pub async fn upsert_user(
+        &self,
+        patch: &UserPatch<'_>,
+        now: i64,
+    ) -> Result<Upserted, StoreError> {
         timed!(
             self,
             "upsert_user",
             match &self.backend {
                 Backend::Sqlite(s) => s.upsert_user(patch, now),
+                Backend::Postgres(s) => s.upsert_user(patch, now).await,
             }
         )
     }
 
-    pub fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+    pub async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
         timed!(
             self,
             "get_user",
             match &self.backend {
                 Backend::Sqlite(s) => s.get_user(id),
+                Backend::Postgres(s) => s.get_user(id).await,
             }
         )
     }
 
-    pub fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+    pub async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
         timed!(
             self,
             "authenticate_api_key",
             match &self.backend {
                 Backend::Sqlite(s) => s.find_api_key(hash),
+                Backend::Postgres(s) => s.find_api_key(hash).await,
             }
         )
     }
 
-    pub fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
+    pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
         timed!(
             self,
             "touch_api_key",
             match &self.backend {
                 Backend::Sqlite(s) => s.touch_api_key(name, now),
+                Backend::Postgres(s) => s.touch_api_key(name, now).await,
             }
         )
     }
 
     /// Creates a named key and returns the plaintext (shown once, never stored).
-    pub fn create_api_key(&self, name: &str, now: i64) -> Result<String, StoreError> {
+    pub async fn create_api_key(&self, name: &str, now: i64) -> Result<String, StoreError> {
         let key = generate_api_key();
-        self.insert_api_key(name, &key, now)?;
+        self.insert_api_key(name, &key, now).await?;
         Ok(key)
     }
 
-    pub fn insert_api_key(&self, name: &str, key: &str, now: i64) -> Result<(), StoreError> {
+    pub async fn insert_api_key(&self, name: &str, key: &str, now: i64) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.insert_api_key(name, &key_prefix(key), &hash_api_key(key), now),
+            Backend::Postgres(s) => {
+                s.insert_api_key(name, &key_prefix(key), &hash_api_key(key), now)
+                    .await
+            }
         }
     }
 
     /// Makes the key named `name` equal `key` unless it already does (automated deployments).
     /// Returns true when something was written.
-    pub fn ensure_api_key(&self, name: &str, key: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn ensure_api_key(
+        &self,
+        name: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.ensure_api_key(name, &key_prefix(key), &hash_api_key(key), now),
+            Backend::Postgres(s) => {
+                s.ensure_api_key(name, &key_prefix(key), &hash_api_key(key), now)
+                    .await
+            }
         }
     }
 
-    pub fn count_api_keys(&self) -> Result<u64, StoreError> {
+    pub async fn count_api_keys(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.count_api_keys(),
+            Backend::Postgres(s) => s.count_api_keys().await,
         }
     }
 
-    pub fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_api_keys(),
+            Backend::Postgres(s) => s.list_api_keys().await,
         }
     }
 
     /// Revokes the named key; false when no active key has that name.
-    pub fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+    pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.revoke_api_key(name, now),
+            Backend::Postgres(s) => s.revoke_api_key(name, now).await,
         }
     }
 
     /// Disables or enables a user; false when the user does not exist.
-    pub fn set_user_disabled(
+    pub async fn set_user_disabled(
         &self,
         id: &str,
         disabled: bool,
@@ -287,13 +320,20 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now),
+            Backend::Postgres(s) => s.set_user_disabled(id, disabled, now).await,
         }
     }
 
     /// Revokes every token of a user issued before `before`; false when the user does not exist.
-    pub fn revoke_user_tokens(&self, id: &str, before: i64, now: i64) -> Result<bool, StoreError> {
+    pub async fn revoke_user_tokens(
+        &self,
+        id: &str,
+        before: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now),
+            Backend::Postgres(s) => s.revoke_user_tokens(id, before, now).await,
         }
     }
 }

@@ -220,12 +220,20 @@ async fn user_state_decides_connect_unknown_disabled_revoked() {
     );
 
     let ws = t.mint("d").await["wsToken"].as_str().unwrap().to_string();
-    t.app.store.set_user_disabled("d", true, now()).unwrap();
+    t.app
+        .store
+        .set_user_disabled("d", true, now())
+        .await
+        .unwrap();
     assert_eq!(
         connect(&t, json!({"data": {"token": &ws}})).await,
         disconnect(4503, "user disabled")
     );
-    t.app.store.set_user_disabled("d", false, now()).unwrap();
+    t.app
+        .store
+        .set_user_disabled("d", false, now())
+        .await
+        .unwrap();
     assert!(connect(&t, json!({"data": {"token": &ws}}))
         .await
         .get("result")
@@ -235,6 +243,7 @@ async fn user_state_decides_connect_unknown_disabled_revoked() {
     t.app
         .store
         .revoke_user_tokens("d", c["iat"].as_i64().unwrap() + 1, now())
+        .await
         .unwrap();
     assert_eq!(
         connect(&t, json!({"data": {"token": &ws}})).await,
@@ -347,6 +356,7 @@ async fn refresh_extends_active_users_and_expires_everyone_else() {
     t.app
         .store
         .revoke_user_tokens("r", c["iat"].as_i64().unwrap() + 1, now())
+        .await
         .unwrap();
     assert_eq!(
         t.proxy(
@@ -358,7 +368,11 @@ async fn refresh_extends_active_users_and_expires_everyone_else() {
         .1,
         expired
     );
-    t.app.store.set_user_disabled("r", true, now()).unwrap();
+    t.app
+        .store
+        .set_user_disabled("r", true, now())
+        .await
+        .unwrap();
     assert_eq!(
         t.proxy("/centrifugo/refresh", &session_body("r", None, None), &[])
             .await
@@ -394,7 +408,11 @@ async fn subscribe_allows_own_and_pattern_channels_and_denies_explicitly() {
         denied,
         "anonymous users are denied"
     );
-    t.app.store.set_user_disabled("s", true, now()).unwrap();
+    t.app
+        .store
+        .set_user_disabled("s", true, now())
+        .await
+        .unwrap();
     assert_eq!(
         t.proxy("/centrifugo/subscribe", &sub("chat:room-7"), &[])
             .await
@@ -414,7 +432,11 @@ async fn sub_refresh_extends_or_expires_and_subscribe_sets_expiry_when_configure
     let (s, r) = t.proxy("/centrifugo/sub_refresh", &body, &[]).await;
     assert_eq!(s, 200);
     assert!(r["result"]["expire_at"].as_i64().unwrap() > now() + 590);
-    t.app.store.set_user_disabled("s", true, now()).unwrap();
+    t.app
+        .store
+        .set_user_disabled("s", true, now())
+        .await
+        .unwrap();
     assert_eq!(
         t.proxy("/centrifugo/sub_refresh", &body, &[]).await.1,
         json!({"result": {"expired": true}})
@@ -450,7 +472,14 @@ async fn a_locked_store_is_503_and_writes_nothing() {
     lock.execute_batch("COMMIT;").unwrap();
     drop(lock);
     assert_eq!(
-        t.app.store.get_user("u").unwrap().unwrap().name.as_deref(),
+        t.app
+            .store
+            .get_user("u")
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
         Some("Ada")
     );
     assert_eq!(
@@ -556,6 +585,7 @@ async fn subscribe_and_sub_refresh_judge_revocation_and_channels() {
     t.app
         .store
         .revoke_user_tokens("v", c["iat"].as_i64().unwrap() + 1, now())
+        .await
         .unwrap();
     assert_eq!(
         t.proxy("/centrifugo/subscribe", &body("chat:room"), &[])

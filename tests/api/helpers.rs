@@ -45,8 +45,12 @@ impl TestApp {
         raw.log.level = "warn".into();
         f(&mut raw);
         let config = raw.validate().expect("test config is valid");
-        let app = cli::prepare(config).unwrap();
-        let key = match app.store.create_api_key("test", chatsdk_auth::now_unix()) {
+        let app = cli::prepare(config).await.unwrap();
+        let key = match app
+            .store
+            .create_api_key("test", chatsdk_auth::now_unix())
+            .await
+        {
             Ok(k) => k,
             // Restarted on the same data dir: the key from the first run is in a file.
             Err(_) => std::fs::read_to_string(dir.join("test-key.txt")).unwrap(),

@@ -9,5 +9,9 @@ mod centrifugo;
 mod helpers;
 /// Health, readiness, metrics endpoints and routing errors.
 mod ops;
+/// A private PostgreSQL server for the tests.
+mod pg;
+/// The PostgreSQL backend: contract, shared replicas, outage and recovery.
+mod postgres;
 /// POST /tokens: contract, claims, upsert, validation, keys, persistence.
 mod tokens;

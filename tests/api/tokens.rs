@@ -157,7 +157,7 @@ async fn upsert_updates_keeps_and_clears_fields_without_duplicating() {
         b["user"],
         json!({"id": "u", "name": "B", "image": "https://x.example/a.png"})
     );
-    let u = t.app.store.get_user("u").unwrap().unwrap();
+    let u = t.app.store.get_user("u").await.unwrap().unwrap();
     assert_eq!(
         u.custom.as_deref(),
         Some(r#"{"z": 1, "a":[1,2]}"#),
@@ -168,7 +168,7 @@ async fn upsert_updates_keeps_and_clears_fields_without_duplicating() {
         .tokens(json!({"userId": "u", "image": null, "custom": null}))
         .await;
     assert_eq!(b["user"], json!({"id": "u", "name": "B", "image": null}));
-    let u = t.app.store.get_user("u").unwrap().unwrap();
+    let u = t.app.store.get_user("u").await.unwrap().unwrap();
     assert_eq!(u.custom, None);
     assert_eq!(count_users(&t, "u"), 1);
 }
@@ -267,7 +267,7 @@ async fn invalid_requests_are_400_naming_the_field_and_write_nothing() {
         assert_eq!(keys(&b), ["code", "error"].map(String::from).into());
     }
     assert!(
-        t.app.store.get_user("new-1").unwrap().is_none(),
+        t.app.store.get_user("new-1").await.unwrap().is_none(),
         "a rejected request writes nothing"
     );
     // Malformed JSON.
@@ -307,6 +307,7 @@ async fn a_valid_update_after_a_rejected_one_keeps_the_old_profile() {
         t.app
             .store
             .get_user("keep")
+            .await
             .unwrap()
             .unwrap()
             .name
@@ -344,26 +345,26 @@ async fn bad_api_keys_are_401_with_the_seed_wording() {
             .await,
         4.0
     );
-    assert!(t.app.store.get_user("u").unwrap().is_none());
+    assert!(t.app.store.get_user("u").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once() {
     let t = TestApp::spawn().await;
-    let second = t.app.store.create_api_key("second", now()).unwrap();
+    let second = t.app.store.create_api_key("second", now()).await.unwrap();
     assert!(second.starts_with("chatsdk_") && second.len() > 40);
     assert_eq!(
         t.tokens_with_key(&second, json!({"userId": "u"})).await.0,
         200
     );
     assert_eq!(t.tokens(json!({"userId": "u"})).await.0, 200);
-    assert!(t.app.store.revoke_api_key("test", now()).unwrap());
+    assert!(t.app.store.revoke_api_key("test", now()).await.unwrap());
     assert_eq!(t.tokens(json!({"userId": "u"})).await.0, 401);
     assert_eq!(
         t.tokens_with_key(&second, json!({"userId": "u"})).await.0,
         200
     );
-    let list = t.app.store.list_api_keys().unwrap();
+    let list = t.app.store.list_api_keys().await.unwrap();
     let test = list.iter().find(|k| k.name == "test").unwrap();
     assert!(test.revoked_at.is_some() && test.last_used_at.is_some());
     assert!(
@@ -441,7 +442,7 @@ async fn wrong_content_type_is_415_and_large_bodies_are_413() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
-    assert!(t.app.store.get_user("big").unwrap().is_none());
+    assert!(t.app.store.get_user("big").await.unwrap().is_none());
     assert_eq!(
         t.metric(r#"chatsdk_auth_token_requests_rejected_total{reason="payload_too_large"}"#)
             .await,
@@ -466,12 +467,24 @@ fn futures_stream(
 async fn disabled_users_get_403_and_nothing_changes() {
     let t = TestApp::spawn().await;
     t.tokens(json!({"userId": "d", "name": "Before"})).await;
-    assert!(t.app.store.set_user_disabled("d", true, now()).unwrap());
+    assert!(t
+        .app
+        .store
+        .set_user_disabled("d", true, now())
+        .await
+        .unwrap());
     let (s, b) = t.tokens(json!({"userId": "d", "name": "After"})).await;
     assert_eq!(s, 403);
     assert_eq!(b["code"], "user_disabled");
     assert_eq!(
-        t.app.store.get_user("d").unwrap().unwrap().name.as_deref(),
+        t.app
+            .store
+            .get_user("d")
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_deref(),
         Some("Before")
     );
     assert_eq!(
@@ -479,7 +492,12 @@ async fn disabled_users_get_403_and_nothing_changes() {
             .await,
         1.0
     );
-    assert!(t.app.store.set_user_disabled("d", false, now()).unwrap());
+    assert!(t
+        .app
+        .store
+        .set_user_disabled("d", false, now())
+        .await
+        .unwrap());
     assert_eq!(
         t.tokens(json!({"userId": "d", "name": "After"})).await.0,
         200
@@ -495,6 +513,7 @@ async fn tokens_minted_after_a_revocation_are_not_revoked() {
         .app
         .store
         .revoke_user_tokens("r", valid_after, now())
+        .await
         .unwrap());
     let b = t.mint("r").await;
     let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
@@ -516,7 +535,7 @@ async fn restart_keeps_users_keys_and_secrets() {
         ws_key,
         "secrets are read back, not regenerated"
     );
-    let u = second.app.store.get_user("persist").unwrap().unwrap();
+    let u = second.app.store.get_user("persist").await.unwrap().unwrap();
     assert_eq!(u.name.as_deref(), Some("Ada"));
     let (s, b) = second.tokens(json!({"userId": "persist"})).await;
     assert_eq!(s, 200, "the key from the first run still works");

@@ -1,0 +1,373 @@
+//! The PostgreSQL backend, for several replicas sharing one store.
+//!
+//! A deadpool connection pool with cached prepared statements; every wait (pool checkout,
+//! connect) is bounded by `storage.postgres_timeout_ms`, so an outage becomes a prompt
+//! `StoreError::Unavailable` (503, and Centrifugo's retry) instead of a hung request. The schema
+//! is created and migrated at start under an advisory lock, so replicas starting together do not
+//! race. `custom` is stored as TEXT, byte for byte as the caller sent it (JSONB would reorder).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::NoTls;
+
+use super::{ApiKeyInfo, ApiKeyRecord, StoreError, Upserted, User, UserPatch};
+
+/// Arbitrary constant identifying this service's migration lock.
+const MIGRATION_LOCK: i64 = 0x6368_6174_7364_6b01;
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE chatsdk_auth_users (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    image TEXT,
+    custom TEXT,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    tokens_valid_after BIGINT NOT NULL DEFAULT 0,
+    revision BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE chatsdk_auth_api_keys (
+    name TEXT PRIMARY KEY,
+    prefix TEXT NOT NULL,
+    hash BYTEA NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT,
+    revoked_at BIGINT
+);
+"#];
+
+const UPSERT: &str =
+    "INSERT INTO chatsdk_auth_users AS u (id, name, image, custom, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $5)
+ON CONFLICT (id) DO UPDATE SET
+    name = CASE WHEN $6 THEN EXCLUDED.name ELSE u.name END,
+    image = CASE WHEN $7 THEN EXCLUDED.image ELSE u.image END,
+    custom = CASE WHEN $8 THEN EXCLUDED.custom ELSE u.custom END,
+    revision = u.revision + 1,
+    updated_at = EXCLUDED.updated_at
+WHERE u.disabled = FALSE
+RETURNING id, name, image, tokens_valid_after, revision";
+
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl PgStore {
+    pub async fn open(
+        url: &str,
+        pool_size: usize,
+        timeout: Duration,
+    ) -> Result<PgStore, StoreError> {
+        let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {
+            StoreError::Internal(format!("storage.postgres_url cannot be parsed: {e}"))
+        })?;
+        pg.connect_timeout(timeout);
+        if pg.get_application_name().is_none() {
+            pg.application_name("chatsdk-auth");
+        }
+        let manager = Manager::from_config(
+            pg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size)
+            .wait_timeout(Some(timeout))
+            .create_timeout(Some(timeout))
+            .recycle_timeout(Some(timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Internal(format!("cannot build the PostgreSQL pool: {e}")))?;
+        let store = PgStore { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(map_pool_err)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS chatsdk_auth_schema (version INTEGER NOT NULL)",
+        )
+        .await
+        .map_err(map_err)?;
+        let version: i32 = tx
+            .query_opt("SELECT version FROM chatsdk_auth_schema", &[])
+            .await
+            .map_err(map_err)?
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::Internal(format!(
+                "database schema version {version} is newer than this binary understands ({}); upgrade chatsdk-auth",
+                MIGRATIONS.len()
+            )));
+        }
+        for sql in MIGRATIONS.iter().skip(version as usize) {
+            tx.batch_execute(sql).await.map_err(map_err)?;
+        }
+        let latest = MIGRATIONS.len() as i32;
+        tx.execute("DELETE FROM chatsdk_auth_schema", &[])
+            .await
+            .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO chatsdk_auth_schema (version) VALUES ($1)",
+            &[&latest],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.simple_query("SELECT 1")
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    pub async fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(UPSERT).await.map_err(map_err)?;
+        let row = c
+            .query_opt(
+                &st,
+                &[
+                    &p.id,
+                    &p.name.value(),
+                    &p.image.value(),
+                    &p.custom.value(),
+                    &now,
+                    &p.name.is_given(),
+                    &p.image.is_given(),
+                    &p.custom.is_given(),
+                ],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(match row {
+            Some(r) => Upserted::Active {
+                id: r.get(0),
+                name: r.get(1),
+                image: r.get(2),
+                tokens_valid_after: r.get(3),
+                created: r.get::<_, i64>(4) == 1,
+            },
+            None => Upserted::Disabled,
+        })
+    }
+
+    pub async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT id, name, image, custom, disabled, tokens_valid_after, created_at, updated_at
+                 FROM chatsdk_auth_users WHERE id = $1",
+            )
+            .await
+            .map_err(map_err)?;
+        let row = c.query_opt(&st, &[&id]).await.map_err(map_err)?;
+        Ok(row.map(|r| User {
+            id: r.get(0),
+            name: r.get(1),
+            image: r.get(2),
+            custom: r.get(3),
+            disabled: r.get(4),
+            tokens_valid_after: r.get(5),
+            created_at: r.get(6),
+            updated_at: r.get(7),
+        }))
+    }
+
+    pub async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT name, hash, revoked_at IS NOT NULL FROM chatsdk_auth_api_keys WHERE hash = $1",
+            )
+            .await
+            .map_err(map_err)?;
+        let row = c.query_opt(&st, &[&&hash[..]]).await.map_err(map_err)?;
+        Ok(row.map(|r| {
+            let stored: Vec<u8> = r.get(1);
+            let mut h = [0u8; 32];
+            if stored.len() == 32 {
+                h.copy_from_slice(&stored);
+            }
+            ApiKeyRecord {
+                name: r.get(0),
+                hash: h,
+                revoked: r.get(2),
+            }
+        }))
+    }
+
+    pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE chatsdk_auth_api_keys SET last_used_at = $2 WHERE name = $1",
+            &[&name, &now],
+        )
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    pub async fn insert_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        let res = c
+            .execute(
+                "INSERT INTO chatsdk_auth_api_keys (name, prefix, hash, created_at) VALUES ($1, $2, $3, $4)",
+                &[&name, &prefix, &&hash[..], &now],
+            )
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::Conflict(format!(
+                "an API key named \"{name}\" already exists (names stay taken after revocation); choose another name"
+            ))),
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    pub async fn ensure_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        // One statement: insert, or replace a *different* key of that name; the same key is
+        // left as it is (a revoked initial key stays revoked).
+        let n = c
+            .execute(
+                "INSERT INTO chatsdk_auth_api_keys AS k (name, prefix, hash, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET prefix = EXCLUDED.prefix, hash = EXCLUDED.hash,
+                     created_at = EXCLUDED.created_at, last_used_at = NULL, revoked_at = NULL
+                 WHERE k.hash <> EXCLUDED.hash",
+                &[&name, &prefix, &&hash[..], &now],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(n > 0)
+    }
+
+    pub async fn count_api_keys(&self) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one("SELECT count(*) FROM chatsdk_auth_api_keys", &[])
+            .await
+            .map_err(map_err)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT name, prefix, created_at, last_used_at, revoked_at FROM chatsdk_auth_api_keys ORDER BY created_at, name",
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| ApiKeyInfo {
+                name: r.get(0),
+                prefix: r.get(1),
+                created_at: r.get(2),
+                last_used_at: r.get(3),
+                revoked_at: r.get(4),
+            })
+            .collect())
+    }
+
+    pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE chatsdk_auth_api_keys SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+            &[&name, &now],
+        )
+        .await
+        .map(|n| n > 0)
+        .map_err(map_err)
+    }
+
+    pub async fn set_user_disabled(
+        &self,
+        id: &str,
+        disabled: bool,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE chatsdk_auth_users SET disabled = $2, updated_at = $3 WHERE id = $1",
+            &[&id, &disabled, &now],
+        )
+        .await
+        .map(|n| n > 0)
+        .map_err(map_err)
+    }
+
+    pub async fn revoke_user_tokens(
+        &self,
+        id: &str,
+        before: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "UPDATE chatsdk_auth_users SET tokens_valid_after = GREATEST(tokens_valid_after, $2), updated_at = $3 WHERE id = $1",
+            &[&id, &before, &now],
+        )
+        .await
+        .map(|n| n > 0)
+        .map_err(map_err)
+    }
+}
+
+fn map_pool_err(e: PoolError) -> StoreError {
+    match e {
+        PoolError::Backend(e) => map_err(e),
+        other => StoreError::Unavailable(format!("PostgreSQL pool: {other}")),
+    }
+}
+
+fn map_err(e: tokio_postgres::Error) -> StoreError {
+    match e.code() {
+        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
+        Some(code) => {
+            let class = code.code().get(..2).unwrap_or("");
+            // 08: connection exception, 53: insufficient resources, 57: operator intervention
+            // (shutdown, cancelled), 40: serialization/deadlock (retryable).
+            if matches!(class, "08" | "53" | "57" | "40") {
+                StoreError::Unavailable(e.to_string())
+            } else {
+                StoreError::Internal(e.to_string())
+            }
+        }
+        // No SQLSTATE: the connection itself failed (refused, closed, timed out).
+        None => StoreError::Unavailable(e.to_string()),
+    }
+}
