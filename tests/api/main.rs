@@ -11,3 +11,5 @@ mod helpers;
 mod ops;
 /// POST /tokens: contract, claims, upsert, validation, keys, persistence.
 mod tokens;
+/// The SQLite WAL stays bounded under load; unchanged profiles are not rewritten.
+mod wal;
