@@ -12,10 +12,12 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
+use std::borrow::Cow;
+
+use jsonwebtoken::{Algorithm, Header};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sha2::{Sha256, Sha384, Sha512};
 
 use crate::config::TokenConfig;
@@ -149,6 +151,20 @@ impl MacKey {
             MacKey::Hs512(k) => tag(k, message, out),
         }
     }
+
+    /// True when `signature` is the HMAC of `message` (compared in constant time).
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        fn check<M: Mac + Clone>(key: &M, message: &[u8], signature: &[u8]) -> bool {
+            let mut mac = key.clone();
+            mac.update(message);
+            mac.verify_slice(signature).is_ok()
+        }
+        match self {
+            MacKey::Hs256(k) => check(k, message, signature),
+            MacKey::Hs384(k) => check(k, message, signature),
+            MacKey::Hs512(k) => check(k, message, signature),
+        }
+    }
 }
 
 /// Mints REST tokens and wsTokens with separate keys.
@@ -253,52 +269,151 @@ fn encode_jti(buf: &mut [u8]) -> &str {
 }
 
 /// Verifies wsTokens the way Centrifugo would.
+///
+/// The checks are exactly those `jsonwebtoken::decode` makes with Centrifugo's validation (no
+/// leeway, `nbf` checked, `exp` and `sub` required, `aud`/`iss` required and compared only when
+/// configured), in the same order, so the same tokens are expired or invalid. They are done in
+/// one pass: the header and the claims are each parsed once, and the HMAC is keyed once at
+/// startup instead of per token. A differential test holds this to `jsonwebtoken::decode`.
 pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+    algorithm: Algorithm,
+    key: MacKey,
+    audience: Option<String>,
+    issuer: Option<String>,
+}
+
+/// A wsToken's claims as verification reads them: what the proxies use, plus the registered
+/// claims that are validated, kept raw so that `null` stays distinct from absent.
+#[derive(Deserialize)]
+struct ClaimsIn<'a> {
+    sub: String,
+    iat: i64,
+    exp: i64,
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    nbf: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    aud: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    iss: Option<&'a RawValue>,
+}
+
+/// `Some(raw)` for any present value, `null` included.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
+}
+
+/// A NumericDate as jsonwebtoken reads one: a non-negative integer, or a finite non-negative
+/// float below 2^64, rounded. `None` for anything else (`null`, strings, negative numbers).
+fn numeric_date(raw: &RawValue) -> Option<u64> {
+    let n = serde_json::from_str::<serde_json::Number>(raw.get()).ok()?;
+    if let Some(u) = n.as_u64() {
+        return Some(u);
+    }
+    if n.is_i64() {
+        return None;
+    }
+    let f = n.as_f64()?;
+    (f.is_finite() && f >= 0.0 && f < u64::MAX as f64).then(|| f.round() as u64)
+}
+
+/// `aud`/`iss` as jsonwebtoken reads them: a string or an array of strings (`None` for `null`
+/// or any other shape, which a required claim treats as missing).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Names<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(Vec<Cow<'a, str>>),
+}
+
+impl Names<'_> {
+    fn read(raw: Option<&RawValue>) -> Option<Names<'_>> {
+        serde_json::from_str::<Option<Names<'_>>>(raw?.get())
+            .ok()
+            .flatten()
+    }
+
+    /// True when `expected` is among the names (jsonwebtoken: a non-empty intersection).
+    fn contains(&self, expected: &str) -> bool {
+        match self {
+            Names::One(n) => n == expected,
+            Names::Many(v) => v.iter().any(|n| n == expected),
+        }
+    }
 }
 
 impl Verifier {
     pub fn new(config: &TokenConfig, secrets: &Secrets) -> Verifier {
-        let mut v = Validation::new(config.algorithm);
-        v.leeway = 0;
-        v.validate_exp = true;
-        v.validate_nbf = true;
-        v.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
-        // Like Centrifugo: when an audience/issuer is configured, a token without one fails.
-        match &config.ws_audience {
-            Some(aud) => {
-                v.set_audience(&[aud]);
-                v.required_spec_claims.insert("aud".into());
-            }
-            None => v.validate_aud = false,
-        }
-        if let Some(iss) = &config.ws_issuer {
-            v.set_issuer(&[iss]);
-            v.required_spec_claims.insert("iss".into());
-        }
         Verifier {
-            key: DecodingKey::from_secret(secrets.centrifugo_key.expose().as_bytes()),
-            validation: v,
+            algorithm: config.algorithm,
+            key: MacKey::new(config.algorithm, secrets.centrifugo_key.expose().as_bytes()),
+            // Like Centrifugo: when an audience/issuer is configured, a token without one fails.
+            audience: config.ws_audience.clone(),
+            issuer: config.ws_issuer.clone(),
         }
     }
 
     /// Verifies signature and claims; `now` decides expiry (strictly `exp > now`).
     pub fn verify(&self, token: &str, now: i64) -> Result<VerifiedWs, TokenError> {
-        let data = jsonwebtoken::decode::<VerifiedWs>(token, &self.key, &self.validation).map_err(
-            |e| match e.kind() {
-                ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            },
-        )?;
-        let claims = data.claims;
-        if claims.channel.as_deref().is_some_and(|c| !c.is_empty()) {
-            return Err(TokenError::Invalid);
+        use TokenError::{Expired, Invalid};
+        // Compact form `header.payload.signature`; the signature covers `header.payload`.
+        let (message, signature) = token.rsplit_once('.').ok_or(Invalid)?;
+        let (header, payload) = message.rsplit_once('.').ok_or(Invalid)?;
+        let header = URL_SAFE_NO_PAD.decode(header).map_err(|_| Invalid)?;
+        let header: Header = serde_json::from_slice(&header).map_err(|_| Invalid)?;
+        if header.alg != self.algorithm {
+            return Err(Invalid);
         }
-        if claims.exp <= now {
-            return Err(TokenError::Expired);
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| Invalid)?;
+        if !self.key.verify(message.as_bytes(), &signature) {
+            return Err(Invalid);
         }
-        Ok(claims)
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| Invalid)?;
+        let c: ClaimsIn<'_> = serde_json::from_slice(&payload).map_err(|_| Invalid)?;
+        // Required claims: `sub` is a string by now; `exp` must be a NumericDate.
+        let exp = u64::try_from(c.exp).map_err(|_| Invalid)?;
+        let audience = match &self.audience {
+            Some(_) => Some(Names::read(c.aud).ok_or(Invalid)?),
+            None => None,
+        };
+        let issuer = match &self.issuer {
+            Some(_) => Some(Names::read(c.iss).ok_or(Invalid)?),
+            None => None,
+        };
+        let nbf = match c.nbf {
+            Some(raw) => Some(numeric_date(raw).ok_or(Invalid)?),
+            None => None,
+        };
+        let now_u = u64::try_from(now).unwrap_or(0);
+        if exp < now_u || nbf.is_some_and(|nbf| nbf > now_u) {
+            return Err(Expired);
+        }
+        if let (Some(iss), Some(expected)) = (&issuer, &self.issuer) {
+            if !iss.contains(expected) {
+                return Err(Invalid);
+            }
+        }
+        if let (Some(aud), Some(expected)) = (&audience, &self.audience) {
+            if !aud.contains(expected) {
+                return Err(Invalid);
+            }
+        }
+        if c.channel.as_deref().is_some_and(|ch| !ch.is_empty()) {
+            return Err(Invalid);
+        }
+        if c.exp <= now {
+            return Err(Expired);
+        }
+        Ok(VerifiedWs {
+            sub: c.sub,
+            iat: c.iat,
+            exp: c.exp,
+            jti: c.jti,
+            channel: c.channel,
+        })
     }
 }
 
@@ -384,6 +499,218 @@ mod tests {
         let parsed = uuid::Uuid::parse_str(&a).unwrap();
         assert_eq!(parsed.get_version_num(), 4);
         assert_ne!(a, new_jti());
+    }
+
+    /// The verifier this module used to have: `jsonwebtoken::decode` with Centrifugo's rules.
+    fn reference_verify(
+        cfg: &TokenConfig,
+        key: &str,
+        token: &str,
+        now: i64,
+    ) -> Result<VerifiedWs, TokenError> {
+        use jsonwebtoken::errors::ErrorKind;
+        use jsonwebtoken::{DecodingKey, Validation};
+        let mut v = Validation::new(cfg.algorithm);
+        v.leeway = 0;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.required_spec_claims = ["exp", "sub"].iter().map(|s| s.to_string()).collect();
+        match &cfg.ws_audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                v.required_spec_claims.insert("aud".into());
+            }
+            None => v.validate_aud = false,
+        }
+        if let Some(iss) = &cfg.ws_issuer {
+            v.set_issuer(&[iss]);
+            v.required_spec_claims.insert("iss".into());
+        }
+        let data = jsonwebtoken::decode::<VerifiedWs>(
+            token,
+            &DecodingKey::from_secret(key.as_bytes()),
+            &v,
+        )
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature | ErrorKind::ImmatureSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
+        let claims = data.claims;
+        if claims.channel.as_deref().is_some_and(|c| !c.is_empty()) {
+            return Err(TokenError::Invalid);
+        }
+        if claims.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// A compact JWS over raw header and claims text, HMAC-SHA256/384 by `alg_bits`.
+    fn raw_token(header: &str, claims: &str, key: &str, alg_bits: u16) -> String {
+        let mut t = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let sig = match alg_bits {
+            384 => {
+                let mut m = Hmac::<Sha384>::new_from_slice(key.as_bytes()).unwrap();
+                m.update(t.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+            _ => {
+                let mut m = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
+                m.update(t.as_bytes());
+                m.finalize().into_bytes().to_vec()
+            }
+        };
+        t.push('.');
+        t.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        t
+    }
+
+    #[test]
+    fn verifier_agrees_with_jsonwebtoken_decode() {
+        let (base_cfg, s) = fixtures();
+        let key = s.centrifugo_key.expose().to_string();
+        let now = crate::now_unix();
+        let (past, future) = (now - 100, now + 100);
+        let values = |name: &str| -> Vec<String> {
+            let mut v: Vec<String> = vec![
+                "null".into(),
+                "\"x\"".into(),
+                "5".into(),
+                "-5".into(),
+                "1.5".into(),
+                "{\"a\":1}".into(),
+                "[]".into(),
+                "[5]".into(),
+                format!("{past}"),
+                format!("{future}"),
+                format!("{now}"),
+                format!("{now}.4"),
+                "1e30".into(),
+                "-0".into(),
+            ];
+            if name == "aud" || name == "iss" {
+                for n in ["app", "me", "other"] {
+                    v.push(format!("\"{n}\""));
+                    v.push(format!("[\"{n}\",\"zzz\"]"));
+                }
+            }
+            v
+        };
+        let base = [
+            ("sub", "\"u\"".to_string()),
+            ("iat", format!("{now}")),
+            ("exp", format!("{future}")),
+        ];
+        // Claims texts: the base with one field replaced, removed or added, plus pairs that
+        // pit expiry against another failure, plus duplicated keys.
+        let mut claim_sets: Vec<String> = Vec::new();
+        let render = |fields: &[(&str, String)]| {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", body.join(","))
+        };
+        let names = ["sub", "iat", "exp", "nbf", "aud", "iss", "jti", "channel"];
+        for name in names {
+            let mut without: Vec<(&str, String)> = base.to_vec();
+            without.retain(|(k, _)| *k != name);
+            claim_sets.push(render(&without));
+            for v in values(name)
+                .into_iter()
+                .chain(["\"\"".to_string(), "\"c\"".to_string()])
+            {
+                let mut f = without.clone();
+                f.push((name, v.clone()));
+                claim_sets.push(render(&f));
+                // The same with an expired token.
+                let mut g = f.clone();
+                g.retain(|(k, _)| *k != "exp" || name == "exp");
+                if name != "exp" {
+                    g.push(("exp", format!("{past}")));
+                }
+                claim_sets.push(render(&g));
+                // And with a good audience and issuer, to reach the later checks.
+                let mut h = f.clone();
+                for (k, good) in [("aud", "\"app\""), ("iss", "\"me\"")] {
+                    if name != k {
+                        h.push((k, good.to_string()));
+                    }
+                }
+                claim_sets.push(render(&h));
+            }
+        }
+        for dup in ["sub", "nbf", "aud", "iss", "jti", "exp", "info"] {
+            claim_sets.push(format!(
+                "{{\"sub\":\"u\",\"iat\":{now},\"exp\":{future},\"{dup}\":{future},\"{dup}\":{future}}}"
+            ));
+        }
+        claim_sets.push("[1,2]".into());
+        claim_sets.push("not json".into());
+        let headers = [
+            (r#"{"typ":"JWT","alg":"HS256"}"#, 256),
+            (r#"{"alg":"HS256"}"#, 256),
+            (r#"{"alg":"HS384","typ":"JWT"}"#, 384),
+            (r#"{"alg":"none"}"#, 256),
+            (r#"{"alg":"HS256","kid":5}"#, 256),
+            (r#"{"alg":"HS256","kid":"k1","crit":["exp"]}"#, 256),
+            (r#"{"typ":"JWT"}"#, 256),
+            ("nope", 256),
+        ];
+        let mut configs = Vec::new();
+        configs.push(base_cfg.clone());
+        let mut with_aud = base_cfg.clone();
+        with_aud.ws_audience = Some("app".into());
+        with_aud.ws_issuer = Some("me".into());
+        configs.push(with_aud);
+        let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+        for cfg in &configs {
+            let verifier = Verifier::new(cfg, &s);
+            for claims in &claim_sets {
+                for (header, bits) in headers {
+                    let good = raw_token(header, claims, &key, bits);
+                    let mut tokens = vec![
+                        good.clone(),
+                        raw_token(header, claims, "another key entirely, 32 bytes+", bits),
+                        format!("{good}="),
+                        format!("x.{good}"),
+                    ];
+                    if header.starts_with(r#"{"typ":"JWT","alg":"HS256"}"#) {
+                        tokens.push(good.replacen('.', "", 1));
+                        tokens.push(format!("{good}.x"));
+                    }
+                    for token in tokens {
+                        // jsonwebtoken reads the clock itself: if a second ticked between
+                        // the two calls, compare again.
+                        let run = || {
+                            let now = crate::now_unix();
+                            (
+                                format!("{:?}", verifier.verify(&token, now)),
+                                format!("{:?}", reference_verify(cfg, &key, &token, now)),
+                            )
+                        };
+                        let (mut ours, mut theirs) = run();
+                        if ours != theirs {
+                            (ours, theirs) = run();
+                        }
+                        assert_eq!(
+                            ours, theirs,
+                            "claims {claims} header {header} token {token}"
+                        );
+                        let kind = ours.split(['(', ' ']).take(2).collect::<Vec<_>>().join(" ");
+                        *outcomes.entry(kind).or_insert(0) += 1;
+                    }
+                }
+            }
+        }
+        // Every outcome is exercised, valid tokens included.
+        for kind in ["Ok VerifiedWs", "Err Expired)", "Err Invalid)"] {
+            assert!(
+                outcomes.get(kind).copied().unwrap_or(0) >= 20,
+                "{outcomes:?}"
+            );
+        }
     }
 
     #[test]
