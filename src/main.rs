@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    telemetry::init(&config.log);
+    let _log = telemetry::init(&config.log);
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     rt.enable_all();
     if let Some(n) = config.worker_threads {

@@ -8,15 +8,21 @@
 //!
 //! Trap avoided: SQLite only runs its WAL auto-checkpoint when a statement is stepped to the
 //! end, so every `RETURNING` statement here is drained (`rows.next()` until `None`).
+//!
+//! Most `POST /tokens` calls repeat a profile the store already holds (clients mint again on
+//! every login or reconnect), so the upsert first reads the row on a reader connection and
+//! writes only when something would change: the common case takes no write lock, appends no
+//! WAL frame and never waits for the writer.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{ApiKeyInfo, ApiKeyRecord, StoreError, Upserted, User, UserPatch};
+use super::{ApiKeyInfo, ApiKeyRecord, Field, StoreError, Upserted, User, UserPatch};
 
 /// Reader connections; two cores rarely need more.
 const READERS: usize = 4;
@@ -42,6 +48,10 @@ CREATE TABLE api_keys (
     revoked_at INTEGER
 );
 "#];
+
+/// What the upsert needs to know about an existing row before deciding to write.
+const PROFILE: &str =
+    "SELECT name, image, custom, disabled, tokens_valid_after FROM users WHERE id = ?1";
 
 /// The upsert: insert, or update only the fields the request carried. A disabled user is not
 /// touched (the `WHERE` makes the conflict branch a no-op, so no row comes back).
@@ -96,12 +106,15 @@ impl SqliteStore {
     }
 
     fn reader(&self) -> MutexGuard<'_, Connection> {
-        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
-        for i in 0..self.readers.len() {
-            if let Ok(g) = self.readers[(start + i) % self.readers.len()].try_lock() {
+        // The first free reader, so that a lightly loaded server keeps reusing one connection
+        // (its page and statement caches stay warm); only when all are busy, wait on one
+        // chosen round-robin.
+        for r in &self.readers {
+            if let Ok(g) = r.try_lock() {
                 return g;
             }
         }
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
         self.readers[start % self.readers.len()]
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -116,6 +129,9 @@ impl SqliteStore {
     }
 
     pub fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
+        if let Some(done) = self.upsert_without_write(p)? {
+            return Ok(done);
+        }
         let c = self.writer();
         let mut st = c.prepare_cached(UPSERT).map_err(map_err)?;
         let mut rows = st
@@ -143,6 +159,40 @@ impl SqliteStore {
         // Drain to completion so the statement finishes and the WAL can checkpoint.
         while rows.next().map_err(map_err)?.is_some() {}
         Ok(first.unwrap_or(Upserted::Disabled))
+    }
+
+    /// The upsert's outcome when it needs no write: the user exists and either is disabled
+    /// (the upsert would not touch the row) or already holds every field the patch carries.
+    /// `None` means a write is needed. Read on a reader connection, so it never waits for the
+    /// writer; a write that commits in between is ordered after this call, as if it came later.
+    fn upsert_without_write(&self, p: &UserPatch<'_>) -> Result<Option<Upserted>, StoreError> {
+        let c = self.reader();
+        let mut st = c.prepare_cached(PROFILE).map_err(map_err)?;
+        let mut rows = st.query([p.id]).map_err(map_err)?;
+        let Some(r) = rows.next().map_err(map_err)? else {
+            return Ok(None);
+        };
+        if r.get::<_, i64>(3).map_err(map_err)? != 0 {
+            return Ok(Some(Upserted::Disabled));
+        }
+        let same = |i: usize, f: &Field<&str>| -> Result<bool, StoreError> {
+            let stored = r.get_ref(i).map_err(map_err)?;
+            Ok(match f {
+                Field::Keep => true,
+                Field::Clear => stored == ValueRef::Null,
+                Field::Set(v) => stored == ValueRef::Text(v.as_bytes()),
+            })
+        };
+        if !(same(0, &p.name)? && same(1, &p.image)? && same(2, &p.custom)?) {
+            return Ok(None);
+        }
+        Ok(Some(Upserted::Active {
+            id: p.id.to_string(),
+            name: r.get(0).map_err(map_err)?,
+            image: r.get(1).map_err(map_err)?,
+            tokens_valid_after: r.get(4).map_err(map_err)?,
+            created: false,
+        }))
     }
 
     pub fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {

@@ -15,3 +15,5 @@ mod pg;
 mod postgres;
 /// POST /tokens: contract, claims, upsert, validation, keys, persistence.
 mod tokens;
+/// The SQLite WAL stays bounded under load; unchanged profiles are not rewritten.
+mod wal;
