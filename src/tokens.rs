@@ -69,14 +69,16 @@ struct TokenResponse<'a> {
 pub async fn handle(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let now = crate::now_unix();
-    let caller = auth::authenticate(&app.store, &app.touch_throttle, &parts.headers, now).await?;
+    let caller = auth::authenticate(&app.store, &parts.headers).await?;
     app.metrics
         .api_key_requests
         .with_label_values(&[&caller.key_name])
         .inc();
     let bytes = body::read_json_body(&parts.headers, body, app.config.max_body_bytes).await?;
     let request = parse(&bytes)?;
-    issue(app, &request, now).await
+    let resp = issue(app, &request, now).await?;
+    auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
+    Ok(resp)
 }
 
 /// Upserts the user and mints both tokens.
@@ -103,7 +105,13 @@ pub async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiErr
         .inc();
     // Tokens are never issued "before" a revocation instant, so a token minted right after
     // `user revoke-tokens` in the same second is not caught by its own revocation.
-    let iat = now.max(valid_after);
+    // A revocation instant more than a second ahead cannot come from `revoke-tokens` (which
+    // refuses future instants); never mint into the future for it, the proxies then refuse.
+    let iat = if valid_after > now && valid_after - now <= 1 {
+        valid_after
+    } else {
+        now
+    };
     let info = Info {
         name: name.as_deref(),
         image: image.as_deref(),
@@ -248,6 +256,14 @@ fn image(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
     const CODE: &str = "invalid_image";
     let f = optional_string(raw, CODE, "image")?;
     if let Field::Set(u) = &f {
+        // The URL parser silently strips surrounding whitespace and control characters, but
+        // the stored string is the raw one: refuse them instead of storing them.
+        if u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(field_err(
+                CODE,
+                "image must be a URL without spaces or control characters",
+            ));
+        }
         if u.len() > MAX_IMAGE_BYTES {
             return Err(field_err(
                 CODE,

@@ -44,12 +44,7 @@ impl TouchThrottle {
 }
 
 /// Checks the `X-API-Key` header against the store.
-pub async fn authenticate(
-    store: &Store,
-    throttle: &TouchThrottle,
-    headers: &HeaderMap,
-    now: i64,
-) -> Result<Caller, ApiError> {
+pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
         return Err(ApiError::InvalidApiKey);
     };
@@ -65,13 +60,18 @@ pub async fn authenticate(
     if !bool::from(record.hash.ct_eq(&hash)) || record.revoked {
         return Err(ApiError::InvalidApiKey);
     }
-    if throttle.due(&record.name, now) {
-        // Losing a last-used timestamp is not worth failing a request over.
-        if let Err(e) = store.touch_api_key(&record.name, now).await {
-            tracing::warn!(error = %e, key_name = %record.name, "could not record API key use");
-        }
-    }
     Ok(Caller {
         key_name: record.name,
     })
+}
+
+/// Records that `caller`'s key was used, at most once a minute per key. Called only after a
+/// request succeeded, so a rejected request writes nothing.
+pub async fn record_use(store: &Store, throttle: &TouchThrottle, caller: &Caller, now: i64) {
+    if throttle.due(&caller.key_name, now) {
+        // Losing a last-used timestamp is not worth failing a request over.
+        if let Err(e) = store.touch_api_key(&caller.key_name, now).await {
+            tracing::warn!(error = %e, key_name = %caller.key_name, "could not record API key use");
+        }
+    }
 }

@@ -248,6 +248,14 @@ async fn invalid_requests_are_400_naming_the_field_and_write_nothing() {
             "invalid_image",
         ),
         (
+            json!({"userId": "new-1", "image": "\u{0000} https://x.example/a\n.png\t"}),
+            "invalid_image",
+        ),
+        (
+            json!({"userId": "new-1", "image": " https://x.example/a.png"}),
+            "invalid_image",
+        ),
+        (
             json!({"userId": "new-1", "custom": "str"}),
             "invalid_custom",
         ),
@@ -286,7 +294,7 @@ async fn invalid_requests_are_400_naming_the_field_and_write_nothing() {
     assert_eq!(
         t.metric(r#"chatsdk_auth_token_requests_rejected_total{reason="invalid_request"}"#)
             .await,
-        19.0
+        21.0
     );
     assert_eq!(
         t.metric(r#"chatsdk_auth_tokens_issued_total{kind="rest"}"#)
@@ -556,4 +564,28 @@ async fn responses_carry_a_request_id() {
     assert_eq!(r.headers()["x-request-id"], "abc-123");
     let r = t.client.get(t.url("/healthz")).send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"].len(), 16);
+}
+
+#[tokio::test]
+async fn a_rejected_request_does_not_even_record_key_use() {
+    let t = TestApp::spawn().await;
+    let key = t.app.store.create_api_key("quiet", now()).await.unwrap();
+    assert_eq!(t.tokens_with_key(&key, json!({"userId": ""})).await.0, 400);
+    let listed = t.app.store.list_api_keys().await.unwrap();
+    let quiet = listed.iter().find(|k| k.name == "quiet").unwrap();
+    assert_eq!(
+        quiet.last_used_at, None,
+        "a rejected request writes nothing"
+    );
+    assert_eq!(
+        t.tokens_with_key(&key, json!({"userId": "ok"})).await.0,
+        200
+    );
+    let listed = t.app.store.list_api_keys().await.unwrap();
+    assert!(listed
+        .iter()
+        .find(|k| k.name == "quiet")
+        .unwrap()
+        .last_used_at
+        .is_some());
 }
