@@ -48,6 +48,28 @@ struct Namespaces {
     without_namespace: bool,
 }
 
+impl Namespaces {
+    /// The `namespaces` array; `flags` names the subscribe and sub_refresh switches (v6 and v5
+    /// spell them differently).
+    fn list(&self, flags: (&str, &str), sub_refresh_on: bool) -> Vec<Value> {
+        let mut ns: Vec<Value> = self
+            .server_side
+            .iter()
+            .map(|n| json!({ "name": n }))
+            .collect();
+        ns.extend(self.proxied.iter().map(|n| {
+            json!({
+                "name": n,
+                "presence": true,
+                "join_leave": true,
+                flags.0: true,
+                flags.1: sub_refresh_on,
+            })
+        }));
+        ns
+    }
+}
+
 fn namespaces(config: &Config) -> Namespaces {
     let ns = |ch: &str| ch.split_once(':').map(|(n, _)| n.to_string());
     let c = &config.centrifugo;
@@ -119,20 +141,10 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     );
 
     let plan = namespaces(config);
-    let mut ns: Vec<Value> = plan
-        .server_side
-        .iter()
-        .map(|n| json!({ "name": n }))
-        .collect();
-    ns.extend(plan.proxied.iter().map(|n| {
-        json!({
-            "name": n,
-            "presence": true,
-            "join_leave": true,
-            "subscribe_proxy_enabled": true,
-            "sub_refresh_proxy_enabled": sub_refresh_on,
-        })
-    }));
+    let ns = plan.list(
+        ("subscribe_proxy_enabled", "sub_refresh_proxy_enabled"),
+        sub_refresh_on,
+    );
 
     let mut client = Map::new();
     client.insert("allowed_origins".into(), json!([]));
@@ -219,20 +231,7 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     m.insert("proxy_include_connection_meta".into(), json!(true));
     let plan = namespaces(config);
     let sub_refresh_on = c.subscription_refresh_interval_seconds > 0;
-    let mut ns: Vec<Value> = plan
-        .server_side
-        .iter()
-        .map(|n| json!({ "name": n }))
-        .collect();
-    ns.extend(plan.proxied.iter().map(|n| {
-        json!({
-            "name": n,
-            "presence": true,
-            "join_leave": true,
-            "proxy_subscribe": true,
-            "proxy_sub_refresh": sub_refresh_on,
-        })
-    }));
+    let ns = plan.list(("proxy_subscribe", "proxy_sub_refresh"), sub_refresh_on);
     if plan.without_namespace {
         // v5: the top-level flags apply to channels without a namespace.
         m.insert("proxy_subscribe".into(), json!(true));

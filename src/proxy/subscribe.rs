@@ -40,12 +40,8 @@ pub fn channel_allowed(app: &App, user: &str, channel: &str) -> bool {
             })
 }
 
-/// Decides one subscribe.
-pub async fn decide_subscribe(
-    app: &App,
-    bytes: &[u8],
-    now: i64,
-) -> Result<(Outcome, Bytes), ApiError> {
+/// What subscribe and sub_refresh both decide: why the user may not have the channel, if so.
+async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiError> {
     let req: SessionRequest<'_> = parse(bytes)?;
     let Some(channel) = req.channel.as_deref().filter(|c| !c.is_empty()) else {
         return Err(ApiError::InvalidJson(
@@ -53,14 +49,26 @@ pub async fn decide_subscribe(
         ));
     };
     if req.user.is_empty() {
-        return reject(Reason::ChannelForbidden);
+        return Ok(Some(Reason::ChannelForbidden));
     }
     let user = app.store.get_user(&req.user).await?;
     if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
-        return reject(reason);
+        return Ok(Some(reason));
     }
     if !channel_allowed(app, &req.user, channel) {
-        return reject(Reason::ChannelForbidden);
+        return Ok(Some(Reason::ChannelForbidden));
+    }
+    Ok(None)
+}
+
+/// Decides one subscribe: denied explicitly, because Centrifugo treats `{}` as allowed.
+pub async fn decide_subscribe(
+    app: &App,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(Outcome, Bytes), ApiError> {
+    if let Some(reason) = channel_verdict(app, bytes).await? {
+        return reject(reason);
     }
     let interval = app.config.centrifugo.subscription_refresh_interval_seconds;
     let reply = Reply {
@@ -77,18 +85,8 @@ pub async fn decide_sub_refresh(
     bytes: &[u8],
     now: i64,
 ) -> Result<(Outcome, Bytes), ApiError> {
-    let req: SessionRequest<'_> = parse(bytes)?;
-    let Some(channel) = req.channel.as_deref().filter(|c| !c.is_empty()) else {
-        return Err(ApiError::InvalidJson(
-            "Malformed proxy request: channel is missing".into(),
-        ));
-    };
-    let user = app.store.get_user(&req.user).await?;
-    if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
+    if let Some(reason) = channel_verdict(app, bytes).await? {
         return expired(reason);
-    }
-    if !channel_allowed(app, &req.user, channel) {
-        return expired(Reason::ChannelForbidden);
     }
     // A zero interval would clear the expiry for good (centrifugo.md §5.5); extend instead.
     let interval = match app.config.centrifugo.subscription_refresh_interval_seconds {
