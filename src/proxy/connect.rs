@@ -3,6 +3,8 @@
 //! with Centrifugo's rules, applies disable/revocation from the store, and answers with fresh
 //! user info.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use bytes::Bytes;
 use http::{header, HeaderMap};
@@ -15,31 +17,35 @@ use crate::http::ApiError;
 use crate::jwt::{user_channels, TokenError};
 
 /// The body Centrifugo sends (shared/centrifugo.md §3.2). Only `client` is always present.
+/// Strings are borrowed from the body where they carry no escapes (the fields are type-checked
+/// but most are never read).
 #[derive(Debug, Deserialize)]
 #[allow(dead_code)]
 pub struct ConnectRequest<'a> {
-    pub client: String,
-    #[serde(default)]
-    pub transport: Option<String>,
-    #[serde(default)]
-    pub protocol: Option<String>,
-    #[serde(default)]
-    pub encoding: Option<String>,
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub version: Option<String>,
+    #[serde(borrow)]
+    pub client: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub transport: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub protocol: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub encoding: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub data: Option<&'a RawValue>,
-    #[serde(default)]
-    pub b64data: Option<String>,
+    #[serde(borrow, default)]
+    pub b64data: Option<Cow<'a, str>>,
     #[serde(default)]
     pub channels: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
-struct TokenData {
-    token: Option<String>,
+struct TokenData<'a> {
+    #[serde(borrow)]
+    token: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize)]
@@ -111,22 +117,20 @@ pub async fn decide(
 }
 
 /// The wsToken, from the forwarded bearer header or the connect data.
-fn credential(headers: &HeaderMap, req: &ConnectRequest<'_>) -> Option<String> {
+fn credential<'a>(headers: &'a HeaderMap, req: &ConnectRequest<'a>) -> Option<Cow<'a, str>> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, rest) = v.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("bearer")
-                .then(|| rest.trim().to_string())
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
         })
         .filter(|t| !t.is_empty());
-    if bearer.is_some() {
-        return bearer;
+    if let Some(b) = bearer {
+        return Some(Cow::Borrowed(b));
     }
     if let Some(data) = req.data {
-        return serde_json::from_str::<TokenData>(data.get())
+        return serde_json::from_str::<TokenData<'a>>(data.get())
             .ok()
             .and_then(|d| d.token)
             .filter(|t| !t.is_empty());
@@ -134,8 +138,9 @@ fn credential(headers: &HeaderMap, req: &ConnectRequest<'_>) -> Option<String> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(req.b64data.as_deref()?)
         .ok()?;
-    serde_json::from_slice::<TokenData>(&decoded)
+    serde_json::from_slice::<TokenData<'_>>(&decoded)
         .ok()
         .and_then(|d| d.token)
         .filter(|t| !t.is_empty())
+        .map(|t| Cow::Owned(t.into_owned()))
 }
