@@ -29,12 +29,21 @@ fn tokens(c: &mut Criterion) {
     let signer = Signer::new(&cfg.tokens, &s, &[]);
     let verifier = Verifier::new(&cfg.tokens, &s);
     let now = chatsdk_auth::now_unix();
-    let info = || Info { name: Some("Alice"), image: Some("https://example.com/avatars/alice.png") };
+    let info = || Info {
+        name: Some("Alice"),
+        image: Some("https://example.com/avatars/alice.png"),
+    };
     let ws = signer.mint("user-42", info(), now).unwrap().ws_token;
 
-    c.bench_function("parse_and_validate", |b| b.iter(|| chatsdk_auth::tokens::parse(black_box(BODY)).unwrap()));
-    c.bench_function("mint_both_tokens", |b| b.iter(|| signer.mint(black_box("user-42"), info(), now).unwrap()));
-    c.bench_function("verify_ws_token", |b| b.iter(|| verifier.verify(black_box(&ws), now).unwrap()));
+    c.bench_function("parse_and_validate", |b| {
+        b.iter(|| chatsdk_auth::tokens::parse(black_box(BODY)).unwrap())
+    });
+    c.bench_function("mint_both_tokens", |b| {
+        b.iter(|| signer.mint(black_box("user-42"), info(), now).unwrap())
+    });
+    c.bench_function("verify_ws_token", |b| {
+        b.iter(|| verifier.verify(black_box(&ws), now).unwrap())
+    });
 }
 
 fn upsert(c: &mut Criterion) {
@@ -42,7 +51,10 @@ fn upsert(c: &mut Criterion) {
     let mut raw = RawConfig::default();
     raw.storage.data_dir = dir.path().to_string_lossy().into_owned();
     let cfg = raw.validate().unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let store = rt.block_on(Store::open(&cfg.store)).unwrap();
     let ids: Vec<String> = (1..=10_000).map(|i| format!("user-{i}")).collect();
     let mut i = 0usize;
@@ -59,7 +71,8 @@ fn upsert(c: &mut Criterion) {
                 image: Field::Keep,
                 custom: Field::Set(r#"{"department":"Engineering"}"#),
             };
-            rt.block_on(store.upsert_user(&patch, 1_800_000_000)).unwrap()
+            rt.block_on(store.upsert_user(&patch, 1_800_000_000))
+                .unwrap()
         })
     });
     c.bench_function("sqlite_get_user", |b| {
