@@ -4,27 +4,9 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::helpers::{now, sign_hs256, try_verify_hs256, verify_hs256, TestApp, UUID};
-
-fn connect_body(extra: Value) -> String {
-    let mut b =
-        json!({"client": UUID, "transport": "websocket", "protocol": "json", "encoding": "json"});
-    for (k, v) in extra.as_object().unwrap() {
-        b[k] = v.clone();
-    }
-    b.to_string()
-}
-
-fn session_body(user: &str, channel: Option<&str>, meta: Option<Value>) -> String {
-    let mut b = json!({"client": UUID, "transport": "websocket", "protocol": "json", "encoding": "json", "user": user});
-    if let Some(c) = channel {
-        b["channel"] = json!(c);
-    }
-    if let Some(m) = meta {
-        b["meta"] = m;
-    }
-    b.to_string()
-}
+use crate::helpers::{
+    connect_body, now, session_body, sign_hs256, try_verify_hs256, verify_hs256, TestApp,
+};
 
 async fn connect(t: &TestApp, extra: Value) -> Value {
     let (s, b) = t

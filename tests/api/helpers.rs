@@ -117,6 +117,29 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// Sends `n` concurrent `POST /tokens` for one user (names n0..n{n-1}); asserts every 200.
+    pub async fn concurrent_upserts(&self, user: &str, n: usize) {
+        let mut handles = Vec::new();
+        for i in 0..n {
+            let (client, url, key) = (self.client.clone(), self.url("/tokens"), self.key.clone());
+            let body = json!({"userId": user, "name": format!("n{i}")});
+            handles.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("X-API-Key", key)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            }));
+        }
+        for h in handles {
+            assert_eq!(h.await.unwrap(), 200);
+        }
+    }
+
     /// Mints tokens for a user, asserting success.
     pub async fn mint(&self, user: &str) -> Value {
         let (s, b) = self.tokens(json!({"userId": user, "name": "Ada", "image": "https://cdn.example/ada.png", "custom": {"tenant": "acme"}})).await;
@@ -220,4 +243,26 @@ pub fn sign_hs256(claims: &Value, key: &str) -> String {
 
 pub fn now() -> i64 {
     chatsdk_auth::now_unix()
+}
+
+/// A connect request body as Centrifugo sends it, plus `extra` fields.
+pub fn connect_body(extra: Value) -> String {
+    let mut b =
+        json!({"client": UUID, "transport": "websocket", "protocol": "json", "encoding": "json"});
+    for (k, v) in extra.as_object().unwrap() {
+        b[k] = v.clone();
+    }
+    b.to_string()
+}
+
+/// A refresh (no channel) or subscribe/sub_refresh (channel) request body.
+pub fn session_body(user: &str, channel: Option<&str>, meta: Option<Value>) -> String {
+    let mut b = json!({"client": UUID, "transport": "websocket", "protocol": "json", "encoding": "json", "user": user});
+    if let Some(c) = channel {
+        b["channel"] = json!(c);
+    }
+    if let Some(m) = meta {
+        b["meta"] = m;
+    }
+    b.to_string()
 }

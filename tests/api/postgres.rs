@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{now, verify_hs256, TestApp, UUID};
+use crate::helpers::{connect_body, now, session_body, verify_hs256, TestApp};
 use crate::pg::PgServer;
 
 fn on_postgres(url: String) -> impl FnOnce(&mut chatsdk_auth::config::RawConfig) {
@@ -18,16 +18,8 @@ fn on_postgres(url: String) -> impl FnOnce(&mut chatsdk_auth::config::RawConfig)
     }
 }
 
-fn connect_body(token: &str) -> String {
-    json!({"client": UUID, "transport": "websocket", "protocol": "json", "encoding": "json", "data": {"token": token}}).to_string()
-}
-
-fn session_body(user: &str, channel: Option<&str>) -> String {
-    let mut b = json!({"client": UUID, "transport": "websocket", "protocol": "json", "encoding": "json", "user": user});
-    if let Some(c) = channel {
-        b["channel"] = json!(c);
-    }
-    b.to_string()
+fn connect_with(token: &str) -> String {
+    connect_body(json!({"data": {"token": token}}))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,24 +49,7 @@ async fn postgres_backend_keeps_the_token_contract() {
     verify_hs256(b["wsToken"].as_str().unwrap(), &"w".repeat(40));
 
     // Concurrent upserts of one user: one row.
-    let mut handles = Vec::new();
-    for i in 0..32 {
-        let (client, url, key) = (t.client.clone(), t.url("/tokens"), t.key.clone());
-        handles.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("X-API-Key", key)
-                .json(&json!({"userId": "same", "name": format!("n{i}")}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    for h in handles {
-        assert_eq!(h.await.unwrap(), 200);
-    }
+    t.concurrent_upserts("same", 32).await;
     let (db, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -145,7 +120,7 @@ async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
         .unwrap()
         .to_string();
     let (s, r) = b
-        .proxy("/centrifugo/connect", &connect_body(&ws), &[])
+        .proxy("/centrifugo/connect", &connect_with(&ws), &[])
         .await;
     assert_eq!(s, 200);
     assert_eq!(r["result"]["user"], "shared");
@@ -158,15 +133,19 @@ async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
         .await
         .unwrap());
     assert_eq!(
-        b.proxy("/centrifugo/connect", &connect_body(&ws), &[])
+        b.proxy("/centrifugo/connect", &connect_with(&ws), &[])
             .await
             .1["disconnect"]["code"],
         4503
     );
     assert_eq!(
-        b.proxy("/centrifugo/refresh", &session_body("shared", None), &[])
-            .await
-            .1,
+        b.proxy(
+            "/centrifugo/refresh",
+            &session_body("shared", None, None),
+            &[]
+        )
+        .await
+        .1,
         json!({"result": {"expired": true}})
     );
     assert_eq!(b.tokens(json!({"userId": "shared"})).await.0, 403);
@@ -190,10 +169,16 @@ async fn a_postgres_outage_is_503_everywhere_then_recovers() {
         "{b}"
     );
     for (path, body) in [
-        ("/centrifugo/connect", connect_body(&ws)),
-        ("/centrifugo/refresh", session_body("o", None)),
-        ("/centrifugo/subscribe", session_body("o", Some("chat:x"))),
-        ("/centrifugo/sub_refresh", session_body("o", Some("chat:x"))),
+        ("/centrifugo/connect", connect_with(&ws)),
+        ("/centrifugo/refresh", session_body("o", None, None)),
+        (
+            "/centrifugo/subscribe",
+            session_body("o", Some("chat:x"), None),
+        ),
+        (
+            "/centrifugo/sub_refresh",
+            session_body("o", Some("chat:x"), None),
+        ),
     ] {
         let (s, b) = t.proxy(path, &body, &[]).await;
         assert_eq!(
@@ -237,7 +222,7 @@ async fn a_postgres_outage_is_503_everywhere_then_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     let (s, r) = t
-        .proxy("/centrifugo/connect", &connect_body(&ws), &[])
+        .proxy("/centrifugo/connect", &connect_with(&ws), &[])
         .await;
     assert_eq!((s, r["result"]["user"].as_str()), (200, Some("o")));
     assert_eq!(

@@ -184,26 +184,7 @@ fn count_users(t: &TestApp, id: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_upserts_of_one_user_leave_one_row() {
     let t = TestApp::spawn().await;
-    let mut handles = Vec::new();
-    for i in 0..64 {
-        let client = t.client.clone();
-        let url = t.url("/tokens");
-        let key = t.key.clone();
-        handles.push(tokio::spawn(async move {
-            client
-                .post(url)
-                .header("X-API-Key", key)
-                .json(&json!({"userId": "same", "name": format!("n{i}")}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }));
-    }
-    for h in handles {
-        assert_eq!(h.await.unwrap(), 200);
-    }
+    t.concurrent_upserts("same", 64).await;
     assert_eq!(count_users(&t, "same"), 1);
     assert_eq!(
         t.metric(r#"chatsdk_auth_users_upserted_total{result="created"}"#)
