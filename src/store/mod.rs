@@ -14,7 +14,6 @@ pub mod sqlite;
 use std::time::Instant;
 
 use prometheus::HistogramVec;
-use sha2::{Digest, Sha256};
 
 use crate::config::StoreConfig;
 
@@ -146,7 +145,10 @@ enum Backend {
 /// SHA-256 of an API key. Keys carry 256 bits of entropy, so a fast hash is the right one:
 /// a slow password hash would protect nothing more and cost every request.
 pub fn hash_api_key(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 /// A new random API key (`chatsdk_` + 43 base64url characters).
@@ -335,5 +337,21 @@ impl Store {
             Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now),
             Backend::Postgres(s) => s.revoke_user_tokens(id, before, now).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_hash_is_plain_sha256() {
+        // FIPS 180-2 test vector: keys hashed by earlier builds (sha2 crate) still match.
+        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let hex: String = hash_api_key("abc")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, expected);
     }
 }
