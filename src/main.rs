@@ -26,12 +26,22 @@ fn main() -> ExitCode {
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let _log = telemetry::init(&config.log);
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    rt.enable_all();
-    if let Some(n) = config.worker_threads {
-        rt.worker_threads(n);
-    }
-    let rt = rt.build().context("cannot start the async runtime")?;
+    // One worker (a single usable CPU, or `server.worker_threads = 1`) runs on the
+    // current-thread scheduler: the same behaviour without work-stealing bookkeeping.
+    let workers = config.worker_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut rt = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let rt = rt
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     rt.block_on(async move {
         let listen = config.listen;
         let metrics_listen = config.metrics.listen;
@@ -51,6 +61,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
             addr = %listener.local_addr()?,
             metrics_addr = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
             version = env!("CARGO_PKG_VERSION"),
+            workers,
             "listening"
         );
         let drained = chatsdk_auth::serve(

@@ -368,6 +368,42 @@ async fn sigint_also_drains_and_exits_zero() {
     assert!(logs.join("\n").contains("SIGINT"));
 }
 
+#[tokio::test]
+async fn one_worker_thread_serves_and_drains() {
+    // worker_threads = 1 (what a server pinned to one CPU gets) runs the current-thread
+    // scheduler: same answers, same graceful stop.
+    let tmp = tempfile::tempdir().unwrap();
+    let key = format!("chatsdk_{}", "w".repeat(43));
+    let server = start(
+        tmp.path(),
+        &[
+            ("CHATSDK_AUTH_SERVER__WORKER_THREADS", "1"),
+            ("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &key),
+        ],
+    );
+    let c = reqwest::Client::new();
+    server.wait_ready(&c).await;
+    let (status, body) =
+        post_tokens(&c, &server, &key, json!({"userId": "solo", "name": "S"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["name"], "S");
+    let (status, body) = post_tokens(&c, &server, "chatsdk_wrong", json!({"userId": "solo"})).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("invalid_api_key"))
+    );
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    let text = logs.join("\n");
+    assert!(text.contains("drained"), "{text}");
+    let listening: Value = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "listening")
+        .unwrap();
+    assert_eq!(listening["workers"], 1, "{listening}");
+}
+
 #[test]
 fn invalid_config_stops_startup_listing_every_key() {
     let tmp = tempfile::tempdir().unwrap();
