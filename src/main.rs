@@ -25,7 +25,7 @@ fn main() -> ExitCode {
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let _log = telemetry::init(&config.log);
+    let log = telemetry::init(&config.log);
     // One worker (a single usable CPU, or `server.worker_threads = 1`) runs on the
     // current-thread scheduler: the same behaviour without work-stealing bookkeeping.
     let workers = config.worker_threads.unwrap_or_else(|| {
@@ -42,6 +42,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    rt.spawn(log.periodic_flush());
     rt.block_on(async move {
         let listen = config.listen;
         let metrics_listen = config.metrics.listen;

@@ -2,7 +2,7 @@
 //!
 //! One access-log line per request is the service's busiest output, so lines are not written
 //! one syscall each: they collect in a buffer that is written to stderr when it passes
-//! [`FLUSH_BYTES`], at least every [`FLUSH_INTERVAL`] (a small background thread), at once for
+//! [`FLUSH_BYTES`], at least every [`FLUSH_INTERVAL`] (a task on the serving runtime), at once for
 //! `WARN` and `ERROR` lines, and when the [`LogGuard`] returned by [`init`] is dropped at exit.
 //! Colours are used only when stderr is a terminal.
 
@@ -32,25 +32,33 @@ pub fn init(log: &LogConfig) -> LogGuard {
         .with_writer(sink.clone())
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
-    let installed = match log.format {
+    // A second call (tests) keeps the subscriber installed first.
+    let _ = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
-    if installed.is_ok() {
-        let periodic = sink.clone();
-        // Without the thread the process still works; lines then wait for the next flush.
-        let _ = std::thread::Builder::new()
-            .name("log-flush".into())
-            .spawn(move || loop {
-                std::thread::sleep(FLUSH_INTERVAL);
-                periodic.flush();
-            });
-    }
     LogGuard(sink)
 }
 
 /// Flushes the log buffer when dropped.
 pub struct LogGuard(StderrSink);
+
+impl LogGuard {
+    /// Writes buffered lines out every [`FLUSH_INTERVAL`]; spawn it on the runtime that serves.
+    /// A task rather than a thread: with one worker the whole process is then one thread, and
+    /// glibc's allocator stays on its lock-free single-thread path.
+    pub fn periodic_flush(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let sink = self.0.clone();
+        async move {
+            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                sink.flush();
+            }
+        }
+    }
+}
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
