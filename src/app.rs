@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
@@ -24,13 +25,21 @@ pub struct App {
     pub touch_throttle: TouchThrottle,
     /// Shared secrets compared on proxy and metrics calls.
     pub secrets: Secrets,
+    /// One line per request (disabled unless `serve` wires it to the log output).
+    pub access_log: AccessLog,
     /// False once shutdown starts, so `/readyz` sends load balancers elsewhere while draining.
     ready: AtomicBool,
 }
 
 impl App {
     /// Builds the application from parts that have already been loaded and checked.
-    pub fn build(config: Config, secrets: Secrets, store: Store, metrics: Metrics) -> App {
+    pub fn build(
+        config: Config,
+        secrets: Secrets,
+        store: Store,
+        metrics: Metrics,
+        access_log: AccessLog,
+    ) -> App {
         let signer = Signer::new(&config.tokens, &secrets, &config.centrifugo.user_channels);
         let verifier = Verifier::new(&config.tokens, &secrets);
         let store = store.with_timings(metrics.store_duration.clone());
@@ -42,6 +51,7 @@ impl App {
             metrics,
             touch_throttle: TouchThrottle::default(),
             secrets,
+            access_log,
             ready: AtomicBool::new(true),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use crate::access_log::AccessLog;
 use crate::centrifugo_config::{self, Mode, SecretValues, Version};
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
@@ -259,7 +260,7 @@ async fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
 }
 
 /// Everything `serve` does before binding: secrets, store, the first API key, the app.
-pub async fn prepare(config: Config) -> anyhow::Result<Arc<App>> {
+pub async fn prepare(config: Config, access_log: AccessLog) -> anyhow::Result<Arc<App>> {
     let (secrets, created) = Secrets::load(&config)?;
     for path in &created {
         tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
@@ -291,5 +292,7 @@ pub async fn prepare(config: Config) -> anyhow::Result<Arc<App>> {
         }
         tracing::info!(path = %path.display(), name = FIRST_KEY_NAME, "created the first API key (mode 0600); read it from that file");
     }
-    Ok(Arc::new(App::build(config, secrets, store, metrics)))
+    Ok(Arc::new(App::build(
+        config, secrets, store, metrics, access_log,
+    )))
 }

@@ -7,7 +7,8 @@
 //!   generated (mode 0600) on first start.
 //! - [`app`]: [`App`], the only shared state (config, signer, verifier, store, metrics).
 //! - [`server`]: the accept loop over an already-bound listener, with graceful drain.
-//! - [`router`]: the single route table; per-request span, timing, access log and metrics.
+//! - [`router`]: the single route table; per-request timing, access log and metrics.
+//! - [`access_log`]: the per-request log line, formatted without `tracing`'s generic machinery.
 //! - [`http`]: request body reading, the JSON error envelope, API-key authentication.
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh).
@@ -26,6 +27,7 @@
 //! - No API key, secret or full token is ever logged, returned in an error or used as a label.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod access_log;
 pub mod app;
 pub mod centrifugo_config;
 pub mod cli;

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
 fn serve(cli: &Cli) -> anyhow::Result<()> {
     let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let log = telemetry::init(&config.log);
+    let access_log = log.access_log();
     // One worker (a single usable CPU, or `server.worker_threads = 1`) runs on the
     // current-thread scheduler: the same behaviour without work-stealing bookkeeping.
     let workers = config.worker_threads.unwrap_or_else(|| {
@@ -46,7 +47,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listen = config.listen;
         let metrics_listen = config.metrics.listen;
-        let app = cli::prepare(config).await?;
+        let app = cli::prepare(config, access_log).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;

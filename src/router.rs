@@ -8,6 +8,7 @@ use std::time::Instant;
 use http::{HeaderValue, Method, Request};
 use hyper::body::Incoming;
 
+use crate::access_log::Entry;
 use crate::app::App;
 use crate::http::{ApiError, Resp};
 use crate::proxy::{self, Callback};
@@ -100,7 +101,7 @@ pub async fn handle(
     app.metrics.http_in_flight.inc();
     let _guard = InFlight(&app.metrics.http_in_flight);
     let method = req.method().clone();
-    let request_id = request_id(&req);
+    let request_id = RequestId::of(&req);
     let separate = app.config.metrics.listen.is_some();
     let resolved = route(&method, req.uri().path(), listener, separate);
     let route_label = resolved.as_ref().map_or("unmatched", |r| r.label());
@@ -124,23 +125,22 @@ pub async fn handle(
             e.into_response()
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     app.metrics
         .http_duration
         .with_label_values(&[route_label, status_class(status)])
         .observe(elapsed.as_secs_f64());
-    tracing::info!(
-        method = %method,
-        route = route_label,
+    app.access_log.record(&Entry {
+        method: method.as_str(),
+        route: route_label,
         status,
-        latency_us = elapsed.as_micros() as u64,
-        request_id = %request_id,
-        "request"
-    );
+        latency_us: elapsed.as_micros() as u64,
+        request_id: request_id.as_str(),
+    });
+    if let Ok(v) = HeaderValue::from_bytes(request_id.as_str().as_bytes()) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
     Ok(resp)
 }
 
@@ -163,19 +163,51 @@ fn status_class(status: u16) -> &'static str {
     }
 }
 
-/// The caller's `X-Request-Id` when it is short and printable, else a fresh random one.
-fn request_id(req: &Request<Incoming>) -> String {
-    req.headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()))
+/// The caller's `X-Request-Id` when it is at most 64 bytes of `[A-Za-z0-9._-]` (so it is safe
+/// in a log line and a header), else 16 random hex digits. Held inline: no allocation.
+struct RequestId {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl RequestId {
+    fn of(req: &Request<Incoming>) -> RequestId {
+        let mut id = RequestId {
+            buf: [0; 64],
+            len: 0,
+        };
+        let given = req
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.as_bytes())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= id.buf.len()
+                    && v.iter()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            });
+        match given {
+            Some(v) => {
+                id.buf[..v.len()].copy_from_slice(v);
+                id.len = v.len();
+            }
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut n = rand::random::<u64>();
+                for b in id.buf[..16].iter_mut().rev() {
+                    *b = HEX[(n & 0xf) as usize];
+                    n >>= 4;
+                }
+                id.len = 16;
+            }
+        }
+        id
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII ever goes in (checked above), so this never falls back.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! one syscall each: they collect in a buffer that is written to stderr when it passes
 //! [`FLUSH_BYTES`], at least every [`FLUSH_INTERVAL`] (a task on the serving runtime), at once for
 //! `WARN` and `ERROR` lines, and when the [`LogGuard`] returned by [`init`] is dropped at exit.
-//! Colours are used only when stderr is a terminal.
+//! Colours are used only when stderr is a terminal (never in the access log, see
+//! [`crate::access_log`], which shares the buffer).
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -14,6 +15,7 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
+use crate::access_log::{self, AccessLog};
 use crate::config::{LogConfig, LogFormat};
 
 /// Buffered bytes that trigger a write.
@@ -33,22 +35,41 @@ pub fn init(log: &LogConfig) -> LogGuard {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false);
     // A second call (tests) keeps the subscriber installed first.
-    let _ = match log.format {
+    let installed = match log.format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };
-    LogGuard(sink)
+    // Decided once: the access log is on when its INFO events would pass the filter.
+    let access =
+        if installed.is_ok() && tracing::enabled!(target: "chatsdk_auth::access", Level::INFO) {
+            let format = match log.format {
+                LogFormat::Json => access_log::Format::Json,
+                LogFormat::Pretty => access_log::Format::Pretty,
+            };
+            AccessLog::new(sink.clone(), format)
+        } else {
+            AccessLog::disabled()
+        };
+    LogGuard { sink, access }
 }
 
 /// Flushes the log buffer when dropped.
-pub struct LogGuard(StderrSink);
+pub struct LogGuard {
+    sink: StderrSink,
+    access: AccessLog,
+}
 
 impl LogGuard {
+    /// The access log that writes to this log's output (disabled when `log.level` hides it).
+    pub fn access_log(&self) -> AccessLog {
+        self.access.clone()
+    }
+
     /// Writes buffered lines out every [`FLUSH_INTERVAL`]; spawn it on the runtime that serves.
     /// A task rather than a thread: with one worker the whole process is then one thread, and
     /// glibc's allocator stays on its lock-free single-thread path.
     pub fn periodic_flush(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let sink = self.0.clone();
+        let sink = self.sink.clone();
         async move {
             let mut tick = tokio::time::interval(FLUSH_INTERVAL);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -62,7 +83,7 @@ impl LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.0.flush();
+        self.sink.flush();
     }
 }
 
@@ -74,6 +95,15 @@ impl StderrSink {
     fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
         // A panic while holding the lock leaves at worst a partial line; keep logging.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends whole lines written by `fill`, flushing when the buffer is full.
+    pub(crate) fn append(&self, fill: impl FnOnce(&mut Vec<u8>)) {
+        let mut buf = self.lock();
+        fill(&mut buf);
+        if buf.len() >= FLUSH_BYTES {
+            write_out(&mut buf);
+        }
     }
 
     /// Writes out everything buffered.

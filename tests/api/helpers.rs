@@ -45,7 +45,9 @@ impl TestApp {
         raw.log.level = "warn".into();
         f(&mut raw);
         let config = raw.validate().expect("test config is valid");
-        let app = cli::prepare(config).await.unwrap();
+        let app = cli::prepare(config, chatsdk_auth::access_log::AccessLog::disabled())
+            .await
+            .unwrap();
         let key = match app
             .store
             .create_api_key("test", chatsdk_auth::now_unix())

@@ -95,9 +95,12 @@ async fn metrics_can_require_a_bearer_token_and_move_to_their_own_listener() {
     raw.server.listen = "127.0.0.1:0".into();
     raw.metrics.listen = maddr.to_string();
     raw.storage.data_dir = tmp.path().join("d").to_string_lossy().into_owned();
-    let app = chatsdk_auth::cli::prepare(raw.validate().unwrap())
-        .await
-        .unwrap();
+    let app = chatsdk_auth::cli::prepare(
+        raw.validate().unwrap(),
+        chatsdk_auth::access_log::AccessLog::disabled(),
+    )
+    .await
+    .unwrap();
     let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let maddr_main = main.local_addr().unwrap();
     let metrics = tokio::net::TcpListener::bind(maddr).await.unwrap();

@@ -247,7 +247,12 @@ async fn an_unreachable_postgres_stops_startup_with_a_clear_error() {
     let mut raw = chatsdk_auth::config::RawConfig::default();
     on_postgres(format!("postgres://chatsdk@127.0.0.1:{port}/postgres"))(&mut raw);
     raw.storage.data_dir = tmp.path().join("d").to_string_lossy().into_owned();
-    let err = match chatsdk_auth::cli::prepare(raw.validate().unwrap()).await {
+    let err = match chatsdk_auth::cli::prepare(
+        raw.validate().unwrap(),
+        chatsdk_auth::access_log::AccessLog::disabled(),
+    )
+    .await
+    {
         Ok(_) => panic!("startup must fail without PostgreSQL"),
         Err(e) => format!("{e:#}"),
     };
