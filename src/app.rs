@@ -42,7 +42,7 @@ impl App {
     ) -> App {
         let signer = Signer::new(&config.tokens, &secrets, &config.centrifugo.user_channels);
         let verifier = Verifier::new(&config.tokens, &secrets);
-        let store = store.with_timings(metrics.store_duration.clone());
+        let store = store.with_timings(metrics.store_timings());
         App {
             config,
             signer,

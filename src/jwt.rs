@@ -79,8 +79,6 @@ pub struct VerifiedWs {
     /// Not-before, when present (the sidecar never mints it).
     #[serde(default)]
     pub nbf: Option<f64>,
-    #[serde(default)]
-    pub jti: Option<String>,
     /// Present only in subscription tokens; a connection token carrying it is invalid.
     #[serde(default)]
     pub channel: Option<String>,

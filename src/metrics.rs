@@ -5,10 +5,14 @@
 //! a token or a key. Rule of thumb for a new metric: count outcomes where they are decided
 //! (`tokens`, `proxy`), time requests in `router`, time storage in `store`.
 
+use std::sync::OnceLock;
+
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::proxy::{Callback, Reason};
 
 const NAMESPACE: &str = "chatsdk_auth";
 
@@ -21,6 +25,20 @@ const LATENCY_BUCKETS: &[f64] = &[
 const STORE_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25,
     1.0,
+];
+
+/// The `route` label values, indexed by `router::Route::index` (the last is for requests
+/// that matched no route).
+pub const ROUTE_LABELS: [&str; 9] = [
+    "tokens",
+    "centrifugo_connect",
+    "centrifugo_refresh",
+    "centrifugo_subscribe",
+    "centrifugo_sub_refresh",
+    "healthz",
+    "readyz",
+    "metrics",
+    "unmatched",
 ];
 
 /// Why `POST /tokens` was refused (label `reason`).
@@ -84,6 +102,56 @@ pub struct Metrics {
     pub api_key_requests: IntCounterVec,
     /// Always 1; labels carry the version and commit.
     pub build_info: IntGaugeVec,
+    /// The per-request series, resolved once.
+    pub hot: std::sync::Arc<Hot>,
+}
+
+/// The series of one proxy callback.
+pub struct ProxySeries {
+    pub duration: Histogram,
+    pub accepted: IntCounter,
+    /// Indexed like [`Reason::ALL`].
+    pub rejected: Vec<IntCounter>,
+    /// Indexed like [`PROXY_ERRORS`].
+    pub errors: Vec<IntCounter>,
+}
+
+/// The `reason` labels of proxy calls that ended in an error rather than a decision.
+pub const PROXY_ERRORS: [&str; 3] = ["bad_request", "store_unavailable", "internal_error"];
+
+/// Series updated on every request, resolved once.
+pub struct Hot {
+    pub tokens_rest: IntCounter,
+    pub tokens_ws: IntCounter,
+    pub users_created: IntCounter,
+    pub users_updated: IntCounter,
+    /// Indexed by [`Callback::index`].
+    pub proxy: Vec<ProxySeries>,
+    /// `http_request_duration_seconds` by route index and status class, resolved on first
+    /// use so that only series that happened appear.
+    http: Vec<OnceLock<Histogram>>,
+}
+
+/// `store_operation_duration_seconds`, one histogram per operation.
+#[derive(Clone)]
+pub struct StoreTimings {
+    pub ping: Histogram,
+    pub upsert_user: Histogram,
+    pub get_user: Histogram,
+    pub authenticate_api_key: Histogram,
+    pub touch_api_key: Histogram,
+}
+
+/// Status classes of the `status_class` label.
+const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
+
+fn status_class_index(status: u16) -> usize {
+    match status {
+        200..=299 => 0,
+        300..=399 => 1,
+        400..=499 => 2,
+        _ => 3,
+    }
 }
 
 impl Metrics {
@@ -184,7 +252,36 @@ impl Metrics {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
 
+        let proxy = Callback::ALL
+            .iter()
+            .map(|cb| {
+                let l = cb.label();
+                ProxySeries {
+                    duration: proxy_duration.with_label_values(&[l]),
+                    accepted: proxy_decisions.with_label_values(&[l, "accepted", "none"]),
+                    rejected: Reason::ALL
+                        .iter()
+                        .map(|r| proxy_decisions.with_label_values(&[l, "rejected", r.label()]))
+                        .collect(),
+                    errors: PROXY_ERRORS
+                        .iter()
+                        .map(|r| proxy_decisions.with_label_values(&[l, "error", r]))
+                        .collect(),
+                }
+            })
+            .collect();
+        let hot = Hot {
+            tokens_rest: tokens_issued.with_label_values(&["rest"]),
+            tokens_ws: tokens_issued.with_label_values(&["ws"]),
+            users_created: users_upserted.with_label_values(&["created"]),
+            users_updated: users_upserted.with_label_values(&["updated"]),
+            proxy,
+            http: (0..ROUTE_LABELS.len() * STATUS_CLASSES.len())
+                .map(|_| OnceLock::new())
+                .collect(),
+        };
         let m = Metrics {
+            hot: std::sync::Arc::new(hot),
             registry,
             tokens_issued,
             token_rejections,
@@ -211,21 +308,34 @@ impl Metrics {
         for r in RejectReason::ALL {
             self.token_rejections.with_label_values(&[r.label()]);
         }
-        for cb in ["connect", "refresh", "subscribe", "sub_refresh"] {
-            self.proxy_unauthenticated.with_label_values(&[cb]);
-            self.proxy_decisions
-                .with_label_values(&[cb, "accepted", "none"]);
-            for reason in ["bad_request", "store_unavailable", "internal_error"] {
-                self.proxy_decisions
-                    .with_label_values(&[cb, "error", reason]);
-            }
-            for reason in crate::proxy::Reason::ALL {
-                self.proxy_decisions
-                    .with_label_values(&[cb, "rejected", reason.label()]);
-            }
+        for cb in Callback::ALL {
+            // The decision series were created with `hot`.
+            self.proxy_unauthenticated.with_label_values(&[cb.label()]);
         }
-        for r in ["created", "updated"] {
-            self.users_upserted.with_label_values(&[r]);
+    }
+
+    /// Observes one request's handling time. `route` indexes [`ROUTE_LABELS`].
+    pub fn observe_request(&self, route: usize, status: u16, seconds: f64) {
+        let class = status_class_index(status);
+        let Some(slot) = self.hot.http.get(route * STATUS_CLASSES.len() + class) else {
+            return;
+        };
+        slot.get_or_init(|| {
+            self.http_duration
+                .with_label_values(&[ROUTE_LABELS[route], STATUS_CLASSES[class]])
+        })
+        .observe(seconds);
+    }
+
+    /// The storage histograms, one per operation (created at 0).
+    pub fn store_timings(&self) -> StoreTimings {
+        let h = |op: &str| self.store_duration.with_label_values(&[op]);
+        StoreTimings {
+            ping: h("ping"),
+            upsert_user: h("upsert_user"),
+            get_user: h("get_user"),
+            authenticate_api_key: h("authenticate_api_key"),
+            touch_api_key: h("touch_api_key"),
         }
     }
 
@@ -243,8 +353,8 @@ impl Metrics {
             .inc();
     }
 
-    /// A timer for one proxy callback.
-    pub fn proxy_timer(&self, callback: &str) -> Histogram {
-        self.proxy_duration.with_label_values(&[callback])
+    /// The series of one proxy callback.
+    pub fn proxy(&self, cb: Callback) -> &ProxySeries {
+        &self.hot.proxy[cb.index()]
     }
 }

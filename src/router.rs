@@ -11,8 +11,12 @@ use hyper::body::Incoming;
 use crate::access_log::Entry;
 use crate::app::App;
 use crate::http::{ApiError, Resp};
+use crate::metrics::ROUTE_LABELS;
 use crate::proxy::{self, Callback};
 use crate::{ops, tokens};
+
+/// The `route` index of requests that matched no route.
+const UNMATCHED: usize = ROUTE_LABELS.len() - 1;
 
 /// Every endpoint the service answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,18 +29,23 @@ pub enum Route {
 }
 
 impl Route {
+    /// Position in [`ROUTE_LABELS`].
+    pub fn index(self) -> usize {
+        match self {
+            Route::Tokens => 0,
+            Route::Proxy(Callback::Connect) => 1,
+            Route::Proxy(Callback::Refresh) => 2,
+            Route::Proxy(Callback::Subscribe) => 3,
+            Route::Proxy(Callback::SubRefresh) => 4,
+            Route::Healthz => 5,
+            Route::Readyz => 6,
+            Route::Metrics => 7,
+        }
+    }
+
     /// The `route` metric label (a closed set).
     pub fn label(self) -> &'static str {
-        match self {
-            Route::Tokens => "tokens",
-            Route::Proxy(Callback::Connect) => "centrifugo_connect",
-            Route::Proxy(Callback::Refresh) => "centrifugo_refresh",
-            Route::Proxy(Callback::Subscribe) => "centrifugo_subscribe",
-            Route::Proxy(Callback::SubRefresh) => "centrifugo_sub_refresh",
-            Route::Healthz => "healthz",
-            Route::Readyz => "readyz",
-            Route::Metrics => "metrics",
-        }
+        ROUTE_LABELS[self.index()]
     }
 }
 
@@ -104,7 +113,7 @@ pub async fn handle(
     let request_id = RequestId::of(&req);
     let separate = app.config.metrics.listen.is_some();
     let resolved = route(&method, req.uri().path(), listener, separate);
-    let route_label = resolved.as_ref().map_or("unmatched", |r| r.label());
+    let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
     let is_tokens = matches!(resolved, Ok(Route::Tokens));
 
     let result = match resolved {
@@ -128,12 +137,10 @@ pub async fn handle(
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     app.metrics
-        .http_duration
-        .with_label_values(&[route_label, status_class(status)])
-        .observe(elapsed.as_secs_f64());
+        .observe_request(route_index, status, elapsed.as_secs_f64());
     app.access_log.record(&Entry {
         method: method.as_str(),
-        route: route_label,
+        route: ROUTE_LABELS[route_index],
         status,
         latency_us: elapsed.as_micros() as u64,
         request_id: request_id.as_str(),
@@ -151,15 +158,6 @@ async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Res
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => Ok(ops::readyz(app).await),
         Route::Metrics => ops::metrics(app, req.headers()),
-    }
-}
-
-fn status_class(status: u16) -> &'static str {
-    match status {
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
     }
 }
 
@@ -213,6 +211,25 @@ impl RequestId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn route_labels_are_the_documented_ones() {
+        let all = [
+            (Route::Tokens, "tokens"),
+            (Route::Proxy(Callback::Connect), "centrifugo_connect"),
+            (Route::Proxy(Callback::Refresh), "centrifugo_refresh"),
+            (Route::Proxy(Callback::Subscribe), "centrifugo_subscribe"),
+            (Route::Proxy(Callback::SubRefresh), "centrifugo_sub_refresh"),
+            (Route::Healthz, "healthz"),
+            (Route::Readyz, "readyz"),
+            (Route::Metrics, "metrics"),
+        ];
+        for (route, label) in all {
+            assert_eq!(route.label(), label);
+            assert_ne!(route.index(), UNMATCHED);
+        }
+        assert_eq!(ROUTE_LABELS[UNMATCHED], "unmatched");
+    }
 
     #[test]
     fn not_found_is_not_method_not_allowed() {

@@ -99,10 +99,12 @@ pub async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiErr
         } => (id, name, image, tokens_valid_after, created),
         Upserted::Disabled => return Err(ApiError::UserDisabled),
     };
-    app.metrics
-        .users_upserted
-        .with_label_values(&[if created { "created" } else { "updated" }])
-        .inc();
+    let hot = &app.metrics.hot;
+    if created {
+        hot.users_created.inc();
+    } else {
+        hot.users_updated.inc();
+    }
     // Tokens are never issued "before" a revocation instant, so a token minted right after
     // `user revoke-tokens` in the same second is not caught by its own revocation.
     // A revocation instant more than a second ahead cannot come from `revoke-tokens` (which
@@ -120,8 +122,8 @@ pub async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiErr
         .signer
         .mint(&id, info, iat)
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    app.metrics.tokens_issued.with_label_values(&["rest"]).inc();
-    app.metrics.tokens_issued.with_label_values(&["ws"]).inc();
+    hot.tokens_rest.inc();
+    hot.tokens_ws.inc();
     ok_json(&TokenResponse {
         token: &minted.token,
         ws_token: &minted.ws_token,

@@ -32,6 +32,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::http::{body, json, ApiError, Resp};
+use crate::metrics::PROXY_ERRORS;
 use crate::store::User;
 
 /// Which callback (the `callback` metric label).
@@ -44,6 +45,18 @@ pub enum Callback {
 }
 
 impl Callback {
+    pub const ALL: [Callback; 4] = [
+        Callback::Connect,
+        Callback::Refresh,
+        Callback::Subscribe,
+        Callback::SubRefresh,
+    ];
+
+    /// Position in [`Callback::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Callback::Connect => "connect",
@@ -76,6 +89,11 @@ impl Reason {
         Reason::NoCredentials,
         Reason::ChannelForbidden,
     ];
+
+    /// Position in [`Reason::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     pub fn label(self) -> &'static str {
         match self {
@@ -194,7 +212,7 @@ pub fn session_verdict(user: Option<&User>, auth_iat: Option<i64>) -> Option<Rea
 
 /// Authenticates the caller as Centrifugo, reads the body and dispatches; records metrics.
 pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let timer = app.metrics.proxy_timer(cb.label()).start_timer();
+    let timer = app.metrics.proxy(cb).duration.start_timer();
     let (parts, body) = req.into_parts();
     if !caller_is_centrifugo(app, &parts.headers) {
         app.metrics
@@ -245,15 +263,19 @@ pub enum Outcome {
 }
 
 fn count(app: &App, cb: Callback, outcome: Outcome) {
-    let (o, r) = match outcome {
-        Outcome::Accepted => ("accepted", "none"),
-        Outcome::Rejected(r) => ("rejected", r.label()),
-        Outcome::Error(r) => ("error", r),
-    };
-    app.metrics
-        .proxy_decisions
-        .with_label_values(&[cb.label(), o, r])
-        .inc();
+    let series = app.metrics.proxy(cb);
+    match outcome {
+        Outcome::Accepted => series.accepted.inc(),
+        Outcome::Rejected(r) => series.rejected[r.index()].inc(),
+        Outcome::Error(reason) => match PROXY_ERRORS.iter().position(|e| *e == reason) {
+            Some(i) => series.errors[i].inc(),
+            None => app
+                .metrics
+                .proxy_decisions
+                .with_label_values(&[cb.label(), "error", reason])
+                .inc(),
+        },
+    }
 }
 
 fn caller_is_centrifugo(app: &App, headers: &HeaderMap) -> bool {
@@ -323,6 +345,16 @@ impl<'a> UserInfo<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn indexes_follow_the_all_arrays() {
+        for (i, cb) in Callback::ALL.iter().enumerate() {
+            assert_eq!(cb.index(), i);
+        }
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+        }
+    }
 
     #[test]
     fn rejection_envelopes_match_the_wire_contract() {

@@ -13,7 +13,7 @@ pub mod sqlite;
 
 use std::time::Instant;
 
-use prometheus::HistogramVec;
+use crate::metrics::StoreTimings;
 
 use crate::config::StoreConfig;
 
@@ -134,7 +134,7 @@ impl StoreError {
 /// The store the service runs on.
 pub struct Store {
     backend: Backend,
-    timings: Option<HistogramVec>,
+    timings: Option<StoreTimings>,
 }
 
 enum Backend {
@@ -162,12 +162,11 @@ pub fn key_prefix(key: &str) -> String {
 }
 
 macro_rules! timed {
-    ($self:ident, $op:literal, $call:expr) => {{
+    ($self:ident, $op:ident, $call:expr) => {{
         let start = Instant::now();
         let out = $call;
-        if let Some(h) = &$self.timings {
-            h.with_label_values(&[$op])
-                .observe(start.elapsed().as_secs_f64());
+        if let Some(t) = &$self.timings {
+            t.$op.observe(start.elapsed().as_secs_f64());
         }
         out
     }};
@@ -192,8 +191,8 @@ impl Store {
         })
     }
 
-    /// Attaches the operation-duration histogram (label: `operation`).
-    pub fn with_timings(mut self, h: HistogramVec) -> Store {
+    /// Attaches the operation-duration histograms.
+    pub fn with_timings(mut self, h: StoreTimings) -> Store {
         self.timings = Some(h);
         self
     }
@@ -201,7 +200,7 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         timed!(
             self,
-            "ping",
+            ping,
             match &self.backend {
                 Backend::Sqlite(s) => s.ping(),
                 Backend::Postgres(s) => s.ping().await,
@@ -216,7 +215,7 @@ impl Store {
     ) -> Result<Upserted, StoreError> {
         timed!(
             self,
-            "upsert_user",
+            upsert_user,
             match &self.backend {
                 Backend::Sqlite(s) => s.upsert_user(patch, now),
                 Backend::Postgres(s) => s.upsert_user(patch, now).await,
@@ -227,7 +226,7 @@ impl Store {
     pub async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
         timed!(
             self,
-            "get_user",
+            get_user,
             match &self.backend {
                 Backend::Sqlite(s) => s.get_user(id),
                 Backend::Postgres(s) => s.get_user(id).await,
@@ -238,7 +237,7 @@ impl Store {
     pub async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
         timed!(
             self,
-            "authenticate_api_key",
+            authenticate_api_key,
             match &self.backend {
                 Backend::Sqlite(s) => s.find_api_key(hash),
                 Backend::Postgres(s) => s.find_api_key(hash).await,
@@ -249,7 +248,7 @@ impl Store {
     pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
         timed!(
             self,
-            "touch_api_key",
+            touch_api_key,
             match &self.backend {
                 Backend::Sqlite(s) => s.touch_api_key(name, now),
                 Backend::Postgres(s) => s.touch_api_key(name, now).await,
