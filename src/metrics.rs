@@ -12,7 +12,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::proxy::{Callback, Reason};
+use crate::proxy::{Callback, Failure, Reason};
 
 const NAMESPACE: &str = "chatsdk_auth";
 
@@ -112,12 +112,9 @@ pub struct ProxySeries {
     pub accepted: IntCounter,
     /// Indexed like [`Reason::ALL`].
     pub rejected: Vec<IntCounter>,
-    /// Indexed like [`PROXY_ERRORS`].
+    /// Indexed like [`Failure::ALL`].
     pub errors: Vec<IntCounter>,
 }
-
-/// The `reason` labels of proxy calls that ended in an error rather than a decision.
-pub const PROXY_ERRORS: [&str; 3] = ["bad_request", "store_unavailable", "internal_error"];
 
 /// Series updated on every request, resolved once.
 pub struct Hot {
@@ -263,9 +260,9 @@ impl Metrics {
                         .iter()
                         .map(|r| proxy_decisions.with_label_values(&[l, "rejected", r.label()]))
                         .collect(),
-                    errors: PROXY_ERRORS
+                    errors: Failure::ALL
                         .iter()
-                        .map(|r| proxy_decisions.with_label_values(&[l, "error", r]))
+                        .map(|f| proxy_decisions.with_label_values(&[l, "error", f.label()]))
                         .collect(),
                 }
             })

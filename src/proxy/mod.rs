@@ -32,7 +32,6 @@ use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::http::{body, json, ApiError, Resp};
-use crate::metrics::PROXY_ERRORS;
 use crate::store::User;
 
 /// Which callback (the `callback` metric label).
@@ -224,7 +223,7 @@ pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<R
     let bytes = match body::read_limited(&parts.headers, body, app.config.max_body_bytes).await {
         Ok(b) => b,
         Err(e) => {
-            count(app, cb, Outcome::Error("bad_request"));
+            count(app, cb, Outcome::Error(Failure::BadRequest));
             return Err(e);
         }
     };
@@ -241,12 +240,12 @@ pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<R
             Ok(json(StatusCode::OK, body))
         }
         Err(e) => {
-            let reason = match &e {
-                ApiError::StoreUnavailable(_) => "store_unavailable",
-                ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => "bad_request",
-                _ => "internal_error",
+            let failure = match &e {
+                ApiError::StoreUnavailable(_) => Failure::StoreUnavailable,
+                ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => Failure::BadRequest,
+                _ => Failure::Internal,
             };
-            count(app, cb, Outcome::Error(reason));
+            count(app, cb, Outcome::Error(failure));
             Err(e)
         }
     };
@@ -259,7 +258,36 @@ pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<R
 pub enum Outcome {
     Accepted,
     Rejected(Reason),
-    Error(&'static str),
+    Error(Failure),
+}
+
+/// Why a proxy call ended in an error rather than a decision (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    BadRequest,
+    StoreUnavailable,
+    Internal,
+}
+
+impl Failure {
+    pub const ALL: [Failure; 3] = [
+        Failure::BadRequest,
+        Failure::StoreUnavailable,
+        Failure::Internal,
+    ];
+
+    /// Position in [`Failure::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Failure::BadRequest => "bad_request",
+            Failure::StoreUnavailable => "store_unavailable",
+            Failure::Internal => "internal_error",
+        }
+    }
 }
 
 fn count(app: &App, cb: Callback, outcome: Outcome) {
@@ -267,14 +295,7 @@ fn count(app: &App, cb: Callback, outcome: Outcome) {
     match outcome {
         Outcome::Accepted => series.accepted.inc(),
         Outcome::Rejected(r) => series.rejected[r.index()].inc(),
-        Outcome::Error(reason) => match PROXY_ERRORS.iter().position(|e| *e == reason) {
-            Some(i) => series.errors[i].inc(),
-            None => app
-                .metrics
-                .proxy_decisions
-                .with_label_values(&[cb.label(), "error", reason])
-                .inc(),
-        },
+        Outcome::Error(f) => series.errors[f.index()].inc(),
     }
 }
 
@@ -353,6 +374,9 @@ mod tests {
         }
         for (i, r) in Reason::ALL.iter().enumerate() {
             assert_eq!(r.index(), i);
+        }
+        for (i, f) in Failure::ALL.iter().enumerate() {
+            assert_eq!(f.index(), i);
         }
     }
 
