@@ -1,5 +1,6 @@
 //! The single route table and the per-request wrapper: request id, timeout, in-flight gauge,
-//! latency histogram, rejection counters and one access-log line per request.
+//! latency histograms (every request; proxy calls also by callback), rejection counters and
+//! one access-log line per request.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -115,6 +116,10 @@ pub async fn handle(
     let resolved = route(&method, req.uri().path(), listener, separate);
     let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
     let is_tokens = matches!(resolved, Ok(Route::Tokens));
+    let proxy = match resolved {
+        Ok(Route::Proxy(cb)) => Some(cb),
+        _ => None,
+    };
 
     let result = match resolved {
         Ok(r) => {
@@ -136,8 +141,12 @@ pub async fn handle(
     };
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
-    app.metrics
-        .observe_request(route_index, status, elapsed.as_secs_f64());
+    let seconds = elapsed.as_secs_f64();
+    app.metrics.observe_request(route_index, status, seconds);
+    if let Some(cb) = proxy {
+        // The same clock reading: a proxy call's time is its request's time.
+        app.metrics.proxy(cb).duration.observe(seconds);
+    }
     app.access_log.record(&Entry {
         method: method.as_str(),
         route: ROUTE_LABELS[route_index],

@@ -209,9 +209,9 @@ pub fn session_verdict(user: Option<&User>, auth_iat: Option<i64>) -> Option<Rea
     }
 }
 
-/// Authenticates the caller as Centrifugo, reads the body and dispatches; records metrics.
+/// Authenticates the caller as Centrifugo, reads the body and dispatches; counts the outcome
+/// (the router times the call).
 pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<Resp, ApiError> {
-    let timer = app.metrics.proxy(cb).duration.start_timer();
     let (parts, body) = req.into_parts();
     if !caller_is_centrifugo(app, &parts.headers) {
         app.metrics
@@ -234,7 +234,7 @@ pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<R
         Callback::Subscribe => subscribe::decide_subscribe(app, &bytes, now).await,
         Callback::SubRefresh => subscribe::decide_sub_refresh(app, &bytes, now).await,
     };
-    let resp = match result {
+    match result {
         Ok((outcome, body)) => {
             count(app, cb, outcome);
             Ok(json(StatusCode::OK, body))
@@ -248,9 +248,7 @@ pub async fn handle(app: &App, cb: Callback, req: Request<Incoming>) -> Result<R
             count(app, cb, Outcome::Error(failure));
             Err(e)
         }
-    };
-    timer.observe_duration();
-    resp
+    }
 }
 
 /// What a proxy call decided (metrics only).
