@@ -71,37 +71,44 @@ impl AccessLog {
 }
 
 fn format_line(buf: &mut Vec<u8>, format: Format, ts: &[u8; TIMESTAMP_LEN], e: &Entry<'_>) {
-    let mut status = itoa::Buffer::new();
-    let mut latency = itoa::Buffer::new();
-    let parts: [&[u8]; 13] = match format {
-        Format::Pretty => [
+    let (mut status, mut latency) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (status, latency) = (
+        status.format(e.status).as_bytes(),
+        latency.format(e.latency_us).as_bytes(),
+    );
+    let (method, route, id) = (
+        e.method.as_bytes(),
+        e.route.as_bytes(),
+        e.request_id.as_bytes(),
+    );
+    let parts: &[&[u8]] = match format {
+        Format::Pretty => &[
             ts,
             b"  INFO request method=",
-            e.method.as_bytes(),
+            method,
             b" route=\"",
-            e.route.as_bytes(),
+            route,
             b"\" status=",
-            status.format(e.status).as_bytes(),
+            status,
             b" latency_us=",
-            latency.format(e.latency_us).as_bytes(),
+            latency,
             b" request_id=",
-            e.request_id.as_bytes(),
+            id,
             b"\n",
-            b"",
         ],
-        Format::Json => [
+        Format::Json => &[
             b"{\"timestamp\":\"",
             ts,
             b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"",
-            e.method.as_bytes(),
+            method,
             b"\",\"route\":\"",
-            e.route.as_bytes(),
+            route,
             b"\",\"status\":",
-            status.format(e.status).as_bytes(),
+            status,
             b",\"latency_us\":",
-            latency.format(e.latency_us).as_bytes(),
+            latency,
             b",\"request_id\":\"",
-            e.request_id.as_bytes(),
+            id,
             b"\"}\n",
         ],
     };
