@@ -3,10 +3,12 @@
 //! one access-log line per request.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Request};
+use http::{HeaderName, HeaderValue, Method, Request};
 use hyper::body::Incoming;
 
 use crate::access_log::Entry;
@@ -15,6 +17,9 @@ use crate::http::{ApiError, Resp};
 use crate::metrics::ROUTE_LABELS;
 use crate::proxy::{self, Callback};
 use crate::{ops, tokens};
+
+/// Echoed (or generated) on every response.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The `route` index of requests that matched no route.
 const UNMATCHED: usize = ROUTE_LABELS.len() - 1;
@@ -123,9 +128,10 @@ pub async fn handle(
 
     let result = match resolved {
         Ok(r) => {
-            match tokio::time::timeout(app.config.request_timeout, dispatch(&app, r, req)).await {
-                Ok(res) => res,
-                Err(_) => Err(ApiError::Timeout),
+            let deadline = tokio::time::Instant::from_std(start) + app.config.request_timeout;
+            match within(deadline, dispatch(&app, r, req)).await {
+                Some(res) => res,
+                None => Err(ApiError::Timeout),
             }
         }
         Err(e) => Err(e),
@@ -155,9 +161,22 @@ pub async fn handle(
         request_id: request_id.as_str(),
     });
     if let Ok(v) = HeaderValue::from_bytes(request_id.as_str().as_bytes()) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(X_REQUEST_ID, v);
     }
     Ok(resp)
+}
+
+/// Runs `fut` until `deadline`; `None` when the deadline passes first. The timer is armed only
+/// if the future has to wait: most requests (body already in the read buffer, SQLite answering
+/// in place) finish on their first poll, and registering and cancelling a timer for each of them
+/// is measurable on the connect path.
+async fn within<F: Future>(deadline: tokio::time::Instant, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, fut).await.ok(),
+    }
 }
 
 async fn dispatch(app: &App, route: Route, req: Request<Incoming>) -> Result<Resp, ApiError> {
@@ -185,7 +204,7 @@ impl RequestId {
         };
         let given = req
             .headers()
-            .get("x-request-id")
+            .get(&X_REQUEST_ID)
             .map(|v| v.as_bytes())
             .filter(|v| {
                 !v.is_empty()

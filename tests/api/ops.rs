@@ -179,3 +179,36 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
     assert_eq!(resp.status(), 200, "the in-flight request completes");
     assert!(server.await.unwrap(), "drained within the deadline");
 }
+
+#[tokio::test]
+async fn a_request_whose_body_stalls_is_cut_off_at_the_request_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = TestApp::spawn_with(|c| c.server.request_timeout_seconds = 1).await;
+    // Headers and half of the declared body, then nothing: the handler has to wait for the
+    // rest, which is the case the (lazily armed) request timer exists for.
+    let mut s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
+    let head = format!(
+        "POST /tokens HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{{\"userId\":\"slow-1\",",
+        t.key
+    );
+    let start = Instant::now();
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the server answers within the request timeout, not never")
+        .unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "not before the deadline"
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["code"], "timeout");
+    // Nothing was written for the half-sent request.
+    assert!(t.app.store.get_user("slow-1").await.unwrap().is_none());
+    // A request that does not wait is not affected.
+    let (status, _) = t.tokens(json!({"userId": "fast-1"})).await;
+    assert_eq!(status, 200);
+}
