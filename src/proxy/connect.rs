@@ -16,30 +16,18 @@ use crate::app::App;
 use crate::http::ApiError;
 use crate::jwt::{user_channels, TokenError};
 
-/// The body Centrifugo sends (shared/centrifugo.md §3.2). Only `client` is always present.
-/// Strings are borrowed from the body where they carry no escapes (the fields are type-checked
-/// but most are never read).
+/// The fields of the body Centrifugo sends (shared/centrifugo.md §3.2) that a decision reads.
+/// Only `client` is always present; the others (`transport`, `protocol`, `name`, `channels`...)
+/// are skipped unread. Strings are borrowed from the body where they carry no escapes.
 #[derive(Debug, Deserialize)]
-#[allow(dead_code)]
 pub struct ConnectRequest<'a> {
     #[serde(borrow)]
+    #[allow(dead_code)]
     pub client: Cow<'a, str>,
-    #[serde(borrow, default)]
-    pub transport: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub protocol: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub encoding: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub name: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    pub version: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub data: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub b64data: Option<Cow<'a, str>>,
-    #[serde(default)]
-    pub channels: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
