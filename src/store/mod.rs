@@ -203,7 +203,7 @@ impl Store {
             ping,
             match &self.backend {
                 Backend::Sqlite(s) => s.ping(),
-                Backend::Postgres(s) => s.ping().await,
+                Backend::Postgres(s) => Box::pin(s.ping()).await,
             }
         )
     }
@@ -218,7 +218,7 @@ impl Store {
             upsert_user,
             match &self.backend {
                 Backend::Sqlite(s) => s.upsert_user(patch, now),
-                Backend::Postgres(s) => s.upsert_user(patch, now).await,
+                Backend::Postgres(s) => Box::pin(s.upsert_user(patch, now)).await,
             }
         )
     }
@@ -229,7 +229,7 @@ impl Store {
             get_user,
             match &self.backend {
                 Backend::Sqlite(s) => s.get_user(id),
-                Backend::Postgres(s) => s.get_user(id).await,
+                Backend::Postgres(s) => Box::pin(s.get_user(id)).await,
             }
         )
     }
@@ -240,7 +240,7 @@ impl Store {
             authenticate_api_key,
             match &self.backend {
                 Backend::Sqlite(s) => s.find_api_key(hash),
-                Backend::Postgres(s) => s.find_api_key(hash).await,
+                Backend::Postgres(s) => Box::pin(s.find_api_key(hash)).await,
             }
         )
     }
@@ -251,7 +251,7 @@ impl Store {
             touch_api_key,
             match &self.backend {
                 Backend::Sqlite(s) => s.touch_api_key(name, now),
-                Backend::Postgres(s) => s.touch_api_key(name, now).await,
+                Backend::Postgres(s) => Box::pin(s.touch_api_key(name, now)).await,
             }
         )
     }
@@ -293,14 +293,14 @@ impl Store {
     pub async fn count_api_keys(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.count_api_keys(),
-            Backend::Postgres(s) => s.count_api_keys().await,
+            Backend::Postgres(s) => Box::pin(s.count_api_keys()).await,
         }
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.list_api_keys(),
-            Backend::Postgres(s) => s.list_api_keys().await,
+            Backend::Postgres(s) => Box::pin(s.list_api_keys()).await,
         }
     }
 
@@ -308,7 +308,7 @@ impl Store {
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.revoke_api_key(name, now),
-            Backend::Postgres(s) => s.revoke_api_key(name, now).await,
+            Backend::Postgres(s) => Box::pin(s.revoke_api_key(name, now)).await,
         }
     }
 
@@ -321,7 +321,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now),
-            Backend::Postgres(s) => s.set_user_disabled(id, disabled, now).await,
+            Backend::Postgres(s) => Box::pin(s.set_user_disabled(id, disabled, now)).await,
         }
     }
 
@@ -334,7 +334,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now),
-            Backend::Postgres(s) => s.revoke_user_tokens(id, before, now).await,
+            Backend::Postgres(s) => Box::pin(s.revoke_user_tokens(id, before, now)).await,
         }
     }
 }
