@@ -27,7 +27,8 @@ use super::{ApiKeyInfo, ApiKeyRecord, Field, StoreError, Upserted, User, UserPat
 /// Reader connections; two cores rarely need more.
 const READERS: usize = 4;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY NOT NULL,
     name TEXT,
@@ -47,7 +48,27 @@ CREATE TABLE api_keys (
     last_used_at INTEGER,
     revoked_at INTEGER
 );
-"#];
+"#,
+    r#"
+-- 2: users keyed by their text id directly (WITHOUT ROWID): a lookup or upsert walks one B-tree
+-- instead of the primary-key index and then the table. Same columns, same rows.
+CREATE TABLE users_by_id (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT,
+    image TEXT,
+    custom TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    tokens_valid_after INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO users_by_id (id, name, image, custom, disabled, tokens_valid_after, revision, created_at, updated_at)
+    SELECT id, name, image, custom, disabled, tokens_valid_after, revision, created_at, updated_at FROM users;
+DROP TABLE users;
+ALTER TABLE users_by_id RENAME TO users;
+"#,
+];
 
 /// What the upsert needs to know about an existing row before deciding to write.
 const PROFILE: &str =
@@ -401,11 +422,26 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(map_err)?;
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        let tx = c.unchecked_transaction().map_err(map_err)?;
-        tx.execute_batch(sql).map_err(map_err)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
-            .map_err(map_err)?;
-        tx.commit().map_err(map_err)?;
+        // IMMEDIATE: take the write lock first and read the version again under it, so two
+        // processes opening an old database at once (server and CLI) apply each step once.
+        c.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+        let step = (|| {
+            let now: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if now as usize <= i {
+                c.execute_batch(sql)?;
+                c.pragma_update(None, "user_version", (i + 1) as i64)?;
+            }
+            c.execute_batch("COMMIT")
+        })();
+        if let Err(e) = step {
+            let _ = c.execute_batch("ROLLBACK");
+            return Err(map_err(e));
+        }
+    }
+    if (version as usize) < MIGRATIONS.len() {
+        // A rebuild leaves its copy in the WAL; give that space back now rather than keep a
+        // WAL file the size of the table until the next restart.
+        let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
     if version as usize > MIGRATIONS.len() {
         return Err(StoreError::Internal(format!(
