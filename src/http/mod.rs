@@ -26,7 +26,16 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
 
 /// Serialises `value` as a 200 JSON response; a serialisation failure is an internal error.
 pub fn ok_json<T: serde::Serialize>(value: &T) -> Result<Resp, ApiError> {
-    serde_json::to_vec(value)
+    to_json_vec(value)
         .map(|b| json(StatusCode::OK, b))
         .map_err(|e| ApiError::Internal(format!("cannot serialise response: {e}")))
+}
+
+/// `serde_json::to_vec` into a buffer that already fits a typical reply (a token response is
+/// about 1 KiB, a proxy reply a few hundred bytes), instead of growing from 128 bytes by
+/// reallocating and copying.
+pub fn to_json_vec<T: serde::Serialize>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, value)?;
+    Ok(out)
 }

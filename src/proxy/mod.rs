@@ -325,7 +325,7 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
 
 /// Serialises a decision body.
 pub fn body_of<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value)
+    crate::http::to_json_vec(value)
         .map(Bytes::from)
         .map_err(|e| ApiError::Internal(format!("cannot serialise proxy reply: {e}")))
 }
