@@ -75,7 +75,7 @@ pub async fn decide(
         Err(TokenError::Expired) => return reject(Reason::TokenExpired),
         Err(TokenError::Invalid) => return reject(Reason::TokenInvalid),
     };
-    let user = app.store.get_user(&claims.sub).await?;
+    let user = app.store.get_session(&claims.sub).await?;
     if let Some(reason) = session_verdict(user.as_ref(), Some(claims.iat)) {
         return reject(reason);
     }
@@ -88,7 +88,8 @@ pub async fn decide(
     };
     let reply = Reply {
         result: ConnectResult {
-            user: &user.id,
+            // The row was found by this id (an exact, byte-wise match).
+            user: &claims.sub,
             // Never beyond the token's own expiry; the refresh proxy extends from there.
             expire_at: claims
                 .exp
@@ -98,7 +99,7 @@ pub async fn decide(
                 iat: claims.iat,
                 custom,
             },
-            channels: user_channels(&app.config.centrifugo.user_channels, &user.id),
+            channels: user_channels(&app.config.centrifugo.user_channels, &claims.sub),
         },
     };
     Ok((Outcome::Accepted, body_of(&reply)?))

@@ -32,7 +32,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::App;
 use crate::http::{body, json, ApiError, Resp};
-use crate::store::User;
+use crate::store::SessionUser;
 
 /// Which callback (the `callback` metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +198,7 @@ impl SessionRequest<'_> {
 
 /// Checks a stored user against a session: the reason it may not continue, if any.
 /// `auth_iat` is the issue time of the token that authenticated the connection.
-pub fn session_verdict(user: Option<&User>, auth_iat: Option<i64>) -> Option<Reason> {
+pub fn session_verdict(user: Option<&SessionUser>, auth_iat: Option<i64>) -> Option<Reason> {
     match user {
         None => Some(Reason::UserUnknown),
         Some(u) if u.disabled => Some(Reason::UserDisabled),
@@ -353,7 +353,7 @@ pub struct UserInfo<'a> {
 }
 
 impl<'a> UserInfo<'a> {
-    pub fn of(u: &'a User) -> Option<UserInfo<'a>> {
+    pub fn of(u: &'a SessionUser) -> Option<UserInfo<'a>> {
         (u.name.is_some() || u.image.is_some()).then_some(UserInfo {
             name: u.name.as_deref(),
             image: u.image.as_deref(),

@@ -30,7 +30,7 @@ pub async fn decide(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes
     if req.user.is_empty() {
         return expired(super::Reason::UserUnknown);
     }
-    let user = app.store.get_user(&req.user).await?;
+    let user = app.store.get_session(&req.user).await?;
     if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
         return expired(reason);
     }

@@ -51,7 +51,7 @@ async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiE
     if req.user.is_empty() {
         return Ok(Some(Reason::ChannelForbidden));
     }
-    let user = app.store.get_user(&req.user).await?;
+    let user = app.store.get_session(&req.user).await?;
     if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
         return Ok(Some(reason));
     }

@@ -36,6 +36,19 @@ pub struct User {
     pub updated_at: i64,
 }
 
+/// What a proxy decision needs of a user: the profile it reports and the two fields that can
+/// end a session. No id (the caller looked it up by id) and no timestamps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionUser {
+    pub name: Option<String>,
+    pub image: Option<String>,
+    /// The `custom` object exactly as the caller sent it (JSON text).
+    pub custom: Option<String>,
+    pub disabled: bool,
+    /// Tokens whose `iat` is before this instant (Unix seconds) are revoked.
+    pub tokens_valid_after: i64,
+}
+
 fn raw_json<S: serde::Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     use serde::Serialize;
     match v {
@@ -230,6 +243,18 @@ impl Store {
             match &self.backend {
                 Backend::Sqlite(s) => s.get_user(id),
                 Backend::Postgres(s) => Box::pin(s.get_user(id)).await,
+            }
+        )
+    }
+
+    /// The user as a proxy decision sees it (timed as `get_user`).
+    pub async fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        timed!(
+            self,
+            get_user,
+            match &self.backend {
+                Backend::Sqlite(s) => s.get_session(id),
+                Backend::Postgres(s) => Box::pin(s.get_session(id)).await,
             }
         )
     }

@@ -13,7 +13,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
-use super::{ApiKeyInfo, ApiKeyRecord, StoreError, Upserted, User, UserPatch};
+use super::{ApiKeyInfo, ApiKeyRecord, SessionUser, StoreError, Upserted, User, UserPatch};
 
 /// Arbitrary constant identifying this service's migration lock.
 const MIGRATION_LOCK: i64 = 0x6368_6174_7364_6b01;
@@ -190,6 +190,25 @@ impl PgStore {
             tokens_valid_after: r.get(5),
             created_at: r.get(6),
             updated_at: r.get(7),
+        }))
+    }
+
+    pub async fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached(
+                "SELECT name, image, custom, disabled, tokens_valid_after
+                 FROM chatsdk_auth_users WHERE id = $1",
+            )
+            .await
+            .map_err(map_err)?;
+        let row = c.query_opt(&st, &[&id]).await.map_err(map_err)?;
+        Ok(row.map(|r| SessionUser {
+            name: r.get(0),
+            image: r.get(1),
+            custom: r.get(2),
+            disabled: r.get(3),
+            tokens_valid_after: r.get(4),
         }))
     }
 

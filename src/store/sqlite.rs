@@ -22,7 +22,7 @@ use std::time::Duration;
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 
-use super::{ApiKeyInfo, ApiKeyRecord, Field, StoreError, Upserted, User, UserPatch};
+use super::{ApiKeyInfo, ApiKeyRecord, Field, SessionUser, StoreError, Upserted, User, UserPatch};
 
 /// Reader connections; two cores rarely need more.
 const READERS: usize = 4;
@@ -70,7 +70,8 @@ ALTER TABLE users_by_id RENAME TO users;
 "#,
 ];
 
-/// What the upsert needs to know about an existing row before deciding to write.
+/// What the upsert needs to know about an existing row before deciding to write, and what a
+/// proxy decision needs (one cached statement for both).
 const PROFILE: &str =
     "SELECT name, image, custom, disabled, tokens_valid_after FROM users WHERE id = ?1";
 
@@ -234,6 +235,22 @@ impl SqliteStore {
                 tokens_valid_after: r.get(5)?,
                 created_at: r.get(6)?,
                 updated_at: r.get(7)?,
+            })
+        })
+        .optional()
+        .map_err(map_err)
+    }
+
+    pub fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        let c = self.reader();
+        let mut st = c.prepare_cached(PROFILE).map_err(map_err)?;
+        st.query_row([id], |r| {
+            Ok(SessionUser {
+                name: r.get(0)?,
+                image: r.get(1)?,
+                custom: r.get(2)?,
+                disabled: r.get::<_, i64>(3)? != 0,
+                tokens_valid_after: r.get(4)?,
             })
         })
         .optional()

@@ -268,3 +268,17 @@ pub fn session_body(user: &str, channel: Option<&str>, meta: Option<Value>) -> S
     }
     b.to_string()
 }
+
+/// The proxies' view of a user agrees with the full record, field for field.
+pub async fn assert_session_matches_user(t: &TestApp, id: &str) {
+    let u = t.app.store.get_user(id).await.unwrap();
+    let s = t.app.store.get_session(id).await.unwrap();
+    match (u, s) {
+        (Some(u), Some(s)) => assert_eq!(
+            (s.name, s.image, s.custom, s.disabled, s.tokens_valid_after),
+            (u.name, u.image, u.custom, u.disabled, u.tokens_valid_after)
+        ),
+        (None, None) => {}
+        (u, s) => panic!("get_user {u:?} but get_session {s:?}"),
+    }
+}

@@ -3,7 +3,9 @@
 
 use serde_json::{json, Value};
 
-use crate::helpers::{connect_body, now, session_body, verify_hs256, TestApp};
+use crate::helpers::{
+    assert_session_matches_user, connect_body, now, session_body, verify_hs256, TestApp,
+};
 use crate::pg::PgServer;
 
 fn on_postgres(url: String) -> impl FnOnce(&mut chatsdk_auth::config::RawConfig) {
@@ -44,6 +46,8 @@ async fn postgres_backend_keeps_the_token_contract() {
     );
     let u = t.app.store.get_user("u").await.unwrap().unwrap();
     assert_eq!(u.custom.as_deref(), Some(r#"{"z": 1, "a":[1,2]}"#));
+    assert_session_matches_user(&t, "u").await;
+    assert_session_matches_user(&t, "nobody").await;
     let (_, b) = t.tokens(json!({"userId": "u", "image": null})).await;
     assert_eq!(b["user"]["image"], Value::Null);
     verify_hs256(b["wsToken"].as_str().unwrap(), &"w".repeat(40));

@@ -2,7 +2,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{now, try_verify_hs256, verify_hs256, TestApp};
+use crate::helpers::{assert_session_matches_user, now, try_verify_hs256, verify_hs256, TestApp};
 
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()
@@ -163,6 +163,8 @@ async fn upsert_updates_keeps_and_clears_fields_without_duplicating() {
         Some(r#"{"z": 1, "a":[1,2]}"#),
         "custom is stored as given"
     );
+    assert_session_matches_user(&t, "u").await;
+    assert_session_matches_user(&t, "nobody").await;
     // Explicit null clears.
     let (_, b) = t
         .tokens(json!({"userId": "u", "image": null, "custom": null}))

@@ -81,6 +81,13 @@ fn upsert(c: &mut Criterion) {
             rt.block_on(store.get_user(&ids[i])).unwrap()
         })
     });
+    // The proxies' lookup (connect, refresh, subscribe).
+    c.bench_function("sqlite_get_session", |b| {
+        b.iter(|| {
+            i = (i + 7919) % ids.len();
+            rt.block_on(store.get_session(&ids[i])).unwrap()
+        })
+    });
 }
 
 criterion_group!(benches, tokens, upsert);
