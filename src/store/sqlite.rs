@@ -435,38 +435,92 @@ fn open_conn(
 }
 
 fn migrate(c: &Connection) -> Result<(), StoreError> {
-    let version: i64 = c
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(map_err)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    let version = |c: &Connection| {
+        c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map_err(map_err)
+    };
+    let before = version(c)?;
+    refuse_if_newer(before)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(before as usize) {
         // IMMEDIATE: take the write lock first and read the version again under it, so two
         // processes opening an old database at once (server and CLI) apply each step once.
         c.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
         let step = (|| {
-            let now: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
-            if now as usize <= i {
-                c.execute_batch(sql)?;
-                c.pragma_update(None, "user_version", (i + 1) as i64)?;
+            if version(c)? <= i as i64 {
+                if i == 1 {
+                    users_rebuild_is_safe(c)?;
+                }
+                c.execute_batch(sql).map_err(map_err)?;
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .map_err(map_err)?;
             }
-            c.execute_batch("COMMIT")
+            c.execute_batch("COMMIT").map_err(map_err)
         })();
         if let Err(e) = step {
             let _ = c.execute_batch("ROLLBACK");
-            return Err(map_err(e));
+            return Err(e);
         }
     }
-    if (version as usize) < MIGRATIONS.len() {
+    // Again: a newer binary may have moved the schema on while this one waited for the lock.
+    refuse_if_newer(version(c)?)?;
+    if (before as usize) < MIGRATIONS.len() {
         // A rebuild leaves its copy in the WAL; give that space back now rather than keep a
         // WAL file the size of the table until the next restart.
         let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
     }
-    if version as usize > MIGRATIONS.len() {
+    Ok(())
+}
+
+fn refuse_if_newer(version: i64) -> Result<(), StoreError> {
+    if version < 0 || version as usize > MIGRATIONS.len() {
         return Err(StoreError::Internal(format!(
             "database schema version {version} is newer than this binary understands ({}); upgrade chatsdk-auth",
             MIGRATIONS.len()
         )));
     }
     Ok(())
+}
+
+/// Schema 2 rebuilds `users` (copy, drop, rename). Anything else in the database — an extra
+/// column, index, trigger, view or table — would be dropped or would make the rebuild fail, so
+/// the upgrade refuses, before changing anything, and says what it found.
+fn users_rebuild_is_safe(c: &Connection) -> Result<(), StoreError> {
+    const COLUMNS: [&str; 9] = [
+        "id",
+        "name",
+        "image",
+        "custom",
+        "disabled",
+        "tokens_valid_after",
+        "revision",
+        "created_at",
+        "updated_at",
+    ];
+    let list = |sql: &str| -> Result<Vec<String>, StoreError> {
+        let mut st = c.prepare(sql).map_err(map_err)?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    };
+    let columns = list("SELECT name FROM pragma_table_info('users') ORDER BY cid")?;
+    let mut found = list(
+        r"SELECT type || ' ' || name FROM sqlite_master
+          WHERE name NOT IN ('users', 'api_keys') AND name NOT LIKE 'sqlite\_%' ESCAPE '\'
+          ORDER BY name",
+    )?;
+    if columns != COLUMNS {
+        found.insert(0, format!("users columns ({})", columns.join(", ")));
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Internal(format!(
+        "cannot upgrade the SQLite schema to version 2: it rebuilds the users table, and the \
+         database holds what this service did not create: {}. Back the file up, remove those \
+         (or apply schema 2 by hand) and start again",
+        found.join("; ")
+    )))
 }
 
 fn map_err(e: rusqlite::Error) -> StoreError {

@@ -639,3 +639,101 @@ async fn a_database_from_schema_1_is_migrated_in_place_and_keeps_every_row() {
     let wal = std::fs::metadata(dir.join("chatsdk-auth.db-wal")).map_or(0, |m| m.len());
     assert!(wal < 64 * 1024, "WAL after migration: {wal} bytes");
 }
+
+/// Starts the service's setup on `dir` and returns its error message.
+async fn prepare_error(dir: &std::path::Path) -> String {
+    let mut raw = chatsdk_auth::config::RawConfig::default();
+    raw.server.listen = "127.0.0.1:0".into();
+    raw.storage.data_dir = dir.to_string_lossy().into_owned();
+    let config = raw.validate().unwrap();
+    match chatsdk_auth::cli::prepare(config, chatsdk_auth::access_log::AccessLog::disabled()).await
+    {
+        Ok(_) => panic!("setup succeeded on {}", dir.display()),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+/// A schema-1 database file in `dir`, plus `extra` SQL.
+fn schema_1_db(dir: &std::path::Path, extra: &str) -> rusqlite::Connection {
+    std::fs::create_dir_all(dir).unwrap();
+    let c = rusqlite::Connection::open(dir.join("chatsdk-auth.db")).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode=WAL;
+         CREATE TABLE users (id TEXT PRIMARY KEY NOT NULL, name TEXT, image TEXT, custom TEXT,
+           disabled INTEGER NOT NULL DEFAULT 0, tokens_valid_after INTEGER NOT NULL DEFAULT 0,
+           revision INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
+         CREATE TABLE api_keys (name TEXT PRIMARY KEY NOT NULL, prefix TEXT NOT NULL,
+           hash BLOB NOT NULL UNIQUE, created_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER);
+         INSERT INTO users (id, name, created_at, updated_at) VALUES ('kept', 'Ada', 1, 1);
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    c.execute_batch(extra).unwrap();
+    c
+}
+
+#[tokio::test]
+async fn the_users_rebuild_refuses_a_database_with_objects_it_did_not_create() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let c = schema_1_db(
+        &dir,
+        "CREATE INDEX users_by_name ON users(name); CREATE VIEW named AS SELECT id FROM users;",
+    );
+    let msg = prepare_error(&dir).await;
+    assert!(
+        msg.contains("cannot upgrade the SQLite schema to version 2"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("index users_by_name") && msg.contains("view named"),
+        "{msg}"
+    );
+    // Nothing changed: still schema 1, the operator's objects and the row intact.
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM named WHERE id = 'kept'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn a_database_newer_than_the_binary_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let c = schema_1_db(&dir, "PRAGMA user_version = 99;");
+    let msg = prepare_error(&dir).await;
+    assert!(
+        msg.contains("schema version 99 is newer than this binary"),
+        "{msg}"
+    );
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 99, "left as it was");
+}
+
+#[tokio::test]
+async fn the_proxies_view_of_a_disabled_and_revoked_user_matches_the_record() {
+    let t = TestApp::spawn().await;
+    assert_eq!(t.tokens(json!({"userId": "dr", "name": "D"})).await.0, 200);
+    t.app
+        .store
+        .revoke_user_tokens("dr", 1_700_000_123, now())
+        .await
+        .unwrap();
+    t.app
+        .store
+        .set_user_disabled("dr", true, now())
+        .await
+        .unwrap();
+    let s = t.app.store.get_session("dr").await.unwrap().unwrap();
+    assert!(s.disabled);
+    assert_eq!(s.tokens_valid_after, 1_700_000_123);
+    assert_session_matches_user(&t, "dr").await;
+}
