@@ -578,25 +578,14 @@ async fn a_database_from_schema_1_is_migrated_in_place_and_keeps_every_row() {
     // Schema 1 as the first release created it: users on a rowid table with a text key.
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    {
-        let c = rusqlite::Connection::open(dir.join("chatsdk-auth.db")).unwrap();
-        c.execute_batch(
-            "PRAGMA journal_mode=WAL;
-             CREATE TABLE users (id TEXT PRIMARY KEY NOT NULL, name TEXT, image TEXT, custom TEXT,
-               disabled INTEGER NOT NULL DEFAULT 0, tokens_valid_after INTEGER NOT NULL DEFAULT 0,
-               revision INTEGER NOT NULL DEFAULT 1, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL);
-             CREATE TABLE api_keys (name TEXT PRIMARY KEY NOT NULL, prefix TEXT NOT NULL,
-               hash BLOB NOT NULL UNIQUE, created_at INTEGER NOT NULL, last_used_at INTEGER, revoked_at INTEGER);
-             INSERT INTO users VALUES ('old-1', 'Ada', NULL, '{\"team\":\"a\"}', 0, 17, 3, 100, 200);
-             INSERT INTO users VALUES ('old-2', NULL, 'https://i/b.png', NULL, 1, 0, 1, 101, 101);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
-               INSERT INTO users (id, name, image, custom, created_at, updated_at)
-               SELECT 'bulk-' || i, 'Bulk', 'https://example.com/a/' || i || '.png', '{\"t\":1}', 1, 1 FROM n;
-             PRAGMA user_version = 1;",
-        )
-        .unwrap();
-    }
+    drop(schema_1_db(
+        &dir,
+        "INSERT INTO users VALUES ('old-1', 'Ada', NULL, '{\"team\":\"a\"}', 0, 17, 3, 100, 200);
+         INSERT INTO users VALUES ('old-2', NULL, 'https://i/b.png', NULL, 1, 0, 1, 101, 101);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+           INSERT INTO users (id, name, image, custom, created_at, updated_at)
+           SELECT 'bulk-' || i, 'Bulk', 'https://example.com/a/' || i || '.png', '{\"t\":1}', 1, 1 FROM n;",
+    ));
     let t = TestApp::start_in(&dir, |_| {}).await;
     let a = t.app.store.get_user("old-1").await.unwrap().unwrap();
     assert_eq!(
@@ -634,7 +623,7 @@ async fn a_database_from_schema_1_is_migrated_in_place_and_keeps_every_row() {
     let n: i64 = c
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(n, 5003);
+    assert_eq!(n, 5004, "5,000 bulk, old-1, old-2, kept");
     // The rebuild's copy does not stay behind in the WAL file.
     let wal = std::fs::metadata(dir.join("chatsdk-auth.db-wal")).map_or(0, |m| m.len());
     assert!(wal < 64 * 1024, "WAL after migration: {wal} bytes");
