@@ -75,12 +75,9 @@ pub async fn decide(
         Err(TokenError::Expired) => return reject(Reason::TokenExpired),
         Err(TokenError::Invalid) => return reject(Reason::TokenInvalid),
     };
-    let user = app.store.get_session(&claims.sub).await?;
-    if let Some(reason) = session_verdict(user.as_ref(), Some(claims.iat)) {
-        return reject(reason);
-    }
-    let Some(user) = user else {
-        return reject(Reason::UserUnknown);
+    let user = match session_verdict(app.store.get_session(&claims.sub).await?, Some(claims.iat)) {
+        Ok(user) => user,
+        Err(reason) => return reject(reason),
     };
     let custom = match user.custom.as_deref() {
         Some(text) => serde_json::from_str::<&RawValue>(text).ok(),

@@ -196,16 +196,19 @@ impl SessionRequest<'_> {
     }
 }
 
-/// Checks a stored user against a session: the reason it may not continue, if any.
-/// `auth_iat` is the issue time of the token that authenticated the connection.
-pub fn session_verdict(user: Option<&SessionUser>, auth_iat: Option<i64>) -> Option<Reason> {
+/// Checks a stored user against a session: the user, when it may continue, else the reason
+/// it may not. `auth_iat` is the issue time of the token that authenticated the connection.
+pub fn session_verdict(
+    user: Option<SessionUser>,
+    auth_iat: Option<i64>,
+) -> Result<SessionUser, Reason> {
     match user {
-        None => Some(Reason::UserUnknown),
-        Some(u) if u.disabled => Some(Reason::UserDisabled),
+        None => Err(Reason::UserUnknown),
+        Some(u) if u.disabled => Err(Reason::UserDisabled),
         Some(u) if auth_iat.is_some_and(|iat| iat < u.tokens_valid_after) => {
-            Some(Reason::TokenRevoked)
+            Err(Reason::TokenRevoked)
         }
-        Some(_) => None,
+        Some(u) => Ok(u),
     }
 }
 

@@ -30,12 +30,9 @@ pub async fn decide(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes
     if req.user.is_empty() {
         return expired(super::Reason::UserUnknown);
     }
-    let user = app.store.get_session(&req.user).await?;
-    if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
-        return expired(reason);
-    }
-    let Some(user) = user else {
-        return expired(super::Reason::UserUnknown);
+    let user = match session_verdict(app.store.get_session(&req.user).await?, req.auth_iat()) {
+        Ok(user) => user,
+        Err(reason) => return expired(reason),
     };
     let reply = Reply {
         result: RefreshResult {

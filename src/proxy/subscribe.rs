@@ -51,8 +51,7 @@ async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiE
     if req.user.is_empty() {
         return Ok(Some(Reason::ChannelForbidden));
     }
-    let user = app.store.get_session(&req.user).await?;
-    if let Some(reason) = session_verdict(user.as_ref(), req.auth_iat()) {
+    if let Err(reason) = session_verdict(app.store.get_session(&req.user).await?, req.auth_iat()) {
         return Ok(Some(reason));
     }
     if !channel_allowed(app, &req.user, channel) {
