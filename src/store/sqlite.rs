@@ -27,8 +27,19 @@ use super::{ApiKeyInfo, ApiKeyRecord, Field, SessionUser, StoreError, Upserted, 
 /// Reader connections; two cores rarely need more.
 const READERS: usize = 4;
 
-const MIGRATIONS: &[&str] = &[
-    r#"
+/// Refuses a database a migration step cannot safely apply to, before anything changes.
+type Precheck = fn(&Connection) -> Result<(), StoreError>;
+
+/// One schema step: an optional precheck, then the SQL.
+struct Migration {
+    check: Option<Precheck>,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        check: None,
+        sql: r#"
 CREATE TABLE users (
     id TEXT PRIMARY KEY NOT NULL,
     name TEXT,
@@ -49,7 +60,10 @@ CREATE TABLE api_keys (
     revoked_at INTEGER
 );
 "#,
-    r#"
+    },
+    Migration {
+        check: Some(users_rebuild_is_safe),
+        sql: r#"
 -- 2: users keyed by their text id directly (WITHOUT ROWID): a lookup or upsert walks one B-tree
 -- instead of the primary-key index and then the table. Same columns, same rows.
 CREATE TABLE users_by_id (
@@ -68,6 +82,7 @@ INSERT INTO users_by_id (id, name, image, custom, disabled, tokens_valid_after, 
 DROP TABLE users;
 ALTER TABLE users_by_id RENAME TO users;
 "#,
+    },
 ];
 
 /// What the upsert needs to know about an existing row before deciding to write, and what a
@@ -441,22 +456,22 @@ fn migrate(c: &Connection) -> Result<(), StoreError> {
     };
     let before = version(c)?;
     refuse_if_newer(before)?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(before as usize) {
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(before as usize) {
         // IMMEDIATE: take the write lock first and read the version again under it, so two
         // processes opening an old database at once (server and CLI) apply each step once.
         c.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
-        let step = (|| {
+        let applied = (|| {
             if version(c)? <= i as i64 {
-                if i == 1 {
-                    users_rebuild_is_safe(c)?;
+                if let Some(check) = step.check {
+                    check(c)?;
                 }
-                c.execute_batch(sql).map_err(map_err)?;
+                c.execute_batch(step.sql).map_err(map_err)?;
                 c.pragma_update(None, "user_version", (i + 1) as i64)
                     .map_err(map_err)?;
             }
             c.execute_batch("COMMIT").map_err(map_err)
         })();
-        if let Err(e) = step {
+        if let Err(e) = applied {
             let _ = c.execute_batch("ROLLBACK");
             return Err(e);
         }
