@@ -1,14 +1,26 @@
-//! [`App`]: application-wide state, built once at startup and shared by every request.
+//! [`App`]: application-wide state, built once at startup and shared by every request, and
+//! [`App::start`], the composition root that loads secrets, opens the store and installs the
+//! first API key.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use crate::access_log::AccessLog;
-use crate::config::Config;
+use crate::api_key;
+use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
 use crate::metrics::Metrics;
-use crate::secrets::Secrets;
-use crate::store::Store;
+use crate::router::table::ROUTE_LABELS;
+use crate::secrets::{self, Secrets, SecretsError};
+use crate::store::{Store, StoreError};
+use crate::telemetry::AccessLog;
+
+/// Name of the API key generated on first start when no key exists.
+pub const FIRST_KEY_NAME: &str = "default";
+/// File (in the data directory) holding the first generated key.
+pub const FIRST_KEY_FILE: &str = "api-key.txt";
+/// Name under which `secrets.initial_api_key` is stored.
+pub const INITIAL_KEY_NAME: &str = "initial";
 
 pub struct App {
     /// The validated configuration.
@@ -31,7 +43,35 @@ pub struct App {
     ready: AtomicBool,
 }
 
+/// Why the service could not start; each names what it was doing.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot load the secrets")]
+    Secrets(#[from] SecretsError),
+    #[error("cannot register the metrics")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot open the store")]
+    Store(#[from] StoreError),
+    #[error("cannot save the first API key")]
+    FirstKey(#[source] SecretsError),
+}
+
 impl App {
+    /// Everything `serve` does before binding: secrets (generated on first start), metrics,
+    /// the store (created and migrated), the first API key, then the app itself.
+    pub async fn start(config: Config, access_log: AccessLog) -> Result<Arc<App>, StartError> {
+        let (secrets, created) = Secrets::load(&config)?;
+        for path in &created {
+            tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
+        }
+        let metrics = Metrics::new(&ROUTE_LABELS)?;
+        let store = Store::open(&config.store).await?;
+        install_first_key(&config, &store).await?;
+        Ok(Arc::new(App::build(
+            config, secrets, store, metrics, access_log,
+        )))
+    }
+
     /// Builds the application from parts that have already been loaded and checked.
     pub fn build(
         config: Config,
@@ -64,4 +104,41 @@ impl App {
     pub fn set_not_ready(&self) {
         self.ready.store(false, Ordering::Relaxed);
     }
+}
+
+/// Installs `secrets.initial_api_key` when given, else generates a first key into
+/// [`FIRST_KEY_FILE`] when the store has none.
+async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartError> {
+    let now = crate::now_unix();
+    if let Some(SecretSource::Env(key)) = &config.secrets.initial_api_key {
+        if store.ensure_api_key(INITIAL_KEY_NAME, key, now).await? {
+            tracing::info!(
+                name = INITIAL_KEY_NAME,
+                "installed the API key from CHATSDK_AUTH_SECRETS__INITIAL_API_KEY"
+            );
+        }
+        return Ok(());
+    }
+    if store.count_api_keys().await? > 0 {
+        return Ok(());
+    }
+    // File first (create_new refuses to overwrite), then the row: a crash in between leaves
+    // a key file with no row, which the next start replaces, never a row nobody can read.
+    let key = api_key::generate();
+    let path = config.data_dir.join(FIRST_KEY_FILE);
+    if path.exists() {
+        std::fs::remove_file(&path).map_err(|source| {
+            StartError::FirstKey(SecretsError::Write {
+                path: path.clone(),
+                source,
+            })
+        })?;
+    }
+    secrets::write_new(&path, &key).map_err(StartError::FirstKey)?;
+    if let Err(e) = store.insert_api_key(FIRST_KEY_NAME, &key, now).await {
+        let _ = std::fs::remove_file(&path);
+        return Err(e.into());
+    }
+    tracing::info!(path = %path.display(), name = FIRST_KEY_NAME, "created the first API key (mode 0600); read it from that file");
+    Ok(())
 }

@@ -1,26 +1,18 @@
-//! The command line: `serve` plus the operator subcommands, each working on the same store
-//! and secrets as the server when run from the same directory (even while it runs).
+//! The command line: its definition, and the operator subcommands, each working on the same
+//! store and secrets as the server when run from the same directory (even while it runs).
+//! `main` dispatches every command; `serve` itself lives there, on [`crate::App::start`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
-use crate::access_log::AccessLog;
+use crate::api_key;
 use crate::centrifugo_config::{self, Mode, SecretValues, Version};
 use crate::config::{self, Config};
-use crate::metrics::Metrics;
-use crate::secrets::{self, Secrets};
+use crate::now_unix;
+use crate::secrets::Secrets;
 use crate::store::Store;
-use crate::{now_unix, App};
-
-/// Name of the API key generated on first start when no key exists.
-pub const FIRST_KEY_NAME: &str = "default";
-/// File (in the data directory) holding the first generated key.
-pub const FIRST_KEY_FILE: &str = "api-key.txt";
-/// Name under which `secrets.initial_api_key` is stored.
-pub const INITIAL_KEY_NAME: &str = "initial";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -103,8 +95,9 @@ fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyho
         .block_on(f)
 }
 
-fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))
+/// Loads and validates the configuration named on the command line.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Ok(Config::load(cli.config.as_deref())?)
 }
 
 async fn open_store(config: &Config) -> anyhow::Result<Store> {
@@ -113,69 +106,64 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .context("cannot open the store")
 }
 
-/// Runs a non-serve command.
-pub fn run_command(cli: &Cli) -> anyhow::Result<()> {
-    match &cli.command {
-        Command::Serve => bail!("serve is handled by main"),
-        Command::CheckConfig => {
-            // Validate first so every problem is listed, then print what is in effect.
-            load_config(cli)?;
-            let fig = config::figment(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let text = config::redacted_toml(&fig).map_err(|e| anyhow::anyhow!("{e}"))?;
-            print!("{text}");
-            eprintln!("configuration is valid");
-            Ok(())
-        }
-        Command::ApiKey(cmd) => {
-            let config = load_config(cli)?;
-            block_on(async {
-                let store = open_store(&config).await?;
-                api_key(&store, cmd).await
-            })
-        }
-        Command::User(cmd) => {
-            let config = load_config(cli)?;
-            block_on(async {
-                let store = open_store(&config).await?;
-                user(&store, cmd).await
-            })
-        }
-        Command::CentrifugoConfig {
-            mode,
-            centrifugo_version,
-            placeholders,
-        } => {
-            let config = load_config(cli)?;
-            let version = if centrifugo_version == "5" {
-                Version::V5
-            } else {
-                Version::V6
-            };
-            let doc = if *placeholders {
-                centrifugo_config::generate(
-                    &config,
-                    &centrifugo_config::PLACEHOLDERS,
-                    *mode,
-                    version,
-                )
-            } else {
-                let (secrets, _) = Secrets::load(&config)?;
-                let values = SecretValues {
-                    hmac_key: secrets.centrifugo_key.expose(),
-                    proxy_secret: secrets.proxy_secret.expose(),
-                };
-                centrifugo_config::generate(&config, &values, *mode, version)
-            };
-            println!("{}", serde_json::to_string_pretty(&doc)?);
-            Ok(())
-        }
-    }
+/// `check-config`: validates first so every problem is listed, then prints what is in effect.
+pub fn check_config(cli: &Cli) -> anyhow::Result<()> {
+    load_config(cli)?;
+    let fig = config::figment(cli.config.as_deref())?;
+    print!("{}", config::redacted_toml(&fig)?);
+    eprintln!("configuration is valid");
+    Ok(())
+}
+
+/// `api-key ...`.
+pub fn api_key_command(cli: &Cli, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    block_on(async {
+        let store = open_store(&config).await?;
+        api_key(&store, cmd).await
+    })
+}
+
+/// `user ...`.
+pub fn user_command(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    block_on(async {
+        let store = open_store(&config).await?;
+        user(&store, cmd).await
+    })
+}
+
+/// `centrifugo-config`: prints a Centrifugo config matching this sidecar.
+pub fn centrifugo_config_command(
+    cli: &Cli,
+    mode: Mode,
+    centrifugo_version: &str,
+    placeholders: bool,
+) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    let version = if centrifugo_version == "5" {
+        Version::V5
+    } else {
+        Version::V6
+    };
+    let doc = if placeholders {
+        centrifugo_config::generate(&config, &centrifugo_config::PLACEHOLDERS, mode, version)
+    } else {
+        let (secrets, _) = Secrets::load(&config)?;
+        let values = SecretValues {
+            hmac_key: secrets.centrifugo_key.expose(),
+            proxy_secret: secrets.proxy_secret.expose(),
+        };
+        centrifugo_config::generate(&config, &values, mode, version)
+    };
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
 }
 
 async fn api_key(store: &Store, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCommand::Create { name } => {
-            validate_key_name(name)?;
+            api_key::check_name(name).context("--name")?;
             let key = store.create_api_key(name, now_unix()).await?;
             eprintln!("created API key \"{name}\"; it is shown once, store it now:");
             println!("{key}");
@@ -208,18 +196,6 @@ async fn api_key(store: &Store, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
             }
             eprintln!("revoked API key \"{name}\"");
         }
-    }
-    Ok(())
-}
-
-fn validate_key_name(name: &str) -> anyhow::Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if !ok {
-        bail!("--name must be 1 to 64 characters of letters, digits, '-', '_' or '.' (it becomes a metric label)");
     }
     Ok(())
 }
@@ -257,42 +233,4 @@ async fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Everything `serve` does before binding: secrets, store, the first API key, the app.
-pub async fn prepare(config: Config, access_log: AccessLog) -> anyhow::Result<Arc<App>> {
-    let (secrets, created) = Secrets::load(&config)?;
-    for path in &created {
-        tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
-    }
-    let metrics = Metrics::new().context("cannot register metrics")?;
-    let store = open_store(&config).await?;
-    let now = now_unix();
-    if let Some(config::SecretSource::Env(key)) = &config.secrets.initial_api_key {
-        if store.ensure_api_key(INITIAL_KEY_NAME, key, now).await? {
-            tracing::info!(
-                name = INITIAL_KEY_NAME,
-                "installed the API key from CHATSDK_AUTH_SECRETS__INITIAL_API_KEY"
-            );
-        }
-    } else if store.count_api_keys().await? == 0 {
-        // File first (create_new refuses to overwrite), then the row: a crash in between leaves
-        // a key file with no row, which the next start replaces, never a row nobody can read.
-        let key = crate::store::generate_api_key();
-        let path = config.data_dir.join(FIRST_KEY_FILE);
-        if path.exists() {
-            std::fs::remove_file(&path)
-                .with_context(|| format!("cannot replace the stale key file {}", path.display()))?;
-        }
-        secrets::write_new(&path, &key)
-            .with_context(|| format!("cannot save the first API key to {}", path.display()))?;
-        if let Err(e) = store.insert_api_key(FIRST_KEY_NAME, &key, now).await {
-            let _ = std::fs::remove_file(&path);
-            return Err(e.into());
-        }
-        tracing::info!(path = %path.display(), name = FIRST_KEY_NAME, "created the first API key (mode 0600); read it from that file");
-    }
-    Ok(Arc::new(App::build(
-        config, secrets, store, metrics, access_log,
-    )))
 }

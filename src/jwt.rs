@@ -2,7 +2,8 @@
 //!
 //! Signing and verification are `jsonwebtoken`'s (no hand-written JWT or HMAC code); keys,
 //! header and `Validation` are built once at startup. The verifier applies Centrifugo's rules,
-//! not `jsonwebtoken`'s defaults, in Centrifugo's order (shared/centrifugo.md §1.3, §1.4):
+//! not `jsonwebtoken`'s defaults, in Centrifugo's order
+//! (https://centrifugal.dev/docs/server/authentication):
 //! signature, then `aud`/`iss` (exact, required only when configured), then the `channel`
 //! claim (a subscription token is never a connection token), and only then expiry: `exp`
 //! strictly in the future and `nbf` strictly in the past, with no leeway. So a token that is
@@ -43,7 +44,8 @@ impl Info<'_> {
     }
 }
 
-/// Claims of the Centrifugo connection token (shared/centrifugo.md §1.2). Never `nbf`, never
+/// Claims of the Centrifugo connection token
+/// (https://centrifugal.dev/docs/server/authentication#connection-jwt-claims). Never `nbf`, never
 /// `exp: 0`, never `channel`.
 #[derive(Debug, Serialize)]
 pub struct WsClaims<'a> {
@@ -104,9 +106,10 @@ pub enum TokenError {
     Invalid,
 }
 
+/// `jsonwebtoken` refused to sign (a key that does not fit the algorithm); kept as the source.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot sign token: {0}")]
-pub struct SignError(String);
+#[error("cannot sign token")]
+pub struct SignError(#[source] jsonwebtoken::errors::Error);
 
 /// Mints REST tokens and wsTokens with separate keys.
 pub struct Signer {
@@ -159,10 +162,8 @@ impl Signer {
             channels: &channels,
             meta: WsMeta { iat },
         };
-        let token = jsonwebtoken::encode(&self.header, &rest, &self.rest_key)
-            .map_err(|e| SignError(e.to_string()))?;
-        let ws_token = jsonwebtoken::encode(&self.header, &ws, &self.ws_key)
-            .map_err(|e| SignError(e.to_string()))?;
+        let token = jsonwebtoken::encode(&self.header, &rest, &self.rest_key).map_err(SignError)?;
+        let ws_token = jsonwebtoken::encode(&self.header, &ws, &self.ws_key).map_err(SignError)?;
         Ok(Minted {
             token,
             ws_token,

@@ -1,25 +1,40 @@
 //! chatsdk-auth: the token sidecar that turns chat identities into ChatSDK and Centrifugo tokens.
 //!
 //! # Layout
-//! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*` env)
-//!   into a validated [`Config`]; every problem is reported by key before anything starts.
-//! - [`secrets`]: signing keys, the proxy secret and the initial API key: read from env or files,
+//! Lower layers first; each only imports modules listed above it (or its own children).
+//! - [`error_chain`]: error causes kept as values, and the one way a cause chain is printed.
+//! - [`api_key`]: the API-key format, generation, hashing, display prefix and name rules.
+//! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
+//!   env) into a validated [`Config`]; split into `raw`, `load`, `validate` and `redact`.
+//! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
 //!   generated (mode 0600) on first start.
-//! - [`app`]: [`App`], the only shared state (config, signer, verifier, store, metrics).
-//! - [`server`]: the accept loop over an already-bound listener, with graceful drain.
-//! - [`router`]: the single route table; per-request timing, access log and metrics.
-//! - [`access_log`]: the per-request log line, formatted without `tracing`'s generic machinery.
+//! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
+//! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
+//! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
+//!   connections, queries, migrations) by default, PostgreSQL for several replicas.
+//! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`].
 //! - [`http`]: request body reading, the JSON error envelope, API-key authentication.
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
-//! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh).
-//! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`].
-//! - [`store`]: persistence behind one type ([`store::Store`]); SQLite today.
-//! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
+//! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
+//!   `proxy/decision.rs` holds the closed label sets, `proxy/wire.rs` the wire types.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`cli`]: the operator subcommands (`api-key`, `user`, `check-config`, `centrifugo-config`).
+//! - [`router`]: the single route table and its `route` labels; per-request timing, the
+//!   request deadline, access log and metrics.
+//! - [`server`]: the accept loop over already-bound listeners, with graceful drain.
+//! - [`shutdown`]: the SIGTERM/SIGINT future.
+//! - [`app`]: [`App`], the only shared state, and [`App::start`], the composition root.
+//! - [`centrifugo_config`]: the Centrifugo config generated from this sidecar's settings.
+//! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
-//! - Only `http/`, `router` and `ops` know HTTP status codes; only `proxy/` knows Centrifugo codes.
+//! - The lower layers (`error_chain`, `api_key`, `config`, `secrets`, `telemetry`, `metrics`,
+//!   `store`, `jwt`) never import handlers (`tokens`, `proxy`, `ops`), `router`, `app` or
+//!   `cli`. The metrics registry is handed the router's route labels; the proxy label sets
+//!   it pre-creates live in the leaf `proxy/decision.rs`.
+//! - There are no import cycles between files, except a module and its own children.
+//! - Only `http/`, `router` and `ops` name HTTP status codes; only `proxy/` knows Centrifugo
+//!   codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
+//!   `proxy`'s outcome counting); `http::ApiError` maps errors to the wire, once.
 //! - `jwt` and `store` know nothing about HTTP.
 //! - Nothing reads environment variables or configuration files after [`Config::load`] and
 //!   [`secrets::Secrets::load`] return.
@@ -27,11 +42,12 @@
 //! - No API key, secret or full token is ever logged, returned in an error or used as a label.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod access_log;
+pub mod api_key;
 pub mod app;
 pub mod centrifugo_config;
 pub mod cli;
 pub mod config;
+pub mod error_chain;
 pub mod http;
 pub mod jwt;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! The binary edge: parse the CLI, load config, then serve or run an operator command.
+//! The binary edge: parse the CLI, dispatch every command, print a failure's whole cause chain.
 
 use std::process::ExitCode;
 
@@ -6,13 +6,20 @@ use anyhow::Context;
 use clap::Parser;
 
 use chatsdk_auth::cli::{self, Cli, Command};
-use chatsdk_auth::{telemetry, Config};
+use chatsdk_auth::{telemetry, App};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match &cli.command {
         Command::Serve => serve(&cli),
-        _ => cli::run_command(&cli),
+        Command::CheckConfig => cli::check_config(&cli),
+        Command::ApiKey(cmd) => cli::api_key_command(&cli, cmd),
+        Command::User(cmd) => cli::user_command(&cli, cmd),
+        Command::CentrifugoConfig {
+            mode,
+            centrifugo_version,
+            placeholders,
+        } => cli::centrifugo_config_command(&cli, *mode, centrifugo_version, *placeholders),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -24,12 +31,12 @@ fn main() -> ExitCode {
 }
 
 fn serve(cli: &Cli) -> anyhow::Result<()> {
-    let config = Config::load(cli.config.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = cli::load_config(cli)?;
     let log = telemetry::init(&config.log);
     let access_log = log.access_log();
     // One worker (a single usable CPU, or `server.worker_threads = 1`) runs on the
     // current-thread scheduler: the same behaviour without work-stealing bookkeeping.
-    let workers = config.worker_threads.unwrap_or_else(|| {
+    let workers = config.server.worker_threads.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
     let mut rt = if workers == 1 {
@@ -45,9 +52,9 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     rt.spawn(log.periodic_flush());
     rt.block_on(async move {
-        let listen = config.listen;
+        let listen = config.server.listen;
         let metrics_listen = config.metrics.listen;
-        let app = cli::prepare(config, access_log).await?;
+        let app = App::start(config, access_log).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (server.listen)"))?;

@@ -12,7 +12,7 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::proxy::{Callback, Failure, Reason};
+use crate::proxy::decision::{Callback, Failure, Reason};
 
 const NAMESPACE: &str = "chatsdk_auth";
 
@@ -27,20 +27,6 @@ const STORE_BUCKETS: &[f64] = &[
     1.0,
 ];
 
-/// The `route` label values, indexed by `router::Route::index` (the last is for requests
-/// that matched no route).
-pub const ROUTE_LABELS: [&str; 9] = [
-    "tokens",
-    "centrifugo_connect",
-    "centrifugo_refresh",
-    "centrifugo_subscribe",
-    "centrifugo_sub_refresh",
-    "healthz",
-    "readyz",
-    "metrics",
-    "unmatched",
-];
-
 /// Why `POST /tokens` was refused (label `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
@@ -50,17 +36,23 @@ pub enum RejectReason {
     UnsupportedMediaType,
     UserDisabled,
     StoreUnavailable,
+    /// The client did not send its body in time (408).
+    RequestTimeout,
+    /// The service did not answer in time (503).
+    Timeout,
     InternalError,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::InvalidApiKey,
         RejectReason::InvalidRequest,
         RejectReason::PayloadTooLarge,
         RejectReason::UnsupportedMediaType,
         RejectReason::UserDisabled,
         RejectReason::StoreUnavailable,
+        RejectReason::RequestTimeout,
+        RejectReason::Timeout,
         RejectReason::InternalError,
     ];
     pub fn label(self) -> &'static str {
@@ -71,6 +63,8 @@ impl RejectReason {
             RejectReason::UnsupportedMediaType => "unsupported_media_type",
             RejectReason::UserDisabled => "user_disabled",
             RejectReason::StoreUnavailable => "store_unavailable",
+            RejectReason::RequestTimeout => "request_timeout",
+            RejectReason::Timeout => "timeout",
             RejectReason::InternalError => "internal_error",
         }
     }
@@ -104,6 +98,8 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// The per-request series, resolved once.
     pub hot: std::sync::Arc<Hot>,
+    /// The `route` label values, indexed as the router numbers its routes.
+    route_labels: &'static [&'static str],
 }
 
 /// The series of one proxy callback.
@@ -152,7 +148,9 @@ fn status_class_index(status: u16) -> usize {
 }
 
 impl Metrics {
-    pub fn new() -> Result<Metrics, prometheus::Error> {
+    /// Registers every metric. `route_labels` is the router's closed set of `route` values
+    /// (its own numbering); the registry does not know what the routes are.
+    pub fn new(route_labels: &'static [&'static str]) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let counter =
             |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
@@ -273,7 +271,7 @@ impl Metrics {
             users_created: users_upserted.with_label_values(&["created"]),
             users_updated: users_upserted.with_label_values(&["updated"]),
             proxy,
-            http: (0..ROUTE_LABELS.len() * STATUS_CLASSES.len())
+            http: (0..route_labels.len() * STATUS_CLASSES.len())
                 .map(|_| OnceLock::new())
                 .collect(),
         };
@@ -291,6 +289,7 @@ impl Metrics {
             users_upserted,
             api_key_requests,
             build_info,
+            route_labels,
         };
         m.initialise_series();
         Ok(m)
@@ -311,15 +310,18 @@ impl Metrics {
         }
     }
 
-    /// Observes one request's handling time. `route` indexes [`ROUTE_LABELS`].
+    /// Observes one request's handling time. `route` indexes the router's label list.
     pub fn observe_request(&self, route: usize, status: u16, seconds: f64) {
         let class = status_class_index(status);
-        let Some(slot) = self.hot.http.get(route * STATUS_CLASSES.len() + class) else {
+        let (Some(slot), Some(label)) = (
+            self.hot.http.get(route * STATUS_CLASSES.len() + class),
+            self.route_labels.get(route),
+        ) else {
             return;
         };
         slot.get_or_init(|| {
             self.http_duration
-                .with_label_values(&[ROUTE_LABELS[route], STATUS_CLASSES[class]])
+                .with_label_values(&[label, STATUS_CLASSES[class]])
         })
         .observe(seconds);
     }

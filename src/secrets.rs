@@ -11,9 +11,7 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use rand::RngCore;
-
+use crate::api_key;
 use crate::config::{Config, SecretSource};
 
 /// A secret string whose `Debug` never shows the value.
@@ -51,17 +49,17 @@ pub struct Secrets {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretsError {
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {}", path.display())]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot read secret file {path}: {source}")]
+    #[error("cannot read secret file {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write secret file {path}: {source}")]
+    #[error("cannot write secret file {}", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -110,19 +108,12 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), SecretsError> {
     })
 }
 
-/// 32 random bytes, base64url without padding.
-pub fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 fn load_one(source: &SecretSource, created: &mut Vec<PathBuf>) -> Result<Secret, SecretsError> {
     match source {
         SecretSource::Env(v) => Ok(Secret(v.clone())),
         SecretSource::File(path) => {
             if !path.exists() {
-                write_new(path, &random_token())?;
+                write_new(path, &api_key::random_token())?;
                 created.push(path.clone());
             }
             read_file(path)
@@ -184,12 +175,12 @@ mod tests {
 
     #[test]
     fn generated_secret_is_long_and_url_safe() {
-        let t = random_token();
+        let t = api_key::random_token();
         assert_eq!(t.len(), 43);
         assert!(t
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
-        assert_ne!(t, random_token());
+        assert_ne!(t, api_key::random_token());
     }
 
     #[test]
@@ -202,7 +193,7 @@ mod tests {
     fn files_are_created_0600_and_open_files_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("sub/k.key");
-        write_new(&p, &random_token()).unwrap();
+        write_new(&p, &api_key::random_token()).unwrap();
         let mode = fs::metadata(&p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert!(read_file(&p).is_ok());

@@ -29,16 +29,19 @@ pub async fn serve(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(app.config.header_read_timeout)
+        .header_read_timeout(app.config.server.header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let main = Listener::Main {
+        serves_metrics: metrics_listener.is_none(),
+    };
     tokio::pin!(shutdown);
 
     loop {
         let (stream, which) = tokio::select! {
             biased;
             _ = &mut shutdown => break,
-            accepted = listener.accept() => (accepted, Listener::Main),
+            accepted = listener.accept() => (accepted, main),
             accepted = accept_optional(metrics_listener.as_ref()) => (accepted, Listener::Metrics),
         };
         let stream = match stream {
@@ -70,8 +73,8 @@ pub async fn serve(
             tracing::info!("drained; all connections closed");
             true
         }
-        _ = tokio::time::sleep(app.config.drain_timeout) => {
-            tracing::warn!(timeout_s = app.config.drain_timeout.as_secs(), "drain deadline passed; closing remaining connections");
+        _ = tokio::time::sleep(app.config.server.drain_timeout) => {
+            tracing::warn!(timeout_s = app.config.server.drain_timeout.as_secs(), "drain deadline passed; closing remaining connections");
             false
         }
     }

@@ -11,8 +11,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::app::App;
-use crate::http::{auth, body, ok_json, ApiError, Resp};
+use crate::http::body::{self, BodyProgress};
+use crate::http::{auth, ok_json, ApiError, Resp};
 use crate::jwt::Info;
+use crate::metrics::RejectReason;
 use crate::store::{Field, Upserted, UserPatch};
 
 pub const MAX_USER_ID_BYTES: usize = 255;
@@ -66,7 +68,11 @@ struct TokenResponse<'a> {
 }
 
 /// Handles one `POST /tokens`.
-pub async fn handle(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError> {
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    progress: &BodyProgress,
+) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let now = crate::now_unix();
     let caller = auth::authenticate(&app.store, &parts.headers).await?;
@@ -74,11 +80,33 @@ pub async fn handle(app: &App, req: Request<Incoming>) -> Result<Resp, ApiError>
         .api_key_requests
         .with_label_values(&[&caller.key_name])
         .inc();
-    let bytes = body::read_json_body(&parts.headers, body, app.config.max_body_bytes).await?;
+    let limit = app.config.server.max_body_bytes;
+    let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
     let request = parse(&bytes)?;
     let resp = issue(app, &request, now).await?;
     auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
     Ok(resp)
+}
+
+/// Counts a refused `POST /tokens` under its `token_requests_rejected_total` reason. The
+/// router calls this for every error of the route, its own timeout included.
+pub fn count_rejection(app: &App, e: &ApiError) {
+    app.metrics.reject(reject_reason(e));
+}
+
+/// The rejection reason label of an error of this route.
+fn reject_reason(e: &ApiError) -> RejectReason {
+    match e {
+        ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
+        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => RejectReason::InvalidRequest,
+        ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
+        ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
+        ApiError::UserDisabled => RejectReason::UserDisabled,
+        ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
+        ApiError::RequestTimeout => RejectReason::RequestTimeout,
+        ApiError::Timeout => RejectReason::Timeout,
+        _ => RejectReason::InternalError,
+    }
 }
 
 /// Upserts the user and mints both tokens.
@@ -121,7 +149,7 @@ pub async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiErr
     let minted = app
         .signer
         .mint(&id, info, iat)
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(e.into()))?;
     hot.tokens_rest.inc();
     hot.tokens_ws.inc();
     ok_json(&TokenResponse {

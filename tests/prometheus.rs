@@ -386,6 +386,10 @@ impl Expected {
             "unsupported_media_type",
             "user_disabled",
             "store_unavailable",
+            // A client stalling its body (408) and the service missing the request deadline
+            // (503) each have their own reason: neither may fire the store alert.
+            "request_timeout",
+            "timeout",
             // Not producible from outside: it needs a bug or a corrupt database.
             "internal_error",
         ] {
@@ -404,7 +408,12 @@ impl Expected {
             e.decision(cb, "accepted", "none", 0);
             // In WAL mode a held write lock does not block the proxies' reads, so
             // store_unavailable stays 0; internal_error needs a bug.
-            for reason in ["bad_request", "store_unavailable", "internal_error"] {
+            for reason in [
+                "bad_request",
+                "store_unavailable",
+                "internal_error",
+                "timeout",
+            ] {
                 e.decision(cb, "error", reason, 0);
             }
             for reason in [

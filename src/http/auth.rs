@@ -12,7 +12,8 @@ use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
-use crate::store::{hash_api_key, Store};
+use crate::api_key;
+use crate::store::Store;
 
 /// Seconds between two `last_used_at` writes for one key.
 const TOUCH_INTERVAL: i64 = 60;
@@ -49,10 +50,10 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Caller, 
         return Err(ApiError::InvalidApiKey);
     };
     let key = key.trim();
-    if key.is_empty() || key.len() > 256 {
+    if key.is_empty() || key.len() > api_key::MAX_KEY_BYTES {
         return Err(ApiError::InvalidApiKey);
     }
-    let hash = hash_api_key(key);
+    let hash = api_key::hash(key);
     let record = store
         .find_api_key(&hash)
         .await?

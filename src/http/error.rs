@@ -8,7 +8,8 @@ use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
 use super::{json, Resp};
-use crate::metrics::RejectReason;
+use crate::error_chain::{Cause, Chain};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,11 +36,17 @@ pub enum ApiError {
     #[error("Missing or wrong bearer token for /metrics")]
     MetricsUnauthorized,
     #[error("The token store is unavailable; retry shortly")]
-    StoreUnavailable(String),
+    StoreUnavailable(#[source] StoreError),
+    /// The client did not finish sending its body within `server.request_timeout_seconds`.
+    #[error(
+        "The request body did not arrive within the request timeout; send the whole request again"
+    )]
+    RequestTimeout,
+    /// The service did not finish within `server.request_timeout_seconds`.
     #[error("The request took too long and was abandoned; retry")]
     Timeout,
     #[error("Internal error")]
-    Internal(String),
+    Internal(#[source] Cause),
 }
 
 #[derive(Serialize)]
@@ -60,6 +67,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UserDisabled => StatusCode::FORBIDDEN,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::StoreUnavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -78,32 +86,20 @@ impl ApiError {
             ApiError::ProxyUnauthorized => "invalid_proxy_secret",
             ApiError::MetricsUnauthorized => "invalid_metrics_token",
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::RequestTimeout => "request_timeout",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal_error",
-        }
-    }
-
-    /// The `token_requests_rejected_total` reason, for errors of `POST /tokens`.
-    pub fn reject_reason(&self) -> RejectReason {
-        match self {
-            ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
-            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => {
-                RejectReason::InvalidRequest
-            }
-            ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
-            ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
-            ApiError::UserDisabled => RejectReason::UserDisabled,
-            ApiError::StoreUnavailable(_) | ApiError::Timeout => RejectReason::StoreUnavailable,
-            _ => RejectReason::InternalError,
         }
     }
 
     /// The response; internal causes are logged here and never sent.
     pub fn into_response(self) -> Resp {
         match &self {
-            ApiError::Internal(cause) => tracing::error!(error = %cause, "internal error"),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = %Chain(cause.as_ref()), "internal error")
+            }
             ApiError::StoreUnavailable(cause) => {
-                tracing::warn!(error = %cause, "store unavailable")
+                tracing::warn!(error = %Chain(cause), "store unavailable")
             }
             _ => {}
         }
@@ -114,7 +110,7 @@ impl ApiError {
         })
         .unwrap_or_else(|_| br#"{"error":"Internal error","code":"internal_error"}"#.to_vec());
         let mut resp = json(self.status(), body);
-        if let ApiError::PayloadTooLarge(_) = self {
+        if let ApiError::PayloadTooLarge(_) | ApiError::RequestTimeout = self {
             // The rest of the body is not read: tell keep-alive clients not to reuse the socket.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -127,12 +123,12 @@ impl ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
         if e.is_unavailable() {
-            ApiError::StoreUnavailable(e.to_string())
+            ApiError::StoreUnavailable(e)
         } else {
-            ApiError::Internal(e.to_string())
+            ApiError::Internal(Box::new(e))
         }
     }
 }

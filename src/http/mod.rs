@@ -10,8 +10,15 @@ use http_body_util::Full;
 
 pub use error::ApiError;
 
+use crate::error_chain::Context;
+
 /// The response type of every handler.
 pub type Resp = Response<Full<Bytes>>;
+
+/// A 200 JSON response from already-serialised bytes.
+pub fn ok(body: impl Into<Bytes>) -> Resp {
+    json(StatusCode::OK, body)
+}
 
 /// A JSON response with the given status.
 pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
@@ -28,7 +35,7 @@ pub fn json(status: StatusCode, body: impl Into<Bytes>) -> Resp {
 pub fn ok_json<T: serde::Serialize>(value: &T) -> Result<Resp, ApiError> {
     to_json_vec(value)
         .map(|b| json(StatusCode::OK, b))
-        .map_err(|e| ApiError::Internal(format!("cannot serialise response: {e}")))
+        .map_err(|e| ApiError::Internal(Context::new("cannot serialise response", e).into()))
 }
 
 /// `serde_json::to_vec` into a buffer that already fits a typical reply (a token response is

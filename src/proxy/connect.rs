@@ -16,7 +16,8 @@ use crate::app::App;
 use crate::http::ApiError;
 use crate::jwt::{user_channels, TokenError};
 
-/// The fields of the body Centrifugo sends (shared/centrifugo.md §3.2) that a decision reads.
+/// The fields of the connect request Centrifugo sends
+/// (https://centrifugal.dev/docs/server/proxy#connect-proxy) that a decision reads.
 /// Only `client` is always present; the others (`transport`, `protocol`, `name`, `channels`...)
 /// are skipped unread. Strings are borrowed from the body where they carry no escapes.
 #[derive(Debug, Deserialize)]

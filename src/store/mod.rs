@@ -13,12 +13,11 @@ pub mod sqlite;
 
 use std::time::Instant;
 
+use crate::api_key;
+use crate::error_chain::Cause;
 use crate::metrics::StoreTimings;
 
 use crate::config::StoreConfig;
-
-/// Every API key starts with this, so leaked keys are easy to recognise and scan for.
-pub const API_KEY_PREFIX: &str = "chatsdk_";
 
 /// A user as stored.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -125,17 +124,18 @@ pub struct ApiKeyInfo {
     pub revoked_at: Option<i64>,
 }
 
+/// Why a storage operation failed; the driver's error stays reachable through `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is locked beyond the busy timeout.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable")]
+    Unavailable(#[source] Cause),
     /// A constraint or name conflict the caller can act on.
     #[error("{0}")]
     Conflict(String),
     /// Anything else (corruption, a bug): not the caller's fault.
-    #[error("store error: {0}")]
-    Internal(String),
+    #[error("store error")]
+    Internal(#[source] Cause),
 }
 
 impl StoreError {
@@ -157,25 +157,6 @@ pub struct Store {
 enum Backend {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
-}
-
-/// SHA-256 of an API key. Keys carry 256 bits of entropy, so a fast hash is the right one:
-/// a slow password hash would protect nothing more and cost every request.
-pub fn hash_api_key(key: &str) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// A new random API key (`chatsdk_` + 43 base64url characters).
-pub fn generate_api_key() -> String {
-    format!("{API_KEY_PREFIX}{}", crate::secrets::random_token())
-}
-
-/// The part of a key that `api-key list` may show.
-pub fn key_prefix(key: &str) -> String {
-    key.chars().take(API_KEY_PREFIX.len() + 4).collect()
 }
 
 macro_rules! timed {
@@ -287,16 +268,27 @@ impl Store {
 
     /// Creates a named key and returns the plaintext (shown once, never stored).
     pub async fn create_api_key(&self, name: &str, now: i64) -> Result<String, StoreError> {
-        let key = generate_api_key();
+        let key = api_key::generate();
         self.insert_api_key(name, &key, now).await?;
         Ok(key)
     }
 
     pub async fn insert_api_key(&self, name: &str, key: &str, now: i64) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.insert_api_key(name, &key_prefix(key), &hash_api_key(key), now),
+            Backend::Sqlite(s) => s.insert_api_key(
+                name,
+                &api_key::display_prefix(key),
+                &api_key::hash(key),
+                now,
+            ),
             Backend::Postgres(s) => {
-                Box::pin(s.insert_api_key(name, &key_prefix(key), &hash_api_key(key), now)).await
+                Box::pin(s.insert_api_key(
+                    name,
+                    &api_key::display_prefix(key),
+                    &api_key::hash(key),
+                    now,
+                ))
+                .await
             }
         }
     }
@@ -310,9 +302,20 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.ensure_api_key(name, &key_prefix(key), &hash_api_key(key), now),
+            Backend::Sqlite(s) => s.ensure_api_key(
+                name,
+                &api_key::display_prefix(key),
+                &api_key::hash(key),
+                now,
+            ),
             Backend::Postgres(s) => {
-                Box::pin(s.ensure_api_key(name, &key_prefix(key), &hash_api_key(key), now)).await
+                Box::pin(s.ensure_api_key(
+                    name,
+                    &api_key::display_prefix(key),
+                    &api_key::hash(key),
+                    now,
+                ))
+                .await
             }
         }
     }
@@ -363,21 +366,5 @@ impl Store {
             Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now),
             Backend::Postgres(s) => Box::pin(s.revoke_user_tokens(id, before, now)).await,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn api_key_hash_is_plain_sha256() {
-        // FIPS 180-2 test vector: keys hashed by earlier builds (sha2 crate) still match.
-        let expected = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-        let hex: String = hash_api_key("abc")
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        assert_eq!(hex, expected);
     }
 }

@@ -13,6 +13,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 
+use crate::error_chain::Context;
+
 use super::{ApiKeyInfo, ApiKeyRecord, SessionUser, StoreError, Upserted, User, UserPatch};
 
 /// Arbitrary constant identifying this service's migration lock.
@@ -63,7 +65,7 @@ impl PgStore {
         timeout: Duration,
     ) -> Result<PgStore, StoreError> {
         let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {
-            StoreError::Internal(format!("storage.postgres_url cannot be parsed: {e}"))
+            StoreError::Internal(Context::new("storage.postgres_url cannot be parsed", e).into())
         })?;
         pg.connect_timeout(timeout);
         if pg.get_application_name().is_none() {
@@ -83,7 +85,9 @@ impl PgStore {
             .recycle_timeout(Some(timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Internal(format!("cannot build the PostgreSQL pool: {e}")))?;
+            .map_err(|e| {
+                StoreError::Internal(Context::new("cannot build the PostgreSQL pool", e).into())
+            })?;
         let store = PgStore { pool };
         store.migrate().await?;
         Ok(store)
@@ -111,10 +115,13 @@ impl PgStore {
             .map(|r| r.get(0))
             .unwrap_or(0);
         if version as usize > MIGRATIONS.len() {
-            return Err(StoreError::Internal(format!(
-                "database schema version {version} is newer than this binary understands ({}); upgrade chatsdk-auth",
-                MIGRATIONS.len()
-            )));
+            return Err(StoreError::Internal(
+                format!(
+                    "database schema version {version} is newer than this binary understands ({}); upgrade chatsdk-auth",
+                    MIGRATIONS.len()
+                )
+                .into(),
+            ));
         }
         for sql in MIGRATIONS.iter().skip(version as usize) {
             tx.batch_execute(sql).await.map_err(map_err)?;
@@ -369,7 +376,7 @@ impl PgStore {
 fn map_pool_err(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => map_err(e),
-        other => StoreError::Unavailable(format!("PostgreSQL pool: {other}")),
+        other => StoreError::Unavailable(Context::new("PostgreSQL pool", other).into()),
     }
 }
 
@@ -381,12 +388,12 @@ fn map_err(e: tokio_postgres::Error) -> StoreError {
             // 08: connection exception, 53: insufficient resources, 57: operator intervention
             // (shutdown, cancelled), 40: serialization/deadlock (retryable).
             if matches!(class, "08" | "53" | "57" | "40") {
-                StoreError::Unavailable(e.to_string())
+                StoreError::Unavailable(e.into())
             } else {
-                StoreError::Internal(e.to_string())
+                StoreError::Internal(e.into())
             }
         }
         // No SQLSTATE: the connection itself failed (refused, closed, timed out).
-        None => StoreError::Unavailable(e.to_string()),
+        None => StoreError::Unavailable(e.into()),
     }
 }

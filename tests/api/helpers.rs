@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use chatsdk_auth::config::RawConfig;
-use chatsdk_auth::{cli, App};
+use chatsdk_auth::App;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -45,7 +45,7 @@ impl TestApp {
         raw.log.level = "warn".into();
         f(&mut raw);
         let config = raw.validate().expect("test config is valid");
-        let app = cli::prepare(config, chatsdk_auth::access_log::AccessLog::disabled())
+        let app = App::start(config, chatsdk_auth::telemetry::AccessLog::disabled())
             .await
             .unwrap();
         let key = match app
@@ -58,7 +58,7 @@ impl TestApp {
             Err(_) => std::fs::read_to_string(dir.join("test-key.txt")).unwrap(),
         };
         std::fs::write(dir.join("test-key.txt"), &key).unwrap();
-        let listener = tokio::net::TcpListener::bind(app.config.listen)
+        let listener = tokio::net::TcpListener::bind(app.config.server.listen)
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();

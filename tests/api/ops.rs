@@ -95,9 +95,9 @@ async fn metrics_can_require_a_bearer_token_and_move_to_their_own_listener() {
     raw.server.listen = "127.0.0.1:0".into();
     raw.metrics.listen = maddr.to_string();
     raw.storage.data_dir = tmp.path().join("d").to_string_lossy().into_owned();
-    let app = chatsdk_auth::cli::prepare(
+    let app = chatsdk_auth::App::start(
         raw.validate().unwrap(),
-        chatsdk_auth::access_log::AccessLog::disabled(),
+        chatsdk_auth::telemetry::AccessLog::disabled(),
     )
     .await
     .unwrap();
@@ -180,16 +180,12 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
     assert!(server.await.unwrap(), "drained within the deadline");
 }
 
-#[tokio::test]
-async fn a_request_whose_body_stalls_is_cut_off_at_the_request_timeout() {
+/// Sends headers and half of a 40-byte body, then waits for the whole answer.
+async fn stalled_body(t: &TestApp, path: &str, extra_header: &str) -> (Duration, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let t = TestApp::spawn_with(|c| c.server.request_timeout_seconds = 1).await;
-    // Headers and half of the declared body, then nothing: the handler has to wait for the
-    // rest, which is the case the (lazily armed) request timer exists for.
     let mut s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
     let head = format!(
-        "POST /tokens HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{{\"userId\":\"slow-1\",",
-        t.key
+        "POST {path} HTTP/1.1\r\nhost: x\r\n{extra_header}\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{{\"userId\":\"slow-1\","
     );
     let start = Instant::now();
     s.write_all(head.as_bytes()).await.unwrap();
@@ -198,17 +194,47 @@ async fn a_request_whose_body_stalls_is_cut_off_at_the_request_timeout() {
         .await
         .expect("the server answers within the request timeout, not never")
         .unwrap();
+    (start.elapsed(), String::from_utf8_lossy(&buf).into_owned())
+}
+
+#[tokio::test]
+async fn a_request_whose_body_stalls_is_cut_off_at_the_request_timeout() {
+    let t = TestApp::spawn_with(|c| c.server.request_timeout_seconds = 1).await;
+    // Headers and half of the declared body, then nothing: the handler has to wait for the
+    // rest, which is the case the (lazily armed) request timer exists for. The client is the
+    // one holding the request up: 408, counted as its own reason, not as a store outage.
+    let (elapsed, text) = stalled_body(&t, "/tokens", &format!("x-api-key: {}", t.key)).await;
     assert!(
-        start.elapsed() >= Duration::from_millis(900),
+        elapsed >= Duration::from_millis(900),
         "not before the deadline"
     );
-    let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
     let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert_eq!(body["code"], "timeout");
+    assert_eq!(body["code"], "request_timeout");
+    let reason = |r: &str| format!("chatsdk_auth_token_requests_rejected_total{{reason=\"{r}\"}}");
+    assert_eq!(t.metric(&reason("request_timeout")).await, 1.0);
+    assert_eq!(t.metric(&reason("store_unavailable")).await, 0.0);
+    assert_eq!(t.metric(&reason("timeout")).await, 0.0);
     // Nothing was written for the half-sent request.
     assert!(t.app.store.get_user("slow-1").await.unwrap().is_none());
     // A request that does not wait is not affected.
     let (status, _) = t.tokens(json!({"userId": "fast-1"})).await;
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn a_proxy_call_abandoned_at_the_deadline_is_counted_as_a_timeout() {
+    let t = TestApp::spawn_with(|c| c.server.request_timeout_seconds = 1).await;
+    let secret = format!(
+        "x-chatsdk-proxy-secret: {}",
+        t.app.secrets.proxy_secret.expose()
+    );
+    let (_, text) = stalled_body(&t, "/centrifugo/connect", &secret).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    let series = r#"chatsdk_auth_proxy_decisions_total{callback="connect",outcome="error",reason="timeout"}"#;
+    assert_eq!(t.metric(series).await, 1.0);
 }

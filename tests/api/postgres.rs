@@ -251,14 +251,14 @@ async fn an_unreachable_postgres_stops_startup_with_a_clear_error() {
     let mut raw = chatsdk_auth::config::RawConfig::default();
     on_postgres(format!("postgres://chatsdk@127.0.0.1:{port}/postgres"))(&mut raw);
     raw.storage.data_dir = tmp.path().join("d").to_string_lossy().into_owned();
-    let err = match chatsdk_auth::cli::prepare(
+    let err = match chatsdk_auth::App::start(
         raw.validate().unwrap(),
-        chatsdk_auth::access_log::AccessLog::disabled(),
+        chatsdk_auth::telemetry::AccessLog::disabled(),
     )
     .await
     {
         Ok(_) => panic!("startup must fail without PostgreSQL"),
-        Err(e) => format!("{e:#}"),
+        Err(e) => chatsdk_auth::error_chain::Chain(&e).to_string(),
     };
     assert!(err.contains("store unavailable"), "{err}");
 }

@@ -635,10 +635,9 @@ async fn prepare_error(dir: &std::path::Path) -> String {
     raw.server.listen = "127.0.0.1:0".into();
     raw.storage.data_dir = dir.to_string_lossy().into_owned();
     let config = raw.validate().unwrap();
-    match chatsdk_auth::cli::prepare(config, chatsdk_auth::access_log::AccessLog::disabled()).await
-    {
+    match chatsdk_auth::App::start(config, chatsdk_auth::telemetry::AccessLog::disabled()).await {
         Ok(_) => panic!("setup succeeded on {}", dir.display()),
-        Err(e) => format!("{e:#}"),
+        Err(e) => chatsdk_auth::error_chain::Chain(&e).to_string(),
     }
 }
 

@@ -13,12 +13,13 @@
 //! ```
 //!
 //! `log.level` still decides: the log is on when an `INFO` event of target
-//! `chatsdk_auth::access` would be, checked once when [`crate::telemetry::init`] hands it out.
+//! `chatsdk_auth::access` would be, checked once when [`super::init`] hands it out.
 
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::telemetry::StderrSink;
+use super::sink::StderrSink;
+use crate::config::LogFormat;
 
 /// One request, as the access log records it. Every string is from a closed set or has been
 /// checked to be printable without escaping (methods are HTTP tokens, request ids are
@@ -34,13 +35,7 @@ pub struct Entry<'a> {
 /// Where access-log lines go, if anywhere.
 #[derive(Clone, Default)]
 pub struct AccessLog {
-    out: Option<(StderrSink, Format)>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Format {
-    Pretty,
-    Json,
+    out: Option<(StderrSink, LogFormat)>,
 }
 
 impl AccessLog {
@@ -49,7 +44,7 @@ impl AccessLog {
         AccessLog::default()
     }
 
-    pub(crate) fn new(sink: StderrSink, format: Format) -> AccessLog {
+    pub(crate) fn new(sink: StderrSink, format: LogFormat) -> AccessLog {
         AccessLog {
             out: Some((sink, format)),
         }
@@ -70,7 +65,7 @@ impl AccessLog {
     }
 }
 
-fn format_line(buf: &mut Vec<u8>, format: Format, ts: &[u8; TIMESTAMP_LEN], e: &Entry<'_>) {
+fn format_line(buf: &mut Vec<u8>, format: LogFormat, ts: &[u8; TIMESTAMP_LEN], e: &Entry<'_>) {
     let (mut status, mut latency) = (itoa::Buffer::new(), itoa::Buffer::new());
     let (status, latency) = (
         status.format(e.status).as_bytes(),
@@ -82,7 +77,7 @@ fn format_line(buf: &mut Vec<u8>, format: Format, ts: &[u8; TIMESTAMP_LEN], e: &
         e.request_id.as_bytes(),
     );
     let parts: &[&[u8]] = match format {
-        Format::Pretty => &[
+        LogFormat::Pretty => &[
             ts,
             b"  INFO request method=",
             method,
@@ -96,7 +91,7 @@ fn format_line(buf: &mut Vec<u8>, format: Format, ts: &[u8; TIMESTAMP_LEN], e: &
             id,
             b"\n",
         ],
-        Format::Json => &[
+        LogFormat::Json => &[
             b"{\"timestamp\":\"",
             ts,
             b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"",
@@ -227,13 +222,13 @@ mod tests {
         };
         let ts = *b"2026-11-26T14:27:22.991687Z";
         let mut pretty = Vec::new();
-        format_line(&mut pretty, Format::Pretty, &ts, &e);
+        format_line(&mut pretty, LogFormat::Pretty, &ts, &e);
         assert_eq!(
             String::from_utf8(pretty).unwrap(),
             "2026-11-26T14:27:22.991687Z  INFO request method=POST route=\"tokens\" status=200 latency_us=57 request_id=req-1\n"
         );
         let mut json = Vec::new();
-        format_line(&mut json, Format::Json, &ts, &e);
+        format_line(&mut json, LogFormat::Json, &ts, &e);
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(
             v,

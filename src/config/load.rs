@@ -1,0 +1,163 @@
+//! Layers the sources (defaults, then the TOML file, then `CHATSDK_AUTH_*` variables) and
+//! extracts them section by section, so that one bad section does not hide the others.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+
+use super::{Config, ConfigError, RawConfig};
+
+/// The config file read when `--config` is not given (relative to the working directory).
+pub const DEFAULT_CONFIG_PATH: &str = "config/chatsdk-auth.toml";
+/// Prefix of every environment variable; `__` separates nested keys.
+pub const ENV_PREFIX: &str = "CHATSDK_AUTH_";
+
+/// Keys whose values are secrets: they may come from the environment, never from a config file.
+const SECRET_VALUE_KEYS: &[&str] = &[
+    "secrets.rest_key",
+    "secrets.centrifugo_key",
+    "secrets.proxy_secret",
+    "secrets.metrics_token",
+    "secrets.initial_api_key",
+];
+
+impl Config {
+    /// Layers defaults, the config file and the environment, then validates.
+    ///
+    /// `path` is the file given with `--config`; `None` reads [`DEFAULT_CONFIG_PATH`] if present.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::from_figment(figment(path)?)
+    }
+
+    /// Extracts and validates an already-layered figment (tests use this with `Jail`).
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        for key in SECRET_VALUE_KEYS {
+            if let Some(meta) = fig.find_metadata(key) {
+                let from_env = meta.name.to_lowercase().contains("environment");
+                if !from_env
+                    && fig
+                        .find_value(key)
+                        .is_ok_and(|v| !v.as_str().unwrap_or("").is_empty())
+                {
+                    problems.push(format!(
+                        "{key}: secret values are not accepted from {}; set {} or use {key}_file",
+                        meta.name,
+                        env_name(key)
+                    ));
+                }
+            }
+        }
+        // Sections are extracted one by one so that a type error in one section does not hide
+        // the problems of the others (figment stops at the first error of an extraction).
+        let raw = extract_sections(&fig, &mut problems);
+        if let Some(meta) = fig.find_metadata("storage.postgres_url") {
+            let has_password = tokio_postgres::Config::from_str(&raw.storage.postgres_url)
+                .is_ok_and(|c| c.get_password().is_some());
+            if has_password && !meta.name.to_lowercase().contains("environment") {
+                problems.push(format!(
+                    "storage.postgres_url: a password is not accepted from {}; set {} or use PGPASSFILE (the value is not shown)",
+                    meta.name,
+                    env_name("storage.postgres_url")
+                ));
+            }
+        }
+        match raw.validate() {
+            Ok(config) if problems.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(e) => {
+                problems.extend(e.problems);
+                Err(ConfigError { problems })
+            }
+        }
+    }
+}
+
+fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
+    const SECTIONS: [&str; 7] = [
+        "server",
+        "storage",
+        "tokens",
+        "centrifugo",
+        "metrics",
+        "log",
+        "secrets",
+    ];
+    if let Ok(top) = fig.extract::<std::collections::BTreeMap<String, figment::value::Value>>() {
+        for key in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
+            let source = fig
+                .find_metadata(key)
+                .map(|m| format!(" (from {})", m.name))
+                .unwrap_or_default();
+            problems.push(format!(
+                "{key}: unknown section{source}; expected one of {}",
+                SECTIONS.join(", ")
+            ));
+        }
+    }
+    fn section<T: serde::de::DeserializeOwned + Default>(
+        fig: &Figment,
+        name: &str,
+        problems: &mut Vec<String>,
+    ) -> T {
+        fig.extract_inner::<T>(name).unwrap_or_else(|errors| {
+            problems.extend(errors.into_iter().map(|mut e| {
+                // extract_inner reports paths relative to the section, in varying order.
+                e.path.retain(|p| p != name);
+                e.path.insert(0, name.to_string());
+                describe_figment_error(e)
+            }));
+            T::default()
+        })
+    }
+    RawConfig {
+        server: section(fig, "server", problems),
+        storage: section(fig, "storage", problems),
+        tokens: section(fig, "tokens", problems),
+        centrifugo: section(fig, "centrifugo", problems),
+        metrics: section(fig, "metrics", problems),
+        log: section(fig, "log", problems),
+        secrets: section(fig, "secrets", problems),
+    }
+}
+
+/// The layered sources, in priority order (later wins).
+pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
+    let mut fig = Figment::from(Serialized::defaults(RawConfig::default()));
+    match path {
+        Some(p) => {
+            if !p.is_file() {
+                return Err(ConfigError {
+                    problems: vec![format!("--config: file {} does not exist", p.display())],
+                });
+            }
+            fig = fig.merge(Toml::file(p));
+        }
+        None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_PATH)),
+    }
+    Ok(fig.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__")))
+}
+
+/// The environment variable that sets `key` (`server.listen` -> `CHATSDK_AUTH_SERVER__LISTEN`).
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
+
+pub(super) fn describe_figment_error(e: figment::Error) -> String {
+    let key = if e.path.is_empty() {
+        "(top level)".to_string()
+    } else {
+        e.path.join(".")
+    };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(s) => format!(" (from {} {s})", m.name),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    format!("{key}: {}{source}", e.kind)
+}

@@ -1,0 +1,224 @@
+//! The configuration: defaults < TOML file < `CHATSDK_AUTH_*` env, validated once at startup.
+//!
+//! Split by job: [`raw`] holds what figment extracts (every field documented with its default
+//! and env name) and the defaults; [`load`] layers the sources; [`validate`] turns each section
+//! into the validated types below, collecting *every* problem with its key before failing;
+//! [`redact`] prints the effective configuration for `check-config` with secrets hidden.
+//! Secret values are accepted only from the environment or from files (see
+//! [`crate::secrets`]), never from a config file.
+
+pub mod load;
+pub mod raw;
+pub mod redact;
+pub mod validate;
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error.
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
+pub use raw::{
+    RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage, RawTokens,
+};
+pub use redact::redacted_toml;
+
+/// The validated configuration: every field is ready to use.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`: the listener and its limits.
+    pub server: ServerConfig,
+    /// `storage.data_dir`: the database (SQLite) and every generated secret live here.
+    pub data_dir: PathBuf,
+    /// `[storage]`: which backend, with its settings.
+    pub store: StoreConfig,
+    /// `[tokens]`: what `POST /tokens` mints.
+    pub tokens: TokenConfig,
+    /// `[centrifugo]`: the proxy callbacks and the generated Centrifugo config.
+    pub centrifugo: CentrifugoConfig,
+    /// `[metrics]`: where `/metrics` is served and whether it needs a token.
+    pub metrics: MetricsConfig,
+    /// `[log]`: tracing output.
+    pub log: LogConfig,
+    /// `[secrets]`: where each secret comes from (values are read by [`crate::secrets`]).
+    pub secrets: SecretSources,
+}
+
+/// `[server]`, validated.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The address the main listener binds (`server.listen`).
+    pub listen: SocketAddr,
+    /// Largest accepted request body; 413 beyond (`server.max_body_bytes`).
+    pub max_body_bytes: usize,
+    /// Time in-flight requests get after SIGTERM/SIGINT (`server.drain_timeout_seconds`).
+    pub drain_timeout: Duration,
+    /// Time a client has to send its request headers (`server.header_read_timeout_seconds`).
+    pub header_read_timeout: Duration,
+    /// Time a whole request may take: 408 when the body is still arriving, else 503
+    /// (`server.request_timeout_seconds`).
+    pub request_timeout: Duration,
+    /// Tokio worker threads; `None` means one per CPU (`server.worker_threads = 0`).
+    pub worker_threads: Option<usize>,
+}
+
+/// Which storage backend, with its settings.
+#[derive(Clone)]
+pub enum StoreConfig {
+    Sqlite {
+        path: PathBuf,
+        busy_timeout: Duration,
+    },
+    Postgres {
+        /// May carry a password: never printed (see the `Debug` impl).
+        url: String,
+        pool_size: usize,
+        timeout: Duration,
+    },
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreConfig::Sqlite { path, busy_timeout } => f
+                .debug_struct("Sqlite")
+                .field("path", path)
+                .field("busy_timeout", busy_timeout)
+                .finish(),
+            StoreConfig::Postgres {
+                pool_size, timeout, ..
+            } => f
+                .debug_struct("Postgres")
+                .field("url", &"<redacted>")
+                .field("pool_size", pool_size)
+                .field("timeout", timeout)
+                .finish(),
+        }
+    }
+}
+
+/// `[tokens]`, validated.
+#[derive(Debug, Clone)]
+pub struct TokenConfig {
+    /// Lifetime of both tokens in seconds, the response's `expiresIn` (`tokens.ttl_seconds`).
+    pub ttl_seconds: i64,
+    /// The HMAC algorithm both tokens are signed with (`tokens.algorithm`).
+    pub algorithm: Algorithm,
+    /// `iss` of the REST token (`tokens.rest_issuer`).
+    pub rest_issuer: String,
+    /// `aud` of the REST token (`tokens.rest_audience`).
+    pub rest_audience: String,
+    /// `aud` of the wsToken, when Centrifugo checks one (`tokens.ws_audience`).
+    pub ws_audience: Option<String>,
+    /// `iss` of the wsToken, when Centrifugo checks one (`tokens.ws_issuer`).
+    pub ws_issuer: Option<String>,
+}
+
+/// `[centrifugo]`, validated.
+#[derive(Debug, Clone)]
+pub struct CentrifugoConfig {
+    /// The header Centrifugo sends the shared proxy secret in (`centrifugo.proxy_secret_header`).
+    pub proxy_secret_header: http::HeaderName,
+    /// Server-side channel templates, each with `#{userId}` (`centrifugo.user_channels`).
+    pub user_channels: Vec<String>,
+    /// Seconds each refresh-proxy answer extends a connection by
+    /// (`centrifugo.refresh_interval_seconds`).
+    pub refresh_interval_seconds: i64,
+    /// The base URL Centrifugo reaches the sidecar at, without a trailing `/`
+    /// (`centrifugo.sidecar_url`).
+    pub sidecar_url: String,
+    /// Channels any active user may subscribe to; a trailing `*` is a prefix
+    /// (`centrifugo.subscribe_patterns`).
+    pub subscribe_patterns: Vec<String>,
+    /// Seconds until a proxied subscription is refreshed; 0 means never
+    /// (`centrifugo.subscription_refresh_interval_seconds`).
+    pub subscription_refresh_interval_seconds: i64,
+}
+
+/// `[metrics]`, validated.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// A listener of its own for `/metrics` and `/healthz`; `None` serves them on the main
+    /// listener (`metrics.listen`).
+    pub listen: Option<SocketAddr>,
+    /// Whether `/metrics` needs `Authorization: Bearer <metrics token>`
+    /// (`metrics.require_token`).
+    pub require_token: bool,
+}
+
+/// The one log format, used by tracing's events and the access log alike (`log.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[log]`, validated.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Output shape.
+    pub format: LogFormat,
+    /// An `EnvFilter` directive, checked to parse (`log.level`).
+    pub level: String,
+}
+
+/// Where one secret comes from.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// The value itself, taken from the environment.
+    Env(String),
+    /// A file; generated with fresh random bytes when missing (if the secret is generatable).
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretSource::Env(_) => f.write_str("Env(<redacted>)"),
+            SecretSource::File(p) => write!(f, "File({})", p.display()),
+        }
+    }
+}
+
+/// Where each secret comes from (`[secrets]`).
+#[derive(Debug, Clone)]
+pub struct SecretSources {
+    /// The REST token's signing key.
+    pub rest_key: SecretSource,
+    /// The wsToken's signing key, shared with Centrifugo.
+    pub centrifugo_key: SecretSource,
+    /// The header value Centrifugo proves itself with on proxy calls.
+    pub proxy_secret: SecretSource,
+    /// The bearer token `/metrics` may require.
+    pub metrics_token: SecretSource,
+    /// An API key installed at startup; only ever from the environment.
+    pub initial_api_key: Option<SecretSource>,
+}
+
+/// Every problem found in the configuration, each naming its key.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "invalid configuration ({} problem(s)):",
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}

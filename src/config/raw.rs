@@ -1,0 +1,220 @@
+//! The raw configuration as figment extracts it: plain strings and numbers, each field
+//! documented with its default and environment variable, and the defaults themselves (the
+//! lowest layer).
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything that can be configured, as read (before validation).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub storage: RawStorage,
+    pub tokens: RawTokens,
+    pub centrifugo: RawCentrifugo,
+    pub metrics: RawMetrics,
+    pub log: RawLog,
+    pub secrets: RawSecrets,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Address to listen on. Default `127.0.0.1:8081`; env `CHATSDK_AUTH_SERVER__LISTEN`.
+    pub listen: String,
+    /// Largest accepted request body in bytes (413 beyond). Default 65536.
+    pub max_body_bytes: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT. Default 10.
+    pub drain_timeout_seconds: u64,
+    /// Seconds a client has to send request headers before the connection is closed. Default 10.
+    pub header_read_timeout_seconds: u64,
+    /// Seconds a whole request may take before it is answered 503. Default 10.
+    pub request_timeout_seconds: u64,
+    /// Tokio worker threads; 0 means one per CPU. Default 0.
+    pub worker_threads: usize,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8081".into(),
+            max_body_bytes: 64 * 1024,
+            drain_timeout_seconds: 10,
+            header_read_timeout_seconds: 10,
+            request_timeout_seconds: 10,
+            worker_threads: 0,
+        }
+    }
+}
+
+/// `[storage]`: where users and API keys live.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStorage {
+    /// `sqlite` (embedded, the default). Env `CHATSDK_AUTH_STORAGE__BACKEND`.
+    pub backend: String,
+    /// Directory for the database and generated secrets; relative paths resolve against the
+    /// working directory. Default `data`.
+    pub data_dir: String,
+    /// SQLite file; empty means `<data_dir>/chatsdk-auth.db`.
+    pub sqlite_path: String,
+    /// Milliseconds a SQLite statement waits for a lock held by another process (the CLI).
+    pub busy_timeout_ms: u64,
+    /// PostgreSQL connection string (URL or `key=value` form) for `backend = "postgres"`. A
+    /// password in it is only accepted from the environment
+    /// (`CHATSDK_AUTH_STORAGE__POSTGRES_URL`); in a file, use a URL without one plus `PGPASSFILE`
+    /// or peer/cert authentication.
+    pub postgres_url: String,
+    /// Connections in the PostgreSQL pool. Default 16.
+    pub postgres_pool_size: usize,
+    /// Milliseconds to wait for a pool connection or a connect before answering 503. Default 1000.
+    pub postgres_timeout_ms: u64,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            backend: "sqlite".into(),
+            data_dir: "data".into(),
+            sqlite_path: String::new(),
+            busy_timeout_ms: 5000,
+            postgres_url: String::new(),
+            postgres_pool_size: 16,
+            postgres_timeout_ms: 1000,
+        }
+    }
+}
+
+/// `[tokens]`: what `POST /tokens` mints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTokens {
+    /// Lifetime of both tokens in seconds (`expiresIn`). Default 86400.
+    pub ttl_seconds: u64,
+    /// HMAC algorithm for both tokens: HS256, HS384 or HS512. Default HS256.
+    pub algorithm: String,
+    /// `iss` of the REST token. Default `chatsdk-auth`.
+    pub rest_issuer: String,
+    /// `aud` of the REST token. Default `chatsdk-api`.
+    pub rest_audience: String,
+    /// `aud` of the wsToken; empty omits it (must equal Centrifugo's `client.token.audience`).
+    pub ws_audience: String,
+    /// `iss` of the wsToken; empty omits it (must equal Centrifugo's `client.token.issuer`).
+    pub ws_issuer: String,
+}
+
+impl Default for RawTokens {
+    fn default() -> Self {
+        Self {
+            ttl_seconds: 86_400,
+            algorithm: "HS256".into(),
+            rest_issuer: "chatsdk-auth".into(),
+            rest_audience: "chatsdk-api".into(),
+            ws_audience: String::new(),
+            ws_issuer: String::new(),
+        }
+    }
+}
+
+/// `[centrifugo]`: the proxy callbacks and generated Centrifugo config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawCentrifugo {
+    /// Header carrying the shared proxy secret (Centrifugo `http.static_headers`).
+    pub proxy_secret_header: String,
+    /// Server-side channel templates, `#{userId}` is replaced by the user id.
+    pub user_channels: Vec<String>,
+    /// Seconds a connection is extended by each refresh-proxy answer (and the longest a
+    /// connect-proxy `expire_at` reaches). Default 3600.
+    pub refresh_interval_seconds: u64,
+    /// Base URL Centrifugo uses to reach this sidecar (in generated configs).
+    pub sidecar_url: String,
+    /// Channels any active user may subscribe to through the subscribe proxy; a trailing `*`
+    /// matches any suffix. Default `["chat:*"]`.
+    pub subscribe_patterns: Vec<String>,
+    /// Seconds until a proxied subscription must be refreshed through sub_refresh; 0 (the
+    /// default) gives subscriptions no expiry of their own (the connection refresh still
+    /// enforces disable and revocation).
+    pub subscription_refresh_interval_seconds: u64,
+}
+
+impl Default for RawCentrifugo {
+    fn default() -> Self {
+        Self {
+            proxy_secret_header: "X-Chatsdk-Proxy-Secret".into(),
+            user_channels: Vec::new(),
+            refresh_interval_seconds: 3600,
+            sidecar_url: "http://127.0.0.1:8081".into(),
+            subscribe_patterns: vec!["chat:*".into()],
+            subscription_refresh_interval_seconds: 0,
+        }
+    }
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    /// Separate listen address for `/metrics`; empty serves it on the main listener.
+    pub listen: String,
+    /// Require `Authorization: Bearer <secrets.metrics_token>` on `/metrics`. Default false.
+    pub require_token: bool,
+}
+
+/// `[log]`: tracing output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLog {
+    /// `pretty` or `json`. Default `pretty`.
+    pub format: String,
+    /// An `EnvFilter` directive such as `info` or `chatsdk_auth=debug`. Default `info`.
+    pub level: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// `[secrets]`: where secrets come from. Values only via env, files via config.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSecrets {
+    /// REST signing key value (env `CHATSDK_AUTH_SECRETS__REST_KEY`).
+    pub rest_key: String,
+    /// REST signing key file; empty means `<data_dir>/rest-signing.key`, generated if missing.
+    pub rest_key_file: String,
+    /// Centrifugo HMAC key value (env `CHATSDK_AUTH_SECRETS__CENTRIFUGO_KEY`).
+    pub centrifugo_key: String,
+    /// Centrifugo HMAC key file; empty means `<data_dir>/centrifugo-hmac.key`.
+    pub centrifugo_key_file: String,
+    /// Shared proxy secret value (env `CHATSDK_AUTH_SECRETS__PROXY_SECRET`).
+    pub proxy_secret: String,
+    /// Shared proxy secret file; empty means `<data_dir>/proxy-secret.key`.
+    pub proxy_secret_file: String,
+    /// Bearer token for `/metrics` (env `CHATSDK_AUTH_SECRETS__METRICS_TOKEN`).
+    pub metrics_token: String,
+    /// Bearer token file for `/metrics`; empty means `<data_dir>/metrics-token.key`.
+    pub metrics_token_file: String,
+    /// An API key to install at startup (env `CHATSDK_AUTH_SECRETS__INITIAL_API_KEY`), for
+    /// automated deployments; stored hashed under the name `initial`.
+    pub initial_api_key: String,
+}
+
+impl fmt::Debug for RawSecrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawSecrets")
+            .field("rest_key_file", &self.rest_key_file)
+            .field("centrifugo_key_file", &self.centrifugo_key_file)
+            .field("proxy_secret_file", &self.proxy_secret_file)
+            .field("metrics_token_file", &self.metrics_token_file)
+            .finish_non_exhaustive()
+    }
+}

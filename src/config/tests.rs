@@ -1,0 +1,113 @@
+//! Config loading and validation, through `figment::Jail` (never `std::env::set_var`).
+
+use std::path::Path;
+
+use super::*;
+
+#[test]
+fn defaults_validate() {
+    let c = RawConfig::default().validate().unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8081");
+    assert_eq!(c.tokens.ttl_seconds, 86_400);
+    assert_eq!(c.tokens.rest_audience, "chatsdk-api");
+    assert!(c.tokens.ws_audience.is_none());
+}
+
+#[test]
+fn every_problem_is_listed_by_key() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "c.toml",
+            "[server]\nlisten = \"nope\"\n[tokens]\nalgorithm = \"RS256\"\nttl_seconds = 1\n[log]\nformat = \"xml\"\n",
+        )?;
+        let err = Config::load(Some(Path::new("c.toml"))).unwrap_err();
+        let text = err.to_string();
+        for key in [
+            "server.listen",
+            "tokens.algorithm",
+            "tokens.ttl_seconds",
+            "log.format",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn a_type_error_does_not_hide_problems_in_other_sections() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "c.toml",
+            "[tokens]\nttl_seconds = \"a day\"\n[log]\nformat = \"xml\"\n",
+        )?;
+        jail.set_env("CHATSDK_AUTH_BOGUS", "1");
+        let text = Config::load(Some(Path::new("c.toml")))
+            .unwrap_err()
+            .to_string();
+        for key in ["tokens.ttl_seconds", "log.format", "bogus"] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn env_overrides_file_and_nests_with_double_underscore() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("c.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n")?;
+        jail.set_env("CHATSDK_AUTH_SERVER__LISTEN", "127.0.0.1:9001");
+        jail.set_env("CHATSDK_AUTH_TOKENS__TTL_SECONDS", "3600");
+        let c = Config::load(Some(Path::new("c.toml"))).unwrap();
+        assert_eq!(c.server.listen.port(), 9001);
+        assert_eq!(c.tokens.ttl_seconds, 3600);
+        Ok(())
+    });
+}
+
+#[test]
+fn secret_values_in_a_file_are_refused() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "c.toml",
+            "[secrets]\nrest_key = \"0123456789abcdef0123456789abcdef-from-file\"\n",
+        )?;
+        let text = Config::load(Some(Path::new("c.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("secrets.rest_key"), "{text}");
+        assert!(!text.contains("from-file"), "secret value leaked: {text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn weak_initial_keys_and_reserved_proxy_headers_are_refused() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", "chatsdk_short");
+        jail.set_env(
+            "CHATSDK_AUTH_CENTRIFUGO__PROXY_SECRET_HEADER",
+            "Authorization",
+        );
+        let text = Config::load(None).unwrap_err().to_string();
+        assert!(text.contains("secrets.initial_api_key"), "{text}");
+        assert!(
+            !text.contains("chatsdk_short"),
+            "the value is never shown: {text}"
+        );
+        assert!(text.contains("centrifugo.proxy_secret_header"), "{text}");
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_are_reported() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("c.toml", "[server]\nlisten_addr = \"x\"\n")?;
+        let text = Config::load(Some(Path::new("c.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("listen_addr"), "{text}");
+        Ok(())
+    });
+}

@@ -1,0 +1,348 @@
+//! Turns a [`RawConfig`] into a [`Config`]: each section validated by its own function, every
+//! problem collected with its key (and never a secret value) before anything starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+
+use super::raw::{
+    RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage, RawTokens,
+};
+use super::{
+    CentrifugoConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, SecretSource,
+    SecretSources, ServerConfig, StoreConfig, TokenConfig,
+};
+use crate::api_key;
+
+impl RawConfig {
+    /// Turns raw values into a [`Config`], listing every problem by key.
+    pub fn validate(&self) -> Result<Config, ConfigError> {
+        let mut p = Vec::new();
+        let server = server(&self.server, &mut p);
+        let (data_dir, store) = storage(&self.storage, &mut p);
+        let tokens = tokens(&self.tokens, &mut p);
+        let centrifugo = centrifugo(&self.centrifugo, &mut p);
+        let metrics = metrics(&self.metrics, &mut p);
+        let log = log(&self.log, &mut p);
+        let secrets = secrets(&self.secrets, &data_dir, &mut p);
+        if !p.is_empty() {
+            return Err(ConfigError { problems: p });
+        }
+        Ok(Config {
+            server,
+            data_dir,
+            store,
+            tokens,
+            centrifugo,
+            metrics,
+            log,
+            secrets,
+        })
+    }
+}
+
+/// `[server]`.
+fn server(s: &RawServer, p: &mut Vec<String>) -> ServerConfig {
+    let listen = parse_addr("server.listen", &s.listen, p);
+    if s.max_body_bytes < 1024 || s.max_body_bytes > 16 * 1024 * 1024 {
+        p.push(format!(
+            "server.max_body_bytes: {} is out of range (1024 to 16777216)",
+            s.max_body_bytes
+        ));
+    }
+    for (key, v) in [
+        ("server.drain_timeout_seconds", s.drain_timeout_seconds),
+        (
+            "server.header_read_timeout_seconds",
+            s.header_read_timeout_seconds,
+        ),
+        ("server.request_timeout_seconds", s.request_timeout_seconds),
+    ] {
+        if v == 0 || v > 3600 {
+            p.push(format!("{key}: {v} is out of range (1 to 3600)"));
+        }
+    }
+
+    ServerConfig {
+        listen,
+        max_body_bytes: s.max_body_bytes as usize,
+        drain_timeout: Duration::from_secs(s.drain_timeout_seconds),
+        header_read_timeout: Duration::from_secs(s.header_read_timeout_seconds),
+        request_timeout: Duration::from_secs(s.request_timeout_seconds),
+        worker_threads: (s.worker_threads > 0).then_some(s.worker_threads),
+    }
+}
+
+/// `[storage]`: the data directory and the backend.
+fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
+    if st.data_dir.trim().is_empty() {
+        p.push("storage.data_dir: must not be empty".into());
+    }
+    let data_dir = PathBuf::from(&st.data_dir);
+    let store = match st.backend.as_str() {
+        "sqlite" => StoreConfig::Sqlite {
+            path: if st.sqlite_path.is_empty() {
+                data_dir.join("chatsdk-auth.db")
+            } else {
+                PathBuf::from(&st.sqlite_path)
+            },
+            busy_timeout: Duration::from_millis(st.busy_timeout_ms),
+        },
+        "postgres" => {
+            match tokio_postgres::Config::from_str(&st.postgres_url) {
+                Ok(_) if !st.postgres_url.trim().is_empty() => {}
+                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk when storage.backend is \"postgres\" (the value is not shown)".into()),
+            }
+            if st.postgres_pool_size == 0 || st.postgres_pool_size > 1024 {
+                p.push(format!(
+                    "storage.postgres_pool_size: {} is out of range (1 to 1024)",
+                    st.postgres_pool_size
+                ));
+            }
+            if st.postgres_timeout_ms < 10 || st.postgres_timeout_ms > 60_000 {
+                p.push(format!(
+                    "storage.postgres_timeout_ms: {} is out of range (10 to 60000)",
+                    st.postgres_timeout_ms
+                ));
+            }
+            StoreConfig::Postgres {
+                url: st.postgres_url.clone(),
+                pool_size: st.postgres_pool_size,
+                timeout: Duration::from_millis(st.postgres_timeout_ms),
+            }
+        }
+        other => {
+            p.push(format!(
+                "storage.backend: \"{other}\" is not supported (expected \"sqlite\" or \"postgres\")"
+            ));
+            StoreConfig::Sqlite {
+                path: data_dir.join("chatsdk-auth.db"),
+                busy_timeout: Duration::from_millis(st.busy_timeout_ms),
+            }
+        }
+    };
+    (data_dir, store)
+}
+
+/// `[tokens]`.
+fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
+    if t.ttl_seconds < 60 || t.ttl_seconds > 365 * 86_400 {
+        p.push(format!(
+            "tokens.ttl_seconds: {} is out of range (60 to 31536000)",
+            t.ttl_seconds
+        ));
+    }
+    let algorithm = match t.algorithm.to_ascii_uppercase().as_str() {
+        "HS256" => Algorithm::HS256,
+        "HS384" => Algorithm::HS384,
+        "HS512" => Algorithm::HS512,
+        other => {
+            p.push(format!(
+                "tokens.algorithm: \"{other}\" is not supported (expected HS256, HS384 or HS512)"
+            ));
+            Algorithm::HS256
+        }
+    };
+    for (key, v) in [
+        ("tokens.rest_issuer", &t.rest_issuer),
+        ("tokens.rest_audience", &t.rest_audience),
+    ] {
+        if v.trim().is_empty() {
+            p.push(format!("{key}: must not be empty"));
+        }
+    }
+    let opt = |s: &String| (!s.trim().is_empty()).then(|| s.clone());
+    TokenConfig {
+        ttl_seconds: t.ttl_seconds as i64,
+        algorithm,
+        rest_issuer: t.rest_issuer.clone(),
+        rest_audience: t.rest_audience.clone(),
+        ws_audience: opt(&t.ws_audience),
+        ws_issuer: opt(&t.ws_issuer),
+    }
+}
+
+/// `[centrifugo]`.
+fn centrifugo(c: &RawCentrifugo, p: &mut Vec<String>) -> CentrifugoConfig {
+    let proxy_secret_header = match http::HeaderName::from_bytes(c.proxy_secret_header.as_bytes()) {
+        Ok(h) => h,
+        Err(_) => {
+            p.push(format!(
+                "centrifugo.proxy_secret_header: \"{}\" is not a valid HTTP header name",
+                c.proxy_secret_header
+            ));
+            http::HeaderName::from_static("x-chatsdk-proxy-secret")
+        }
+    };
+    // Headers a client can make Centrifugo forward, or that HTTP itself sets, cannot carry
+    // the shared secret: a forwarded value would overwrite the static one.
+    const RESERVED: [&str; 8] = [
+        "authorization",
+        "cookie",
+        "host",
+        "content-type",
+        "content-length",
+        "user-agent",
+        "accept-encoding",
+        "x-forwarded-for",
+    ];
+    if RESERVED.contains(&proxy_secret_header.as_str()) {
+        p.push(format!(
+            "centrifugo.proxy_secret_header: \"{}\" is a header clients or HTTP control; use a dedicated name such as X-Chatsdk-Proxy-Secret",
+            c.proxy_secret_header
+        ));
+    }
+    for (i, tpl) in c.user_channels.iter().enumerate() {
+        if !tpl.contains("#{userId}") {
+            p.push(format!(
+                "centrifugo.user_channels[{i}]: \"{tpl}\" must contain #{{userId}}"
+            ));
+        }
+        if tpl.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
+            p.push(format!(
+                "centrifugo.user_channels[{i}]: \"{tpl}\" must not contain whitespace"
+            ));
+        }
+    }
+    if c.refresh_interval_seconds < 10 || c.refresh_interval_seconds > 365 * 86_400 {
+        p.push(format!(
+            "centrifugo.refresh_interval_seconds: {} is out of range (10 to 31536000)",
+            c.refresh_interval_seconds
+        ));
+    }
+    if url::Url::parse(&c.sidecar_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+        p.push(format!(
+            "centrifugo.sidecar_url: \"{}\" is not an http(s) URL",
+            c.sidecar_url
+        ));
+    }
+
+    for (i, pat) in c.subscribe_patterns.iter().enumerate() {
+        let body = pat.strip_suffix('*').unwrap_or(pat);
+        if body.is_empty() || body.contains('*') {
+            p.push(format!(
+                "centrifugo.subscribe_patterns[{i}]: \"{pat}\" must be a channel or a prefix ending in a single trailing * (a bare * would allow every channel)"
+            ));
+        }
+    }
+    let sub = c.subscription_refresh_interval_seconds;
+    if sub != 0 && !(10..=365 * 86_400).contains(&sub) {
+        p.push(format!(
+            "centrifugo.subscription_refresh_interval_seconds: {sub} is out of range (0, or 10 to 31536000)"
+        ));
+    }
+    CentrifugoConfig {
+        proxy_secret_header,
+        user_channels: c.user_channels.clone(),
+        refresh_interval_seconds: c.refresh_interval_seconds as i64,
+        sidecar_url: c.sidecar_url.trim_end_matches('/').to_string(),
+        subscribe_patterns: c.subscribe_patterns.clone(),
+        subscription_refresh_interval_seconds: c.subscription_refresh_interval_seconds as i64,
+    }
+}
+
+/// `[metrics]`.
+fn metrics(m: &RawMetrics, p: &mut Vec<String>) -> MetricsConfig {
+    let metrics_listen = if m.listen.trim().is_empty() {
+        None
+    } else {
+        Some(parse_addr("metrics.listen", &m.listen, p))
+    };
+    MetricsConfig {
+        listen: metrics_listen,
+        require_token: m.require_token,
+    }
+}
+
+/// `[log]`.
+fn log(l: &RawLog, p: &mut Vec<String>) -> LogConfig {
+    let format = match l.format.as_str() {
+        "pretty" => LogFormat::Pretty,
+        "json" => LogFormat::Json,
+        other => {
+            p.push(format!(
+                "log.format: \"{other}\" is not supported (expected \"pretty\" or \"json\")"
+            ));
+            LogFormat::Pretty
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
+        p.push(format!(
+            "log.level: \"{}\" is not a valid filter (try \"info\" or \"chatsdk_auth=debug\")",
+            l.level
+        ));
+    }
+    LogConfig {
+        format,
+        level: l.level.clone(),
+    }
+}
+
+/// `[secrets]`: where each secret comes from; values only ever from the environment.
+fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSources {
+    let source = |value: &str, file: &str, default_name: &str| {
+        if !value.is_empty() {
+            SecretSource::Env(value.to_string())
+        } else if !file.is_empty() {
+            SecretSource::File(PathBuf::from(file))
+        } else {
+            SecretSource::File(data_dir.join(default_name))
+        }
+    };
+    let initial_api_key = (!sec.initial_api_key.is_empty()).then(|| {
+        if !api_key::is_well_formed(&sec.initial_api_key) {
+            p.push(format!(
+                "secrets.initial_api_key: must be \"{}\" followed by at least 32 printable characters, e.g. from `chatsdk-auth api-key create` (the value is not shown)",
+                api_key::PREFIX
+            ));
+        }
+        SecretSource::Env(sec.initial_api_key.clone())
+    });
+    let secrets = SecretSources {
+        rest_key: source(&sec.rest_key, &sec.rest_key_file, "rest-signing.key"),
+        centrifugo_key: source(
+            &sec.centrifugo_key,
+            &sec.centrifugo_key_file,
+            "centrifugo-hmac.key",
+        ),
+        proxy_secret: source(
+            &sec.proxy_secret,
+            &sec.proxy_secret_file,
+            "proxy-secret.key",
+        ),
+        metrics_token: source(
+            &sec.metrics_token,
+            &sec.metrics_token_file,
+            "metrics-token.key",
+        ),
+        initial_api_key,
+    };
+    for (key, v) in [
+        ("secrets.rest_key", &sec.rest_key),
+        ("secrets.centrifugo_key", &sec.centrifugo_key),
+        ("secrets.proxy_secret", &sec.proxy_secret),
+        ("secrets.metrics_token", &sec.metrics_token),
+    ] {
+        if !v.is_empty() && v.len() < 32 {
+            p.push(format!(
+                "{key}: must be at least 32 bytes (the value is not shown)"
+            ));
+        }
+    }
+    if !sec.rest_key.is_empty() && sec.rest_key == sec.centrifugo_key {
+        p.push("secrets.centrifugo_key: must differ from secrets.rest_key, or a wsToken would validate as a REST token".into());
+    }
+    secrets
+}
+
+fn parse_addr(key: &str, value: &str, problems: &mut Vec<String>) -> SocketAddr {
+    value.parse().unwrap_or_else(|_| {
+        problems.push(format!(
+            "{key}: \"{value}\" is not an address like 127.0.0.1:8081"
+        ));
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}

@@ -1,0 +1,184 @@
+//! The single route table and the per-request wrapper: request id, timeout, in-flight gauge,
+//! latency histograms (every request; proxy calls also by callback), rejection counters and
+//! one access-log line per request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Instant;
+
+pub mod table;
+
+use http::{HeaderName, HeaderValue, Request};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::http::body::BodyProgress;
+use crate::http::{ApiError, Resp};
+use crate::proxy;
+use crate::telemetry::access_log::Entry;
+use crate::{ops, tokens};
+
+use table::UNMATCHED;
+pub use table::{route, Listener, Route, ROUTE_LABELS};
+
+/// Echoed (or generated) on every response.
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Decrements the in-flight gauge however the request ends.
+struct InFlight<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Answers one request. Never fails: every error becomes its response here.
+pub async fn handle(
+    app: Arc<App>,
+    listener: Listener,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let start = Instant::now();
+    app.metrics.http_in_flight.inc();
+    let _guard = InFlight(&app.metrics.http_in_flight);
+    let method = req.method().clone();
+    let request_id = RequestId::of(&req);
+    let resolved = route(&method, req.uri().path(), listener);
+    let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
+    let is_tokens = matches!(resolved, Ok(Route::Tokens));
+    let proxy = match resolved {
+        Ok(Route::Proxy(cb)) => Some(cb),
+        _ => None,
+    };
+
+    let result = match resolved {
+        Ok(r) => {
+            let deadline =
+                tokio::time::Instant::from_std(start) + app.config.server.request_timeout;
+            let progress = BodyProgress::default();
+            match within(deadline, dispatch(&app, r, req, &progress)).await {
+                Some(res) => res,
+                None => {
+                    // Abandoned: no handler counted it, so the timeout is counted here, and
+                    // blamed on whoever was holding the request up.
+                    if let Some(cb) = proxy {
+                        proxy::count_timeout(&app, cb);
+                    }
+                    if progress.complete() || r.reads_no_body() {
+                        Err(ApiError::Timeout)
+                    } else {
+                        Err(ApiError::RequestTimeout)
+                    }
+                }
+            }
+        }
+        Err(e) => Err(e),
+    };
+    let mut resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            // Each route family maps its own rejections to its metrics.
+            if is_tokens {
+                tokens::count_rejection(&app, &e);
+            }
+            e.into_response()
+        }
+    };
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    let seconds = elapsed.as_secs_f64();
+    app.metrics.observe_request(route_index, status, seconds);
+    if let Some(cb) = proxy {
+        // The same clock reading: a proxy call's time is its request's time.
+        app.metrics.proxy(cb).duration.observe(seconds);
+    }
+    app.access_log.record(&Entry {
+        method: method.as_str(),
+        route: ROUTE_LABELS[route_index],
+        status,
+        latency_us: elapsed.as_micros() as u64,
+        request_id: request_id.as_str(),
+    });
+    if let Ok(v) = HeaderValue::from_bytes(request_id.as_str().as_bytes()) {
+        resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    Ok(resp)
+}
+
+/// Runs `fut` until `deadline`; `None` when the deadline passes first. The timer is armed only
+/// if the future has to wait: most requests (body already in the read buffer, SQLite answering
+/// in place) finish on their first poll, and registering and cancelling a timer for each of them
+/// is measurable on the connect path.
+async fn within<F: Future>(deadline: tokio::time::Instant, fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, fut).await.ok(),
+    }
+}
+
+async fn dispatch(
+    app: &App,
+    route: Route,
+    req: Request<Incoming>,
+    progress: &BodyProgress,
+) -> Result<Resp, ApiError> {
+    match route {
+        Route::Tokens => tokens::handle(app, req, progress).await,
+        Route::Proxy(cb) => proxy::handle(app, cb, req, progress).await,
+        Route::Healthz => Ok(ops::healthz()),
+        Route::Readyz => Ok(ops::readyz(app).await),
+        Route::Metrics => ops::metrics(app, req.headers()),
+    }
+}
+
+/// The caller's `X-Request-Id` when it is at most 64 bytes of `[A-Za-z0-9._-]` (so it is safe
+/// in a log line and a header), else 16 random hex digits. Held inline: no allocation.
+struct RequestId {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl RequestId {
+    fn of(req: &Request<Incoming>) -> RequestId {
+        let mut id = RequestId {
+            buf: [0; 64],
+            len: 0,
+        };
+        let given = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .map(|v| v.as_bytes())
+            .filter(|v| {
+                !v.is_empty()
+                    && v.len() <= id.buf.len()
+                    && v.iter()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            });
+        match given {
+            Some(v) => {
+                id.buf[..v.len()].copy_from_slice(v);
+                id.len = v.len();
+            }
+            None => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let mut n = rand::random::<u64>();
+                for b in id.buf[..16].iter_mut().rev() {
+                    *b = HEX[(n & 0xf) as usize];
+                    n >>= 4;
+                }
+                id.len = 16;
+            }
+        }
+        id
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII ever goes in (checked above), so this never falls back.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}

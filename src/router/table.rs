@@ -1,0 +1,158 @@
+//! The route table: every endpoint, the listener it is served on, its `route` metric label,
+//! and the resolution of a method and path (404 is not 405).
+//!
+//! A leaf below the handlers: the composition root hands [`ROUTE_LABELS`] to the metrics
+//! registry without importing the request path.
+
+use http::Method;
+
+use crate::http::ApiError;
+use crate::proxy::decision::Callback;
+
+/// The `route` label values, indexed by [`Route::index`] (the last is for requests that
+/// matched no route). The metrics registry is handed this list at startup.
+pub const ROUTE_LABELS: [&str; 9] = [
+    "tokens",
+    "centrifugo_connect",
+    "centrifugo_refresh",
+    "centrifugo_subscribe",
+    "centrifugo_sub_refresh",
+    "healthz",
+    "readyz",
+    "metrics",
+    "unmatched",
+];
+
+/// The `route` index of requests that matched no route.
+pub(super) const UNMATCHED: usize = ROUTE_LABELS.len() - 1;
+
+/// Every endpoint the service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Tokens,
+    Proxy(Callback),
+    Healthz,
+    Readyz,
+    Metrics,
+}
+
+impl Route {
+    /// Position in [`ROUTE_LABELS`].
+    pub fn index(self) -> usize {
+        match self {
+            Route::Tokens => 0,
+            Route::Proxy(Callback::Connect) => 1,
+            Route::Proxy(Callback::Refresh) => 2,
+            Route::Proxy(Callback::Subscribe) => 3,
+            Route::Proxy(Callback::SubRefresh) => 4,
+            Route::Healthz => 5,
+            Route::Readyz => 6,
+            Route::Metrics => 7,
+        }
+    }
+
+    /// True for the routes that never read a request body.
+    pub fn reads_no_body(self) -> bool {
+        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+    }
+
+    /// The `route` metric label (a closed set).
+    pub fn label(self) -> &'static str {
+        ROUTE_LABELS[self.index()]
+    }
+}
+
+/// Which listener a request arrived on. [`crate::serve`] decides it from the listeners it was
+/// given, the one source of truth for where `/metrics` is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The main listener: everything, and `/metrics` when `serves_metrics` (no metrics
+    /// listener of its own).
+    Main { serves_metrics: bool },
+    /// The separate metrics listener: `/metrics` and `/healthz` only.
+    Metrics,
+}
+
+/// Resolves a method and path; 404 for an unknown path, 405 for a known one with another method.
+pub fn route(method: &Method, path: &str, listener: Listener) -> Result<Route, ApiError> {
+    let main = matches!(listener, Listener::Main { .. });
+    let (route, allowed) = match (main, path) {
+        (true, "/tokens") => (Route::Tokens, Method::POST),
+        (true, "/centrifugo/connect") => (Route::Proxy(Callback::Connect), Method::POST),
+        (true, "/centrifugo/refresh") => (Route::Proxy(Callback::Refresh), Method::POST),
+        (true, "/centrifugo/subscribe") => (Route::Proxy(Callback::Subscribe), Method::POST),
+        (true, "/centrifugo/sub_refresh") => (Route::Proxy(Callback::SubRefresh), Method::POST),
+        (true, "/readyz") => (Route::Readyz, Method::GET),
+        (_, "/healthz") => (Route::Healthz, Method::GET),
+        (_, "/metrics")
+            if listener == Listener::Metrics
+                || listener
+                    == (Listener::Main {
+                        serves_metrics: true,
+                    }) =>
+        {
+            (Route::Metrics, Method::GET)
+        }
+        _ => return Err(ApiError::NotFound),
+    };
+    let ok = *method == allowed || (allowed == Method::GET && *method == Method::HEAD);
+    if ok {
+        Ok(route)
+    } else if allowed == Method::POST {
+        Err(ApiError::MethodNotAllowed("POST"))
+    } else {
+        Err(ApiError::MethodNotAllowed("GET"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_are_the_documented_ones() {
+        let all = [
+            (Route::Tokens, "tokens"),
+            (Route::Proxy(Callback::Connect), "centrifugo_connect"),
+            (Route::Proxy(Callback::Refresh), "centrifugo_refresh"),
+            (Route::Proxy(Callback::Subscribe), "centrifugo_subscribe"),
+            (Route::Proxy(Callback::SubRefresh), "centrifugo_sub_refresh"),
+            (Route::Healthz, "healthz"),
+            (Route::Readyz, "readyz"),
+            (Route::Metrics, "metrics"),
+        ];
+        for (route, label) in all {
+            assert_eq!(route.label(), label);
+            assert_ne!(route.index(), UNMATCHED);
+        }
+        assert_eq!(ROUTE_LABELS[UNMATCHED], "unmatched");
+    }
+
+    #[test]
+    fn not_found_is_not_method_not_allowed() {
+        let main = Listener::Main {
+            serves_metrics: true,
+        };
+        let r = |m: Method, p: &str| route(&m, p, main).map_err(|e| e.code());
+        assert_eq!(r(Method::POST, "/tokens"), Ok(Route::Tokens));
+        assert_eq!(r(Method::GET, "/tokens"), Err("method_not_allowed"));
+        assert_eq!(r(Method::POST, "/nope"), Err("not_found"));
+        assert_eq!(r(Method::POST, "/healthz"), Err("method_not_allowed"));
+        assert_eq!(r(Method::GET, "/metrics"), Ok(Route::Metrics));
+        assert_eq!(
+            route(
+                &Method::GET,
+                "/metrics",
+                Listener::Main {
+                    serves_metrics: false
+                }
+            )
+            .map_err(|e| e.code()),
+            Err("not_found")
+        );
+        assert_eq!(
+            route(&Method::POST, "/tokens", Listener::Metrics).map_err(|e| e.code()),
+            Err("not_found")
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The SQLite schema steps, applied in order under the write lock, each after its precheck.
+
+use rusqlite::Connection;
+
+use super::map_err;
+use crate::store::StoreError;
+
+/// Refuses a database a migration step cannot safely apply to, before anything changes.
+type Precheck = fn(&Connection) -> Result<(), StoreError>;
+
+/// One schema step: an optional precheck, then the SQL.
+struct Migration {
+    check: Option<Precheck>,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        check: None,
+        sql: r#"
+CREATE TABLE users (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT,
+    image TEXT,
+    custom TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    tokens_valid_after INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE api_keys (
+    name TEXT PRIMARY KEY NOT NULL,
+    prefix TEXT NOT NULL,
+    hash BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at INTEGER
+);
+"#,
+    },
+    Migration {
+        check: Some(users_rebuild_is_safe),
+        sql: r#"
+-- 2: users keyed by their text id directly (WITHOUT ROWID): a lookup or upsert walks one B-tree
+-- instead of the primary-key index and then the table. Same columns, same rows.
+CREATE TABLE users_by_id (
+    id TEXT PRIMARY KEY NOT NULL,
+    name TEXT,
+    image TEXT,
+    custom TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    tokens_valid_after INTEGER NOT NULL DEFAULT 0,
+    revision INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO users_by_id (id, name, image, custom, disabled, tokens_valid_after, revision, created_at, updated_at)
+    SELECT id, name, image, custom, disabled, tokens_valid_after, revision, created_at, updated_at FROM users;
+DROP TABLE users;
+ALTER TABLE users_by_id RENAME TO users;
+"#,
+    },
+];
+
+pub(super) fn migrate(c: &Connection) -> Result<(), StoreError> {
+    let version = |c: &Connection| {
+        c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+            .map_err(map_err)
+    };
+    let before = version(c)?;
+    refuse_if_newer(before)?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(before as usize) {
+        // IMMEDIATE: take the write lock first and read the version again under it, so two
+        // processes opening an old database at once (server and CLI) apply each step once.
+        c.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+        let applied = (|| {
+            if version(c)? <= i as i64 {
+                if let Some(check) = step.check {
+                    check(c)?;
+                }
+                c.execute_batch(step.sql).map_err(map_err)?;
+                c.pragma_update(None, "user_version", (i + 1) as i64)
+                    .map_err(map_err)?;
+            }
+            c.execute_batch("COMMIT").map_err(map_err)
+        })();
+        if let Err(e) = applied {
+            let _ = c.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    // Again: a newer binary may have moved the schema on while this one waited for the lock.
+    refuse_if_newer(version(c)?)?;
+    if (before as usize) < MIGRATIONS.len() {
+        // A rebuild leaves its copy in the WAL; give that space back now rather than keep a
+        // WAL file the size of the table until the next restart.
+        let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+    Ok(())
+}
+
+fn refuse_if_newer(version: i64) -> Result<(), StoreError> {
+    if version < 0 || version as usize > MIGRATIONS.len() {
+        return Err(StoreError::Internal(
+            format!(
+                "database schema version {version} is newer than this binary understands ({}); upgrade chatsdk-auth",
+                MIGRATIONS.len()
+            )
+            .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Schema 2 rebuilds `users` (copy, drop, rename). Anything else in the database — an extra
+/// column, index, trigger, view or table — would be dropped or would make the rebuild fail, so
+/// the upgrade refuses, before changing anything, and says what it found.
+fn users_rebuild_is_safe(c: &Connection) -> Result<(), StoreError> {
+    const COLUMNS: [&str; 9] = [
+        "id",
+        "name",
+        "image",
+        "custom",
+        "disabled",
+        "tokens_valid_after",
+        "revision",
+        "created_at",
+        "updated_at",
+    ];
+    let list = |sql: &str| -> Result<Vec<String>, StoreError> {
+        let mut st = c.prepare(sql).map_err(map_err)?;
+        let rows = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    };
+    let columns = list("SELECT name FROM pragma_table_info('users') ORDER BY cid")?;
+    let mut found = list(
+        r"SELECT type || ' ' || name FROM sqlite_master
+          WHERE name NOT IN ('users', 'api_keys') AND name NOT LIKE 'sqlite\_%' ESCAPE '\'
+          ORDER BY name",
+    )?;
+    if columns != COLUMNS {
+        found.insert(0, format!("users columns ({})", columns.join(", ")));
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(StoreError::Internal(
+        format!(
+            "cannot upgrade the SQLite schema to version 2: it rebuilds the users table, and the \
+         database holds what this service did not create: {}. Back the file up, remove those \
+         (or apply schema 2 by hand) and start again",
+            found.join("; ")
+        )
+        .into(),
+    ))
+}
