@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end load benchmark: bash tests/bench/load.sh
 #
-# Builds the release binary, starts it on a tmpfs data directory (the server pinned to CPU 0,
+# Builds the dist binary (`--profile dist`, what operators deploy), starts it on a tmpfs data directory (the server pinned to CPU 0,
 # wrk to CPU 1, per-request logging on at info), then loads POST /tokens (userId drawn from
 # 10,000 ids: inserts and updates), POST /centrifugo/connect (1,000 wsTokens minted by the
 # server) and POST /centrifugo/refresh, and prints req/s, p50/p99 and the server's peak RSS.
@@ -15,8 +15,8 @@ PORT=${PORT:-18181}
 DB_DIR=${DB_DIR:-/dev/shm}
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked -q
-BIN=$PWD/target/release/chatsdk-auth
+cargo build --profile dist --locked -q
+BIN=$PWD/target/dist/chatsdk-auth
 WORK=$(mktemp -d "$DB_DIR/chatsdk-load.XXXXXX")
 SCRIPTS=$(mktemp -d)
 PID=""
