@@ -1,122 +1,12 @@
 //! Runs the real binary the way an operator does: first start on an empty directory, the CLI
 //! against the running server, SIGTERM, and a check that no secret reached the logs.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use serde_json::{json, Value};
 
 use crate::helpers::{verify_hs256, UUID};
-
-const BIN: &str = env!("CARGO_BIN_EXE_chatsdk-auth");
-
-struct Server {
-    child: Child,
-    addr: String,
-    logs: Arc<Mutex<Vec<String>>>,
-}
-
-fn start(dir: &Path, envs: &[(&str, &str)]) -> Server {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .current_dir(dir)
-        .env("CHATSDK_AUTH_SERVER__LISTEN", "127.0.0.1:0")
-        .env("CHATSDK_AUTH_LOG__FORMAT", "json")
-        .env("CHATSDK_AUTH_LOG__LEVEL", "debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let logs = Arc::new(Mutex::new(Vec::new()));
-    let (tx, rx) = mpsc::channel();
-    let sink = logs.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "listening" {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
-                }
-            }
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = child.kill();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "server did not log its address ({e}): {:?}",
-                logs.lock().unwrap()
-            );
-        }
-    };
-    Server { child, addr, logs }
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-impl Server {
-    fn url(&self, p: &str) -> String {
-        format!("http://{}{}", self.addr, p)
-    }
-
-    async fn wait_ready(&self, c: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = c.get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            assert!(Instant::now() < deadline, "not ready in time");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// SIGTERM, then wait (bounded) for the exit status.
-    fn terminate(self) -> (std::process::ExitStatus, Vec<String>) {
-        self.signal("-TERM")
-    }
-
-    /// Sends a signal (`-TERM`, `-INT`), then waits (bounded) for the exit status.
-    fn signal(mut self, sig: &str) -> (std::process::ExitStatus, Vec<String>) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "did not exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // Let the reader thread drain the last lines.
-        std::thread::sleep(Duration::from_millis(50));
-        let logs = self.logs.lock().unwrap().clone();
-        (status, logs)
-    }
-}
+use crate::process::{cli, stdout, Server, BIN};
 
 async fn post_tokens(c: &reqwest::Client, s: &Server, key: &str, body: Value) -> (u16, Value) {
     let r = c
@@ -133,7 +23,7 @@ async fn post_tokens(c: &reqwest::Client, s: &Server, key: &str, body: Value) ->
 async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let server = start(dir, &[]);
+    let server = Server::start(dir, &[]);
     let c = reqwest::Client::new();
     server.wait_ready(&c).await;
 
@@ -329,7 +219,7 @@ async fn initial_key_from_env_and_check_config_redaction() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let initial = format!("chatsdk_{}", "k".repeat(43));
-    let server = start(dir, &[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &initial)]);
+    let server = Server::start(dir, &[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &initial)]);
     let c = reqwest::Client::new();
     server.wait_ready(&c).await;
     assert_eq!(
@@ -361,7 +251,7 @@ async fn initial_key_from_env_and_check_config_redaction() {
 #[tokio::test]
 async fn sigint_also_drains_and_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start(tmp.path(), &[]);
+    let server = Server::start(tmp.path(), &[]);
     server.wait_ready(&reqwest::Client::new()).await;
     let (status, logs) = server.signal("-INT");
     assert!(status.success(), "{status:?}");
@@ -374,7 +264,7 @@ async fn one_worker_thread_serves_and_drains() {
     // scheduler: same answers, same graceful stop.
     let tmp = tempfile::tempdir().unwrap();
     let key = format!("chatsdk_{}", "w".repeat(43));
-    let server = start(
+    let server = Server::start(
         tmp.path(),
         &[
             ("CHATSDK_AUTH_SERVER__WORKER_THREADS", "1"),

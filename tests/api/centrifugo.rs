@@ -1,5 +1,6 @@
-//! Contract tests built field by field from shared/centrifugo.md (§1, §3, §4, §5, §12): the
-//! exact bodies Centrifugo sends, and the exact decisions it expects back.
+//! Contract tests built field by field from Centrifugo's proxy and authentication docs
+//! (https://centrifugal.dev/docs/server/proxy, https://centrifugal.dev/docs/server/authentication):
+//! the exact bodies Centrifugo sends, and the exact decisions it expects back.
 
 use base64::Engine;
 use serde_json::{json, Value};

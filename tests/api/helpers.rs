@@ -3,14 +3,60 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use base64::Engine;
+use chatsdk_auth::app::StartError;
 use chatsdk_auth::config::RawConfig;
-use chatsdk_auth::App;
+use chatsdk_auth::{App, Config};
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::oneshot;
 
+use crate::pg::PgServer;
+
 pub const UUID: &str = "5c2f8a61-0d5e-4a5e-9d0f-2b7c1f3a9e10";
+
+/// The store a contract test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the app's data directory.
+    Sqlite,
+    /// A private PostgreSQL server (tests/api/pg.rs) for this test alone.
+    Postgres,
+}
+
+/// Points a config at PostgreSQL, with a short pool timeout so an outage answers quickly.
+pub fn use_postgres(c: &mut RawConfig, url: String) {
+    c.storage.backend = "postgres".into();
+    c.storage.postgres_url = url;
+    c.storage.postgres_timeout_ms = 500;
+}
+
+/// The database a test's apps share: nothing to run for SQLite, a PostgreSQL server otherwise.
+pub struct TestDb {
+    pub pg: Option<PgServer>,
+}
+
+impl TestDb {
+    pub async fn start(backend: Backend) -> TestDb {
+        let pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PgServer::start().await),
+        };
+        TestDb { pg }
+    }
+
+    /// Sets the storage backend (and URL) of a config to this database.
+    pub fn configure(&self, c: &mut RawConfig) {
+        if let Some(pg) = &self.pg {
+            use_postgres(c, pg.url());
+        }
+    }
+}
+
+/// Everything the service does before binding (secrets, store, first key), as `serve` runs it.
+pub async fn start_app(config: Config) -> Result<Arc<App>, StartError> {
+    App::start(config, chatsdk_auth::telemetry::AccessLog::disabled()).await
+}
 
 /// A running server on 127.0.0.1:0 with its own data directory.
 pub struct TestApp {
@@ -19,14 +65,34 @@ pub struct TestApp {
     pub key: String,
     pub app: Arc<App>,
     pub dir: PathBuf,
+    /// The PostgreSQL URL when the app runs on PostgreSQL.
+    pg_url: Option<String>,
     _tmp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<bool>>,
+    /// Declared last: dropped after the server has been told to stop.
+    _db: Option<TestDb>,
 }
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
         Self::spawn_with(|_| {}).await
+    }
+
+    /// A server on `backend`, with a database of its own.
+    pub async fn spawn_on(backend: Backend) -> TestApp {
+        Self::spawn_on_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_on_with(backend: Backend, f: impl FnOnce(&mut RawConfig)) -> TestApp {
+        let db = TestDb::start(backend).await;
+        let mut t = Self::spawn_with(|c| {
+            db.configure(c);
+            f(c)
+        })
+        .await;
+        t._db = Some(db);
+        t
     }
 
     pub async fn spawn_with(f: impl FnOnce(&mut RawConfig)) -> TestApp {
@@ -44,10 +110,9 @@ impl TestApp {
         raw.storage.data_dir = dir.to_string_lossy().into_owned();
         raw.log.level = "warn".into();
         f(&mut raw);
+        let pg_url = (raw.storage.backend == "postgres").then(|| raw.storage.postgres_url.clone());
         let config = raw.validate().expect("test config is valid");
-        let app = App::start(config, chatsdk_auth::telemetry::AccessLog::disabled())
-            .await
-            .unwrap();
+        let app = start_app(config).await.unwrap();
         let key = match app
             .store
             .create_api_key("test", chatsdk_auth::now_unix())
@@ -72,9 +137,11 @@ impl TestApp {
             key,
             app,
             dir: dir.to_path_buf(),
+            pg_url,
             _tmp: None,
             stop: Some(tx),
             task: Some(task),
+            _db: None,
         }
     }
 
@@ -177,18 +244,43 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// The value of one sample in /metrics, e.g. `chatsdk_auth_tokens_issued_total{kind="ws"}`.
+    /// The text of `GET /metrics`.
+    pub async fn metrics_text(&self) -> String {
+        let r = self.client.get(self.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200, "GET /metrics");
+        r.text().await.unwrap()
+    }
+
+    /// The value of one sample in /metrics, e.g. `chatsdk_auth_tokens_issued_total{kind="ws"}`;
+    /// panics when the series is not exposed.
     pub async fn metric(&self, series: &str) -> f64 {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        metric_value(&text, series)
+        metric_value(&self.metrics_text().await, series)
+    }
+
+    /// Rows for user `id` in the store's users table, read with the database's own client.
+    pub async fn user_rows(&self, id: &str) -> i64 {
+        match &self.pg_url {
+            Some(url) => {
+                let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(conn);
+                db.query_one(
+                    "SELECT count(*) FROM chatsdk_auth_users WHERE id = $1",
+                    &[&id],
+                )
+                .await
+                .unwrap()
+                .get(0)
+            }
+            None => {
+                let db = rusqlite::Connection::open(self.dir.join("chatsdk-auth.db")).unwrap();
+                db.query_row("SELECT count(*) FROM users WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+            }
+        }
     }
 }
 
@@ -200,15 +292,33 @@ impl Drop for TestApp {
     }
 }
 
-/// Finds `series` (exact name and label text) in a Prometheus exposition; 0 if absent.
-pub fn metric_value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            (name == series).then(|| value.parse::<f64>().unwrap())
+/// The value of `series` (exact name and label text, as exposed) in a Prometheus exposition,
+/// or None when it is not there.
+pub fn find_metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| {
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("{series}: {value:?} is not a number"))
         })
-        .unwrap_or(0.0)
+    })
+}
+
+/// The value of `series` in a Prometheus exposition. A missing series fails the test, naming
+/// it and listing what its family does expose, so a renamed metric or label cannot pass as 0.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    find_metric(text, series).unwrap_or_else(|| {
+        let family = series.split('{').next().unwrap_or(series);
+        let present: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(family))
+            .collect();
+        panic!(
+            "series {series} is not in /metrics; its family has:\n{}",
+            present.join("\n")
+        )
+    })
 }
 
 /// Verifies an HS256 JWT with an HMAC computed here (independent of `jsonwebtoken`), and
@@ -255,6 +365,11 @@ pub fn connect_body(extra: Value) -> String {
         b[k] = v.clone();
     }
     b.to_string()
+}
+
+/// A connect request body carrying `token` in `data`, as a client's connect sends it.
+pub fn connect_with(token: &str) -> String {
+    connect_body(json!({"data": {"token": token}}))
 }
 
 /// A refresh (no channel) or subscribe/sub_refresh (channel) request body.

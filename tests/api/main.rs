@@ -1,19 +1,28 @@
-//! Integration tests: the real server over loopback HTTP, real SQLite files in temp dirs.
+//! Integration tests, one binary: the real server over loopback HTTP, real SQLite files in
+//! temp dirs, a private PostgreSQL, the built binary as a process and a real Prometheus.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 /// The built binary: first start, CLI against a running server, SIGTERM, log hygiene.
 mod binary;
 /// Centrifugo: proxy contract tests and the generated Centrifugo config.
 mod centrifugo;
-/// TestApp (in-process server on port 0), independent JWT verification, HTTP helpers.
+/// TestApp (in-process server on port 0, on either backend), independent JWT verification,
+/// HTTP and metrics helpers.
 mod helpers;
 /// Health, readiness, metrics endpoints and routing errors.
 mod ops;
 /// A private PostgreSQL server for the tests.
 mod pg;
-/// The PostgreSQL backend: contract, shared replicas, outage and recovery.
+/// The PostgreSQL backend beyond the token contract: shared replicas, outage and recovery.
 mod postgres;
-/// POST /tokens: contract, claims, upsert, validation, keys, persistence.
+/// The built binary and other programs as child processes; free ports for programs that
+/// need one.
+mod process;
+/// Observability end to end: the built binary scraped by a real Prometheus, the dashboard's
+/// queries and the alert rules evaluated against what the traffic produced.
+mod prometheus;
+/// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
+/// persistence), and SQLite's migrations.
 mod tokens;
 /// The SQLite WAL stays bounded under load; unchanged profiles are not rewritten.
 mod wal;

@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{metric_value, TestApp};
+use crate::helpers::{metric_value, start_app, TestApp};
 
 #[tokio::test]
 async fn health_and_readiness_are_json() {
@@ -86,24 +86,17 @@ async fn metrics_can_require_a_bearer_token_and_move_to_their_own_listener() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // A separate listener: /metrics there, 404 on the main one.
+    // A separate listener: /metrics there, 404 on the main one. Which listeners serve() is
+    // handed decides it; both are bound here on port 0.
     let tmp = tempfile::tempdir().unwrap();
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let maddr = l.local_addr().unwrap();
-    drop(l);
     let mut raw = chatsdk_auth::config::RawConfig::default();
     raw.server.listen = "127.0.0.1:0".into();
-    raw.metrics.listen = maddr.to_string();
     raw.storage.data_dir = tmp.path().join("d").to_string_lossy().into_owned();
-    let app = chatsdk_auth::App::start(
-        raw.validate().unwrap(),
-        chatsdk_auth::telemetry::AccessLog::disabled(),
-    )
-    .await
-    .unwrap();
+    let app = start_app(raw.validate().unwrap()).await.unwrap();
     let main = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let maddr_main = main.local_addr().unwrap();
-    let metrics = tokio::net::TcpListener::bind(maddr).await.unwrap();
+    let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let maddr = metrics.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(chatsdk_auth::serve(main, Some(metrics), app, async {
         let _ = rx.await;

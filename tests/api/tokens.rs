@@ -1,16 +1,64 @@
+//! `POST /tokens`: the contract (shape, claims, upsert, validation, keys, persistence), run on
+//! SQLite and on PostgreSQL alike, then what is SQLite's own: schema migrations.
+
 use std::collections::BTreeSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_session_matches_user, now, try_verify_hs256, verify_hs256, TestApp};
+use crate::helpers::{
+    assert_session_matches_user, now, start_app, try_verify_hs256, verify_hs256, Backend, TestApp,
+    TestDb,
+};
+
+/// Runs each named contract test once per backend, as `tokens::sqlite::<name>` and
+/// `tokens::postgres::<name>`.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    seed_request_returns_the_documented_shape,
+    rest_token_claims_and_key,
+    ws_token_is_a_centrifugo_connection_token,
+    ws_info_carries_only_the_fields_the_user_has,
+    configured_audience_issuer_ttl_and_channels_are_applied,
+    upsert_updates_keeps_and_clears_fields_without_duplicating,
+    concurrent_upserts_of_one_user_leave_one_row,
+    invalid_requests_are_400_naming_the_field_and_write_nothing,
+    a_valid_update_after_a_rejected_one_keeps_the_old_profile,
+    bad_api_keys_are_401_with_the_seed_wording,
+    several_keys_rotate_and_a_revoked_key_stops_working_at_once,
+    wrong_content_type_is_415_and_large_bodies_are_413,
+    disabled_users_get_403_and_nothing_changes,
+    tokens_minted_after_a_revocation_are_not_revoked,
+    restart_keeps_users_keys_and_secrets,
+    a_rejected_request_does_not_even_record_key_use,
+    the_proxies_view_of_a_disabled_and_revoked_user_matches_the_record,
+);
 
 fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
-#[tokio::test]
-async fn seed_request_returns_the_documented_shape() {
-    let t = TestApp::spawn().await;
+async fn seed_request_returns_the_documented_shape(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let (s, b) = t
         .tokens(json!({
             "userId": "user-123", "name": "Alice Johnson", "image": "https://cdn.example/a.png",
@@ -33,9 +81,8 @@ async fn seed_request_returns_the_documented_shape() {
     assert!(b["wsToken"].as_str().unwrap().starts_with("eyJ"));
 }
 
-#[tokio::test]
-async fn rest_token_claims_and_key() {
-    let t = TestApp::spawn().await;
+async fn rest_token_claims_and_key(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let before = now();
     let b = t.mint("user-1").await;
     let token = b["token"].as_str().unwrap();
@@ -59,9 +106,8 @@ async fn rest_token_claims_and_key() {
     assert!(try_verify_hs256(token, &t.ws_key()).is_none());
 }
 
-#[tokio::test]
-async fn ws_token_is_a_centrifugo_connection_token() {
-    let t = TestApp::spawn().await;
+async fn ws_token_is_a_centrifugo_connection_token(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let b = t.mint("user-1").await;
     let ws = b["wsToken"].as_str().unwrap();
     let (h, c) = verify_hs256(ws, &t.ws_key());
@@ -70,7 +116,8 @@ async fn ws_token_is_a_centrifugo_connection_token() {
         try_verify_hs256(ws, &t.rest_key()).is_none(),
         "wsToken must not validate as REST"
     );
-    // shared/centrifugo.md §1.2: string sub, numeric iat/exp, no nbf, no channel, no exp 0.
+    // https://centrifugal.dev/docs/server/authentication: string sub, numeric iat/exp, no nbf,
+    // no channel, no exp 0.
     assert!(c["sub"].is_string());
     assert_eq!(c["sub"], "user-1");
     assert!(c["iat"].is_i64() && c["exp"].is_i64());
@@ -94,9 +141,8 @@ async fn ws_token_is_a_centrifugo_connection_token() {
     assert!(c["jti"].as_str().unwrap().len() >= 16);
 }
 
-#[tokio::test]
-async fn ws_info_carries_only_the_fields_the_user_has() {
-    let t = TestApp::spawn().await;
+async fn ws_info_carries_only_the_fields_the_user_has(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let (_, b) = t.tokens(json!({"userId": "only-name", "name": "Bo"})).await;
     let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
     assert_eq!(c["info"], json!({"name": "Bo"}));
@@ -112,9 +158,8 @@ async fn ws_info_carries_only_the_fields_the_user_has() {
     );
 }
 
-#[tokio::test]
-async fn configured_audience_issuer_ttl_and_channels_are_applied() {
-    let t = TestApp::spawn_with(|c| {
+async fn configured_audience_issuer_ttl_and_channels_are_applied(backend: Backend) {
+    let t = TestApp::spawn_on_with(backend, |c| {
         c.tokens.ws_audience = "centrifugo".into();
         c.tokens.ws_issuer = "chatsdk-auth".into();
         c.tokens.rest_audience = "my-api".into();
@@ -136,9 +181,8 @@ async fn configured_audience_issuer_ttl_and_channels_are_applied() {
     assert_eq!(r["aud"], "my-api");
 }
 
-#[tokio::test]
-async fn upsert_updates_keeps_and_clears_fields_without_duplicating() {
-    let t = TestApp::spawn().await;
+async fn upsert_updates_keeps_and_clears_fields_without_duplicating(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     // Sent as raw text: key order and spacing must survive exactly.
     let r = t
         .client
@@ -172,22 +216,13 @@ async fn upsert_updates_keeps_and_clears_fields_without_duplicating() {
     assert_eq!(b["user"], json!({"id": "u", "name": "B", "image": null}));
     let u = t.app.store.get_user("u").await.unwrap().unwrap();
     assert_eq!(u.custom, None);
-    assert_eq!(count_users(&t, "u"), 1);
+    assert_eq!(t.user_rows("u").await, 1);
 }
 
-fn count_users(t: &TestApp, id: &str) -> i64 {
-    let db = rusqlite::Connection::open(t.dir.join("chatsdk-auth.db")).unwrap();
-    db.query_row("SELECT count(*) FROM users WHERE id = ?1", [id], |r| {
-        r.get(0)
-    })
-    .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_upserts_of_one_user_leave_one_row() {
-    let t = TestApp::spawn().await;
+async fn concurrent_upserts_of_one_user_leave_one_row(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     t.concurrent_upserts("same", 64).await;
-    assert_eq!(count_users(&t, "same"), 1);
+    assert_eq!(t.user_rows("same").await, 1);
     assert_eq!(
         t.metric(r#"chatsdk_auth_users_upserted_total{result="created"}"#)
             .await,
@@ -200,9 +235,8 @@ async fn concurrent_upserts_of_one_user_leave_one_row() {
     );
 }
 
-#[tokio::test]
-async fn invalid_requests_are_400_naming_the_field_and_write_nothing() {
-    let t = TestApp::spawn().await;
+async fn invalid_requests_are_400_naming_the_field_and_write_nothing(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let long = "x".repeat(256);
     let cases: Vec<(Value, &str)> = vec![
         (json!({}), "invalid_user_id"),
@@ -286,9 +320,8 @@ async fn invalid_requests_are_400_naming_the_field_and_write_nothing() {
     );
 }
 
-#[tokio::test]
-async fn a_valid_update_after_a_rejected_one_keeps_the_old_profile() {
-    let t = TestApp::spawn().await;
+async fn a_valid_update_after_a_rejected_one_keeps_the_old_profile(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     t.tokens(json!({"userId": "keep", "name": "Old"})).await;
     let (s, _) = t
         .tokens(json!({"userId": "keep", "name": "New", "image": "ftp://nope"}))
@@ -307,9 +340,8 @@ async fn a_valid_update_after_a_rejected_one_keeps_the_old_profile() {
     );
 }
 
-#[tokio::test]
-async fn bad_api_keys_are_401_with_the_seed_wording() {
-    let t = TestApp::spawn().await;
+async fn bad_api_keys_are_401_with_the_seed_wording(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let body = json!({"userId": "u"});
     for key in [
         "",
@@ -339,11 +371,14 @@ async fn bad_api_keys_are_401_with_the_seed_wording() {
     assert!(t.app.store.get_user("u").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once() {
-    let t = TestApp::spawn().await;
+async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let second = t.app.store.create_api_key("second", now()).await.unwrap();
     assert!(second.starts_with("chatsdk_") && second.len() > 40);
+    assert!(
+        t.app.store.create_api_key("second", now()).await.is_err(),
+        "names are unique"
+    );
     assert_eq!(
         t.tokens_with_key(&second, json!({"userId": "u"})).await.0,
         200
@@ -356,6 +391,7 @@ async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once() {
         200
     );
     let list = t.app.store.list_api_keys().await.unwrap();
+    assert_eq!(list.len(), 3, "the first start's key, test and second");
     let test = list.iter().find(|k| k.name == "test").unwrap();
     assert!(test.revoked_at.is_some() && test.last_used_at.is_some());
     assert!(
@@ -369,9 +405,8 @@ async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once() {
     );
 }
 
-#[tokio::test]
-async fn wrong_content_type_is_415_and_large_bodies_are_413() {
-    let t = TestApp::spawn().await;
+async fn wrong_content_type_is_415_and_large_bodies_are_413(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     for ct in [
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
@@ -454,9 +489,8 @@ fn futures_stream(
     tokio_stream::iter(chunks)
 }
 
-#[tokio::test]
-async fn disabled_users_get_403_and_nothing_changes() {
-    let t = TestApp::spawn().await;
+async fn disabled_users_get_403_and_nothing_changes(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     t.tokens(json!({"userId": "d", "name": "Before"})).await;
     assert!(t
         .app
@@ -495,9 +529,8 @@ async fn disabled_users_get_403_and_nothing_changes() {
     );
 }
 
-#[tokio::test]
-async fn tokens_minted_after_a_revocation_are_not_revoked() {
-    let t = TestApp::spawn().await;
+async fn tokens_minted_after_a_revocation_are_not_revoked(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     t.mint("r").await;
     let valid_after = now() + 1;
     assert!(t
@@ -511,16 +544,16 @@ async fn tokens_minted_after_a_revocation_are_not_revoked() {
     assert!(c["iat"].as_i64().unwrap() >= valid_after);
 }
 
-#[tokio::test]
-async fn restart_keeps_users_keys_and_secrets() {
+async fn restart_keeps_users_keys_and_secrets(backend: Backend) {
+    let db = TestDb::start(backend).await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let mut first = TestApp::start_in(&dir, |_| {}).await;
+    let mut first = TestApp::start_in(&dir, |c| db.configure(c)).await;
     first.mint("persist").await;
     let ws_key = first.ws_key();
     assert!(first.stop().await);
     drop(first);
-    let second = TestApp::start_in(&dir, |_| {}).await;
+    let second = TestApp::start_in(&dir, |c| db.configure(c)).await;
     assert_eq!(
         second.ws_key(),
         ws_key,
@@ -549,9 +582,8 @@ async fn responses_carry_a_request_id() {
     assert_eq!(r.headers()["x-request-id"].len(), 16);
 }
 
-#[tokio::test]
-async fn a_rejected_request_does_not_even_record_key_use() {
-    let t = TestApp::spawn().await;
+async fn a_rejected_request_does_not_even_record_key_use(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     let key = t.app.store.create_api_key("quiet", now()).await.unwrap();
     assert_eq!(t.tokens_with_key(&key, json!({"userId": ""})).await.0, 400);
     let listed = t.app.store.list_api_keys().await.unwrap();
@@ -634,8 +666,7 @@ async fn prepare_error(dir: &std::path::Path) -> String {
     let mut raw = chatsdk_auth::config::RawConfig::default();
     raw.server.listen = "127.0.0.1:0".into();
     raw.storage.data_dir = dir.to_string_lossy().into_owned();
-    let config = raw.validate().unwrap();
-    match chatsdk_auth::App::start(config, chatsdk_auth::telemetry::AccessLog::disabled()).await {
+    match start_app(raw.validate().unwrap()).await {
         Ok(_) => panic!("setup succeeded on {}", dir.display()),
         Err(e) => chatsdk_auth::error_chain::Chain(&e).to_string(),
     }
@@ -706,9 +737,8 @@ async fn a_database_newer_than_the_binary_is_refused() {
     assert_eq!(version, 99, "left as it was");
 }
 
-#[tokio::test]
-async fn the_proxies_view_of_a_disabled_and_revoked_user_matches_the_record() {
-    let t = TestApp::spawn().await;
+async fn the_proxies_view_of_a_disabled_and_revoked_user_matches_the_record(backend: Backend) {
+    let t = TestApp::spawn_on(backend).await;
     assert_eq!(t.tokens(json!({"userId": "dr", "name": "D"})).await.0, 200);
     t.app
         .store

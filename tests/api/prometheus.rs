@@ -14,60 +14,27 @@
 //! happened, so a single wave would give `rate()` one sample per series and the latency panels
 //! nothing but NaN. With two waves, the second one is an increase inside the rate window for
 //! every series, and every counter ends at exactly twice the per-wave amount.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-const BIN: &str = env!("CARGO_BIN_EXE_chatsdk-auth");
+use crate::helpers::{connect_body, connect_with, session_body, sign_hs256};
+use crate::process::{cli_ok, free_port, tool, KillOnDrop, Server};
+
 const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
 /// The scrape job name: the one `alerts.yml` matches on and the dashboard's `$job` lists.
 const JOB: &str = "chatsdk-auth";
 const WAVES: u32 = 2;
-const CLIENT: &str = "5c2f8a61-0d5e-4a5e-9d0f-2b7c1f3a9e10";
 const POLL: Duration = Duration::from_millis(100);
 
 type Labels = BTreeMap<String, String>;
 
 // ------------------------------------------------------------------------------ processes
-
-/// Kills its process when dropped, so a failing assertion never leaks a server.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `name` on PATH, else in /usr/bin; a clear failure (never a skip) when it is missing.
-fn tool(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed (looked on PATH and in /usr/bin). This test needs a \
-                 real Prometheus: run `bash tests/run.sh`, which installs the Debian `prometheus` \
-                 package (prometheus and promtool)."
-            )
-        })
-}
 
 fn deadline(secs: u64) -> Instant {
     Instant::now() + Duration::from_secs(secs)
@@ -80,44 +47,16 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-/// Starts `chatsdk-auth serve` in `dir` and returns it with the address from its `listening`
-/// log line. The log is drained on a thread so the pipe never fills.
-fn start_sidecar(dir: &Path) -> (KillOnDrop, String) {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .current_dir(dir)
-        .env("CHATSDK_AUTH_SERVER__LISTEN", "127.0.0.1:0")
-        .env("CHATSDK_AUTH_LOG__FORMAT", "json")
-        .env("CHATSDK_AUTH_STORAGE__BUSY_TIMEOUT_MS", "50")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chatsdk-auth serve");
-    let stderr = child.stderr.take().unwrap();
-    let guard = KillOnDrop(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                if v["message"] == "listening" {
-                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("chatsdk-auth logs its address within 30 s");
-    (guard, addr)
-}
-
-/// A free loopback port (bound, read, released; Prometheus binds it right after).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts `chatsdk-auth serve` in `dir` with JSON logs at the default level and a 50 ms busy
+/// timeout (so a held write lock answers 503 quickly).
+fn start_sidecar(dir: &Path) -> Server {
+    Server::start(
+        dir,
+        &[
+            ("CHATSDK_AUTH_LOG__LEVEL", "info"),
+            ("CHATSDK_AUTH_STORAGE__BUSY_TIMEOUT_MS", "50"),
+        ],
+    )
 }
 
 /// Starts Prometheus in `dir` scraping `target` every second, with a copy of alerts.yml, and
@@ -183,22 +122,6 @@ async fn start_prometheus(dir: &Path, target: &str, http: &reqwest::Client) -> (
         }
     }
     panic!("Prometheus did not start; its log:\n{last_log}");
-}
-
-/// Runs the CLI in the sidecar's directory; panics (without echoing stdout) on failure.
-fn cli(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chatsdk-auth {} failed: {}",
-        args[..2].join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 // ------------------------------------------------------------------------------ Prometheus API
@@ -503,33 +426,17 @@ struct Sidecar {
     ws_key: String,
 }
 
-/// Signs Centrifugo connection claims with the sidecar's HMAC key (HS256), for tokens the
-/// service would never mint (expired, or for a user it does not know).
-fn sign_ws(claims: &Value, key: &str) -> String {
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let head = b64.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let body = b64.encode(serde_json::to_vec(claims).unwrap());
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.as_bytes()).unwrap();
-    mac.update(format!("{head}.{body}").as_bytes());
-    format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
-}
-
-fn connect_body(token: Option<&str>) -> String {
+/// A connect body with `token` in `data`, or with no credentials at all.
+fn connect(token: Option<&str>) -> String {
     match token {
-        Some(t) => json!({"client": CLIENT, "transport": "websocket", "protocol": "json",
-                          "encoding": "json", "data": {"token": t}}),
-        None => json!({"client": CLIENT, "transport": "websocket", "protocol": "json",
-                       "encoding": "json"}),
+        Some(t) => connect_with(t),
+        None => connect_body(json!({})),
     }
-    .to_string()
 }
 
-fn session_body(user: &str, channel: Option<&str>) -> String {
-    let mut v = json!({"client": CLIENT, "user": user, "meta": {"iat": now_ms() / 1000}});
-    if let Some(c) = channel {
-        v["channel"] = json!(c);
-    }
-    v.to_string()
+/// A refresh or subscribe body for `user`, with the `meta` the connect proxy hands out.
+fn session(user: &str, channel: Option<&str>) -> String {
+    session_body(user, channel, Some(json!({"iat": now_ms() / 1000})))
 }
 
 impl Sidecar {
@@ -661,7 +568,7 @@ impl Sidecar {
     /// so each wave produces the same counts. Returns when the last response has arrived.
     async fn wave(&self, w: u32, e: &mut Expected) {
         let key_name = format!("wave-{w}");
-        let created = cli(&self.dir, &["api-key", "create", "--name", &key_name]);
+        let created = cli_ok(&self.dir, &["api-key", "create", "--name", &key_name]);
         let key = created.lines().last().unwrap().trim().to_string();
         let (alice, bob, carol) = (
             format!("alice-{w}"),
@@ -716,7 +623,7 @@ impl Sidecar {
         )
         .await;
         authed(e);
-        cli(&self.dir, &["user", "disable", &bob]);
+        cli_ok(&self.dir, &["user", "disable", &bob]);
         let body = json!({"userId": bob}).to_string();
         let want = (403, "user_disabled");
         self.tokens_rejected(Some(&key), json_ct, body, want, "user_disabled", e)
@@ -732,26 +639,20 @@ impl Sidecar {
             authed(e);
             db.execute_batch("ROLLBACK").unwrap();
         }
-        cli(&self.dir, &["user", "revoke-tokens", &carol]);
+        cli_ok(&self.dir, &["user", "revoke-tokens", &carol]);
 
         // --- Centrifugo proxy decisions.
         let now = now_ms() / 1000;
-        let expired = sign_ws(
+        let expired = sign_hs256(
             &json!({"sub": alice, "iat": now - 120, "exp": now - 60}),
             &self.ws_key,
         );
-        let unknown = sign_ws(
+        let unknown = sign_hs256(
             &json!({"sub": ghost, "iat": now, "exp": now + 600}),
             &self.ws_key,
         );
         let v = self
-            .decide(
-                "connect",
-                connect_body(Some(&alice_ws)),
-                "accepted",
-                "none",
-                e,
-            )
+            .decide("connect", connect(Some(&alice_ws)), "accepted", "none", e)
             .await;
         assert_eq!(v["result"]["user"], alice.as_str(), "{v}");
         for (token, reason, path, code) in [
@@ -778,7 +679,7 @@ impl Sidecar {
             (None, "no_credentials", "/disconnect/code", 4505),
         ] {
             let v = self
-                .decide("connect", connect_body(token), "rejected", reason, e)
+                .decide("connect", connect(token), "rejected", reason, e)
                 .await;
             assert_eq!(v.pointer(path), Some(&json!(code)), "connect {reason}: {v}");
         }
@@ -789,12 +690,12 @@ impl Sidecar {
         e.decision("connect", "error", "bad_request", 1);
 
         let v = self
-            .decide("refresh", session_body(&alice, None), "accepted", "none", e)
+            .decide("refresh", session(&alice, None), "accepted", "none", e)
             .await;
         assert!(v["result"]["expire_at"].is_i64(), "{v}");
         for (user, reason) in [(&ghost, "user_unknown"), (&bob, "user_disabled")] {
             let v = self
-                .decide("refresh", session_body(user, None), "rejected", reason, e)
+                .decide("refresh", session(user, None), "rejected", reason, e)
                 .await;
             assert_eq!(v["result"]["expired"], true, "refresh {reason}: {v}");
         }
@@ -803,30 +704,30 @@ impl Sidecar {
         let v = self
             .decide(
                 "subscribe",
-                session_body(&alice, Some(&room)),
+                session(&alice, Some(&room)),
                 "accepted",
                 "none",
                 e,
             )
             .await;
         assert!(v.get("result").is_some(), "{v}");
-        let body = session_body(&alice, Some("secret:room"));
+        let body = session(&alice, Some("secret:room"));
         let v = self
             .decide("subscribe", body, "rejected", "channel_forbidden", e)
             .await;
         assert_eq!(v["error"]["code"], 403, "{v}");
-        let body = session_body(&bob, Some(&room));
+        let body = session(&bob, Some(&room));
         let v = self
             .decide("subscribe", body, "rejected", "user_disabled", e)
             .await;
         assert_eq!(v["disconnect"]["code"], 4503, "{v}");
 
-        let body = session_body(&alice, Some(&room));
+        let body = session(&alice, Some(&room));
         let v = self
             .decide("sub_refresh", body, "accepted", "none", e)
             .await;
         assert!(v["result"]["expire_at"].is_i64(), "{v}");
-        let body = session_body(&alice, Some("secret:room"));
+        let body = session(&alice, Some("secret:room"));
         let v = self
             .decide("sub_refresh", body, "rejected", "channel_forbidden", e)
             .await;
@@ -959,7 +860,8 @@ async fn dashboard_alerts_and_counters_hold_against_a_real_prometheus() {
         .build()
         .unwrap();
 
-    let (_sidecar, addr) = start_sidecar(&side_dir);
+    let sidecar = start_sidecar(&side_dir);
+    let addr = sidecar.addr.clone();
     let (_prometheus, prom) = start_prometheus(&prom_dir, &addr, &http).await;
     let read = |f: &str| {
         std::fs::read_to_string(side_dir.join("data").join(f))
