@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use tokio::sync::oneshot;
 
-use crate::pg::PgServer;
+use crate::pg;
 
 pub const UUID: &str = "5c2f8a61-0d5e-4a5e-9d0f-2b7c1f3a9e10";
 
@@ -20,7 +20,7 @@ pub const UUID: &str = "5c2f8a61-0d5e-4a5e-9d0f-2b7c1f3a9e10";
 pub enum Backend {
     /// A SQLite file in the app's data directory.
     Sqlite,
-    /// A private PostgreSQL server (tests/api/pg.rs) for this test alone.
+    /// A database of its own on the tests' private PostgreSQL (tests/api/pg.rs).
     Postgres,
 }
 
@@ -31,24 +31,24 @@ pub fn use_postgres(c: &mut RawConfig, url: String) {
     c.storage.postgres_timeout_ms = 500;
 }
 
-/// The database a test's apps share: nothing to run for SQLite, a PostgreSQL server otherwise.
+/// The database a test's apps share: the data dir's SQLite file, or a new PostgreSQL database.
 pub struct TestDb {
-    pub pg: Option<PgServer>,
+    pub postgres_url: Option<String>,
 }
 
 impl TestDb {
     pub async fn start(backend: Backend) -> TestDb {
-        let pg = match backend {
+        let postgres_url = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(PgServer::start().await),
+            Backend::Postgres => Some(pg::database().await),
         };
-        TestDb { pg }
+        TestDb { postgres_url }
     }
 
     /// Sets the storage backend (and URL) of a config to this database.
     pub fn configure(&self, c: &mut RawConfig) {
-        if let Some(pg) = &self.pg {
-            use_postgres(c, pg.url());
+        if let Some(url) = &self.postgres_url {
+            use_postgres(c, url.clone());
         }
     }
 }
@@ -70,8 +70,6 @@ pub struct TestApp {
     _tmp: Option<tempfile::TempDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<bool>>,
-    /// Declared last: dropped after the server has been told to stop.
-    _db: Option<TestDb>,
 }
 
 impl TestApp {
@@ -86,13 +84,11 @@ impl TestApp {
 
     pub async fn spawn_on_with(backend: Backend, f: impl FnOnce(&mut RawConfig)) -> TestApp {
         let db = TestDb::start(backend).await;
-        let mut t = Self::spawn_with(|c| {
+        Self::spawn_with(|c| {
             db.configure(c);
             f(c)
         })
-        .await;
-        t._db = Some(db);
-        t
+        .await
     }
 
     pub async fn spawn_with(f: impl FnOnce(&mut RawConfig)) -> TestApp {
@@ -141,7 +137,6 @@ impl TestApp {
             _tmp: None,
             stop: Some(tx),
             task: Some(task),
-            _db: None,
         }
     }
 

@@ -1,23 +1,20 @@
-//! A private PostgreSQL server for tests: a copy of an `initdb` template in a temp dir,
-//! `postgres` on a free loopback port, stopped (or killed) on drop. Runs as the `postgres` user
-//! when the tests run as root, because PostgreSQL refuses to run as root.
+//! Private PostgreSQL for tests, two ways:
+//! - [`database`]: a fresh database (its own name, its own tables) on one cluster shared by
+//!   the test process, for tests that only need a PostgreSQL of their own to write to;
+//! - [`PgServer`]: a cluster for one test, which it can stop and restart (outage tests).
 //!
-//! `initdb` runs once per PostgreSQL version: its result is kept in Cargo's per-target temp dir
-//! (`target/tmp`) and copied for every server, which costs a fraction of a fresh `initdb`.
+//! Every cluster is a copy of an `initdb` template, made once per PostgreSQL version and kept
+//! in Cargo's per-target temp dir (`target/tmp`), served on a free loopback port. Runs as the
+//! `postgres` user when the tests run as root, because PostgreSQL refuses to run as root.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::process::free_port;
-
-pub struct PgServer {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    child: Option<Child>,
-}
 
 fn find_bin() -> PathBuf {
     if let Ok(dir) = std::env::var("CHATSDK_TEST_PG_BIN") {
@@ -136,84 +133,80 @@ fn template(bin: &Path) -> &'static Path {
     })
 }
 
-impl PgServer {
-    /// A fresh cluster (a copy of the template) serving on a free port. The port is chosen
-    /// before PostgreSQL binds it, so a port taken in between is detected and another tried.
-    pub async fn start() -> PgServer {
+/// A copy of the template in `dir`, and how to serve it.
+struct Cluster {
+    port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+}
+
+impl Cluster {
+    fn new(dir: &Path) -> Cluster {
         let bin = find_bin();
-        let dir = tempfile::tempdir().unwrap();
-        copy_tree(template(&bin), &dir.path().join("data"));
-        give_to_postgres(dir.path());
-        let mut pg = PgServer {
+        copy_tree(template(&bin), &dir.join("data"));
+        give_to_postgres(dir);
+        Cluster {
             port: 0,
-            dir,
+            dir: dir.to_path_buf(),
             bin,
-            child: None,
-        };
-        for _ in 0..5 {
-            pg.port = free_port();
-            if pg.try_run().await {
-                return pg;
-            }
-            eprintln!(
-                "PostgreSQL could not serve on port {}; trying another: {}",
-                pg.port,
-                pg.log()
-            );
         }
-        panic!("PostgreSQL did not start; its log:\n{}", pg.log());
     }
 
-    /// The connection string tests give the service.
-    pub fn url(&self) -> String {
-        format!("postgres://chatsdk@127.0.0.1:{}/postgres", self.port)
-    }
-
-    /// Restarts the server on the same data dir and port (the service keeps its URL); waits
-    /// until it answers.
-    pub async fn run(&mut self) {
-        assert!(
-            self.try_run().await,
-            "PostgreSQL did not restart on port {}: {}",
-            self.port,
-            self.log()
-        );
+    fn url(&self, database: &str) -> String {
+        format!("postgres://chatsdk@127.0.0.1:{}/{database}", self.port)
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join("postgres.log")).unwrap_or_default()
     }
 
-    /// Starts `postgres` and waits until it answers as this cluster; false when it exits
-    /// first (its port was taken).
-    async fn try_run(&mut self) -> bool {
-        let data = self.dir.path().join("data");
-        let log = std::fs::File::create(self.dir.path().join("postgres.log")).unwrap();
-        let mut child = pg_command(&self.bin, "postgres")
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &self.port.to_string(), "-k"])
-            .arg(self.dir.path())
-            .args([
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-            ])
+    /// `postgres` and its arguments for this cluster.
+    fn postgres(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec![self.bin.join("postgres").into(), "-D".into()];
+        args.push(self.dir.join("data").into());
+        for a in ["-p", &self.port.to_string(), "-k"] {
+            args.push(a.into());
+        }
+        args.push(self.dir.clone().into());
+        for a in [
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ] {
+            args.push(a.into());
+        }
+        args
+    }
+
+    /// Runs `argv` (as `postgres` when we are root) with stderr into the cluster's log.
+    fn spawn(&self, argv: &[OsString], stdin: Stdio) -> Child {
+        use std::os::unix::process::CommandExt;
+        let log = std::fs::File::create(self.dir.join("postgres.log")).unwrap();
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..])
+            .stdin(stdin)
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
+            .stderr(log);
+        if is_root() {
+            c.uid(id_of("-u")).gid(id_of("-g"));
+        }
+        c.spawn().unwrap()
+    }
+
+    /// Waits until this cluster answers on its port; false when `child` exits first (the port
+    /// was taken). Another cluster answering on the port does not count.
+    async fn wait_serving(&self, child: &mut Child) -> bool {
         let deadline = Instant::now() + Duration::from_secs(30);
+        let data = self.dir.join("data");
         loop {
             if child.try_wait().unwrap().is_some() {
                 return false;
             }
-            // Another cluster could be answering on this port: only ours counts.
             if let Ok((db, conn)) =
-                tokio_postgres::connect(&self.url(), tokio_postgres::NoTls).await
+                tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await
             {
                 tokio::spawn(conn);
                 let serving: String = db
@@ -222,7 +215,6 @@ impl PgServer {
                     .unwrap()
                     .get(0);
                 if Path::new(&serving) == data {
-                    self.child = Some(child);
                     return true;
                 }
             }
@@ -233,6 +225,118 @@ impl PgServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Picks a free port and starts `argv(self)`, again on a fresh port when it cannot bind.
+    async fn start(&mut self, argv: impl Fn(&Cluster) -> (Vec<OsString>, Stdio)) -> Child {
+        for _ in 0..5 {
+            self.port = free_port();
+            let (args, stdin) = argv(self);
+            let mut child = self.spawn(&args, stdin);
+            if self.wait_serving(&mut child).await {
+                return child;
+            }
+            eprintln!(
+                "PostgreSQL could not serve on port {}; trying another: {}",
+                self.port,
+                self.log()
+            );
+        }
+        panic!("PostgreSQL did not start; its log:\n{}", self.log());
+    }
+}
+
+/// The shared cluster: run under a `sh` watchdog that shuts PostgreSQL down and removes its
+/// directory once the test process is gone (its stdin, our pipe, reaches EOF), however the
+/// process ends. A static is never dropped, so nothing else would.
+struct Shared {
+    cluster: Cluster,
+    _sh: Child,
+    _watchdog: ChildStdin,
+}
+
+const WATCHDOG: &str = r#"dir=$1; shift
+exec 3<&0 0</dev/null
+"$@" 3<&- &
+pg=$!
+{ read -r _ <&3; kill -QUIT "$pg" 2>/dev/null
+  while kill -0 "$pg" 2>/dev/null; do sleep 0.1; done; rm -rf "$dir"; } &
+wait "$pg"
+"#;
+
+static SHARED: tokio::sync::OnceCell<Shared> = tokio::sync::OnceCell::const_new();
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+/// A connection string to a new, empty database on the test process's shared cluster.
+pub async fn database() -> String {
+    let shared = SHARED
+        .get_or_init(|| async {
+            let dir = tempfile::tempdir().unwrap().keep();
+            let mut cluster = Cluster::new(&dir);
+            let mut sh = cluster
+                .start(|c| {
+                    let mut argv: Vec<OsString> =
+                        vec!["sh".into(), "-c".into(), WATCHDOG.into(), "sh".into()];
+                    argv.push(c.dir.clone().into());
+                    argv.extend(c.postgres());
+                    (argv, Stdio::piped())
+                })
+                .await;
+            let watchdog = sh.stdin.take().unwrap();
+            Shared {
+                cluster,
+                _sh: sh,
+                _watchdog: watchdog,
+            }
+        })
+        .await;
+    let name = format!("test_{}", DATABASES.fetch_add(1, Ordering::Relaxed));
+    let (db, conn) =
+        tokio_postgres::connect(&shared.cluster.url("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    shared.cluster.url(&name)
+}
+
+/// A PostgreSQL cluster for one test, which it may stop and restart; killed on drop.
+pub struct PgServer {
+    cluster: Cluster,
+    _dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PgServer {
+    pub async fn start() -> PgServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(dir.path());
+        let child = cluster.start(|c| (c.postgres(), Stdio::null())).await;
+        PgServer {
+            cluster,
+            _dir: dir,
+            child: Some(child),
+        }
+    }
+
+    /// The connection string tests give the service.
+    pub fn url(&self) -> String {
+        self.cluster.url("postgres")
+    }
+
+    /// Restarts the server on the same data dir and port (the service keeps its URL); waits
+    /// until it answers.
+    pub async fn run(&mut self) {
+        let mut child = self.cluster.spawn(&self.cluster.postgres(), Stdio::null());
+        assert!(
+            self.cluster.wait_serving(&mut child).await,
+            "PostgreSQL did not restart on port {}: {}",
+            self.cluster.port,
+            self.cluster.log()
+        );
+        self.child = Some(child);
     }
 
     /// Fast shutdown (SIGINT: sessions are terminated), waiting for the process to exit.

@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::{
     connect_with, now, session_body, start_app, use_postgres, verify_hs256, TestApp,
 };
-use crate::pg::PgServer;
+use crate::pg::{self, PgServer};
 
 fn on_postgres(url: String) -> impl FnOnce(&mut chatsdk_auth::config::RawConfig) {
     move |c| {
@@ -21,11 +21,11 @@ fn on_postgres(url: String) -> impl FnOnce(&mut chatsdk_auth::config::RawConfig)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
-    let pg = PgServer::start().await;
+    let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let a = TestApp::start_in(&dir, on_postgres(pg.url())).await;
-    let b = TestApp::start_in(&dir, on_postgres(pg.url())).await;
+    let a = TestApp::start_in(&dir, on_postgres(url.clone())).await;
+    let b = TestApp::start_in(&dir, on_postgres(url)).await;
     assert_eq!(a.key, b.key);
     // A token minted by replica A is accepted by replica B's connect proxy.
     let ws = a.mint("shared").await["wsToken"]
@@ -73,6 +73,7 @@ async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_is_503_everywhere_then_recovers() {
+    // A cluster of its own: this test stops it.
     let mut pg = PgServer::start().await;
     let t = TestApp::spawn_with(on_postgres(pg.url())).await;
     let ws = t.mint("o").await["wsToken"].as_str().unwrap().to_string();
