@@ -17,7 +17,7 @@
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
 //!   `proxy/decision.rs` holds the closed label sets, `proxy/wire.rs` the wire types.
-//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
 //! - [`router`]: the single route table and its `route` labels; per-request timing, the
 //!   request deadline, access log and metrics.
 //! - [`server`]: the accept loop over already-bound listeners, with graceful drain.

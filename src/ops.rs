@@ -1,5 +1,6 @@
 //! Operational endpoints: `/healthz` (process up), `/readyz` (store reachable, not draining),
-//! `/metrics` (Prometheus text, optionally behind a bearer token).
+//! `/metrics` (Prometheus text, optionally behind a bearer token), `/openapi.json` (the API
+//! contract).
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -10,6 +11,13 @@ use crate::http::{json, ApiError, Resp};
 
 pub fn healthz() -> Resp {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
+}
+
+/// The OpenAPI 3.1 document of every route, committed as `src/openapi.json`.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
+pub fn openapi() -> Resp {
+    json(StatusCode::OK, Bytes::from_static(OPENAPI_JSON.as_bytes()))
 }
 
 pub async fn readyz(app: &App) -> Resp {

@@ -21,7 +21,7 @@ use crate::telemetry::access_log::Entry;
 use crate::{ops, tokens};
 
 use table::UNMATCHED;
-pub use table::{route, Listener, Route, ROUTE_LABELS};
+pub use table::{route, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
 
 /// Echoed (or generated) on every response.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -133,6 +133,7 @@ async fn dispatch(
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => Ok(ops::readyz(app).await),
         Route::Metrics => ops::metrics(app, req.headers()),
+        Route::OpenApi => Ok(ops::openapi()),
     }
 }
 

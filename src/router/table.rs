@@ -11,7 +11,7 @@ use crate::proxy::decision::Callback;
 
 /// The `route` label values, indexed by [`Route::index`] (the last is for requests that
 /// matched no route). The metrics registry is handed this list at startup.
-pub const ROUTE_LABELS: [&str; 9] = [
+pub const ROUTE_LABELS: [&str; 10] = [
     "tokens",
     "centrifugo_connect",
     "centrifugo_refresh",
@@ -20,6 +20,7 @@ pub const ROUTE_LABELS: [&str; 9] = [
     "healthz",
     "readyz",
     "metrics",
+    "openapi",
     "unmatched",
 ];
 
@@ -34,6 +35,7 @@ pub enum Route {
     Healthz,
     Readyz,
     Metrics,
+    OpenApi,
 }
 
 impl Route {
@@ -48,12 +50,16 @@ impl Route {
             Route::Healthz => 5,
             Route::Readyz => 6,
             Route::Metrics => 7,
+            Route::OpenApi => 8,
         }
     }
 
     /// True for the routes that never read a request body.
     pub fn reads_no_body(self) -> bool {
-        matches!(self, Route::Healthz | Route::Readyz | Route::Metrics)
+        matches!(
+            self,
+            Route::Healthz | Route::Readyz | Route::Metrics | Route::OpenApi
+        )
     }
 
     /// The `route` metric label (a closed set).
@@ -73,35 +79,67 @@ pub enum Listener {
     Metrics,
 }
 
+/// One (method, path) the main listener serves. `HEAD` is answered wherever `GET` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Endpoint {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub route: Route,
+}
+
+/// Every endpoint of the main listener: [`route`] resolves against this table, and
+/// `src/openapi.json` documents exactly these (tests/api/openapi.rs checks both ways). `/metrics`
+/// leaves the main listener when the metrics have a listener of their own, which serves only
+/// `/metrics` and `/healthz`.
+pub const ENDPOINTS: [Endpoint; 9] = [
+    Endpoint::post("/tokens", Route::Tokens),
+    Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
+    Endpoint::post("/centrifugo/refresh", Route::Proxy(Callback::Refresh)),
+    Endpoint::post("/centrifugo/subscribe", Route::Proxy(Callback::Subscribe)),
+    Endpoint::post(
+        "/centrifugo/sub_refresh",
+        Route::Proxy(Callback::SubRefresh),
+    ),
+    Endpoint::get("/healthz", Route::Healthz),
+    Endpoint::get("/readyz", Route::Readyz),
+    Endpoint::get("/metrics", Route::Metrics),
+    Endpoint::get("/openapi.json", Route::OpenApi),
+];
+
+impl Endpoint {
+    const fn post(path: &'static str, route: Route) -> Endpoint {
+        Endpoint {
+            method: "POST",
+            path,
+            route,
+        }
+    }
+
+    const fn get(path: &'static str, route: Route) -> Endpoint {
+        Endpoint {
+            method: "GET",
+            path,
+            route,
+        }
+    }
+}
+
 /// Resolves a method and path; 404 for an unknown path, 405 for a known one with another method.
 pub fn route(method: &Method, path: &str, listener: Listener) -> Result<Route, ApiError> {
-    let main = matches!(listener, Listener::Main { .. });
-    let (route, allowed) = match (main, path) {
-        (true, "/tokens") => (Route::Tokens, Method::POST),
-        (true, "/centrifugo/connect") => (Route::Proxy(Callback::Connect), Method::POST),
-        (true, "/centrifugo/refresh") => (Route::Proxy(Callback::Refresh), Method::POST),
-        (true, "/centrifugo/subscribe") => (Route::Proxy(Callback::Subscribe), Method::POST),
-        (true, "/centrifugo/sub_refresh") => (Route::Proxy(Callback::SubRefresh), Method::POST),
-        (true, "/readyz") => (Route::Readyz, Method::GET),
-        (_, "/healthz") => (Route::Healthz, Method::GET),
-        (_, "/metrics")
-            if listener == Listener::Metrics
-                || listener
-                    == (Listener::Main {
-                        serves_metrics: true,
-                    }) =>
-        {
-            (Route::Metrics, Method::GET)
-        }
-        _ => return Err(ApiError::NotFound),
+    let Some(e) = ENDPOINTS.iter().find(|e| e.path == path) else {
+        return Err(ApiError::NotFound);
     };
-    let ok = *method == allowed || (allowed == Method::GET && *method == Method::HEAD);
-    if ok {
-        Ok(route)
-    } else if allowed == Method::POST {
-        Err(ApiError::MethodNotAllowed("POST"))
+    let served = match listener {
+        Listener::Main { serves_metrics } => serves_metrics || e.route != Route::Metrics,
+        Listener::Metrics => matches!(e.route, Route::Metrics | Route::Healthz),
+    };
+    if !served {
+        return Err(ApiError::NotFound);
+    }
+    if method.as_str() == e.method || (e.method == "GET" && *method == Method::HEAD) {
+        Ok(e.route)
     } else {
-        Err(ApiError::MethodNotAllowed("GET"))
+        Err(ApiError::MethodNotAllowed(e.method))
     }
 }
 
@@ -120,10 +158,15 @@ mod tests {
             (Route::Healthz, "healthz"),
             (Route::Readyz, "readyz"),
             (Route::Metrics, "metrics"),
+            (Route::OpenApi, "openapi"),
         ];
         for (route, label) in all {
             assert_eq!(route.label(), label);
             assert_ne!(route.index(), UNMATCHED);
+        }
+        // Every route has exactly one endpoint.
+        for (route, _) in all {
+            assert_eq!(ENDPOINTS.iter().filter(|e| e.route == route).count(), 1);
         }
         assert_eq!(ROUTE_LABELS[UNMATCHED], "unmatched");
     }
@@ -139,6 +182,8 @@ mod tests {
         assert_eq!(r(Method::POST, "/nope"), Err("not_found"));
         assert_eq!(r(Method::POST, "/healthz"), Err("method_not_allowed"));
         assert_eq!(r(Method::GET, "/metrics"), Ok(Route::Metrics));
+        assert_eq!(r(Method::HEAD, "/openapi.json"), Ok(Route::OpenApi));
+        assert_eq!(r(Method::POST, "/openapi.json"), Err("method_not_allowed"));
         assert_eq!(
             route(
                 &Method::GET,
@@ -152,6 +197,10 @@ mod tests {
         );
         assert_eq!(
             route(&Method::POST, "/tokens", Listener::Metrics).map_err(|e| e.code()),
+            Err("not_found")
+        );
+        assert_eq!(
+            route(&Method::GET, "/openapi.json", Listener::Metrics).map_err(|e| e.code()),
             Err("not_found")
         );
     }
