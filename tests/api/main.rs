@@ -9,6 +9,8 @@ mod centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
+/// The committed OpenAPI document against the router and the running server.
+mod openapi;
 /// Health, readiness, metrics endpoints and routing errors.
 mod ops;
 /// A private PostgreSQL server for the tests.

@@ -174,7 +174,11 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
 }
 
 /// Sends headers and half of a 40-byte body, then waits for the whole answer.
-async fn stalled_body(t: &TestApp, path: &str, extra_header: &str) -> (Duration, String) {
+pub(crate) async fn stalled_body(
+    t: &TestApp,
+    path: &str,
+    extra_header: &str,
+) -> (Duration, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
     let head = format!(
