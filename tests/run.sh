@@ -7,6 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # tests/openapi.sh
+command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
   echo "[test] installing ${need[*]} (Debian packages)"
   SUDO=""; ((EUID == 0)) || SUDO=sudo
@@ -22,3 +24,5 @@ echo "[test] promtool: alert rules and their unit tests"
 (cd dashboards && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
 echo "[test] cargo test"
 cargo test --locked --lib --bins --tests   # no doctests: the crate has none, and an empty run would close the log
+echo "[test] API contract: openapi-spec-validator, then schemathesis against the built binary"
+bash tests/openapi.sh

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# The API contract against the real server (tests/run.sh calls it after `cargo test`):
+# validates src/openapi.json with openapi-spec-validator, starts target/debug/chatsdk-auth on a
+# temp data dir and runs schemathesis against it for every operation (tests/schemathesis.toml:
+# fixed seed, bounded examples, the API key, proxy secret and metrics token supplied).
+# Both tools come from PyPI, pinned, into a venv under target/ (reused when already there).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+PINS="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
+VENV=target/venv
+if [[ ! -x $VENV/bin/st || "$(cat "$VENV/pins" 2>/dev/null)" != "$PINS" ]]; then
+  echo "[openapi] installing $PINS into $VENV"
+  rm -rf "$VENV"
+  python3 -m venv "$VENV"
+  # shellcheck disable=SC2086 # one word per pin
+  "$VENV/bin/pip" install -q --disable-pip-version-check $PINS
+  echo "$PINS" >"$VENV/pins"
+fi
+
+echo "[openapi] openapi-spec-validator src/openapi.json"
+"$VENV/bin/openapi-spec-validator" src/openapi.json
+
+cargo build --locked --quiet --bin chatsdk-auth
+BIN=$PWD/target/debug/chatsdk-auth
+
+WORK=$(mktemp -d)
+SERVER=""
+cleanup() {
+  if [[ -n $SERVER ]]; then kill "$SERVER" 2>/dev/null && wait "$SERVER" || true; fi
+  [[ -n ${KEEP_WORK:-} ]] && cp "$WORK/server.log" "$KEEP_WORK"; rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+random() { python3 -c 'import secrets; print(secrets.token_urlsafe(32))'; }
+export CHATSDK_AUTH_SECRETS__INITIAL_API_KEY="chatsdk_$(random)"
+export CHATSDK_AUTH_SECRETS__PROXY_SECRET="$(random)"
+export CHATSDK_AUTH_SECRETS__METRICS_TOKEN="$(random)"
+
+# From the temp dir, so the repository's config/chatsdk-auth.toml is not read. Channels and a
+# subscription expiry are set so connect and subscribe answers carry their optional fields.
+(
+  cd "$WORK"
+  CHATSDK_AUTH_SERVER__LISTEN=127.0.0.1:0 \
+  CHATSDK_AUTH_STORAGE__DATA_DIR="$WORK/data" \
+  CHATSDK_AUTH_METRICS__REQUIRE_TOKEN=true \
+  CHATSDK_AUTH_CENTRIFUGO__USER_CHANNELS='["personal:#{userId}"]' \
+  CHATSDK_AUTH_CENTRIFUGO__SUBSCRIPTION_REFRESH_INTERVAL_SECONDS=600 \
+  CHATSDK_AUTH_LOG__FORMAT=json \
+  CHATSDK_AUTH_LOG__LEVEL=info \
+  exec "$BIN" serve 2>"$WORK/server.log"
+) &
+SERVER=$!
+
+fail() {
+  echo "[openapi] $*" >&2
+  tail -n 20 "$WORK/server.log" >&2 || true
+  exit 1
+}
+
+# The address from the "listening" line, then /readyz.
+ADDR=""
+for _ in $(seq 300); do
+  kill -0 "$SERVER" 2>/dev/null || fail "the server exited"
+  ADDR=$(sed -n 's/.*"message":"listening".*"addr":"\([^"]*\)".*/\1/p' "$WORK/server.log" | head -n1)
+  [[ -n $ADDR ]] && curl -sf "http://$ADDR/readyz" >/dev/null && break
+  ADDR=""
+  sleep 0.1
+done
+[[ -n $ADDR ]] || fail "the server did not become ready in 30 s"
+URL="http://$ADDR"
+
+# A user the documented examples name (user-123), so the examples reach the accepting answers
+# of refresh, subscribe and sub_refresh; its wsToken drives the accepting connect answers.
+WS_TOKEN=$(curl -sf -X POST "$URL/tokens" -H "X-API-Key: $CHATSDK_AUTH_SECRETS__INITIAL_API_KEY" \
+  -H 'Content-Type: application/json' \
+  -d '{"userId":"user-123","name":"Alice Johnson","image":"https://cdn.example/a.png","custom":{"role":"admin"}}' |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["wsToken"])')
+
+# The committed file, not the served URL: schemathesis leaves out the operation that serves the
+# document it loaded, and tests/api/openapi.rs already proves the two are the same bytes.
+ST=("$VENV/bin/st" --config-file tests/schemathesis.toml run src/openapi.json --url "$URL" --no-color)
+echo "[openapi] schemathesis: every operation"
+"${ST[@]}" || fail "schemathesis found contract violations (above)"
+echo "[openapi] schemathesis: connect with a valid wsToken forwarded as Authorization: Bearer"
+"${ST[@]}" --include-operation-id centrifugoConnect -H "Authorization: Bearer $WS_TOKEN" ||
+  fail "schemathesis found contract violations (above)"
+
+# The runs reached both an accepting and a refusing answer of every callback, so the schemas of
+# both were checked against real replies.
+curl -sf "$URL/metrics" -H "Authorization: Bearer $CHATSDK_AUTH_SECRETS__METRICS_TOKEN" |
+  python3 -c '
+import re, sys
+seen = {}
+for m in re.finditer(r"proxy_decisions_total\{callback=\"(\w+)\",outcome=\"(\w+)\",reason=\"(\w+)\"\} (\S+)", sys.stdin.read()):
+    if float(m[4]) > 0:
+        seen.setdefault((m[1], m[2]), []).append(f"{m[3]}={float(m[4]):g}")
+for key in sorted(seen):
+    print("[openapi]  ", *key, " ".join(seen[key]))
+missing = [f"{c} {o}" for c in ("connect", "refresh", "subscribe", "sub_refresh")
+           for o in ("accepted", "rejected") if (c, o) not in seen]
+sys.exit(f"[openapi] never reached: {missing}" if missing else 0)
+' || fail "the runs did not reach every kind of proxy answer"
+
+if grep -q 'panicked' "$WORK/server.log"; then fail "the server panicked"; fi
+kill "$SERVER"
+wait "$SERVER" || fail "the server did not stop cleanly"
+SERVER=""
+echo "[openapi] ok"
