@@ -4,6 +4,8 @@
 //! Lower layers first; each only imports modules listed above it (or its own children).
 //! - [`error_chain`]: error causes kept as values, and the one way a cause chain is printed.
 //! - [`api_key`]: the API-key format, generation, hashing, display prefix and name rules.
+//! - [`channels`]: channel rules (templates over the user's id and `custom`), compiled once and
+//!   matched without allocating; Centrifugo's channel-name rules. A leaf: imports nothing of ours.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
 //!   env) into a validated [`Config`]; split into `raw`, `load`, `validate` and `redact`.
 //! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
@@ -27,8 +29,8 @@
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
-//! - The lower layers (`error_chain`, `api_key`, `config`, `secrets`, `telemetry`, `metrics`,
-//!   `store`, `jwt`) never import handlers (`tokens`, `proxy`, `ops`), `router`, `app` or
+//! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `secrets`, `telemetry`,
+//!   `metrics`, `store`, `jwt`) never import handlers (`tokens`, `proxy`, `ops`), `router`, `app` or
 //!   `cli`. The metrics registry is handed the router's route labels; the proxy label sets
 //!   it pre-creates live in the leaf `proxy/decision.rs`.
 //! - There are no import cycles between files, except a module and its own children.
@@ -45,6 +47,7 @@
 pub mod api_key;
 pub mod app;
 pub mod centrifugo_config;
+pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod error_chain;
