@@ -1,12 +1,19 @@
 //! Generates a Centrifugo config (v6 nested or v5 flat) from the sidecar's live settings, so
 //! the HMAC key, audience/issuer, proxy endpoints, shared header and namespaces cannot drift.
 //!
+//! Every namespace of a channel rule is declared:
+//! with the subscribe proxy on when a rule there can be decided by it (private `$` channels never
+//! reach the proxy: Centrifugo admits them only with a subscription token), and sub_refresh on
+//! when `centrifugo.subscription_refresh_interval_seconds` is set. A subscription token is
+//! accepted in any declared namespace (https://centrifugal.dev/docs/server/channel_token_auth).
+//!
 //! Durations are always strings (`"1s"`): Centrifugo v6 reads a bare number as nanoseconds.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
 
+use crate::channels::RuleKind;
 use crate::config::Config;
 
 /// Connection authentication mode.
@@ -41,11 +48,11 @@ pub const PLACEHOLDERS: SecretValues<'static> = SecretValues {
 struct Namespaces {
     /// Namespaces of `user_channels` only: server-side subscriptions, no client permissions.
     server_side: BTreeSet<String>,
-    /// Namespaces of `subscribe_patterns` (a namespace in both lists lands here): the
-    /// subscribe proxy decides.
-    proxied: BTreeSet<String>,
-    /// A pattern without a namespace: `channel.without_namespace` asks the subscribe proxy.
-    without_namespace: bool,
+    /// Namespaces of subscribe rules (a namespace that also has `user_channels` lands here),
+    /// each with whether the subscribe proxy decides there (a non-private rule).
+    decided: BTreeMap<String, bool>,
+    /// Subscribe rules without a namespace: `Some(proxy)` declares `channel.without_namespace`.
+    without_namespace: Option<bool>,
 }
 
 impl Namespaces {
@@ -57,12 +64,12 @@ impl Namespaces {
             .iter()
             .map(|n| json!({ "name": n }))
             .collect();
-        ns.extend(self.proxied.iter().map(|n| {
+        ns.extend(self.decided.iter().map(|(n, proxy)| {
             json!({
                 "name": n,
                 "presence": true,
                 "join_leave": true,
-                flags.0: true,
+                flags.0: *proxy,
                 flags.1: sub_refresh_on,
             })
         }));
@@ -71,18 +78,28 @@ impl Namespaces {
 }
 
 fn namespaces(config: &Config) -> Namespaces {
-    let ns = |ch: &str| ch.split_once(':').map(|(n, _)| n.to_string());
-    let c = &config.centrifugo;
-    let proxied: BTreeSet<String> = c.subscribe_patterns.iter().filter_map(|p| ns(p)).collect();
+    let rules = &config.centrifugo.channel_rules;
+    let mut decided = BTreeMap::new();
+    let mut without_namespace = None;
+    for r in rules.iter().filter(|r| r.kind() == RuleKind::Subscribe) {
+        let proxy = !r.is_private();
+        let slot = match r.namespace() {
+            Some(ns) => decided.entry(ns.to_string()).or_insert(false),
+            None => without_namespace.get_or_insert(false),
+        };
+        *slot |= proxy;
+    }
+    let server_side = rules
+        .iter()
+        .filter(|r| r.kind() == RuleKind::ServerSide)
+        .filter_map(|r| r.namespace())
+        .filter(|ns| !decided.contains_key(*ns))
+        .map(str::to_string)
+        .collect();
     Namespaces {
-        server_side: c
-            .user_channels
-            .iter()
-            .filter_map(|t| ns(t))
-            .filter(|n| !proxied.contains(n))
-            .collect(),
-        without_namespace: c.subscribe_patterns.iter().any(|p| !p.contains(':')),
-        proxied,
+        server_side,
+        decided,
+        without_namespace,
     }
 }
 
@@ -179,9 +196,9 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         "prometheus": { "enabled": true },
         "health": { "enabled": true },
     });
-    if plan.without_namespace {
+    if let Some(proxy) = plan.without_namespace {
         doc["channel"]["without_namespace"] = json!({
-            "subscribe_proxy_enabled": true,
+            "subscribe_proxy_enabled": proxy,
             "sub_refresh_proxy_enabled": sub_refresh_on,
         });
     }
@@ -232,9 +249,9 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     let plan = namespaces(config);
     let sub_refresh_on = c.subscription_refresh_interval_seconds > 0;
     let ns = plan.list(("proxy_subscribe", "proxy_sub_refresh"), sub_refresh_on);
-    if plan.without_namespace {
+    if let Some(proxy) = plan.without_namespace {
         // v5: the top-level flags apply to channels without a namespace.
-        m.insert("proxy_subscribe".into(), json!(true));
+        m.insert("proxy_subscribe".into(), json!(proxy));
         m.insert("proxy_sub_refresh".into(), json!(sub_refresh_on));
     }
     m.insert("namespaces".into(), json!(ns));
@@ -317,5 +334,45 @@ mod tests {
             v5["proxy_static_http_headers"]["x-chatsdk-proxy-secret"],
             "P"
         );
+    }
+
+    #[test]
+    fn every_rule_namespace_is_declared_and_private_ones_skip_the_proxy() {
+        let mut raw = crate::config::RawConfig::default();
+        raw.centrifugo.user_channels = vec!["personal:#{userId}".into(), "feed:#{userId}".into()];
+        raw.centrifugo.channel_rules = vec![
+            "personal:#{userId}".into(),
+            "org:#{custom.organizationId}:*".into(),
+            "room:#{custom.rooms}".into(),
+            "$vault:#{custom.rooms}".into(),
+        ];
+        raw.centrifugo.subscription_refresh_interval_seconds = 600;
+        let config = raw.validate().unwrap();
+        let v = generate(&config, &S, Mode::Jwt, Version::V6);
+        let ns: Vec<(&str, &Value)> = v["channel"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap(), n))
+            .collect();
+        let names: Vec<&str> = ns.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, ["feed", "chat", "org", "personal", "room", "vault"]);
+        assert_eq!(ns[0].1, &json!({"name": "feed"}), "server-side only");
+        for (name, n) in &ns[1..] {
+            let proxied = *name != "vault";
+            assert_eq!(n["subscribe_proxy_enabled"], proxied, "{name}");
+            assert_eq!(n["sub_refresh_proxy_enabled"], true, "{name}");
+            assert_eq!(n["presence"], true, "{name}");
+        }
+        assert!(v["channel"].get("without_namespace").is_none());
+        let v5 = generate(&config, &S, Mode::Jwt, Version::V5);
+        let vault = v5["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "vault")
+            .unwrap();
+        assert_eq!(vault["proxy_subscribe"], false);
+        assert_eq!(vault["proxy_sub_refresh"], true);
     }
 }

@@ -23,6 +23,8 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+use crate::channels::ChannelRules;
+
 pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
 pub use raw::{
     RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage, RawTokens,
@@ -133,9 +135,9 @@ pub struct CentrifugoConfig {
     /// The base URL Centrifugo reaches the sidecar at, without a trailing `/`
     /// (`centrifugo.sidecar_url`).
     pub sidecar_url: String,
-    /// Channels any active user may subscribe to; a trailing `*` is a prefix
-    /// (`centrifugo.subscribe_patterns`).
-    pub subscribe_patterns: Vec<String>,
+    /// What a user may subscribe to: `centrifugo.channel_rules`, then
+    /// `centrifugo.subscribe_patterns`, then `centrifugo.user_channels`, compiled.
+    pub channel_rules: ChannelRules,
     /// Seconds until a proxied subscription is refreshed; 0 means never
     /// (`centrifugo.subscription_refresh_interval_seconds`).
     pub subscription_refresh_interval_seconds: i64,

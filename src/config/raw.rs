@@ -133,8 +133,13 @@ pub struct RawCentrifugo {
     /// Base URL Centrifugo uses to reach this sidecar (in generated configs).
     pub sidecar_url: String,
     /// Channels any active user may subscribe to through the subscribe proxy; a trailing `*`
-    /// matches any suffix. Default `["chat:*"]`.
+    /// matches any suffix. Default `["chat:*"]`. Each is a channel rule like those of
+    /// `channel_rules` (kept for existing configurations).
     pub subscribe_patterns: Vec<String>,
+    /// Channel templates a user may subscribe to (subscribe proxy, sub_refresh proxy and
+    /// `POST /tokens/subscription`), with `#{userId}`, `#{custom.<path>}` and a trailing `*`
+    /// (see [`crate::channels`]). Default empty.
+    pub channel_rules: Vec<String>,
     /// Seconds until a proxied subscription must be refreshed through sub_refresh; 0 (the
     /// default) gives subscriptions no expiry of their own (the connection refresh still
     /// enforces disable and revocation).
@@ -149,6 +154,7 @@ impl Default for RawCentrifugo {
             refresh_interval_seconds: 3600,
             sidecar_url: "http://127.0.0.1:8081".into(),
             subscribe_patterns: vec!["chat:*".into()],
+            channel_rules: Vec::new(),
             subscription_refresh_interval_seconds: 0,
         }
     }

@@ -111,3 +111,29 @@ fn unknown_keys_are_reported() {
         Ok(())
     });
 }
+
+#[test]
+fn bad_channel_templates_are_named_by_key_with_the_reason() {
+    let mut raw = RawConfig::default();
+    raw.centrifugo.channel_rules = vec![
+        "org:#{custom.organizationId}:*".into(),
+        "room:#{room}".into(),
+    ];
+    raw.centrifugo.subscribe_patterns = vec!["*".into()];
+    raw.centrifugo.user_channels = vec![
+        "feed:#{custom.x}".into(),
+        "personal:#{userId}".into(),
+        "all:*".into(),
+    ];
+    let text = raw.validate().unwrap_err().to_string();
+    for want in [
+        r#"centrifugo.channel_rules[1]: "room:#{room}" has the unknown placeholder #{room}"#,
+        r#"centrifugo.subscribe_patterns[0]: "*" fixes nothing before its trailing *"#,
+        r#"centrifugo.user_channels[0]: "feed:#{custom.x}" must contain #{userId}"#,
+        r#"centrifugo.user_channels[2]: "all:*" must contain #{userId}"#,
+    ] {
+        assert!(text.contains(want), "{want} missing from {text}");
+    }
+    assert!(!text.contains("channel_rules[0]"), "{text}");
+    assert!(!text.contains("user_channels[1]"), "{text}");
+}

@@ -16,6 +16,7 @@ use super::{
     SecretSources, ServerConfig, StoreConfig, TokenConfig,
 };
 use crate::api_key;
+use crate::channels::{ChannelRules, Rule, RuleKind};
 
 impl RawConfig {
     /// Turns raw values into a [`Config`], listing every problem by key.
@@ -195,18 +196,6 @@ fn centrifugo(c: &RawCentrifugo, p: &mut Vec<String>) -> CentrifugoConfig {
             c.proxy_secret_header
         ));
     }
-    for (i, tpl) in c.user_channels.iter().enumerate() {
-        if !tpl.contains("#{userId}") {
-            p.push(format!(
-                "centrifugo.user_channels[{i}]: \"{tpl}\" must contain #{{userId}}"
-            ));
-        }
-        if tpl.chars().any(|ch| ch.is_whitespace() || ch.is_control()) {
-            p.push(format!(
-                "centrifugo.user_channels[{i}]: \"{tpl}\" must not contain whitespace"
-            ));
-        }
-    }
     if c.refresh_interval_seconds < 10 || c.refresh_interval_seconds > 365 * 86_400 {
         p.push(format!(
             "centrifugo.refresh_interval_seconds: {} is out of range (10 to 31536000)",
@@ -220,14 +209,7 @@ fn centrifugo(c: &RawCentrifugo, p: &mut Vec<String>) -> CentrifugoConfig {
         ));
     }
 
-    for (i, pat) in c.subscribe_patterns.iter().enumerate() {
-        let body = pat.strip_suffix('*').unwrap_or(pat);
-        if body.is_empty() || body.contains('*') {
-            p.push(format!(
-                "centrifugo.subscribe_patterns[{i}]: \"{pat}\" must be a channel or a prefix ending in a single trailing * (a bare * would allow every channel)"
-            ));
-        }
-    }
+    let channel_rules = channel_rules(c, p);
     let sub = c.subscription_refresh_interval_seconds;
     if sub != 0 && !(10..=365 * 86_400).contains(&sub) {
         p.push(format!(
@@ -239,9 +221,53 @@ fn centrifugo(c: &RawCentrifugo, p: &mut Vec<String>) -> CentrifugoConfig {
         user_channels: c.user_channels.clone(),
         refresh_interval_seconds: c.refresh_interval_seconds as i64,
         sidecar_url: c.sidecar_url.trim_end_matches('/').to_string(),
-        subscribe_patterns: c.subscribe_patterns.clone(),
+        channel_rules,
         subscription_refresh_interval_seconds: c.subscription_refresh_interval_seconds as i64,
     }
+}
+
+/// `channel_rules`, `subscribe_patterns` and `user_channels`, compiled into one rule set; a
+/// template that does not compile is reported with its key and the reason.
+fn channel_rules(c: &RawCentrifugo, p: &mut Vec<String>) -> ChannelRules {
+    let mut rules = Vec::new();
+    let lists = [
+        (
+            "centrifugo.channel_rules",
+            &c.channel_rules,
+            RuleKind::Subscribe,
+        ),
+        (
+            "centrifugo.subscribe_patterns",
+            &c.subscribe_patterns,
+            RuleKind::Subscribe,
+        ),
+        (
+            "centrifugo.user_channels",
+            &c.user_channels,
+            RuleKind::ServerSide,
+        ),
+    ];
+    for (key, templates, kind) in lists {
+        for (i, tpl) in templates.iter().enumerate() {
+            match Rule::parse(tpl, kind) {
+                Err(e) => p.push(format!("{key}[{i}]: \"{tpl}\" {e}")),
+                // The wsToken's `channels` fill #{userId} only, and list whole channels.
+                Ok(r) if kind == RuleKind::ServerSide && !server_side_template(&r, tpl) => {
+                    p.push(format!(
+                        "{key}[{i}]: \"{tpl}\" must contain #{{userId}} and no other placeholder or *"
+                    ))
+                }
+                Ok(r) => rules.push(r),
+            }
+        }
+    }
+    ChannelRules::new(rules)
+}
+
+/// True for what a server-side channel template may be: `#{userId}` and no other placeholder,
+/// no trailing `*`.
+fn server_side_template(r: &Rule, tpl: &str) -> bool {
+    r.only_user_id() && !r.is_prefix() && tpl.contains("#{userId}")
 }
 
 /// `[metrics]`.

@@ -1,19 +1,22 @@
 //! `POST /centrifugo/subscribe` and `POST /centrifugo/sub_refresh`: channel authorisation.
 //!
-//! A user may subscribe to the channels made from `centrifugo.user_channels` for *their own*
-//! id, and to channels matching `centrifugo.subscribe_patterns` (a trailing `*` matches any
-//! suffix). Everything else is denied explicitly, because Centrifugo treats `{}` as allowed.
-//! A disabled, unknown or revoked user is disconnected. Subscriptions get an `expire_at` only
-//! when `centrifugo.subscription_refresh_interval_seconds` is set; sub_refresh then extends
-//! them while the user stays active.
+//! A user may subscribe to the channels the channel rules allow them
+//! (`centrifugo.channel_rules`, `centrifugo.subscribe_patterns` and their own
+//! `centrifugo.user_channels`, matched against their id and stored `custom`; see
+//! [`crate::channels`]). Everything else is denied explicitly, because Centrifugo treats `{}` as
+//! allowed. A disabled, unknown or revoked user is disconnected. Subscriptions get an
+//! `expire_at` only when `centrifugo.subscription_refresh_interval_seconds` is set; sub_refresh
+//! then extends them while the user stays active and the rules still allow the channel, so a
+//! user whose `custom` changed loses the channel at the next sub_refresh.
 
 use bytes::Bytes;
 use serde::Serialize;
 
 use super::{body_of, expired, parse, reject, session_verdict, Outcome, Reason, SessionRequest};
 use crate::app::App;
+use crate::channels::Subject;
 use crate::http::ApiError;
-use crate::jwt::user_channels;
+use crate::store::SessionUser;
 
 #[derive(Serialize)]
 struct SubscribeResult {
@@ -26,18 +29,15 @@ struct Reply {
     result: SubscribeResult,
 }
 
-/// True when `user` may subscribe to `channel`.
-pub fn channel_allowed(app: &App, user: &str, channel: &str) -> bool {
-    let c = &app.config.centrifugo;
-    user_channels(&c.user_channels, user)
-        .iter()
-        .any(|own| own == channel)
-        || c.subscribe_patterns
-            .iter()
-            .any(|p| match p.strip_suffix('*') {
-                Some(prefix) => channel.starts_with(prefix) && channel.len() > prefix.len(),
-                None => p == channel,
-            })
+/// True when the rules allow `channel` to `user` (stored as `session`).
+pub fn channel_allowed(app: &App, user: &str, session: &SessionUser, channel: &str) -> bool {
+    let rules = &app.config.centrifugo.channel_rules;
+    let custom = rules.parse_custom(session.custom.as_deref());
+    let subject = Subject {
+        user_id: user,
+        custom: custom.as_ref(),
+    };
+    rules.allows(&subject, channel)
 }
 
 /// What subscribe and sub_refresh both decide: why the user may not have the channel, if so.
@@ -51,10 +51,11 @@ async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiE
     if req.user.is_empty() {
         return Ok(Some(Reason::ChannelForbidden));
     }
-    if let Err(reason) = session_verdict(app.store.get_session(&req.user).await?, req.auth_iat()) {
-        return Ok(Some(reason));
-    }
-    if !channel_allowed(app, &req.user, channel) {
+    let session = match session_verdict(app.store.get_session(&req.user).await?, req.auth_iat()) {
+        Ok(s) => s,
+        Err(reason) => return Ok(Some(reason)),
+    };
+    if !channel_allowed(app, &req.user, &session, channel) {
         return Ok(Some(Reason::ChannelForbidden));
     }
     Ok(None)
