@@ -1,7 +1,8 @@
 //! Generates a Centrifugo config (v6 nested or v5 flat) from the sidecar's live settings, so
-//! the HMAC key, audience/issuer, proxy endpoints, shared header and namespaces cannot drift.
+//! the HMAC keys, audience/issuer, proxy endpoints, shared header and namespaces cannot drift.
 //!
-//! Every namespace of a channel rule is declared:
+//! Subscription tokens get their own key (`client.subscription_token`, enabled in both modes),
+//! so connection and subscription keys differ. Every namespace of a channel rule is declared:
 //! with the subscribe proxy on when a rule there can be decided by it (private `$` channels never
 //! reach the proxy: Centrifugo admits them only with a subscription token), and sub_refresh on
 //! when `centrifugo.subscription_refresh_interval_seconds` is set. A subscription token is
@@ -36,12 +37,14 @@ pub enum Version {
 pub struct SecretValues<'a> {
     pub hmac_key: &'a str,
     pub proxy_secret: &'a str,
+    pub subscription_key: &'a str,
 }
 
 /// The placeholders of the shipped `centrifugo/*.json` files.
 pub const PLACEHOLDERS: SecretValues<'static> = SecretValues {
     hmac_key: "REPLACE_WITH_data/centrifugo-hmac.key",
     proxy_secret: "REPLACE_WITH_data/proxy-secret.key",
+    subscription_key: "REPLACE_WITH_data/subscription-hmac.key",
 };
 
 /// The channel namespaces the sidecar's channels need.
@@ -163,6 +166,17 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         sub_refresh_on,
     );
 
+    // Subscription tokens have their own key in both modes; aud/iss as for wsTokens.
+    let mut sub_token = Map::new();
+    sub_token.insert("enabled".into(), json!(true));
+    sub_token.insert("hmac_secret_key".into(), json!(s.subscription_key));
+    if let Some(a) = &config.tokens.ws_audience {
+        sub_token.insert("audience".into(), json!(a));
+    }
+    if let Some(i) = &config.tokens.ws_issuer {
+        sub_token.insert("issuer".into(), json!(i));
+    }
+
     let mut client = Map::new();
     client.insert("allowed_origins".into(), json!([]));
     // Proxy mode carries no token key: a client that sends `token` would otherwise skip the
@@ -170,6 +184,7 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     if mode == Mode::Jwt {
         client.insert("token".into(), Value::Object(token));
     }
+    client.insert("subscription_token".into(), Value::Object(sub_token));
     client.insert("proxy".into(), Value::Object(proxy));
 
     let mut doc = json!({
@@ -220,6 +235,17 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         if let Some(i) = &config.tokens.ws_issuer {
             m.insert("token_issuer".into(), json!(i));
         }
+    }
+    m.insert("separate_subscription_token_config".into(), json!(true));
+    m.insert(
+        "subscription_token_hmac_secret_key".into(),
+        json!(s.subscription_key),
+    );
+    if let Some(a) = &config.tokens.ws_audience {
+        m.insert("subscription_token_audience".into(), json!(a));
+    }
+    if let Some(i) = &config.tokens.ws_issuer {
+        m.insert("subscription_token_issuer".into(), json!(i));
     }
     if mode == Mode::Proxy {
         m.insert(
@@ -274,6 +300,7 @@ mod tests {
     const S: SecretValues<'static> = SecretValues {
         hmac_key: "K",
         proxy_secret: "P",
+        subscription_key: "SK",
     };
 
     #[test]
@@ -374,5 +401,21 @@ mod tests {
             .unwrap();
         assert_eq!(vault["proxy_subscribe"], false);
         assert_eq!(vault["proxy_sub_refresh"], true);
+    }
+
+    #[test]
+    fn subscription_tokens_have_their_own_key_in_both_modes() {
+        for mode in [Mode::Jwt, Mode::Proxy] {
+            let v = generate(&cfg(), &S, mode, Version::V6);
+            assert_eq!(
+                v["client"]["subscription_token"],
+                json!({"enabled": true, "hmac_secret_key": "SK", "audience": "centrifugo"}),
+                "{mode:?}"
+            );
+            let v5 = generate(&cfg(), &S, mode, Version::V5);
+            assert_eq!(v5["separate_subscription_token_config"], true);
+            assert_eq!(v5["subscription_token_hmac_secret_key"], "SK");
+            assert_eq!(v5["subscription_token_audience"], "centrifugo");
+        }
     }
 }

@@ -153,6 +153,7 @@ pub fn centrifugo_config_command(
         let values = SecretValues {
             hmac_key: secrets.centrifugo_key.expose(),
             proxy_secret: secrets.proxy_secret.expose(),
+            subscription_key: secrets.subscription_key.expose(),
         };
         centrifugo_config::generate(&config, &values, mode, version)
     };

@@ -1,4 +1,5 @@
-//! Claims, the [`Signer`] that mints both tokens and the [`Verifier`] for wsTokens.
+//! Claims, the [`Signer`] that mints REST, connection and subscription tokens, and the
+//! [`Verifier`] for wsTokens.
 //!
 //! Signing and verification are `jsonwebtoken`'s (no hand-written JWT or HMAC code); keys,
 //! header and `Validation` are built once at startup. The verifier applies Centrifugo's rules,
@@ -29,8 +30,8 @@ pub struct RestClaims<'a> {
     pub jti: &'a str,
 }
 
-/// Connection info carried in the wsToken: only the fields the user has.
-#[derive(Debug, Serialize, Default, PartialEq, Eq)]
+/// Connection info carried in the wsToken (and subscription tokens): only the fields the user has.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
 pub struct Info<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
@@ -72,6 +73,28 @@ pub struct WsMeta {
     pub iat: i64,
 }
 
+/// Claims of a Centrifugo subscription token (https://centrifugal.dev/docs/server/channel_token_auth):
+/// `sub` is the connection's user, `channel` the one channel it opens. Never `nbf`, never
+/// `exp: 0`.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionClaims<'a> {
+    pub sub: &'a str,
+    pub channel: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+    #[serde(skip_serializing_if = "Info::is_empty")]
+    pub info: Info<'a>,
+    /// When the subscription ends (only when `tokens.subscription_expire_at_seconds` is set;
+    /// without it the subscription ends with `exp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<&'a str>,
+}
+
 /// The claims the proxies need from a verified wsToken.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VerifiedWs {
@@ -111,11 +134,12 @@ pub enum TokenError {
 #[error("cannot sign token")]
 pub struct SignError(#[source] jsonwebtoken::errors::Error);
 
-/// Mints REST tokens and wsTokens with separate keys.
+/// Mints REST tokens, wsTokens and subscription tokens, each kind with its own key.
 pub struct Signer {
     header: Header,
     rest_key: EncodingKey,
     ws_key: EncodingKey,
+    sub_key: EncodingKey,
     config: TokenConfig,
     channels: Vec<String>,
 }
@@ -126,6 +150,7 @@ impl Signer {
             header: Header::new(config.algorithm),
             rest_key: EncodingKey::from_secret(secrets.rest_key.expose().as_bytes()),
             ws_key: EncodingKey::from_secret(secrets.centrifugo_key.expose().as_bytes()),
+            sub_key: EncodingKey::from_secret(secrets.subscription_key.expose().as_bytes()),
             config: config.clone(),
             channels: user_channels.to_vec(),
         }
@@ -170,6 +195,36 @@ impl Signer {
             iat,
             exp,
         })
+    }
+}
+
+impl Signer {
+    /// Lifetime of subscription tokens (`expiresIn` of `POST /tokens/subscription`).
+    pub fn subscription_ttl_seconds(&self) -> i64 {
+        self.config.subscription_ttl_seconds
+    }
+
+    /// Signs a subscription token for `sub` on `channel`, issued at `iat`.
+    pub fn mint_subscription(
+        &self,
+        sub: &str,
+        channel: &str,
+        info: Info<'_>,
+        iat: i64,
+    ) -> Result<String, SignError> {
+        let mut jti = [0u8; uuid::fmt::Simple::LENGTH];
+        let claims = SubscriptionClaims {
+            sub,
+            channel,
+            iat,
+            exp: iat + self.config.subscription_ttl_seconds,
+            jti: encode_jti(&mut jti),
+            info,
+            expire_at: self.config.subscription_expire_at_seconds.map(|s| iat + s),
+            aud: self.config.ws_audience.as_deref(),
+            iss: self.config.ws_issuer.as_deref(),
+        };
+        jsonwebtoken::encode(&self.header, &claims, &self.sub_key).map_err(SignError)
     }
 }
 
@@ -256,6 +311,7 @@ mod tests {
             centrifugo_key: Secret::new("w".repeat(40)),
             proxy_secret: Secret::new("p".repeat(40)),
             metrics_token: Secret::new("m".repeat(40)),
+            subscription_key: Secret::new("s".repeat(40)),
         };
         (cfg, secrets)
     }
@@ -351,5 +407,29 @@ mod tests {
             v.verify(&negative_exp, now).unwrap_err(),
             TokenError::Expired
         );
+    }
+
+    #[test]
+    fn subscription_tokens_use_their_own_key_and_carry_the_channel() {
+        let (mut cfg, s) = fixtures();
+        cfg.subscription_expire_at_seconds = Some(600);
+        let signer = Signer::new(&cfg, &s, &[]);
+        let token = signer
+            .mint_subscription("u1", "$room:a", Info::default(), 1_000)
+            .unwrap();
+        let mut v = Validation::new(cfg.algorithm);
+        v.validate_exp = false;
+        v.required_spec_claims.clear();
+        let key = DecodingKey::from_secret(s.subscription_key.expose().as_bytes());
+        let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["channel"], "$room:a");
+        assert_eq!(claims["exp"], 1_000 + 3600);
+        assert_eq!(claims["expire_at"], 1_600);
+        assert!(claims.get("info").is_none());
+        // The wsToken key does not verify it.
+        let ws = DecodingKey::from_secret(s.centrifugo_key.expose().as_bytes());
+        assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &ws, &v).is_err());
     }
 }

@@ -45,6 +45,9 @@ pub struct Secrets {
     pub proxy_secret: Secret,
     /// Bearer token for `/metrics` when `metrics.require_token` is on.
     pub metrics_token: Secret,
+    /// Signs subscription tokens; shared with Centrifugo as
+    /// `client.subscription_token.hmac_secret_key`.
+    pub subscription_key: Secret,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +71,8 @@ pub enum SecretsError {
     TooShort { path: PathBuf },
     #[error("secret file {path} is readable by other users (mode {mode:o}); run chmod 600 on it")]
     TooOpen { path: PathBuf, mode: u32 },
-    #[error("the REST signing key and the Centrifugo key are identical; they must differ")]
-    SameKeys,
+    #[error("the {0} and the {1} are identical; they must differ")]
+    SameKeys(&'static str, &'static str),
 }
 
 impl Secrets {
@@ -83,9 +86,17 @@ impl Secrets {
             centrifugo_key: load_one(&s.centrifugo_key, &mut created)?,
             proxy_secret: load_one(&s.proxy_secret, &mut created)?,
             metrics_token: load_one(&s.metrics_token, &mut created)?,
+            subscription_key: load_one(&s.subscription_key, &mut created)?,
         };
-        if secrets.rest_key == secrets.centrifugo_key {
-            return Err(SecretsError::SameKeys);
+        let keys = [
+            ("REST signing key", &secrets.rest_key),
+            ("Centrifugo key", &secrets.centrifugo_key),
+            ("subscription key", &secrets.subscription_key),
+        ];
+        for (i, (a, ka)) in keys.iter().enumerate() {
+            if let Some((b, _)) = keys[i + 1..].iter().find(|(_, kb)| kb == ka) {
+                return Err(SecretsError::SameKeys(a, b));
+            }
         }
         Ok((secrets, created))
     }

@@ -21,6 +21,7 @@ const SECRET_VALUE_KEYS: &[&str] = &[
     "secrets.proxy_secret",
     "secrets.metrics_token",
     "secrets.initial_api_key",
+    "secrets.subscription_key",
 ];
 
 impl Config {

@@ -118,8 +118,14 @@ pub struct TokenConfig {
     pub rest_audience: String,
     /// `aud` of the wsToken, when Centrifugo checks one (`tokens.ws_audience`).
     pub ws_audience: Option<String>,
-    /// `iss` of the wsToken, when Centrifugo checks one (`tokens.ws_issuer`).
+    /// `iss` of the wsToken, when Centrifugo checks one (`tokens.ws_issuer`); subscription
+    /// tokens carry the same `aud`/`iss`.
     pub ws_issuer: Option<String>,
+    /// Lifetime of subscription tokens, their `exp` - `iat` (`tokens.subscription_ttl_seconds`).
+    pub subscription_ttl_seconds: i64,
+    /// `expire_at` = `iat` + this in subscription tokens, when set
+    /// (`tokens.subscription_expire_at_seconds`, 0 = unset).
+    pub subscription_expire_at_seconds: Option<i64>,
 }
 
 /// `[centrifugo]`, validated.
@@ -203,6 +209,9 @@ pub struct SecretSources {
     pub metrics_token: SecretSource,
     /// An API key installed at startup; only ever from the environment.
     pub initial_api_key: Option<SecretSource>,
+    /// The subscription tokens' signing key, shared with Centrifugo as
+    /// `client.subscription_token.hmac_secret_key`.
+    pub subscription_key: SecretSource,
 }
 
 /// Every problem found in the configuration, each naming its key.

@@ -103,7 +103,14 @@ pub struct RawTokens {
     /// `aud` of the wsToken; empty omits it (must equal Centrifugo's `client.token.audience`).
     pub ws_audience: String,
     /// `iss` of the wsToken; empty omits it (must equal Centrifugo's `client.token.issuer`).
+    /// Subscription tokens carry the same `aud`/`iss`.
     pub ws_issuer: String,
+    /// Lifetime of subscription tokens in seconds (`exp`, `expiresIn` of
+    /// `POST /tokens/subscription`). Default 3600.
+    pub subscription_ttl_seconds: u64,
+    /// Seconds after issue at which a subscription made with the token ends (the `expire_at`
+    /// claim); 0 (the default) omits the claim, so the subscription ends with the token's `exp`.
+    pub subscription_expire_at_seconds: u64,
 }
 
 impl Default for RawTokens {
@@ -115,6 +122,8 @@ impl Default for RawTokens {
             rest_audience: "chatsdk-api".into(),
             ws_audience: String::new(),
             ws_issuer: String::new(),
+            subscription_ttl_seconds: 3600,
+            subscription_expire_at_seconds: 0,
         }
     }
 }
@@ -212,6 +221,10 @@ pub struct RawSecrets {
     /// An API key to install at startup (env `CHATSDK_AUTH_SECRETS__INITIAL_API_KEY`), for
     /// automated deployments; stored hashed under the name `initial`.
     pub initial_api_key: String,
+    /// Subscription-token HMAC key value (env `CHATSDK_AUTH_SECRETS__SUBSCRIPTION_KEY`).
+    pub subscription_key: String,
+    /// Subscription-token HMAC key file; empty means `<data_dir>/subscription-hmac.key`.
+    pub subscription_key_file: String,
 }
 
 impl fmt::Debug for RawSecrets {
@@ -221,6 +234,7 @@ impl fmt::Debug for RawSecrets {
             .field("centrifugo_key_file", &self.centrifugo_key_file)
             .field("proxy_secret_file", &self.proxy_secret_file)
             .field("metrics_token_file", &self.metrics_token_file)
+            .field("subscription_key_file", &self.subscription_key_file)
             .finish_non_exhaustive()
     }
 }

@@ -16,6 +16,7 @@ pub fn redacted_toml(fig: &Figment) -> Result<String, ConfigError> {
         &mut raw.secrets.proxy_secret,
         &mut raw.secrets.metrics_token,
         &mut raw.secrets.initial_api_key,
+        &mut raw.secrets.subscription_key,
         &mut raw.storage.postgres_url,
     ] {
         if !v.is_empty() {

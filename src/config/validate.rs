@@ -155,6 +155,18 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
             p.push(format!("{key}: must not be empty"));
         }
     }
+    if t.subscription_ttl_seconds < 60 || t.subscription_ttl_seconds > 365 * 86_400 {
+        p.push(format!(
+            "tokens.subscription_ttl_seconds: {} is out of range (60 to 31536000)",
+            t.subscription_ttl_seconds
+        ));
+    }
+    let sub_exp = t.subscription_expire_at_seconds;
+    if sub_exp != 0 && !(60..=365 * 86_400).contains(&sub_exp) {
+        p.push(format!(
+            "tokens.subscription_expire_at_seconds: {sub_exp} is out of range (0, or 60 to 31536000)"
+        ));
+    }
     let opt = |s: &String| (!s.trim().is_empty()).then(|| s.clone());
     TokenConfig {
         ttl_seconds: t.ttl_seconds as i64,
@@ -163,6 +175,8 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
         rest_audience: t.rest_audience.clone(),
         ws_audience: opt(&t.ws_audience),
         ws_issuer: opt(&t.ws_issuer),
+        subscription_ttl_seconds: t.subscription_ttl_seconds as i64,
+        subscription_expire_at_seconds: (sub_exp > 0).then_some(sub_exp as i64),
     }
 }
 
@@ -345,12 +359,18 @@ fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSour
             "metrics-token.key",
         ),
         initial_api_key,
+        subscription_key: source(
+            &sec.subscription_key,
+            &sec.subscription_key_file,
+            "subscription-hmac.key",
+        ),
     };
     for (key, v) in [
         ("secrets.rest_key", &sec.rest_key),
         ("secrets.centrifugo_key", &sec.centrifugo_key),
         ("secrets.proxy_secret", &sec.proxy_secret),
         ("secrets.metrics_token", &sec.metrics_token),
+        ("secrets.subscription_key", &sec.subscription_key),
     ] {
         if !v.is_empty() && v.len() < 32 {
             p.push(format!(
@@ -360,6 +380,11 @@ fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSour
     }
     if !sec.rest_key.is_empty() && sec.rest_key == sec.centrifugo_key {
         p.push("secrets.centrifugo_key: must differ from secrets.rest_key, or a wsToken would validate as a REST token".into());
+    }
+    if !sec.subscription_key.is_empty()
+        && (sec.subscription_key == sec.rest_key || sec.subscription_key == sec.centrifugo_key)
+    {
+        p.push("secrets.subscription_key: must differ from secrets.rest_key and secrets.centrifugo_key (the value is not shown)".into());
     }
     secrets
 }

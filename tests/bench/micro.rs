@@ -20,6 +20,7 @@ fn secrets() -> Secrets {
         centrifugo_key: Secret::new("w".repeat(43)),
         proxy_secret: Secret::new("p".repeat(43)),
         metrics_token: Secret::new("m".repeat(43)),
+        subscription_key: Secret::new("s".repeat(43)),
     }
 }
 
