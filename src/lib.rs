@@ -17,6 +17,8 @@
 //! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`].
 //! - [`http`]: request body reading, the JSON error envelope, API-key authentication.
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
+//! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels
+//!   the channel rules allow.
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
 //!   `proxy/decision.rs` holds the closed label sets, `proxy/wire.rs` the wire types.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
@@ -30,13 +32,14 @@
 //!
 //! # Architecture invariants
 //! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `secrets`, `telemetry`,
-//!   `metrics`, `store`, `jwt`) never import handlers (`tokens`, `proxy`, `ops`), `router`, `app` or
-//!   `cli`. The metrics registry is handed the router's route labels; the proxy label sets
-//!   it pre-creates live in the leaf `proxy/decision.rs`.
+//!   `metrics`, `store`, `jwt`) never import handlers (`tokens`, `subscription_tokens`, `proxy`,
+//!   `ops`), `router`, `app` or `cli`. The metrics registry is handed the router's route
+//!   labels; the proxy label sets it pre-creates live in the leaf `proxy/decision.rs`.
 //! - There are no import cycles between files, except a module and its own children.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `proxy/` knows Centrifugo
 //!   codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
-//!   `proxy`'s outcome counting); `http::ApiError` maps errors to the wire, once.
+//!   `subscription_tokens::count_rejection`, `proxy`'s outcome counting); `http::ApiError`
+//!   maps errors to the wire, once.
 //! - `jwt` and `store` know nothing about HTTP.
 //! - Nothing reads environment variables or configuration files after [`Config::load`] and
 //!   [`secrets::Secrets::load`] return.
@@ -61,6 +64,7 @@ pub mod secrets;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod subscription_tokens;
 pub mod telemetry;
 pub mod tokens;
 

@@ -27,7 +27,7 @@ const STORE_BUCKETS: &[f64] = &[
     1.0,
 ];
 
-/// Why `POST /tokens` was refused (label `reason`).
+/// Why `POST /tokens` or `POST /tokens/subscription` was refused (label `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
     InvalidApiKey,
@@ -41,15 +41,34 @@ pub enum RejectReason {
     /// The service did not answer in time (503).
     Timeout,
     InternalError,
+    /// `POST /tokens/subscription` only.
+    UserUnknown,
+    /// `POST /tokens/subscription` only.
+    ChannelForbidden,
 }
 
 impl RejectReason {
+    /// The reasons of `POST /tokens`.
     pub const ALL: [RejectReason; 9] = [
         RejectReason::InvalidApiKey,
         RejectReason::InvalidRequest,
         RejectReason::PayloadTooLarge,
         RejectReason::UnsupportedMediaType,
         RejectReason::UserDisabled,
+        RejectReason::StoreUnavailable,
+        RejectReason::RequestTimeout,
+        RejectReason::Timeout,
+        RejectReason::InternalError,
+    ];
+    /// The reasons of `POST /tokens/subscription`.
+    pub const SUBSCRIPTION: [RejectReason; 11] = [
+        RejectReason::InvalidApiKey,
+        RejectReason::InvalidRequest,
+        RejectReason::PayloadTooLarge,
+        RejectReason::UnsupportedMediaType,
+        RejectReason::UserUnknown,
+        RejectReason::UserDisabled,
+        RejectReason::ChannelForbidden,
         RejectReason::StoreUnavailable,
         RejectReason::RequestTimeout,
         RejectReason::Timeout,
@@ -66,6 +85,8 @@ impl RejectReason {
             RejectReason::RequestTimeout => "request_timeout",
             RejectReason::Timeout => "timeout",
             RejectReason::InternalError => "internal_error",
+            RejectReason::UserUnknown => "user_unknown",
+            RejectReason::ChannelForbidden => "channel_forbidden",
         }
     }
 }
@@ -78,6 +99,8 @@ pub struct Metrics {
     pub tokens_issued: IntCounterVec,
     /// `POST /tokens` refusals, by `reason`.
     pub token_rejections: IntCounterVec,
+    /// `POST /tokens/subscription` refusals, by `reason`.
+    pub subscription_rejections: IntCounterVec,
     /// Proxy decisions, by `callback`, `outcome` and `reason`.
     pub proxy_decisions: IntCounterVec,
     /// Proxy calls without the shared secret, by `callback`.
@@ -116,6 +139,7 @@ pub struct ProxySeries {
 pub struct Hot {
     pub tokens_rest: IntCounter,
     pub tokens_ws: IntCounter,
+    pub tokens_subscription: IntCounter,
     pub users_created: IntCounter,
     pub users_updated: IntCounter,
     /// Indexed by [`Callback::index`].
@@ -180,6 +204,11 @@ impl Metrics {
         let token_rejections = counter(
             "token_requests_rejected_total",
             "POST /tokens requests refused, by reason.",
+            &["reason"],
+        )?;
+        let subscription_rejections = counter(
+            "subscription_token_requests_rejected_total",
+            "POST /tokens/subscription requests refused, by reason.",
             &["reason"],
         )?;
         let proxy_decisions = counter(
@@ -268,6 +297,7 @@ impl Metrics {
         let hot = Hot {
             tokens_rest: tokens_issued.with_label_values(&["rest"]),
             tokens_ws: tokens_issued.with_label_values(&["ws"]),
+            tokens_subscription: tokens_issued.with_label_values(&["subscription"]),
             users_created: users_upserted.with_label_values(&["created"]),
             users_updated: users_upserted.with_label_values(&["updated"]),
             proxy,
@@ -280,6 +310,7 @@ impl Metrics {
             registry,
             tokens_issued,
             token_rejections,
+            subscription_rejections,
             proxy_decisions,
             proxy_unauthenticated,
             proxy_duration,
@@ -303,6 +334,9 @@ impl Metrics {
         }
         for r in RejectReason::ALL {
             self.token_rejections.with_label_values(&[r.label()]);
+        }
+        for r in RejectReason::SUBSCRIPTION {
+            self.subscription_rejections.with_label_values(&[r.label()]);
         }
         for cb in Callback::ALL {
             // The decision series were created with `hot`.
@@ -348,6 +382,12 @@ impl Metrics {
 
     pub fn reject(&self, reason: RejectReason) {
         self.token_rejections
+            .with_label_values(&[reason.label()])
+            .inc();
+    }
+
+    pub fn reject_subscription(&self, reason: RejectReason) {
+        self.subscription_rejections
             .with_label_values(&[reason.label()])
             .inc();
     }

@@ -37,7 +37,9 @@ struct RawRequest<'a> {
 }
 
 /// `Some(raw)` for any present value, `null` included.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<&'de RawValue>, D::Error> {
     <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
@@ -218,7 +220,8 @@ fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-fn user_id(raw: Option<&RawValue>) -> Result<String, ApiError> {
+/// Validates `userId` (shared with `POST /tokens/subscription`).
+pub(crate) fn user_id(raw: Option<&RawValue>) -> Result<String, ApiError> {
     const CODE: &str = "invalid_user_id";
     let Some(raw) = raw else {
         return Err(field_err(

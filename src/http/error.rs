@@ -31,6 +31,14 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("This user is disabled; enable it with `chatsdk-auth user enable <id>` to issue tokens again")]
     UserDisabled,
+    /// `POST /tokens/subscription` for a user that `POST /tokens` never created.
+    #[error("No such user; call POST /tokens for this userId first")]
+    UserUnknown,
+    /// The channel rules do not give the user this channel (the first refused one).
+    #[error(
+        "The channel rules (centrifugo.channel_rules) do not allow channel \"{0}\" for this user"
+    )]
+    ChannelForbidden(String),
     #[error("Missing or wrong proxy secret header; configure Centrifugo's http.static_headers with the sidecar's proxy secret")]
     ProxyUnauthorized,
     #[error("Missing or wrong bearer token for /metrics")]
@@ -66,7 +74,8 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::UserDisabled => StatusCode::FORBIDDEN,
+            ApiError::UserDisabled | ApiError::ChannelForbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::UserUnknown => StatusCode::NOT_FOUND,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::StoreUnavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -83,6 +92,8 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UserDisabled => "user_disabled",
+            ApiError::UserUnknown => "user_unknown",
+            ApiError::ChannelForbidden(_) => "channel_forbidden",
             ApiError::ProxyUnauthorized => "invalid_proxy_secret",
             ApiError::MetricsUnauthorized => "invalid_metrics_token",
             ApiError::StoreUnavailable(_) => "store_unavailable",

@@ -18,7 +18,7 @@ use crate::http::body::BodyProgress;
 use crate::http::{ApiError, Resp};
 use crate::proxy;
 use crate::telemetry::access_log::Entry;
-use crate::{ops, tokens};
+use crate::{ops, subscription_tokens, tokens};
 
 use table::UNMATCHED;
 pub use table::{route, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
@@ -48,7 +48,10 @@ pub async fn handle(
     let request_id = RequestId::of(&req);
     let resolved = route(&method, req.uri().path(), listener);
     let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
-    let is_tokens = matches!(resolved, Ok(Route::Tokens));
+    let minting = match resolved {
+        Ok(r @ (Route::Tokens | Route::SubscriptionTokens)) => Some(r),
+        _ => None,
+    };
     let proxy = match resolved {
         Ok(Route::Proxy(cb)) => Some(cb),
         _ => None,
@@ -81,8 +84,10 @@ pub async fn handle(
         Ok(resp) => resp,
         Err(e) => {
             // Each route family maps its own rejections to its metrics.
-            if is_tokens {
-                tokens::count_rejection(&app, &e);
+            match minting {
+                Some(Route::Tokens) => tokens::count_rejection(&app, &e),
+                Some(_) => subscription_tokens::count_rejection(&app, &e),
+                None => {}
             }
             e.into_response()
         }
@@ -129,6 +134,7 @@ async fn dispatch(
 ) -> Result<Resp, ApiError> {
     match route {
         Route::Tokens => tokens::handle(app, req, progress).await,
+        Route::SubscriptionTokens => subscription_tokens::handle(app, req, progress).await,
         Route::Proxy(cb) => proxy::handle(app, cb, req, progress).await,
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => Ok(ops::readyz(app).await),

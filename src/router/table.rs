@@ -11,7 +11,7 @@ use crate::proxy::decision::Callback;
 
 /// The `route` label values, indexed by [`Route::index`] (the last is for requests that
 /// matched no route). The metrics registry is handed this list at startup.
-pub const ROUTE_LABELS: [&str; 10] = [
+pub const ROUTE_LABELS: [&str; 11] = [
     "tokens",
     "centrifugo_connect",
     "centrifugo_refresh",
@@ -21,6 +21,7 @@ pub const ROUTE_LABELS: [&str; 10] = [
     "readyz",
     "metrics",
     "openapi",
+    "tokens_subscription",
     "unmatched",
 ];
 
@@ -31,6 +32,7 @@ pub(super) const UNMATCHED: usize = ROUTE_LABELS.len() - 1;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
     Tokens,
+    SubscriptionTokens,
     Proxy(Callback),
     Healthz,
     Readyz,
@@ -51,6 +53,7 @@ impl Route {
             Route::Readyz => 6,
             Route::Metrics => 7,
             Route::OpenApi => 8,
+            Route::SubscriptionTokens => 9,
         }
     }
 
@@ -91,8 +94,9 @@ pub struct Endpoint {
 /// `src/openapi.json` documents exactly these (tests/api/openapi.rs checks both ways). `/metrics`
 /// leaves the main listener when the metrics have a listener of their own, which serves only
 /// `/metrics` and `/healthz`.
-pub const ENDPOINTS: [Endpoint; 9] = [
+pub const ENDPOINTS: [Endpoint; 10] = [
     Endpoint::post("/tokens", Route::Tokens),
+    Endpoint::post("/tokens/subscription", Route::SubscriptionTokens),
     Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
     Endpoint::post("/centrifugo/refresh", Route::Proxy(Callback::Refresh)),
     Endpoint::post("/centrifugo/subscribe", Route::Proxy(Callback::Subscribe)),
@@ -151,6 +155,7 @@ mod tests {
     fn route_labels_are_the_documented_ones() {
         let all = [
             (Route::Tokens, "tokens"),
+            (Route::SubscriptionTokens, "tokens_subscription"),
             (Route::Proxy(Callback::Connect), "centrifugo_connect"),
             (Route::Proxy(Callback::Refresh), "centrifugo_refresh"),
             (Route::Proxy(Callback::Subscribe), "centrifugo_subscribe"),
@@ -178,6 +183,14 @@ mod tests {
         };
         let r = |m: Method, p: &str| route(&m, p, main).map_err(|e| e.code());
         assert_eq!(r(Method::POST, "/tokens"), Ok(Route::Tokens));
+        assert_eq!(
+            r(Method::POST, "/tokens/subscription"),
+            Ok(Route::SubscriptionTokens)
+        );
+        assert_eq!(
+            r(Method::GET, "/tokens/subscription"),
+            Err("method_not_allowed")
+        );
         assert_eq!(r(Method::GET, "/tokens"), Err("method_not_allowed"));
         assert_eq!(r(Method::POST, "/nope"), Err("not_found"));
         assert_eq!(r(Method::POST, "/healthz"), Err("method_not_allowed"));

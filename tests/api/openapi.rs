@@ -179,6 +179,8 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::NotFound,
         ApiError::MethodNotAllowed("POST"),
         ApiError::UserDisabled,
+        ApiError::UserUnknown,
+        ApiError::ChannelForbidden("room:x".into()),
         ApiError::ProxyUnauthorized,
         ApiError::MetricsUnauthorized,
         ApiError::StoreUnavailable(StoreError::Unavailable("down".into())),
@@ -196,6 +198,8 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::NotFound
             | ApiError::MethodNotAllowed(_)
             | ApiError::UserDisabled
+            | ApiError::UserUnknown
+            | ApiError::ChannelForbidden(_)
             | ApiError::ProxyUnauthorized
             | ApiError::MetricsUnauthorized
             | ApiError::StoreUnavailable(_)
@@ -240,7 +244,8 @@ fn every_error_code_is_in_the_error_enum() {
         .map(|v| v.as_str().unwrap().to_string())
         .collect();
 
-    // What the code can send: every ApiError, and every field code of POST /tokens.
+    // What the code can send: every ApiError, and every field code of POST /tokens and
+    // POST /tokens/subscription.
     let mut emitted: BTreeSet<(u16, String)> = every_api_error()
         .iter()
         .map(|e| (e.status().as_u16(), e.code().to_string()))
@@ -252,6 +257,14 @@ fn every_error_code_is_in_the_error_enum() {
         r#"{"userId":"u","custom":5}"#,
     ] {
         let e = chatsdk_auth::tokens::parse(body.as_bytes()).unwrap_err();
+        emitted.insert((e.status().as_u16(), e.code().to_string()));
+    }
+    for body in [
+        r#"{"channel":"room:a"}"#,
+        r#"{"userId":"u","channel":""}"#,
+        r#"{"userId":"u","channels":[]}"#,
+    ] {
+        let e = chatsdk_auth::subscription_tokens::parse(body.as_bytes()).unwrap_err();
         emitted.insert((e.status().as_u16(), e.code().to_string()));
     }
     for (status, code) in &emitted {
@@ -368,6 +381,41 @@ async fn live_rejections_are_documented() {
         ),
         ("GET", "/metrics", vec![], String::new()),
     ];
+    // POST /tokens/subscription: no key, no JSON, too big, malformed, and each refusal of a
+    // well-formed body.
+    let key = ("x-api-key", t.key.clone());
+    let json_type = ("content-type", "application/json".to_string());
+    probes.push(("POST", "/tokens/subscription", vec![], "{}".into()));
+    probes.push((
+        "POST",
+        "/tokens/subscription",
+        vec![key.clone()],
+        "{}".into(),
+    ));
+    for body in [
+        too_big.clone(),
+        "[".into(),
+        r#"{"userId":"u","channels":[]}"#.into(),
+        r#"{"userId":"u","channel":"x y:z"}"#.into(),
+        r#"{"userId":"nobody","channel":"chat:a"}"#.into(),
+        r#"{"userId":"known","channel":"admin:a"}"#.into(),
+        r#"{"userId":"off","channel":"chat:a"}"#.into(),
+    ] {
+        probes.push((
+            "POST",
+            "/tokens/subscription",
+            vec![key.clone(), json_type.clone()],
+            body,
+        ));
+    }
+    for user in ["known", "off"] {
+        assert_eq!(t.tokens(serde_json::json!({"userId": user})).await.0, 200);
+    }
+    t.app
+        .store
+        .set_user_disabled("off", true, chatsdk_auth::now_unix())
+        .await
+        .unwrap();
     for e in ENDPOINTS
         .iter()
         .filter(|e| e.path.starts_with("/centrifugo/"))
@@ -395,7 +443,7 @@ async fn live_rejections_are_documented() {
     }
     // A body that stops half way: every route that reads one answers 408 at the deadline.
     for e in ENDPOINTS.iter().filter(|e| e.method == "POST") {
-        let auth = if e.path == "/tokens" {
+        let auth = if e.path.starts_with("/tokens") {
             format!("x-api-key: {}", t.key)
         } else {
             format!("x-chatsdk-proxy-secret: {secret}")

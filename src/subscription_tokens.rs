@@ -1,0 +1,308 @@
+//! `POST /tokens/subscription`: Centrifugo subscription JWTs for channels the channel rules
+//! allow the user.
+//!
+//! The body names a user and one channel (`channel`) or up to [`MAX_CHANNELS`] (`channels`).
+//! Everything about the body is checked before the store is read (every channel must be a
+//! channel Centrifugo can have, see [`crate::channels::validate_channel`]); then the user must
+//! exist (a user is created by `POST /tokens`) and be enabled, and every channel must be allowed
+//! by the rules, or nothing is minted. The endpoint writes nothing but the API key's
+//! `last_used_at`, and only after success.
+
+use http::Request;
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::app::App;
+use crate::channels::{validate_channel, Subject};
+use crate::http::body::{self, BodyProgress};
+use crate::http::{auth, ok_json, ApiError, Resp};
+use crate::jwt::Info;
+use crate::metrics::RejectReason;
+use crate::tokens::{present, user_id};
+
+/// The most channels one request may ask tokens for.
+pub const MAX_CHANNELS: usize = 100;
+
+#[derive(Deserialize)]
+struct RawRequest<'a> {
+    #[serde(rename = "userId", borrow, default, deserialize_with = "present")]
+    user_id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    channel: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    channels: Option<&'a RawValue>,
+}
+
+/// A validated request: the type is the proof.
+#[derive(Debug)]
+pub struct SubscriptionRequest {
+    pub user_id: String,
+    /// 1 to [`MAX_CHANNELS`] channels, each one Centrifugo can have, in the caller's order.
+    pub channels: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Issued<'a> {
+    channel: &'a str,
+    token: String,
+}
+
+#[derive(Serialize)]
+struct Response<'a> {
+    tokens: Vec<Issued<'a>>,
+    #[serde(rename = "expiresIn")]
+    expires_in: i64,
+}
+
+/// Handles one `POST /tokens/subscription`.
+pub async fn handle(
+    app: &App,
+    req: Request<Incoming>,
+    progress: &BodyProgress,
+) -> Result<Resp, ApiError> {
+    let (parts, body) = req.into_parts();
+    let now = crate::now_unix();
+    let caller = auth::authenticate(&app.store, &parts.headers).await?;
+    app.metrics
+        .api_key_requests
+        .with_label_values(&[&caller.key_name])
+        .inc();
+    let limit = app.config.server.max_body_bytes;
+    let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
+    let request = parse(&bytes)?;
+    let resp = issue(app, &request, now).await?;
+    auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
+    Ok(resp)
+}
+
+/// Counts a refused `POST /tokens/subscription` under its
+/// `subscription_token_requests_rejected_total` reason. The router calls this for every error
+/// of the route, its own timeout included.
+pub fn count_rejection(app: &App, e: &ApiError) {
+    app.metrics.reject_subscription(reject_reason(e));
+}
+
+/// The rejection reason label of an error of this route.
+fn reject_reason(e: &ApiError) -> RejectReason {
+    match e {
+        ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
+        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => RejectReason::InvalidRequest,
+        ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
+        ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
+        ApiError::UserUnknown => RejectReason::UserUnknown,
+        ApiError::UserDisabled => RejectReason::UserDisabled,
+        ApiError::ChannelForbidden(_) => RejectReason::ChannelForbidden,
+        ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
+        ApiError::RequestTimeout => RejectReason::RequestTimeout,
+        ApiError::Timeout => RejectReason::Timeout,
+        _ => RejectReason::InternalError,
+    }
+}
+
+/// Checks the user and the rules, then mints one token per channel.
+pub async fn issue(app: &App, r: &SubscriptionRequest, now: i64) -> Result<Resp, ApiError> {
+    let user = app
+        .store
+        .get_session(&r.user_id)
+        .await?
+        .ok_or(ApiError::UserUnknown)?;
+    if user.disabled {
+        return Err(ApiError::UserDisabled);
+    }
+    let rules = &app.config.centrifugo.channel_rules;
+    let custom = rules.parse_custom(user.custom.as_deref());
+    let subject = Subject {
+        user_id: &r.user_id,
+        custom: custom.as_ref(),
+    };
+    if let Some(refused) = r.channels.iter().find(|c| !rules.allows(&subject, c)) {
+        return Err(ApiError::ChannelForbidden(refused.clone()));
+    }
+    let info = Info {
+        name: user.name.as_deref(),
+        image: user.image.as_deref(),
+    };
+    let mut tokens = Vec::with_capacity(r.channels.len());
+    for channel in &r.channels {
+        let token = app
+            .signer
+            .mint_subscription(&r.user_id, channel, info, now)
+            .map_err(|e| ApiError::Internal(e.into()))?;
+        tokens.push(Issued { channel, token });
+    }
+    app.metrics
+        .hot
+        .tokens_subscription
+        .inc_by(tokens.len() as u64);
+    ok_json(&Response {
+        tokens,
+        expires_in: app.signer.subscription_ttl_seconds(),
+    })
+}
+
+fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError::InvalidField {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Parses and validates a request body.
+pub fn parse(bytes: &[u8]) -> Result<SubscriptionRequest, ApiError> {
+    const SHAPE: &str = r#"a JSON object like {"userId": "user-123", "channel": "room:general"}"#;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidJson(format!(
+            "Request body must be {SHAPE}"
+        )));
+    }
+    let raw: RawRequest<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            ApiError::InvalidJson(format!(
+                "Request body must be {SHAPE} ({})",
+                e.to_string()
+                    .split(" at line")
+                    .next()
+                    .unwrap_or("wrong shape")
+            ))
+        } else {
+            ApiError::InvalidJson(format!(
+                "Request body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        }
+    })?;
+    let user_id = user_id(raw.user_id)?;
+    let channels = channels(raw.channel, raw.channels)?;
+    Ok(SubscriptionRequest { user_id, channels })
+}
+
+fn channels(one: Option<&RawValue>, many: Option<&RawValue>) -> Result<Vec<String>, ApiError> {
+    const LIST: &str = "invalid_channels";
+    const ONE: &str = "invalid_channel";
+    let list = match (one, many) {
+        (Some(_), Some(_)) => {
+            return Err(field_err(
+                LIST,
+                "Send either channel or channels, not both",
+            ))
+        }
+        (None, None) => {
+            return Err(field_err(
+                LIST,
+                format!("channel (a string) or channels (an array of 1 to {MAX_CHANNELS} strings) is required"),
+            ))
+        }
+        (Some(raw), None) => {
+            let channel: String = serde_json::from_str(raw.get())
+                .map_err(|_| field_err(ONE, "channel must be a string"))?;
+            vec![channel]
+        }
+        (None, Some(raw)) => {
+            let list: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
+                field_err(
+                    LIST,
+                    format!("channels must be an array of 1 to {MAX_CHANNELS} strings"),
+                )
+            })?;
+            if list.is_empty() || list.len() > MAX_CHANNELS {
+                return Err(field_err(
+                    LIST,
+                    format!(
+                        "channels must hold 1 to {MAX_CHANNELS} channels (got {})",
+                        list.len()
+                    ),
+                ));
+            }
+            list.iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    serde_json::from_str::<String>(v.get())
+                        .map_err(|_| field_err(ONE, format!("channels[{i}] must be a string")))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    let single = one.is_some();
+    for (i, channel) in list.iter().enumerate() {
+        if let Err(e) = validate_channel(channel) {
+            let name = if single {
+                "channel".to_string()
+            } else {
+                format!("channels[{i}]")
+            };
+            return Err(field_err(
+                ONE,
+                format!("{name} {e}; see Centrifugo's channel name rules"),
+            ));
+        }
+    }
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(body: &str) -> &'static str {
+        parse(body.as_bytes()).unwrap_err().code()
+    }
+
+    #[test]
+    fn one_channel_or_a_list() {
+        let r = parse(br#"{"userId":"u","channel":"room:a"}"#).unwrap();
+        assert_eq!(r.channels, ["room:a"]);
+        let r = parse(br#"{"userId":"u","channels":["room:a","$room:b"]}"#).unwrap();
+        assert_eq!(r.channels, ["room:a", "$room:b"]);
+        let hundred: Vec<String> = (0..100).map(|i| format!("room:{i}")).collect();
+        let body = serde_json::json!({"userId": "u", "channels": hundred}).to_string();
+        assert_eq!(parse(body.as_bytes()).unwrap().channels.len(), 100);
+    }
+
+    #[test]
+    fn each_mistake_has_its_code() {
+        assert_eq!(code(r#"{"channel":"room:a"}"#), "invalid_user_id");
+        assert_eq!(code(r#"{"userId":"u"}"#), "invalid_channels");
+        assert_eq!(
+            code(r#"{"userId":"u","channel":"room:a","channels":["room:b"]}"#),
+            "invalid_channels"
+        );
+        assert_eq!(code(r#"{"userId":"u","channels":[]}"#), "invalid_channels");
+        assert_eq!(
+            code(r#"{"userId":"u","channels":"room:a"}"#),
+            "invalid_channels"
+        );
+        let many: Vec<String> = (0..101).map(|i| format!("room:{i}")).collect();
+        let body = serde_json::json!({"userId": "u", "channels": many}).to_string();
+        assert_eq!(code(&body), "invalid_channels");
+        assert_eq!(code(r#"{"userId":"u","channel":5}"#), "invalid_channel");
+        assert_eq!(code(r#"{"userId":"u","channel":""}"#), "invalid_channel");
+        assert_eq!(
+            code(r#"{"userId":"u","channel":"a\u0007b"}"#),
+            "invalid_channel"
+        );
+        assert_eq!(
+            code(r#"{"userId":"u","channels":["ok:x",null]}"#),
+            "invalid_channel"
+        );
+        let long = format!(r#"{{"userId":"u","channel":"room:{}"}}"#, "x".repeat(251));
+        assert_eq!(code(&long), "invalid_channel");
+        assert_eq!(
+            code(r#"{"userId":"u","channel":"x y:z"}"#),
+            "invalid_channel"
+        );
+        assert_eq!(code(r#"[1]"#), "invalid_json");
+        assert_eq!(code(r#"{"userId":"#), "invalid_json");
+    }
+
+    #[test]
+    fn messages_name_the_bad_channel_position() {
+        let e = parse(br#"{"userId":"u","channels":["room:a","room:\n"]}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("channels[1] contains control characters"),
+            "{e}"
+        );
+    }
+}
