@@ -35,6 +35,7 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
         "centrifugo-hmac.key",
         "proxy-secret.key",
         "metrics-token.key",
+        "subscription-hmac.key",
         "api-key.txt",
         "chatsdk-auth.db",
     ] {
@@ -52,14 +53,16 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
             .to_string()
     };
     let key = read("api-key.txt");
-    let (rest_key, ws_key, proxy_secret, metrics_token) = (
+    let (rest_key, ws_key, proxy_secret, metrics_token, sub_key) = (
         read("rest-signing.key"),
         read("centrifugo-hmac.key"),
         read("proxy-secret.key"),
         read("metrics-token.key"),
+        read("subscription-hmac.key"),
     );
     assert!(key.starts_with("chatsdk_"));
     assert!(ws_key.len() >= 32 && rest_key.len() >= 32 && rest_key != ws_key);
+    assert!(sub_key.len() >= 32 && sub_key != ws_key && sub_key != rest_key);
 
     let mut secrets_seen = vec![
         key.clone(),
@@ -67,6 +70,7 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
         ws_key.clone(),
         proxy_secret.clone(),
         metrics_token.clone(),
+        sub_key.clone(),
     ];
     let (s, b) = post_tokens(&c, &server, &key, json!({"userId": "u1", "name": "Alice"})).await;
     assert_eq!(s, 200, "{b}");
@@ -75,6 +79,22 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
     verify_hs256(b["token"].as_str().unwrap(), &rest_key);
     secrets_seen.push(ws.clone());
     secrets_seen.push(b["token"].as_str().unwrap().to_string());
+    // A subscription token (the default rules allow chat:*), signed with its own key.
+    let r = c
+        .post(server.url("/tokens/subscription"))
+        .header("X-API-Key", &key)
+        .json(&json!({"userId": "u1", "channel": "chat:room-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let b: Value = r.json().await.unwrap();
+    let sub_token = b["tokens"][0]["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        verify_hs256(&sub_token, &sub_key).1["channel"],
+        "chat:room-1"
+    );
+    secrets_seen.push(sub_token);
     assert_eq!(
         post_tokens(&c, &server, "chatsdk_wrong", json!({"userId": "u1"}))
             .await
@@ -159,6 +179,10 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
     assert!(out.status.success(), "{out:?}");
     let cfg: Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(cfg["client"]["token"]["hmac_secret_key"], ws_key.as_str());
+    assert_eq!(
+        cfg["client"]["subscription_token"]["hmac_secret_key"],
+        sub_key.as_str()
+    );
     assert_eq!(
         cfg["client"]["proxy"]["refresh"]["http"]["static_headers"]["x-chatsdk-proxy-secret"],
         proxy_secret.as_str()

@@ -219,6 +219,30 @@ impl TestApp {
         self.app.secrets.centrifugo_key.expose().to_string()
     }
 
+    pub fn sub_key(&self) -> String {
+        self.app.secrets.subscription_key.expose().to_string()
+    }
+
+    /// POST /tokens/subscription with `key` and a JSON body.
+    pub async fn subscription_tokens_with_key(&self, key: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url("/tokens/subscription"))
+            .header("X-API-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST /tokens/subscription with the test key.
+    pub async fn subscription_tokens(&self, body: Value) -> (u16, Value) {
+        self.subscription_tokens_with_key(&self.key.clone(), body)
+            .await
+    }
+
     pub fn rest_key(&self) -> String {
         self.app.secrets.rest_key.expose().to_string()
     }

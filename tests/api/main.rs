@@ -6,6 +6,9 @@
 mod binary;
 /// Centrifugo: proxy contract tests and the generated Centrifugo config.
 mod centrifugo;
+/// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
+/// tokens against the generated Centrifugo config.
+mod channels;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
