@@ -312,6 +312,8 @@ mod tests {
             proxy_secret: Secret::new("p".repeat(40)),
             metrics_token: Secret::new("m".repeat(40)),
             subscription_key: Secret::new("s".repeat(40)),
+            centrifugo_api_key: Secret::new("c".repeat(40)),
+            admin_token: Secret::new("a".repeat(40)),
         };
         (cfg, secrets)
     }

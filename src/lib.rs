@@ -12,6 +12,8 @@
 //!   generated (mode 0600) on first start.
 //! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
 //! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
+//! - [`centrifugo_api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
+//!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas.
 //! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`].
@@ -32,9 +34,10 @@
 //!
 //! # Architecture invariants
 //! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `secrets`, `telemetry`,
-//!   `metrics`, `store`, `jwt`) never import handlers (`tokens`, `subscription_tokens`, `proxy`,
-//!   `ops`), `router`, `app` or `cli`. The metrics registry is handed the router's route
-//!   labels; the proxy label sets it pre-creates live in the leaf `proxy/decision.rs`.
+//!   `metrics`, `centrifugo_api`, `store`, `jwt`) never import handlers (`tokens`,
+//!   `subscription_tokens`, `proxy`, `ops`), `router`, `app` or `cli`. The metrics registry is
+//!   handed the router's route labels; the proxy label sets it pre-creates live in the leaf
+//!   `proxy/decision.rs`.
 //! - There are no import cycles between files, except a module and its own children.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `proxy/` knows Centrifugo
 //!   codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
@@ -49,6 +52,7 @@
 
 pub mod api_key;
 pub mod app;
+pub mod centrifugo_api;
 pub mod centrifugo_config;
 pub mod channels;
 pub mod cli;

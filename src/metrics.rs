@@ -27,6 +27,32 @@ const STORE_BUCKETS: &[f64] = &[
     1.0,
 ];
 
+/// The `method` label of `centrifugo_api_calls_total`, in `centrifugo_api::Method` order.
+pub const CENTRIFUGO_API_METHODS: [&str; 3] = ["disconnect", "batch", "info"];
+/// The `outcome` label of `centrifugo_api_calls_total`.
+pub const CENTRIFUGO_API_OUTCOMES: [&str; 7] = [
+    "ok",
+    "unreachable",
+    "timeout",
+    "unauthorized",
+    "http_error",
+    "api_error",
+    "bad_response",
+];
+/// Server-API latency buckets: Centrifugo answers in milliseconds; the timeout is 1 s.
+const API_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// The server-API client's series (handed to `centrifugo_api::CentrifugoApi`).
+#[derive(Clone)]
+pub struct CentrifugoApiMetrics {
+    /// Attempts, by `method` and `outcome`.
+    pub calls: IntCounterVec,
+    /// Attempt time, by `method`.
+    pub duration: HistogramVec,
+}
+
 /// Why `POST /tokens` or `POST /tokens/subscription` was refused (label `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RejectReason {
@@ -119,6 +145,14 @@ pub struct Metrics {
     pub api_key_requests: IntCounterVec,
     /// Always 1; labels carry the version and commit.
     pub build_info: IntGaugeVec,
+    /// Centrifugo server-API attempts and their time.
+    pub centrifugo_api: CentrifugoApiMetrics,
+    /// Kicks waiting in the outbox, as this replica's delivery loop last counted them.
+    pub kicks_pending: IntGauge,
+    /// Kicks delivered (Centrifugo answered the disconnect), by this replica.
+    pub kicks_delivered: IntCounter,
+    /// Admin API requests refused for a missing or wrong bearer token.
+    pub admin_unauthorized: IntCounter,
     /// The per-request series, resolved once.
     pub hot: std::sync::Arc<Hot>,
     /// The `route` label values, indexed as the router numbers its routes.
@@ -275,6 +309,41 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        let centrifugo_api = CentrifugoApiMetrics {
+            calls: counter(
+                "centrifugo_api_calls_total",
+                "Centrifugo server-API attempts, by method and outcome (ok, unreachable, timeout, unauthorized, http_error, api_error, bad_response).",
+                &["method", "outcome"],
+            )?,
+            duration: histogram(
+                "centrifugo_api_call_duration_seconds",
+                "Time one Centrifugo server-API attempt took, by method.",
+                &["method"],
+                API_BUCKETS,
+            )?,
+        };
+        let gauge = |name: &str, help: &str| -> Result<IntGauge, prometheus::Error> {
+            let g = IntGauge::with_opts(Opts::new(name, help).namespace(NAMESPACE))?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let single = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::with_opts(Opts::new(name, help).namespace(NAMESPACE))?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let kicks_pending = gauge(
+            "kicks_pending",
+            "Terminal disconnects (kicks) waiting in the outbox for Centrifugo, as last counted by this replica.",
+        )?;
+        let kicks_delivered = single(
+            "kicks_delivered_total",
+            "Kicks Centrifugo accepted (disconnect answered), delivered by this replica.",
+        )?;
+        let admin_unauthorized = single(
+            "admin_unauthorized_total",
+            "Admin API requests refused for a missing or wrong bearer token.",
+        )?;
 
         let proxy = Callback::ALL
             .iter()
@@ -320,6 +389,10 @@ impl Metrics {
             users_upserted,
             api_key_requests,
             build_info,
+            centrifugo_api,
+            kicks_pending,
+            kicks_delivered,
+            admin_unauthorized,
             route_labels,
         };
         m.initialise_series();
@@ -341,6 +414,13 @@ impl Metrics {
         for cb in Callback::ALL {
             // The decision series were created with `hot`.
             self.proxy_unauthenticated.with_label_values(&[cb.label()]);
+        }
+        for method in CENTRIFUGO_API_METHODS {
+            for outcome in CENTRIFUGO_API_OUTCOMES {
+                self.centrifugo_api
+                    .calls
+                    .with_label_values(&[method, outcome]);
+            }
         }
     }
 

@@ -48,6 +48,10 @@ pub struct Secrets {
     /// Signs subscription tokens; shared with Centrifugo as
     /// `client.subscription_token.hmac_secret_key`.
     pub subscription_key: Secret,
+    /// Sent as `X-API-Key` on Centrifugo server-API calls; Centrifugo's `http_api.key`.
+    pub centrifugo_api_key: Secret,
+    /// Bearer token of the admin API.
+    pub admin_token: Secret,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,8 @@ impl Secrets {
             proxy_secret: load_one(&s.proxy_secret, &mut created)?,
             metrics_token: load_one(&s.metrics_token, &mut created)?,
             subscription_key: load_one(&s.subscription_key, &mut created)?,
+            centrifugo_api_key: load_one(&s.centrifugo_api_key, &mut created)?,
+            admin_token: load_one(&s.admin_token, &mut created)?,
         };
         let keys = [
             ("REST signing key", &secrets.rest_key),

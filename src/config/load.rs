@@ -20,6 +20,8 @@ const SECRET_VALUE_KEYS: &[&str] = &[
     "secrets.centrifugo_key",
     "secrets.proxy_secret",
     "secrets.metrics_token",
+    "secrets.centrifugo_api_key",
+    "secrets.admin_token",
     "secrets.initial_api_key",
     "secrets.subscription_key",
 ];
@@ -77,11 +79,12 @@ impl Config {
 }
 
 fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
-    const SECTIONS: [&str; 7] = [
+    const SECTIONS: [&str; 8] = [
         "server",
         "storage",
         "tokens",
         "centrifugo",
+        "admin",
         "metrics",
         "log",
         "secrets",
@@ -118,6 +121,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         storage: section(fig, "storage", problems),
         tokens: section(fig, "tokens", problems),
         centrifugo: section(fig, "centrifugo", problems),
+        admin: section(fig, "admin", problems),
         metrics: section(fig, "metrics", problems),
         log: section(fig, "log", problems),
         secrets: section(fig, "secrets", problems),

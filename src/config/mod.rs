@@ -27,7 +27,8 @@ use crate::channels::ChannelRules;
 
 pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
 pub use raw::{
-    RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage, RawTokens,
+    RawAdmin, RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage,
+    RawTokens,
 };
 pub use redact::redacted_toml;
 
@@ -44,6 +45,8 @@ pub struct Config {
     pub tokens: TokenConfig,
     /// `[centrifugo]`: the proxy callbacks and the generated Centrifugo config.
     pub centrifugo: CentrifugoConfig,
+    /// `[admin]`: where the admin API is served.
+    pub admin: AdminConfig,
     /// `[metrics]`: where `/metrics` is served and whether it needs a token.
     pub metrics: MetricsConfig,
     /// `[log]`: tracing output.
@@ -126,6 +129,9 @@ pub struct TokenConfig {
     /// `expire_at` = `iat` + this in subscription tokens, when set
     /// (`tokens.subscription_expire_at_seconds`, 0 = unset).
     pub subscription_expire_at_seconds: Option<i64>,
+    /// Lifetime of the wsToken in seconds, the response's `wsExpiresIn`
+    /// (`tokens.ws_ttl_seconds`).
+    pub ws_ttl_seconds: i64,
 }
 
 /// `[centrifugo]`, validated.
@@ -139,14 +145,29 @@ pub struct CentrifugoConfig {
     /// (`centrifugo.refresh_interval_seconds`).
     pub refresh_interval_seconds: i64,
     /// The base URL Centrifugo reaches the sidecar at, without a trailing `/`
-    /// (`centrifugo.sidecar_url`).
+    /// (`centrifugo.sidecar_url`, else derived from `server.listen`).
     pub sidecar_url: String,
     /// What a user may subscribe to: `centrifugo.channel_rules`, then
     /// `centrifugo.subscribe_patterns`, then `centrifugo.user_channels`, compiled.
     pub channel_rules: ChannelRules,
+    /// Centrifugo's server API base without a trailing `/`; `None` disables active
+    /// revocation (`centrifugo.api_url`).
+    pub api_url: Option<String>,
+    /// Time one server-API attempt may take (`centrifugo.api_timeout_ms`).
+    pub api_timeout: Duration,
+    /// Time between two looks at the kick outbox (`centrifugo.kick_poll_interval_ms`).
+    pub kick_poll_interval: Duration,
     /// Seconds until a proxied subscription is refreshed; 0 means never
     /// (`centrifugo.subscription_refresh_interval_seconds`).
     pub subscription_refresh_interval_seconds: i64,
+}
+
+/// `[admin]`, validated.
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    /// A listener of its own for `/admin/...`; `None` serves it on the main listener
+    /// (`admin.listen`).
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[metrics]`, validated.
@@ -207,6 +228,10 @@ pub struct SecretSources {
     pub proxy_secret: SecretSource,
     /// The bearer token `/metrics` may require.
     pub metrics_token: SecretSource,
+    /// The key this sidecar calls Centrifugo's server API with (`http_api.key`).
+    pub centrifugo_api_key: SecretSource,
+    /// The bearer token of the admin API.
+    pub admin_token: SecretSource,
     /// An API key installed at startup; only ever from the environment.
     pub initial_api_key: Option<SecretSource>,
     /// The subscription tokens' signing key, shared with Centrifugo as

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub storage: RawStorage,
     pub tokens: RawTokens,
     pub centrifugo: RawCentrifugo,
+    pub admin: RawAdmin,
     pub metrics: RawMetrics,
     pub log: RawLog,
     pub secrets: RawSecrets,
@@ -111,6 +112,10 @@ pub struct RawTokens {
     /// Seconds after issue at which a subscription made with the token ends (the `expire_at`
     /// claim); 0 (the default) omits the claim, so the subscription ends with the token's `exp`.
     pub subscription_expire_at_seconds: u64,
+    /// Lifetime of the wsToken in seconds (`wsExpiresIn`). It bounds how long a stolen or
+    /// revoked wsToken can open a *new* JWT-mode connection. Default 3600; env
+    /// `CHATSDK_AUTH_TOKENS__WS_TTL_SECONDS`.
+    pub ws_ttl_seconds: u64,
 }
 
 impl Default for RawTokens {
@@ -124,6 +129,7 @@ impl Default for RawTokens {
             ws_issuer: String::new(),
             subscription_ttl_seconds: 3600,
             subscription_expire_at_seconds: 0,
+            ws_ttl_seconds: 3600,
         }
     }
 }
@@ -139,8 +145,17 @@ pub struct RawCentrifugo {
     /// Seconds a connection is extended by each refresh-proxy answer (and the longest a
     /// connect-proxy `expire_at` reaches). Default 3600.
     pub refresh_interval_seconds: u64,
-    /// Base URL Centrifugo uses to reach this sidecar (in generated configs).
+    /// Base URL Centrifugo uses to reach this sidecar (in generated configs); empty (the
+    /// default) means `http://` + `server.listen` (a wildcard address becomes loopback).
     pub sidecar_url: String,
+    /// Centrifugo's server API base, e.g. `http://127.0.0.1:8000/api`; empty (the default)
+    /// disables active revocation. Env `CHATSDK_AUTH_CENTRIFUGO__API_URL`.
+    pub api_url: String,
+    /// Milliseconds one server-API attempt may take (connect and answer). Default 1000.
+    pub api_timeout_ms: u64,
+    /// Milliseconds between two looks at the kick outbox when nothing woke the delivery loop
+    /// (a kick queued by the CLI or another replica). Default 500.
+    pub kick_poll_interval_ms: u64,
     /// Channels any active user may subscribe to through the subscribe proxy; a trailing `*`
     /// matches any suffix. Default `["chat:*"]`. Each is a channel rule like those of
     /// `channel_rules` (kept for existing configurations).
@@ -161,12 +176,24 @@ impl Default for RawCentrifugo {
             proxy_secret_header: "X-Chatsdk-Proxy-Secret".into(),
             user_channels: Vec::new(),
             refresh_interval_seconds: 3600,
-            sidecar_url: "http://127.0.0.1:8081".into(),
+            sidecar_url: String::new(),
+            api_url: String::new(),
+            api_timeout_ms: 1000,
+            kick_poll_interval_ms: 500,
             subscribe_patterns: vec!["chat:*".into()],
             channel_rules: Vec::new(),
             subscription_refresh_interval_seconds: 0,
         }
     }
+}
+
+/// `[admin]`: the admin HTTP API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Separate listen address for `/admin/...`; empty serves it on the main listener. Env
+    /// `CHATSDK_AUTH_ADMIN__LISTEN`.
+    pub listen: String,
 }
 
 /// `[metrics]`: the Prometheus endpoint.
@@ -218,6 +245,14 @@ pub struct RawSecrets {
     pub metrics_token: String,
     /// Bearer token file for `/metrics`; empty means `<data_dir>/metrics-token.key`.
     pub metrics_token_file: String,
+    /// Centrifugo server-API key value (env `CHATSDK_AUTH_SECRETS__CENTRIFUGO_API_KEY`).
+    pub centrifugo_api_key: String,
+    /// Centrifugo server-API key file; empty means `<data_dir>/centrifugo-api.key`.
+    pub centrifugo_api_key_file: String,
+    /// Admin API bearer token value (env `CHATSDK_AUTH_SECRETS__ADMIN_TOKEN`).
+    pub admin_token: String,
+    /// Admin API bearer token file; empty means `<data_dir>/admin-token.key`.
+    pub admin_token_file: String,
     /// An API key to install at startup (env `CHATSDK_AUTH_SECRETS__INITIAL_API_KEY`), for
     /// automated deployments; stored hashed under the name `initial`.
     pub initial_api_key: String,
@@ -235,6 +270,8 @@ impl fmt::Debug for RawSecrets {
             .field("proxy_secret_file", &self.proxy_secret_file)
             .field("metrics_token_file", &self.metrics_token_file)
             .field("subscription_key_file", &self.subscription_key_file)
+            .field("centrifugo_api_key_file", &self.centrifugo_api_key_file)
+            .field("admin_token_file", &self.admin_token_file)
             .finish_non_exhaustive()
     }
 }

@@ -15,6 +15,8 @@ pub fn redacted_toml(fig: &Figment) -> Result<String, ConfigError> {
         &mut raw.secrets.centrifugo_key,
         &mut raw.secrets.proxy_secret,
         &mut raw.secrets.metrics_token,
+        &mut raw.secrets.centrifugo_api_key,
+        &mut raw.secrets.admin_token,
         &mut raw.secrets.initial_api_key,
         &mut raw.secrets.subscription_key,
         &mut raw.storage.postgres_url,

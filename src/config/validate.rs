@@ -9,11 +9,12 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::raw::{
-    RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage, RawTokens,
+    RawAdmin, RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage,
+    RawTokens,
 };
 use super::{
-    CentrifugoConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig, SecretSource,
-    SecretSources, ServerConfig, StoreConfig, TokenConfig,
+    AdminConfig, CentrifugoConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig,
+    SecretSource, SecretSources, ServerConfig, StoreConfig, TokenConfig,
 };
 use crate::api_key;
 use crate::channels::{ChannelRules, Rule, RuleKind};
@@ -25,7 +26,8 @@ impl RawConfig {
         let server = server(&self.server, &mut p);
         let (data_dir, store) = storage(&self.storage, &mut p);
         let tokens = tokens(&self.tokens, &mut p);
-        let centrifugo = centrifugo(&self.centrifugo, &mut p);
+        let centrifugo = centrifugo(&self.centrifugo, server.listen, &mut p);
+        let admin = admin(&self.admin, &mut p);
         let metrics = metrics(&self.metrics, &mut p);
         let log = log(&self.log, &mut p);
         let secrets = secrets(&self.secrets, &data_dir, &mut p);
@@ -38,6 +40,7 @@ impl RawConfig {
             store,
             tokens,
             centrifugo,
+            admin,
             metrics,
             log,
             secrets,
@@ -167,8 +170,15 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
             "tokens.subscription_expire_at_seconds: {sub_exp} is out of range (0, or 60 to 31536000)"
         ));
     }
+    if t.ws_ttl_seconds < 60 || t.ws_ttl_seconds > 365 * 86_400 {
+        p.push(format!(
+            "tokens.ws_ttl_seconds: {} is out of range (60 to 31536000)",
+            t.ws_ttl_seconds
+        ));
+    }
     let opt = |s: &String| (!s.trim().is_empty()).then(|| s.clone());
     TokenConfig {
+        ws_ttl_seconds: t.ws_ttl_seconds as i64,
         ttl_seconds: t.ttl_seconds as i64,
         algorithm,
         rest_issuer: t.rest_issuer.clone(),
@@ -181,7 +191,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
 }
 
 /// `[centrifugo]`.
-fn centrifugo(c: &RawCentrifugo, p: &mut Vec<String>) -> CentrifugoConfig {
+fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> CentrifugoConfig {
     let proxy_secret_header = match http::HeaderName::from_bytes(c.proxy_secret_header.as_bytes()) {
         Ok(h) => h,
         Err(_) => {
@@ -216,10 +226,40 @@ fn centrifugo(c: &RawCentrifugo, p: &mut Vec<String>) -> CentrifugoConfig {
             c.refresh_interval_seconds
         ));
     }
-    if url::Url::parse(&c.sidecar_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https")) {
+    let sidecar_url = if c.sidecar_url.trim().is_empty() {
+        sidecar_url_of(listen)
+    } else {
+        if url::Url::parse(&c.sidecar_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
+        {
+            p.push(format!(
+                "centrifugo.sidecar_url: \"{}\" is not an http(s) URL",
+                c.sidecar_url
+            ));
+        }
+        c.sidecar_url.trim_end_matches('/').to_string()
+    };
+    let api_url = (!c.api_url.trim().is_empty()).then(|| {
+        // Centrifugo's server API lives on its internal port; this build carries no TLS client.
+        let ok = url::Url::parse(&c.api_url)
+            .is_ok_and(|u| u.scheme() == "http" && u.host().is_some() && u.query().is_none());
+        if !ok {
+            p.push(format!(
+                "centrifugo.api_url: \"{}\" must be a plain http:// URL such as http://127.0.0.1:8000/api (Centrifugo's internal port; no query string)",
+                c.api_url
+            ));
+        }
+        c.api_url.trim().trim_end_matches('/').to_string()
+    });
+    if !(50..=30_000).contains(&c.api_timeout_ms) {
         p.push(format!(
-            "centrifugo.sidecar_url: \"{}\" is not an http(s) URL",
-            c.sidecar_url
+            "centrifugo.api_timeout_ms: {} is out of range (50 to 30000)",
+            c.api_timeout_ms
+        ));
+    }
+    if !(50..=60_000).contains(&c.kick_poll_interval_ms) {
+        p.push(format!(
+            "centrifugo.kick_poll_interval_ms: {} is out of range (50 to 60000)",
+            c.kick_poll_interval_ms
         ));
     }
 
@@ -234,8 +274,11 @@ fn centrifugo(c: &RawCentrifugo, p: &mut Vec<String>) -> CentrifugoConfig {
         proxy_secret_header,
         user_channels: c.user_channels.clone(),
         refresh_interval_seconds: c.refresh_interval_seconds as i64,
-        sidecar_url: c.sidecar_url.trim_end_matches('/').to_string(),
+        sidecar_url,
         channel_rules,
+        api_url,
+        api_timeout: Duration::from_millis(c.api_timeout_ms),
+        kick_poll_interval: Duration::from_millis(c.kick_poll_interval_ms),
         subscription_refresh_interval_seconds: c.subscription_refresh_interval_seconds as i64,
     }
 }
@@ -282,6 +325,25 @@ fn channel_rules(c: &RawCentrifugo, p: &mut Vec<String>) -> ChannelRules {
 /// no trailing `*`.
 fn server_side_template(r: &Rule, tpl: &str) -> bool {
     r.only_user_id() && !r.is_prefix() && tpl.contains("#{userId}")
+}
+
+/// The URL Centrifugo reaches a sidecar listening on `listen` at: a wildcard address is
+/// reached through loopback (Centrifugo beside the sidecar, the usual deployment).
+fn sidecar_url_of(listen: SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match listen.ip() {
+        IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, listen.port()))
+}
+
+/// `[admin]`.
+fn admin(a: &RawAdmin, p: &mut Vec<String>) -> AdminConfig {
+    AdminConfig {
+        listen: (!a.listen.trim().is_empty()).then(|| parse_addr("admin.listen", &a.listen, p)),
+    }
 }
 
 /// `[metrics]`.
@@ -358,6 +420,12 @@ fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSour
             &sec.metrics_token_file,
             "metrics-token.key",
         ),
+        centrifugo_api_key: source(
+            &sec.centrifugo_api_key,
+            &sec.centrifugo_api_key_file,
+            "centrifugo-api.key",
+        ),
+        admin_token: source(&sec.admin_token, &sec.admin_token_file, "admin-token.key"),
         initial_api_key,
         subscription_key: source(
             &sec.subscription_key,
@@ -370,7 +438,6 @@ fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSour
         ("secrets.centrifugo_key", &sec.centrifugo_key),
         ("secrets.proxy_secret", &sec.proxy_secret),
         ("secrets.metrics_token", &sec.metrics_token),
-        ("secrets.subscription_key", &sec.subscription_key),
     ] {
         if !v.is_empty() && v.len() < 32 {
             p.push(format!(

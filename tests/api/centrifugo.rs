@@ -478,6 +478,7 @@ async fn generated_centrifugo_config_verifies_a_fresh_ws_token_with_centrifugos_
     let t = TestApp::spawn_with(|c| {
         c.tokens.ws_audience = "centrifugo".into();
         c.tokens.ws_issuer = "chatsdk-auth".into();
+        c.centrifugo.sidecar_url = "http://127.0.0.1:8081".into();
     })
     .await;
     let ws = t.mint("g").await["wsToken"].as_str().unwrap().to_string();

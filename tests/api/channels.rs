@@ -36,6 +36,8 @@ async fn app() -> TestApp {
         c.tokens.ws_issuer = "chatsdk-auth".into();
         c.tokens.subscription_expire_at_seconds = 600;
         c.centrifugo.subscription_refresh_interval_seconds = 300;
+        // Listening on port 0; the generated config names the sidecar's public address.
+        c.centrifugo.sidecar_url = "http://127.0.0.1:8081".into();
     })
     .await
 }

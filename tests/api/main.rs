@@ -9,6 +9,10 @@ mod centrifugo;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
 /// tokens against the generated Centrifugo config.
 mod channels;
+/// Active revocation: the server-API client, kicks from every action and entry point.
+mod enforce;
+/// A real HTTP server speaking Centrifugo's server API, recording calls, failing on demand.
+mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;

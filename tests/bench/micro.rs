@@ -21,6 +21,8 @@ fn secrets() -> Secrets {
         proxy_secret: Secret::new("p".repeat(43)),
         metrics_token: Secret::new("m".repeat(43)),
         subscription_key: Secret::new("s".repeat(43)),
+        centrifugo_api_key: Secret::new("c".repeat(43)),
+        admin_token: Secret::new("a".repeat(43)),
     }
 }
 
