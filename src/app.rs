@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::api_key;
+use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError};
 use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
@@ -39,6 +40,10 @@ pub struct App {
     pub secrets: Secrets,
     /// One line per request (disabled unless `serve` wires it to the log output).
     pub access_log: AccessLog,
+    /// Centrifugo's server API, when `centrifugo.api_url` is set (active revocation).
+    pub centrifugo_api: Option<CentrifugoApi>,
+    /// Wakes the kick delivery loop when an action of this process queued a kick.
+    pub kick_wake: tokio::sync::Notify,
     /// False once shutdown starts, so `/readyz` sends load balancers elsewhere while draining.
     ready: AtomicBool,
 }
@@ -54,6 +59,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot save the first API key")]
     FirstKey(#[source] SecretsError),
+    #[error("cannot build the Centrifugo server-API client")]
+    CentrifugoApi(#[source] CentrifugoApiError),
 }
 
 impl App {
@@ -67,8 +74,14 @@ impl App {
         let metrics = Metrics::new(&ROUTE_LABELS)?;
         let store = Store::open(&config.store).await?;
         install_first_key(&config, &store).await?;
+        let api = CentrifugoApi::from_config(
+            &config,
+            &secrets.centrifugo_api_key,
+            Some(metrics.centrifugo_api.clone()),
+        )
+        .map_err(StartError::CentrifugoApi)?;
         Ok(Arc::new(App::build(
-            config, secrets, store, metrics, access_log,
+            config, secrets, store, metrics, access_log, api,
         )))
     }
 
@@ -79,6 +92,7 @@ impl App {
         store: Store,
         metrics: Metrics,
         access_log: AccessLog,
+        centrifugo_api: Option<CentrifugoApi>,
     ) -> App {
         let signer = Signer::new(&config.tokens, &secrets, &config.centrifugo.user_channels);
         let verifier = Verifier::new(&config.tokens, &secrets);
@@ -92,12 +106,22 @@ impl App {
             touch_throttle: TouchThrottle::default(),
             secrets,
             access_log,
+            centrifugo_api,
+            kick_wake: tokio::sync::Notify::new(),
             ready: AtomicBool::new(true),
         }
     }
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    /// The operator actions over this app's store, kicks queued when revocation is active.
+    pub fn actions(&self) -> crate::actions::Actions<'_> {
+        crate::actions::Actions {
+            store: &self.store,
+            kicks: self.centrifugo_api.is_some(),
+        }
     }
 
     /// Marks the service as draining.

@@ -4,13 +4,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
-use crate::api_key;
+use crate::actions::{ActionError, Actions, Changed};
+use crate::centrifugo_api::CentrifugoApi;
 use crate::centrifugo_config::{self, Mode, SecretValues, Version};
 use crate::config::{self, Config};
+use crate::error_chain::Chain;
 use crate::now_unix;
+use crate::outbox;
 use crate::secrets::Secrets;
 use crate::store::Store;
 
@@ -74,16 +77,29 @@ pub enum ApiKeyCommand {
 pub enum UserCommand {
     /// Print the user as JSON; exits 1 for an unknown user.
     Show { id: String },
-    /// Refuse new tokens and end the user's sessions at the next proxy decision.
+    /// Print users as JSON, ordered by id, one page at a time.
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Start after this id (the `next_after` of the previous page).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Refuse new tokens and disconnect the user's live connections (4503) through
+    /// Centrifugo's server API when `centrifugo.api_url` is set.
     Disable { id: String },
     /// Allow the user again.
     Enable { id: String },
-    /// Revoke every token issued up to and including T (Unix seconds; default: now).
+    /// Revoke every token issued up to and including T (Unix seconds; default: now) and
+    /// disconnect the user's live connections (4504).
     RevokeTokens {
         id: String,
         #[arg(long)]
         before: Option<i64>,
     },
+    /// Erase the user: its tokens are refused everywhere, its connections are disconnected
+    /// (4502).
+    Delete { id: String },
 }
 
 /// Runs an operator command's storage work on a small single-threaded runtime.
@@ -120,17 +136,63 @@ pub fn api_key_command(cli: &Cli, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     block_on(async {
         let store = open_store(&config).await?;
-        api_key(&store, cmd).await
+        api_key(
+            &Actions {
+                store: &store,
+                kicks: false,
+            },
+            cmd,
+        )
+        .await
     })
 }
 
 /// `user ...`.
 pub fn user_command(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<()> {
     let config = load_config(cli)?;
+    // With active revocation on, the CLI delivers its own kicks at once (no server needed).
+    let api = match &config.centrifugo.api_url {
+        Some(_) => {
+            let (secrets, _) = Secrets::load(&config)?;
+            CentrifugoApi::from_config(&config, &secrets.centrifugo_api_key, None)
+                .context("cannot build the Centrifugo server-API client")?
+        }
+        None => None,
+    };
     block_on(async {
         let store = open_store(&config).await?;
-        user(&store, cmd).await
+        let actions = Actions {
+            store: &store,
+            kicks: api.is_some(),
+        };
+        let changed = user(&actions, cmd).await?;
+        if let (Some(api), Some(Changed { kick_queued: true })) = (&api, changed) {
+            deliver_now(&config, &store, api).await;
+        }
+        Ok(())
     })
+}
+
+/// Delivers the kick just queued (and any other due one), and says what happened. A kick that
+/// cannot be delivered now stays queued for a running server: the change itself is done.
+async fn deliver_now(config: &Config, store: &Store, api: &CentrifugoApi) {
+    let lease = outbox::lease(config.centrifugo.api_timeout);
+    match outbox::deliver_due(store, api, lease, None).await {
+        Ok(round) if round.error.is_none() && round.delivered > 0 => {
+            eprintln!("disconnected the user's live connections through Centrifugo's server API");
+        }
+        Ok(round) if round.error.is_none() => {
+            eprintln!("kick queued; a running `chatsdk-auth serve` is delivering it");
+        }
+        Ok(round) => eprintln!(
+            "kick queued but not delivered yet: {}; a running `chatsdk-auth serve` retries until Centrifugo answers",
+            round.error.as_ref().map(|e| Chain(e).to_string()).unwrap_or_default()
+        ),
+        Err(e) => eprintln!(
+            "kick queued but not delivered yet: {}; a running `chatsdk-auth serve` delivers it",
+            Chain(&e)
+        ),
+    }
 }
 
 /// `centrifugo-config`: prints a Centrifugo config matching this sidecar.
@@ -161,16 +223,16 @@ pub fn centrifugo_config_command(
     Ok(())
 }
 
-async fn api_key(store: &Store, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
+async fn api_key(actions: &Actions<'_>, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCommand::Create { name } => {
-            api_key::check_name(name).context("--name")?;
-            let key = store.create_api_key(name, now_unix()).await?;
+            crate::api_key::check_name(name).context("--name")?;
+            let key = actions.create_api_key(name, now_unix()).await?;
             eprintln!("created API key \"{name}\"; it is shown once, store it now:");
             println!("{key}");
         }
         ApiKeyCommand::List { json } => {
-            let keys = store.list_api_keys().await?;
+            let keys = actions.list_api_keys().await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&keys)?);
             } else {
@@ -192,46 +254,54 @@ async fn api_key(store: &Store, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
             }
         }
         ApiKeyCommand::Revoke { name } => {
-            if !store.revoke_api_key(name, now_unix()).await? {
-                bail!("no active API key named \"{name}\" (see `chatsdk-auth api-key list`)");
-            }
+            actions
+                .revoke_api_key(name, now_unix())
+                .await
+                .map_err(|e| match e {
+                    ActionError::UnknownApiKey(_) => {
+                        anyhow!("{e} (see `chatsdk-auth api-key list`)")
+                    }
+                    e => e.into(),
+                })?;
             eprintln!("revoked API key \"{name}\"");
         }
     }
     Ok(())
 }
 
-async fn user(store: &Store, cmd: &UserCommand) -> anyhow::Result<()> {
+/// Runs one user action; `Some` when it changed a user (and may have queued a kick).
+async fn user(actions: &Actions<'_>, cmd: &UserCommand) -> anyhow::Result<Option<Changed>> {
     let now = now_unix();
-    match cmd {
-        UserCommand::Show { id } => match store.get_user(id).await? {
-            Some(u) => println!("{}", serde_json::to_string_pretty(&u)?),
-            None => bail!("no user with id \"{id}\""),
-        },
+    Ok(match cmd {
+        UserCommand::Show { id } => {
+            let u = actions.show_user(id).await?;
+            println!("{}", serde_json::to_string_pretty(&u)?);
+            None
+        }
+        UserCommand::List { limit, after } => {
+            let page = actions.list_users(*limit, after.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&page)?);
+            None
+        }
         UserCommand::Disable { id } => {
-            if !store.set_user_disabled(id, true, now).await? {
-                bail!("no user with id \"{id}\"");
-            }
+            let c = actions.disable(id, now).await?;
             eprintln!("disabled user \"{id}\"");
+            Some(c)
         }
         UserCommand::Enable { id } => {
-            if !store.set_user_disabled(id, false, now).await? {
-                bail!("no user with id \"{id}\"");
-            }
+            let c = actions.enable(id, now).await?;
             eprintln!("enabled user \"{id}\"");
+            Some(c)
         }
         UserCommand::RevokeTokens { id, before } => {
-            // Tokens carry whole seconds: "up to and including T" means valid-after T + 1.
-            // A future T would make every later token "issued" in the future: refuse it.
-            let t = before.unwrap_or(now);
-            if t > now {
-                bail!("--before {t} is in the future (now is {now}); give Unix seconds not later than now");
-            }
-            if !store.revoke_user_tokens(id, t + 1, now).await? {
-                bail!("no user with id \"{id}\"");
-            }
+            let (t, c) = actions.revoke_user_tokens(id, *before, now).await?;
             eprintln!("revoked tokens of user \"{id}\" issued at or before {t}");
+            Some(c)
         }
-    }
-    Ok(())
+        UserCommand::Delete { id } => {
+            let c = actions.delete_user(id, now).await?;
+            eprintln!("deleted user \"{id}\"");
+            Some(c)
+        }
+    })
 }

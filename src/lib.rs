@@ -24,6 +24,10 @@
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
 //!   `proxy/decision.rs` holds the closed label sets, `proxy/wire.rs` the wire types.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
+//! - [`actions`]: the operator actions (disable, revoke, delete, API keys), one implementation
+//!   shared by the CLI and the admin API; kicks are queued with the change.
+//! - [`outbox`]: delivery of queued kicks through [`centrifugo_api`] (the server's loop, and
+//!   the CLI's direct attempt).
 //! - [`router`]: the single route table and its `route` labels; per-request timing, the
 //!   request deadline, access log and metrics.
 //! - [`server`]: the accept loop over already-bound listeners, with graceful drain.
@@ -50,6 +54,7 @@
 //! - No API key, secret or full token is ever logged, returned in an error or used as a label.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod actions;
 pub mod api_key;
 pub mod app;
 pub mod centrifugo_api;
@@ -62,6 +67,7 @@ pub mod http;
 pub mod jwt;
 pub mod metrics;
 pub mod ops;
+pub mod outbox;
 pub mod proxy;
 pub mod router;
 pub mod secrets;

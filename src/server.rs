@@ -3,7 +3,9 @@
 //! Shutdown order: readiness flips to 503, the listeners close (no new connections), every
 //! open connection is told to finish its current request and close, and the whole drain is
 //! bounded by `server.drain_timeout_seconds`. Keep-alive connections idle at that moment close
-//! at once. hyper's header-read timeout applies because a timer is set.
+//! at once. hyper's header-read timeout applies because a timer is set. The kick delivery loop
+//! ([`crate::outbox::run`]) runs beside the listeners and stops with them (a kick it was
+//! sending is sent again by the next process after its lease).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +34,11 @@ pub async fn serve(
         .header_read_timeout(app.config.server.header_read_timeout)
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    // The kick delivery loop runs beside the listeners and stops when they do.
+    let (stop_kicks, kicks_stopped) = tokio::sync::oneshot::channel::<()>();
+    let kicks = tokio::spawn(crate::outbox::run(app.clone(), async {
+        let _ = kicks_stopped.await;
+    }));
     let main = Listener::Main {
         serves_metrics: metrics_listener.is_none(),
     };
@@ -66,6 +73,8 @@ pub async fn serve(
     }
 
     app.set_not_ready();
+    let _ = stop_kicks.send(());
+    drop(kicks);
     drop(listener);
     drop(metrics_listener);
     tokio::select! {

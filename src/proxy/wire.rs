@@ -52,6 +52,18 @@ impl Reason {
     }
 }
 
+impl Reason {
+    /// The terminal disconnect a *live* connection gets through Centrifugo's server API when
+    /// an operator makes this reason true (disable, revoke, delete): the same code and reason
+    /// the connect proxy answers, so clients see one vocabulary.
+    pub fn kick(self) -> Option<Disconnect> {
+        match self.reply() {
+            Rejection::Disconnect(d) => Some(d),
+            Rejection::Error(_) => None,
+        }
+    }
+}
+
 /// `{"error": {...}}` body.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct WireError {

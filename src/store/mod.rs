@@ -9,6 +9,7 @@
 //! Architecture invariant: this module knows nothing about HTTP.
 
 pub mod postgres;
+mod postgres_outbox;
 pub mod sqlite;
 
 use std::time::Instant;
@@ -122,6 +123,46 @@ pub struct ApiKeyInfo {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+}
+
+/// A change an operator makes to one user (CLI or admin API), applied by [`Store::change_user`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserChange {
+    Disable,
+    Enable,
+    /// Tokens issued before `valid_after` (Unix seconds) are refused from now on.
+    RevokeTokens {
+        valid_after: i64,
+    },
+    /// The row is erased.
+    Delete,
+}
+
+/// A terminal disconnect queued in the outbox with the change that calls for it. The store
+/// keeps the code and reason as given; `proxy/wire.rs` chooses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kick<'a> {
+    pub code: u32,
+    pub reason: &'a str,
+}
+
+/// An outbox row claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingKick {
+    pub id: i64,
+    pub user_id: String,
+    pub code: u32,
+    pub reason: String,
+    /// Delivery attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// One page of `GET /admin/users` / `user list`, ordered by id.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    /// The `after` of the next page; `None` on the last page.
+    pub next_after: Option<String>,
 }
 
 /// Why a storage operation failed; the driver's error stays reachable through `source()`.
@@ -352,6 +393,80 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now),
             Backend::Postgres(s) => Box::pin(s.set_user_disabled(id, disabled, now)).await,
+        }
+    }
+
+    /// Applies an operator's change to a user and, in the same transaction, queues `kick` for
+    /// delivery (or, for [`UserChange::Enable`], cancels the user's pending kicks with
+    /// `kick.code`, which the re-enabled user must no longer receive). False, and nothing
+    /// written, when the user does not exist.
+    pub async fn change_user(
+        &self,
+        id: &str,
+        change: UserChange,
+        now: i64,
+        kick: Option<Kick<'_>>,
+    ) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.change_user(id, change, now, kick),
+            Backend::Postgres(s) => Box::pin(s.change_user(id, change, now, kick)).await,
+        }
+    }
+
+    /// Users ordered by id, at most `limit`, starting after the id `after`.
+    pub async fn list_users(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<UserPage, StoreError> {
+        let mut users = match &self.backend {
+            Backend::Sqlite(s) => s.list_users(limit + 1, after),
+            Backend::Postgres(s) => Box::pin(s.list_users(limit + 1, after)).await,
+        }?;
+        let next_after = if users.len() > limit {
+            users.truncate(limit);
+            users.last().map(|u| u.id.clone())
+        } else {
+            None
+        };
+        Ok(UserPage { users, next_after })
+    }
+
+    /// Claims up to `limit` due kicks (`not_before_ms <= now_ms`) for `lease_ms`: no other
+    /// process or replica claims them until the lease passes or the kick is finished.
+    pub async fn claim_kicks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingKick>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.claim_kicks(now_ms, lease_ms, limit),
+            Backend::Postgres(s) => Box::pin(s.claim_kicks(now_ms, lease_ms, limit)).await,
+        }
+    }
+
+    /// Removes a delivered kick.
+    pub async fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.finish_kick(id),
+            Backend::Postgres(s) => Box::pin(s.finish_kick(id)).await,
+        }
+    }
+
+    /// Puts a kick back for another attempt at `not_before_ms`.
+    pub async fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.retry_kick(id, not_before_ms),
+            Backend::Postgres(s) => Box::pin(s.retry_kick(id, not_before_ms)).await,
+        }
+    }
+
+    /// Kicks in the outbox: all of them, and those due at `now_ms`.
+    pub async fn count_kicks(&self, now_ms: i64) -> Result<(u64, u64), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.count_kicks(now_ms),
+            Backend::Postgres(s) => Box::pin(s.count_kicks(now_ms)).await,
         }
     }
 

@@ -20,7 +20,8 @@ use super::{ApiKeyInfo, ApiKeyRecord, SessionUser, StoreError, Upserted, User, U
 /// Arbitrary constant identifying this service's migration lock.
 const MIGRATION_LOCK: i64 = 0x6368_6174_7364_6b01;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE chatsdk_auth_users (
     id TEXT PRIMARY KEY,
     name TEXT,
@@ -40,11 +41,24 @@ CREATE TABLE chatsdk_auth_api_keys (
     last_used_at BIGINT,
     revoked_at BIGINT
 );
-"#];
+"#,
+    r#"
+CREATE TABLE chatsdk_auth_kicks (
+    id BIGSERIAL PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX chatsdk_auth_kicks_due ON chatsdk_auth_kicks (not_before_ms);
+"#,
+];
 
 const UPSERT: &str =
-    "INSERT INTO chatsdk_auth_users AS u (id, name, image, custom, created_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $5)
+    "INSERT INTO chatsdk_auth_users AS u (id, name, image, custom, created_at, updated_at, tokens_valid_after)
+VALUES ($1, $2, $3, $4, $5, $5, $5)
 ON CONFLICT (id) DO UPDATE SET
     name = CASE WHEN $6 THEN EXCLUDED.name ELSE u.name END,
     image = CASE WHEN $7 THEN EXCLUDED.image ELSE u.image END,
@@ -93,7 +107,7 @@ impl PgStore {
         Ok(store)
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(map_pool_err)
     }
 
@@ -380,7 +394,7 @@ fn map_pool_err(e: PoolError) -> StoreError {
     }
 }
 
-fn map_err(e: tokio_postgres::Error) -> StoreError {
+pub(super) fn map_err(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
         Some(code) => {

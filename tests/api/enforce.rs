@@ -121,3 +121,300 @@ async fn client_speaks_the_server_api_and_retries_only_what_may_pass() {
         assert!(!e.contains(KEY));
     }
 }
+
+// ------------------------------------------------------------------ kicks from every entry point
+
+const BIN: &str = env!("CARGO_BIN_EXE_chatsdk-auth");
+
+/// The sidecar's environment for a data dir and a Centrifugo API.
+fn env_for(dir: &std::path::Path, api_url: &str) -> Vec<(String, String)> {
+    vec![
+        (
+            "CHATSDK_AUTH_STORAGE__DATA_DIR".into(),
+            dir.display().to_string(),
+        ),
+        ("CHATSDK_AUTH_CENTRIFUGO__API_URL".into(), api_url.into()),
+        (
+            "CHATSDK_AUTH_CENTRIFUGO__API_TIMEOUT_MS".into(),
+            "300".into(),
+        ),
+        (
+            "CHATSDK_AUTH_SECRETS__CENTRIFUGO_API_KEY".into(),
+            KEY.into(),
+        ),
+    ]
+}
+
+/// Runs the CLI (off the async workers) and returns (exit code, stderr, started at).
+async fn cli(
+    dir: &std::path::Path,
+    api_url: &str,
+    args: &[&str],
+) -> (i32, String, std::time::Instant) {
+    let env = env_for(dir, api_url);
+    let cwd = dir.parent().unwrap().to_path_buf();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        let out = std::process::Command::new(BIN)
+            .args(&args)
+            .current_dir(cwd)
+            .envs(env)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            start,
+        )
+    })
+    .await
+    .unwrap()
+}
+
+/// Creates users directly in the store of `dir`.
+async fn seed_users(dir: &std::path::Path, ids: &[&str]) {
+    let mut raw = chatsdk_auth::config::RawConfig::default();
+    raw.storage.data_dir = dir.display().to_string();
+    let config = raw.validate().unwrap();
+    let store = chatsdk_auth::store::Store::open(&config.store)
+        .await
+        .unwrap();
+    for id in ids {
+        let patch = chatsdk_auth::store::UserPatch {
+            id,
+            name: chatsdk_auth::store::Field::Keep,
+            image: chatsdk_auth::store::Field::Keep,
+            custom: chatsdk_auth::store::Field::Keep,
+        };
+        store
+            .upsert_user(&patch, crate::helpers::now())
+            .await
+            .unwrap();
+    }
+}
+
+fn kick(user: &str, code: u64, reason: &str) -> Kick {
+    Kick {
+        user: user.into(),
+        code,
+        reason: reason.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_without_a_server_kicks_within_two_seconds_for_each_action() {
+    let f = FakeCentrifugo::start(KEY).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    seed_users(&dir, &["carol", "dave", "erin"]).await;
+
+    for (args, user, want) in [
+        (
+            vec!["user", "disable", "carol"],
+            "carol",
+            kick("carol", 4503, "user disabled"),
+        ),
+        (
+            vec!["user", "revoke-tokens", "dave"],
+            "dave",
+            kick("dave", 4504, "token revoked"),
+        ),
+        (
+            vec!["user", "delete", "erin"],
+            "erin",
+            kick("erin", 4502, "unknown user"),
+        ),
+    ] {
+        let (code, err, start) = cli(&dir, &f.api_url(), &args).await;
+        assert_eq!(code, 0, "{err}");
+        let (k, at) = f.wait_kick(user, Duration::from_secs(2)).await;
+        assert_eq!(k, want);
+        let took = at - start;
+        eprintln!("{args:?}: disconnect reached Centrifugo {took:?} after the CLI started");
+        assert!(took < Duration::from_secs(2), "{took:?}");
+        assert!(err.contains("disconnected"), "{err}");
+        assert_eq!(f.kicks_of(user).len(), 1);
+    }
+    // Enable kicks nobody; an unknown user exits 1 and calls nothing.
+    let calls = f.calls().len();
+    let (code, err, _) = cli(&dir, &f.api_url(), &["user", "enable", "carol"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, err, _) = cli(&dir, &f.api_url(), &["user", "disable", "nobody"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("no user with id \"nobody\""), "{err}");
+    assert_eq!(
+        f.calls().len(),
+        calls,
+        "no Centrifugo call for enable or an unknown user"
+    );
+    // The deleted user is gone.
+    let (code, _, _) = cli(&dir, &f.api_url(), &["user", "show", "erin"]).await;
+    assert_eq!(code, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_survives_a_centrifugo_outage_and_is_delivered_once_by_the_running_server() {
+    let mut f = FakeCentrifugo::start(KEY).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let api = f.api_url();
+    let t = crate::helpers::TestApp::start_in(&dir, |c| {
+        c.centrifugo.api_url = api.clone();
+        c.centrifugo.api_timeout_ms = 300;
+        c.centrifugo.kick_poll_interval_ms = 100;
+        c.secrets.centrifugo_api_key = KEY.into();
+    })
+    .await;
+    t.mint("carol").await;
+    t.mint("dave").await;
+
+    // Centrifugo up, CLI beside a running server: one kick, within 2 s, whoever sends it.
+    let (code, err, start) = cli(&dir, &api, &["user", "disable", "dave"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (_, at) = f.wait_kick("dave", Duration::from_secs(2)).await;
+    assert!(at - start < Duration::from_secs(2));
+
+    // Centrifugo down: the CLI cannot deliver; the change is done and the kick is kept.
+    f.down();
+    let (code, err, _) = cli(&dir, &api, &["user", "disable", "carol"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("kick queued"), "{err}");
+    assert!(
+        t.app
+            .store
+            .get_user("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    // The server keeps trying (and counts it) while Centrifugo is down.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while t
+        .metric(
+            r#"chatsdk_auth_centrifugo_api_calls_total{method="disconnect",outcome="unreachable"}"#,
+        )
+        .await
+        < 1.0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server did not retry"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(t.metric("chatsdk_auth_kicks_pending").await, 1.0);
+    // Back up: delivered within the retry backoff (at most 2 s) plus a poll.
+    f.up().await;
+    let back = std::time::Instant::now();
+    let (k, at) = f.wait_kick("carol", Duration::from_secs(4)).await;
+    eprintln!(
+        "after the outage, the queued kick reached Centrifugo {:?} after it came back",
+        at - back
+    );
+    assert_eq!(k, kick("carol", 4503, "user disabled"));
+    // Delivered rows leave the outbox, so nothing can send them again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while t.app.store.count_kicks(i64::MAX).await.unwrap() != (0, 0) {
+        assert!(std::time::Instant::now() < deadline, "outbox not emptied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(f.kicks_of("carol").len(), 1);
+    assert_eq!(f.kicks_of("dave").len(), 1);
+    assert!(t.metric("chatsdk_auth_kicks_delivered_total").await >= 1.0);
+
+    // A wrong key (Centrifugo answers 401): kept, retried, counted, delivered once fixed.
+    f.set_mode(Mode::Status(401));
+    t.app
+        .actions()
+        .revoke_user_tokens("carol", None, crate::helpers::now())
+        .await
+        .unwrap();
+    t.app.kick_wake.notify_one();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while t.metric(r#"chatsdk_auth_centrifugo_api_calls_total{method="disconnect",outcome="unauthorized"}"#).await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "no 401 counted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    f.set_mode(Mode::Normal);
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    while f.kicks_of("carol").len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not delivered after the key was fixed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(f.kicks_of("carol")[1], kick("carol", 4504, "token revoked"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_deliver_each_kick_once() {
+    let pg = crate::pg::PgServer::start().await;
+    let f = FakeCentrifugo::start(KEY).await;
+    let api = f.api_url();
+    let on = |url: String, api: String| {
+        move |c: &mut chatsdk_auth::config::RawConfig| {
+            c.storage.backend = "postgres".into();
+            c.storage.postgres_url = url;
+            c.secrets.rest_key = "r".repeat(40);
+            c.secrets.centrifugo_key = "w".repeat(40);
+            c.secrets.proxy_secret = "p".repeat(40);
+            c.secrets.centrifugo_api_key = KEY.into();
+            c.centrifugo.api_url = api;
+            c.centrifugo.kick_poll_interval_ms = 50;
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let a = crate::helpers::TestApp::start_in(tmp.path(), on(pg.url(), api.clone())).await;
+    let b = crate::helpers::TestApp::start_in(tmp.path(), on(pg.url(), api.clone())).await;
+    let users: Vec<String> = (0..40).map(|i| format!("u{i:02}")).collect();
+    for u in &users {
+        a.mint(u).await;
+    }
+    // Changes land on both replicas at once; both loops poll every 50 ms and race to claim.
+    let mut tasks = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        let app = if i % 2 == 0 {
+            a.app.clone()
+        } else {
+            b.app.clone()
+        };
+        let u = u.clone();
+        tasks.push(tokio::spawn(async move {
+            let now = chatsdk_auth::now_unix();
+            match i % 3 {
+                0 => app.actions().disable(&u, now).await.unwrap(),
+                1 => {
+                    app.actions()
+                        .revoke_user_tokens(&u, None, now)
+                        .await
+                        .unwrap()
+                        .1
+                }
+                _ => app.actions().delete_user(&u, now).await.unwrap(),
+            };
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for u in &users {
+        f.wait_kick(u, Duration::from_secs(5)).await;
+    }
+    // Every row leaves the shared outbox (once its delivery round has finished): nothing is
+    // left to be sent again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while a.app.store.count_kicks(i64::MAX).await.unwrap() != (0, 0) {
+        assert!(std::time::Instant::now() < deadline, "outbox not emptied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for u in &users {
+        assert_eq!(f.kicks_of(u).len(), 1, "{u} kicked {:?}", f.kicks_of(u));
+    }
+    let by_a = a.metric("chatsdk_auth_kicks_delivered_total").await;
+    let by_b = b.metric("chatsdk_auth_kicks_delivered_total").await;
+    eprintln!("replica a delivered {by_a}, replica b {by_b}");
+    assert_eq!(by_a + by_b, users.len() as f64);
+}

@@ -62,7 +62,6 @@ pub struct FakeCentrifugo {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-#[allow(dead_code)] // Waiting helpers: used by the kick tests.
 impl FakeCentrifugo {
     /// Starts on a free loopback port, accepting `key`.
     pub async fn start(key: &str) -> FakeCentrifugo {
@@ -191,20 +190,6 @@ impl FakeCentrifugo {
                 "no kick for {user:?} within {within:?}; calls: {:?}",
                 self.calls()
             );
-            let _ = tokio::time::timeout(left, notified).await;
-        }
-    }
-
-    /// Waits until at least `n` calls arrived (any answer).
-    pub async fn wait_calls(&self, n: usize, within: Duration) {
-        let deadline = Instant::now() + within;
-        loop {
-            let notified = self.state.changed.notified();
-            if self.calls().len() >= n {
-                return;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "fewer than {n} calls within {within:?}");
             let _ = tokio::time::timeout(left, notified).await;
         }
     }

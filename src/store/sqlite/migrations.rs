@@ -61,6 +61,24 @@ DROP TABLE users;
 ALTER TABLE users_by_id RENAME TO users;
 "#,
     },
+    Migration {
+        check: None,
+        sql: r#"
+-- 3: the kick outbox. A row is a terminal disconnect of every connection of `user_id`, queued in
+-- the transaction that disabled, revoked or deleted the user, deleted once Centrifugo answered.
+-- `not_before_ms` is both the claim lease and the retry backoff.
+CREATE TABLE kicks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX kicks_due ON kicks (not_before_ms);
+"#,
+    },
 ];
 
 pub(super) fn migrate(c: &Connection) -> Result<(), StoreError> {

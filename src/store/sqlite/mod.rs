@@ -1,7 +1,8 @@
 //! The embedded SQLite backend: one writer connection, a few reader connections, WAL mode.
 //!
 //! This file owns the connections (opening, pooling, error mapping); [`queries`] holds every
-//! statement the store runs and [`migrations`] the schema steps.
+//! statement the store runs, [`outbox`] the operator changes and the kick outbox, and
+//! [`migrations`] the schema steps.
 //!
 //! WAL lets readers (API-key checks, proxy user lookups) run while a write is in progress, and
 //! `synchronous=NORMAL` makes a commit an append to the WAL with no fsync; checkpoints sync.
@@ -18,6 +19,7 @@
 //! WAL frame and never waits for the writer.
 
 mod migrations;
+mod outbox;
 mod queries;
 
 use std::path::Path;

@@ -13,10 +13,12 @@ use crate::store::{
 const PROFILE: &str =
     "SELECT name, image, custom, disabled, tokens_valid_after FROM users WHERE id = ?1";
 
-/// The upsert: insert, or update only the fields the request carried. A disabled user is not
+/// The upsert: insert, or update only the fields the request carried. A new row refuses tokens
+/// issued before it existed (those of a deleted user with the same id). A disabled user is not
 /// touched (the `WHERE` makes the conflict branch a no-op, so no row comes back).
-const UPSERT: &str = "INSERT INTO users (id, name, image, custom, created_at, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+const UPSERT: &str =
+    "INSERT INTO users (id, name, image, custom, created_at, updated_at, tokens_valid_after)
+VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)
 ON CONFLICT(id) DO UPDATE SET
     name = CASE WHEN ?6 THEN excluded.name ELSE users.name END,
     image = CASE WHEN ?7 THEN excluded.image ELSE users.image END,

@@ -1,0 +1,178 @@
+//! The operator actions, one implementation each, shared by the command line (`cli.rs`) and
+//! the admin API (`admin.rs`): show, list, disable, enable, revoke tokens (one user or the
+//! whole app), delete, and the API-key actions.
+//!
+//! An action that must end live connections (disable, revoke, delete) queues the kick in the
+//! same transaction as the change, when active revocation is on (`centrifugo.api_url` set);
+//! the caller then gets it delivered ([`crate::outbox`]): the server wakes its delivery loop,
+//! the CLI delivers at once. An unknown user changes nothing and queues nothing.
+
+use crate::api_key;
+use crate::proxy::decision::Reason;
+use crate::store::{ApiKeyInfo, Kick, Store, StoreError, User, UserChange, UserPage};
+
+/// The largest page `list_users` returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// Why an action was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("no user with id \"{0}\"")]
+    UnknownUser(String),
+    #[error("no active API key named \"{0}\"")]
+    UnknownApiKey(String),
+    /// A parameter is wrong; `field` names it.
+    #[error("{message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// The name is taken, or another conflict the caller can act on.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the store failed")]
+    Store(#[source] StoreError),
+}
+
+impl From<StoreError> for ActionError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ActionError::Conflict(m),
+            e => ActionError::Store(e),
+        }
+    }
+}
+
+/// What a user action did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Changed {
+    /// A kick was queued for delivery to Centrifugo.
+    pub kick_queued: bool,
+}
+
+/// The actions, over one store; `kicks` is true when active revocation is on.
+pub struct Actions<'a> {
+    pub store: &'a Store,
+    pub kicks: bool,
+}
+
+impl Actions<'_> {
+    pub async fn show_user(&self, id: &str) -> Result<User, ActionError> {
+        self.store
+            .get_user(id)
+            .await?
+            .ok_or_else(|| ActionError::UnknownUser(id.to_string()))
+    }
+
+    /// One page of users ordered by id; `limit` 1 to [`MAX_PAGE`].
+    pub async fn list_users(
+        &self,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<UserPage, ActionError> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ActionError::Invalid {
+                field: "limit",
+                message: format!("limit must be 1 to {MAX_PAGE}"),
+            });
+        }
+        Ok(self.store.list_users(limit, after).await?)
+    }
+
+    /// Refuses new tokens and kicks the user's live connections (4503).
+    pub async fn disable(&self, id: &str, now: i64) -> Result<Changed, ActionError> {
+        self.change(id, UserChange::Disable, Reason::UserDisabled, now)
+            .await
+    }
+
+    /// Allows the user again; a disable kick still waiting for Centrifugo is cancelled.
+    pub async fn enable(&self, id: &str, now: i64) -> Result<Changed, ActionError> {
+        self.change(id, UserChange::Enable, Reason::UserDisabled, now)
+            .await?;
+        Ok(Changed { kick_queued: false })
+    }
+
+    /// Revokes every token of the user issued up to and including `before` (default: now)
+    /// and kicks the user's live connections (4504). Returns the instant used.
+    pub async fn revoke_user_tokens(
+        &self,
+        id: &str,
+        before: Option<i64>,
+        now: i64,
+    ) -> Result<(i64, Changed), ActionError> {
+        let t = check_before(before, now)?;
+        // Tokens carry whole seconds: "up to and including T" means valid-after T + 1.
+        let changed = self
+            .change(
+                id,
+                UserChange::RevokeTokens { valid_after: t + 1 },
+                Reason::TokenRevoked,
+                now,
+            )
+            .await?;
+        Ok((t, changed))
+    }
+
+    /// Erases the user (its tokens are refused everywhere: an unknown user, and a user created
+    /// again under the same id refuses tokens older than itself) and kicks its connections
+    /// (4502, what the connect proxy answers for an unknown user).
+    pub async fn delete_user(&self, id: &str, now: i64) -> Result<Changed, ActionError> {
+        self.change(id, UserChange::Delete, Reason::UserUnknown, now)
+            .await
+    }
+
+    async fn change(
+        &self,
+        id: &str,
+        change: UserChange,
+        reason: Reason,
+        now: i64,
+    ) -> Result<Changed, ActionError> {
+        let d = reason.kick();
+        let kick = d.filter(|_| self.kicks).map(|d| Kick {
+            code: d.code,
+            reason: d.reason,
+        });
+        if !self.store.change_user(id, change, now, kick).await? {
+            return Err(ActionError::UnknownUser(id.to_string()));
+        }
+        Ok(Changed {
+            kick_queued: kick.is_some() && change != UserChange::Enable,
+        })
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, ActionError> {
+        Ok(self.store.list_api_keys().await?)
+    }
+
+    /// Creates a key; the plaintext is returned once and never stored.
+    pub async fn create_api_key(&self, name: &str, now: i64) -> Result<String, ActionError> {
+        api_key::check_name(name).map_err(|e| ActionError::Invalid {
+            field: "name",
+            message: format!("name: {e}"),
+        })?;
+        Ok(self.store.create_api_key(name, now).await?)
+    }
+
+    pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<(), ActionError> {
+        if !self.store.revoke_api_key(name, now).await? {
+            return Err(ActionError::UnknownApiKey(name.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// `before` defaults to now; a future instant would make every later token "issued before"
+/// the revocation, so it is refused.
+fn check_before(before: Option<i64>, now: i64) -> Result<i64, ActionError> {
+    let t = before.unwrap_or(now);
+    if t > now {
+        return Err(ActionError::Invalid {
+            field: "before",
+            message: format!(
+                "before {t} is in the future (now is {now}); give Unix seconds not later than now"
+            ),
+        });
+    }
+    Ok(t)
+}

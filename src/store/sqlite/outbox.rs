@@ -1,0 +1,135 @@
+//! The SQLite statements of operator changes and of the kick outbox: a change to a user and
+//! the kick it calls for commit in one transaction; claims take the write lock, so the server
+//! and a CLI process never claim the same row.
+
+use rusqlite::{params, TransactionBehavior};
+
+use super::{map_err, SqliteStore};
+use crate::store::{Kick, PendingKick, StoreError, User, UserChange};
+
+impl SqliteStore {
+    pub fn change_user(
+        &self,
+        id: &str,
+        change: UserChange,
+        now: i64,
+        kick: Option<Kick<'_>>,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.writer();
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let n = match change {
+            UserChange::Disable | UserChange::Enable => tx.execute(
+                "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, change == UserChange::Disable, now],
+            ),
+            UserChange::RevokeTokens { valid_after } => tx.execute(
+                "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2), updated_at = ?3 WHERE id = ?1",
+                params![id, valid_after, now],
+            ),
+            UserChange::Delete => tx.execute("DELETE FROM users WHERE id = ?1", params![id]),
+        }
+        .map_err(map_err)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        match (change, kick) {
+            (UserChange::Enable, Some(k)) => tx.execute(
+                "DELETE FROM kicks WHERE user_id = ?1 AND code = ?2",
+                params![id, k.code],
+            ),
+            (_, Some(k)) => tx.execute(
+                "INSERT INTO kicks (user_id, code, reason, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![id, k.code, k.reason, now],
+            ),
+            (_, None) => Ok(0),
+        }
+        .map_err(map_err)?;
+        tx.commit().map_err(map_err)?;
+        Ok(true)
+    }
+
+    pub fn list_users(&self, limit: usize, after: Option<&str>) -> Result<Vec<User>, StoreError> {
+        let c = self.reader();
+        let mut st = c
+            .prepare_cached(
+                "SELECT id, name, image, custom, disabled, tokens_valid_after, created_at, updated_at
+                 FROM users WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![after, limit as i64], |r| {
+                Ok(User {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    image: r.get(2)?,
+                    custom: r.get(3)?,
+                    disabled: r.get::<_, i64>(4)? != 0,
+                    tokens_valid_after: r.get(5)?,
+                    created_at: r.get(6)?,
+                    updated_at: r.get(7)?,
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    pub fn claim_kicks(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<PendingKick>, StoreError> {
+        let c = self.writer();
+        let mut st = c
+            .prepare_cached(
+                "UPDATE kicks SET not_before_ms = ?1 + ?2, attempts = attempts + 1
+                 WHERE id IN (SELECT id FROM kicks WHERE not_before_ms <= ?1 ORDER BY id LIMIT ?3)
+                 RETURNING id, user_id, code, reason, attempts",
+            )
+            .map_err(map_err)?;
+        // Collecting drains the statement, so it completes (and the WAL can checkpoint).
+        let rows = st
+            .query_map(params![now_ms, lease_ms, limit as i64], |r| {
+                Ok(PendingKick {
+                    id: r.get(0)?,
+                    user_id: r.get(1)?,
+                    code: r.get(2)?,
+                    reason: r.get(3)?,
+                    attempts: r.get(4)?,
+                })
+            })
+            .map_err(map_err)?;
+        let mut out: Vec<PendingKick> = rows.collect::<Result<_, _>>().map_err(map_err)?;
+        out.sort_by_key(|k| k.id);
+        Ok(out)
+    }
+
+    pub fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
+        let c = self.writer();
+        c.prepare_cached("DELETE FROM kicks WHERE id = ?1")
+            .and_then(|mut s| s.execute([id]))
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    pub fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
+        let c = self.writer();
+        c.prepare_cached("UPDATE kicks SET not_before_ms = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute([id, not_before_ms]))
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
+    pub fn count_kicks(&self, now_ms: i64) -> Result<(u64, u64), StoreError> {
+        let c = self.reader();
+        c.prepare_cached("SELECT count(*), coalesce(sum(not_before_ms <= ?1), 0) FROM kicks")
+            .and_then(|mut s| {
+                s.query_row([now_ms], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
+                })
+            })
+            .map_err(map_err)
+    }
+}
