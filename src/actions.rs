@@ -113,6 +113,20 @@ impl Actions<'_> {
         Ok((t, changed))
     }
 
+    /// Revokes every token of every user issued up to and including `before` (default: now).
+    /// Nothing is kicked (Centrifugo OSS cannot disconnect everyone in one call): the proxies
+    /// refuse those tokens at once, live connections end at their next refresh (README,
+    /// "Revocation"). Returns the instant used.
+    pub async fn revoke_all_tokens(
+        &self,
+        before: Option<i64>,
+        now: i64,
+    ) -> Result<i64, ActionError> {
+        let t = check_before(before, now)?;
+        self.store.revoke_all_tokens(t + 1).await?;
+        Ok(t)
+    }
+
     /// Erases the user (its tokens are refused everywhere: an unknown user, and a user created
     /// again under the same id refuses tokens older than itself) and kicks its connections
     /// (4502, what the connect proxy answers for an unknown user).

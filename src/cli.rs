@@ -43,6 +43,15 @@ pub enum Command {
     /// Inspect and manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Revoke every token of every user issued up to and including T (Unix seconds; default:
+    /// now). Proxies refuse them at once; `POST /tokens` keeps minting fresh ones.
+    RevokeTokens {
+        /// Required: this revokes the tokens of every user.
+        #[arg(long, required = true)]
+        all: bool,
+        #[arg(long)]
+        before: Option<i64>,
+    },
     /// Print a Centrifugo config matching this sidecar (contains the shared secrets).
     CentrifugoConfig {
         #[arg(long, value_enum, default_value = "jwt")]
@@ -193,6 +202,24 @@ async fn deliver_now(config: &Config, store: &Store, api: &CentrifugoApi) {
             Chain(&e)
         ),
     }
+}
+
+/// `revoke-tokens --all`: app-wide revocation.
+pub fn revoke_all_command(cli: &Cli, before: Option<i64>) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    block_on(async {
+        let store = open_store(&config).await?;
+        let actions = Actions {
+            store: &store,
+            kicks: false,
+        };
+        let t = actions.revoke_all_tokens(before, now_unix()).await?;
+        eprintln!(
+            "revoked every token issued at or before {t}; live connections end at their next refresh (at most centrifugo.refresh_interval_seconds = {} s in proxy mode; see the README's revocation table)",
+            config.centrifugo.refresh_interval_seconds
+        );
+        Ok(())
+    })
 }
 
 /// `centrifugo-config`: prints a Centrifugo config matching this sidecar.

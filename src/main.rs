@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         Command::CheckConfig => cli::check_config(&cli),
         Command::ApiKey(cmd) => cli::api_key_command(&cli, cmd),
         Command::User(cmd) => cli::user_command(&cli, cmd),
+        Command::RevokeTokens { all: _, before } => cli::revoke_all_command(&cli, *before),
         Command::CentrifugoConfig {
             mode,
             centrifugo_version,

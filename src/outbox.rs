@@ -97,11 +97,11 @@ pub async fn deliver_due(
     for (kick, result) in kicks.iter().zip(results) {
         match result {
             Ok(()) if !call_failed => {
-                store.finish_kick(kick.id).await?;
                 round.delivered += 1;
                 if let Some(m) = metrics {
                     m.kicks_delivered.inc();
                 }
+                store.finish_kick(kick.id).await?;
             }
             other => {
                 if let Err(e) = other {

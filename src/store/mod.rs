@@ -45,7 +45,8 @@ pub struct SessionUser {
     /// The `custom` object exactly as the caller sent it (JSON text).
     pub custom: Option<String>,
     pub disabled: bool,
-    /// Tokens whose `iat` is before this instant (Unix seconds) are revoked.
+    /// Tokens whose `iat` is before this instant (Unix seconds) are revoked: the user's own
+    /// instant or the app-wide one, whichever is later.
     pub tokens_valid_after: i64,
 }
 
@@ -410,6 +411,23 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.change_user(id, change, now, kick),
             Backend::Postgres(s) => Box::pin(s.change_user(id, change, now, kick)).await,
+        }
+    }
+
+    /// Revokes every token of every user issued before `valid_after` (app-wide); an earlier
+    /// instant than the one in force changes nothing. Returns the instant in force.
+    pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.revoke_all_tokens(valid_after),
+            Backend::Postgres(s) => Box::pin(s.revoke_all_tokens(valid_after)).await,
+        }
+    }
+
+    /// The app-wide revocation instant (0 when none).
+    pub async fn app_tokens_valid_after(&self) -> Result<i64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.app_tokens_valid_after(),
+            Backend::Postgres(s) => Box::pin(s.app_tokens_valid_after()).await,
         }
     }
 

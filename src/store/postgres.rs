@@ -54,6 +54,12 @@ CREATE TABLE chatsdk_auth_kicks (
 );
 CREATE INDEX chatsdk_auth_kicks_due ON chatsdk_auth_kicks (not_before_ms);
 "#,
+    r#"
+CREATE TABLE chatsdk_auth_settings (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+"#,
 ];
 
 const UPSERT: &str =
@@ -66,7 +72,9 @@ ON CONFLICT (id) DO UPDATE SET
     revision = u.revision + 1,
     updated_at = EXCLUDED.updated_at
 WHERE u.disabled = FALSE
-RETURNING id, name, image, tokens_valid_after, revision";
+RETURNING id, name, image,
+    GREATEST(tokens_valid_after, COALESCE((SELECT value FROM chatsdk_auth_settings WHERE key = 'tokens_valid_after'), 0)),
+    revision";
 
 pub struct PgStore {
     pool: Pool,
@@ -218,7 +226,8 @@ impl PgStore {
         let c = self.client().await?;
         let st = c
             .prepare_cached(
-                "SELECT name, image, custom, disabled, tokens_valid_after
+                "SELECT name, image, custom, disabled,
+                    GREATEST(tokens_valid_after, COALESCE((SELECT value FROM chatsdk_auth_settings WHERE key = 'tokens_valid_after'), 0))
                  FROM chatsdk_auth_users WHERE id = $1",
             )
             .await

@@ -1,4 +1,5 @@
-//! The PostgreSQL statements of operator changes and of the kick outbox. A change and the kick
+//! The PostgreSQL statements of operator changes (per user and app-wide) and of the kick
+//! outbox. A change and the kick
 //! it calls for commit in one transaction. Claims use `FOR UPDATE SKIP LOCKED` and a lease
 //! (`not_before_ms`), so with several replicas each due row is claimed by exactly one of them:
 //! a row another replica is claiming is skipped, and a row it has claimed is not due again
@@ -152,5 +153,31 @@ impl PgStore {
             .await
             .map_err(map_err)?;
         Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+    }
+
+    pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "INSERT INTO chatsdk_auth_settings AS s (key, value) VALUES ('tokens_valid_after', $1)
+                 ON CONFLICT (key) DO UPDATE SET value = GREATEST(s.value, EXCLUDED.value)
+                 RETURNING value",
+                &[&valid_after],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(row.get(0))
+    }
+
+    pub async fn app_tokens_valid_after(&self) -> Result<i64, StoreError> {
+        let c = self.client().await?;
+        let row = c
+            .query_one(
+                "SELECT COALESCE((SELECT value FROM chatsdk_auth_settings WHERE key = 'tokens_valid_after'), 0)",
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(row.get(0))
     }
 }

@@ -417,4 +417,112 @@ async fn two_replicas_on_postgres_deliver_each_kick_once() {
     let by_b = b.metric("chatsdk_auth_kicks_delivered_total").await;
     eprintln!("replica a delivered {by_a}, replica b {by_b}");
     assert_eq!(by_a + by_b, users.len() as f64);
+
+    // App-wide revocation on one replica is in force on the other at once.
+    let now = chatsdk_auth::now_unix();
+    a.app.actions().revoke_all_tokens(None, now).await.unwrap();
+    let s = b.app.store.get_session("u00").await.unwrap().unwrap();
+    assert_eq!(s.tokens_valid_after, now + 1);
+    assert_eq!(b.app.store.app_tokens_valid_after().await.unwrap(), now + 1);
+}
+
+// ------------------------------------------------------------------ app-wide revocation
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_tokens_all_refuses_every_older_token_in_every_proxy_and_mints_fresh_ones() {
+    use crate::helpers::{connect_body, now, session_body, verify_hs256};
+    use serde_json::json;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let t = crate::helpers::TestApp::start_in(&dir, |_| {}).await;
+    let ann = t.mint("ann").await["wsToken"].as_str().unwrap().to_string();
+    let bob = t.mint("bob").await["wsToken"].as_str().unwrap().to_string();
+    let iat = verify_hs256(&ann, &t.ws_key()).1["iat"].clone();
+    let connect = |ws: &str| connect_body(json!({"data": {"token": ws}}));
+    assert!(t.proxy("/centrifugo/connect", &connect(&ann), &[]).await.1["result"].is_object());
+
+    // Bad input first: a future instant, and a missing --all.
+    let (code, err, _) = cli(
+        &dir,
+        "",
+        &[
+            "revoke-tokens",
+            "--all",
+            "--before",
+            &(now() + 3600).to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("in the future"), "{err}");
+    let (code, _, _) = cli(&dir, "", &["revoke-tokens"]).await;
+    assert_eq!(code, 2, "--all is required");
+
+    let (code, err, _) = cli(&dir, "", &["revoke-tokens", "--all"]).await;
+    assert_eq!(code, 0, "{err}");
+    let revoked = json!({"disconnect": {"code": 4504, "reason": "token revoked"}});
+    for (user, ws) in [("ann", &ann), ("bob", &bob)] {
+        assert_eq!(
+            t.proxy("/centrifugo/connect", &connect(ws), &[]).await.1,
+            revoked,
+            "{user}"
+        );
+        let meta = Some(json!({"iat": iat}));
+        assert_eq!(
+            t.proxy(
+                "/centrifugo/refresh",
+                &session_body(user, None, meta.clone()),
+                &[]
+            )
+            .await
+            .1,
+            json!({"result": {"expired": true}})
+        );
+        assert_eq!(
+            t.proxy(
+                "/centrifugo/subscribe",
+                &session_body(user, Some("chat:room"), meta),
+                &[]
+            )
+            .await
+            .1,
+            revoked
+        );
+    }
+    // POST /tokens keeps minting, and the fresh token passes every proxy (even in the same
+    // second as the revocation).
+    let fresh = t.mint("ann").await["wsToken"].as_str().unwrap().to_string();
+    let r = t
+        .proxy("/centrifugo/connect", &connect(&fresh), &[])
+        .await
+        .1;
+    assert_eq!(r["result"]["user"], "ann", "{r}");
+    let fresh_iat = verify_hs256(&fresh, &t.ws_key()).1["iat"].clone();
+    let meta = Some(json!({"iat": fresh_iat}));
+    assert!(t
+        .proxy(
+            "/centrifugo/refresh",
+            &session_body("ann", None, meta.clone()),
+            &[]
+        )
+        .await
+        .1["result"]["expire_at"]
+        .is_i64());
+    assert_eq!(
+        t.proxy(
+            "/centrifugo/subscribe",
+            &session_body("ann", Some("chat:room"), meta),
+            &[]
+        )
+        .await
+        .1,
+        json!({"result": {}})
+    );
+    // An earlier instant never moves the revocation back.
+    let (code, _, _) = cli(&dir, "", &["revoke-tokens", "--all", "--before", "1000"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        t.proxy("/centrifugo/connect", &connect(&bob), &[]).await.1,
+        revoked
+    );
 }

@@ -79,6 +79,16 @@ CREATE TABLE kicks (
 CREATE INDEX kicks_due ON kicks (not_before_ms);
 "#,
     },
+    Migration {
+        check: None,
+        sql: r#"
+-- 4: app-wide settings; `tokens_valid_after` is the app-wide revocation instant.
+CREATE TABLE settings (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
+    },
 ];
 
 pub(super) fn migrate(c: &Connection) -> Result<(), StoreError> {

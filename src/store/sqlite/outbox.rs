@@ -1,4 +1,4 @@
-//! The SQLite statements of operator changes and of the kick outbox: a change to a user and
+//! The SQLite statements of operator changes (per user and app-wide) and of the kick outbox: a change to a user and
 //! the kick it calls for commit in one transaction; claims take the write lock, so the server
 //! and a CLI process never claim the same row.
 
@@ -131,5 +131,27 @@ impl SqliteStore {
                 })
             })
             .map_err(map_err)
+    }
+
+    pub fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
+        let c = self.writer();
+        c.query_row(
+            "INSERT INTO settings (key, value) VALUES ('tokens_valid_after', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)
+             RETURNING value",
+            [valid_after],
+            |r| r.get(0),
+        )
+        .map_err(map_err)
+    }
+
+    pub fn app_tokens_valid_after(&self) -> Result<i64, StoreError> {
+        let c = self.reader();
+        c.query_row(
+            "SELECT coalesce((SELECT value FROM settings WHERE key = 'tokens_valid_after'), 0)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(map_err)
     }
 }

@@ -10,8 +10,11 @@ use crate::store::{
 
 /// What the upsert needs to know about an existing row before deciding to write, and what a
 /// proxy decision needs (one cached statement for both).
-const PROFILE: &str =
-    "SELECT name, image, custom, disabled, tokens_valid_after FROM users WHERE id = ?1";
+/// Its `tokens_valid_after` is the effective one: the user's own or the app-wide revocation
+/// instant (`revoke-tokens --all`), whichever is later.
+const PROFILE: &str = "SELECT name, image, custom, disabled,
+    max(tokens_valid_after, coalesce((SELECT value FROM settings WHERE key = 'tokens_valid_after'), 0))
+    FROM users WHERE id = ?1";
 
 /// The upsert: insert, or update only the fields the request carried. A new row refuses tokens
 /// issued before it existed (those of a deleted user with the same id). A disabled user is not
@@ -26,7 +29,9 @@ ON CONFLICT(id) DO UPDATE SET
     revision = users.revision + 1,
     updated_at = excluded.updated_at
 WHERE users.disabled = 0
-RETURNING id, name, image, tokens_valid_after, revision";
+RETURNING id, name, image,
+    max(tokens_valid_after, coalesce((SELECT value FROM settings WHERE key = 'tokens_valid_after'), 0)),
+    revision";
 
 impl SqliteStore {
     pub fn ping(&self) -> Result<(), StoreError> {
