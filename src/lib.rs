@@ -28,9 +28,11 @@
 //!   shared by the CLI and the admin API; kicks are queued with the change.
 //! - [`outbox`]: delivery of queued kicks through [`centrifugo_api`] (the server's loop, and
 //!   the CLI's direct attempt).
+//! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
 //! - [`router`]: the single route table and its `route` labels; per-request timing, the
 //!   request deadline, access log and metrics.
-//! - [`server`]: the accept loop over already-bound listeners, with graceful drain.
+//! - [`server`]: the accept loop over already-bound listeners (main, metrics, admin), with
+//!   graceful drain, and the kick delivery loop beside it.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
 //! - [`app`]: [`App`], the only shared state, and [`App::start`], the composition root.
 //! - [`centrifugo_config`]: the Centrifugo config generated from this sidecar's settings.
@@ -55,6 +57,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod actions;
+pub mod admin;
 pub mod api_key;
 pub mod app;
 pub mod centrifugo_api;
@@ -80,7 +83,7 @@ pub mod tokens;
 
 pub use app::App;
 pub use config::Config;
-pub use server::serve;
+pub use server::{serve, serve_on, Listeners};
 
 /// Seconds since the Unix epoch, the unit of every timestamp the service stores or signs.
 pub fn now_unix() -> i64 {

@@ -55,6 +55,7 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
     rt.block_on(async move {
         let listen = config.server.listen;
         let metrics_listen = config.metrics.listen;
+        let admin_listen = config.admin.listen;
         let app = App::start(config, access_log).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -67,16 +68,29 @@ fn serve(cli: &Cli) -> anyhow::Result<()> {
             ),
             None => None,
         };
+        let admin_listener = match admin_listen {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} (admin.listen)"))?,
+            ),
+            None => None,
+        };
         tracing::info!(
             addr = %listener.local_addr()?,
             metrics_addr = ?metrics_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            admin_addr = ?admin_listener.as_ref().and_then(|l| l.local_addr().ok()),
+            revocation = if app.centrifugo_api.is_some() { "active (centrifugo.api_url)" } else { "off (set centrifugo.api_url)" },
             version = env!("CARGO_PKG_VERSION"),
             workers,
             "listening"
         );
-        let drained = chatsdk_auth::serve(
-            listener,
-            metrics_listener,
+        let drained = chatsdk_auth::serve_on(
+            chatsdk_auth::Listeners {
+                main: listener,
+                metrics: metrics_listener,
+                admin: admin_listener,
+            },
             app,
             chatsdk_auth::shutdown::signal_received(),
         )

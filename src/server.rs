@@ -20,14 +20,46 @@ use tokio::net::TcpListener;
 use crate::app::App;
 use crate::router::{self, Listener};
 
+/// The already-bound listeners: the main one, and optional ones of their own for `/metrics`
+/// (`metrics.listen`) and `/admin/...` (`admin.listen`).
+pub struct Listeners {
+    pub main: TcpListener,
+    pub metrics: Option<TcpListener>,
+    pub admin: Option<TcpListener>,
+}
+
 /// Runs until `shutdown` resolves and in-flight requests finish (or the drain deadline passes).
-/// Returns true when the drain completed within the deadline.
+/// Returns true when the drain completed within the deadline. The admin API is served on the
+/// main listener.
 pub async fn serve(
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> bool {
+    serve_on(
+        Listeners {
+            main: listener,
+            metrics: metrics_listener,
+            admin: None,
+        },
+        app,
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] on every listener given.
+pub async fn serve_on(
+    listeners: Listeners,
+    app: Arc<App>,
+    shutdown: impl Future<Output = ()>,
+) -> bool {
+    let Listeners {
+        main: listener,
+        metrics: metrics_listener,
+        admin: admin_listener,
+    } = listeners;
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -41,6 +73,7 @@ pub async fn serve(
     }));
     let main = Listener::Main {
         serves_metrics: metrics_listener.is_none(),
+        serves_admin: admin_listener.is_none(),
     };
     tokio::pin!(shutdown);
 
@@ -50,6 +83,7 @@ pub async fn serve(
             _ = &mut shutdown => break,
             accepted = listener.accept() => (accepted, main),
             accepted = accept_optional(metrics_listener.as_ref()) => (accepted, Listener::Metrics),
+            accepted = accept_optional(admin_listener.as_ref()) => (accepted, Listener::Admin),
         };
         let stream = match stream {
             Ok((s, _peer)) => s,
@@ -77,6 +111,7 @@ pub async fn serve(
     drop(kicks);
     drop(listener);
     drop(metrics_listener);
+    drop(admin_listener);
     tokio::select! {
         _ = graceful.shutdown() => {
             tracing::info!("drained; all connections closed");

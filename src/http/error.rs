@@ -43,6 +43,17 @@ pub enum ApiError {
     ProxyUnauthorized,
     #[error("Missing or wrong bearer token for /metrics")]
     MetricsUnauthorized,
+    #[error("Missing or wrong admin token: send Authorization: Bearer <admin token> (admin-token.key in the data directory, or CHATSDK_AUTH_SECRETS__ADMIN_TOKEN)")]
+    AdminUnauthorized,
+    /// No user with this id (admin API).
+    #[error("No user with id \"{0}\"")]
+    UnknownUser(String),
+    /// No active API key with this name (admin API).
+    #[error("No active API key named \"{0}\"")]
+    UnknownApiKey(String),
+    /// The request conflicts with what exists (a taken API-key name).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("The token store is unavailable; retry shortly")]
     StoreUnavailable(#[source] StoreError),
     /// The client did not finish sending its body within `server.request_timeout_seconds`.
@@ -68,7 +79,10 @@ impl ApiError {
         match self {
             ApiError::InvalidApiKey
             | ApiError::ProxyUnauthorized
-            | ApiError::MetricsUnauthorized => StatusCode::UNAUTHORIZED,
+            | ApiError::MetricsUnauthorized
+            | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::UnknownUser(_) | ApiError::UnknownApiKey(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -96,6 +110,10 @@ impl ApiError {
             ApiError::ChannelForbidden(_) => "channel_forbidden",
             ApiError::ProxyUnauthorized => "invalid_proxy_secret",
             ApiError::MetricsUnauthorized => "invalid_metrics_token",
+            ApiError::AdminUnauthorized => "invalid_admin_token",
+            ApiError::UnknownUser(_) => "user_unknown",
+            ApiError::UnknownApiKey(_) => "api_key_not_found",
+            ApiError::Conflict { code, .. } => code,
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::Timeout => "timeout",

@@ -38,6 +38,13 @@ pub fn ok_json<T: serde::Serialize>(value: &T) -> Result<Resp, ApiError> {
         .map_err(|e| ApiError::Internal(Context::new("cannot serialise response", e).into()))
 }
 
+/// Serialises `value` as a 201 JSON response (something was created).
+pub fn created_json<T: serde::Serialize>(value: &T) -> Result<Resp, ApiError> {
+    let mut r = ok_json(value)?;
+    *r.status_mut() = StatusCode::CREATED;
+    Ok(r)
+}
+
 /// `serde_json::to_vec` into a buffer that already fits a typical reply (a token response is
 /// about 1 KiB, a proxy reply a few hundred bytes), instead of growing from 128 bytes by
 /// reallocating and copying.

@@ -18,10 +18,10 @@ use crate::http::body::BodyProgress;
 use crate::http::{ApiError, Resp};
 use crate::proxy;
 use crate::telemetry::access_log::Entry;
-use crate::{ops, subscription_tokens, tokens};
+use crate::{admin, ops, subscription_tokens, tokens};
 
 use table::UNMATCHED;
-pub use table::{route, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
+pub use table::{route, AdminRoute, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
 
 /// Echoed (or generated) on every response.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -140,6 +140,7 @@ async fn dispatch(
         Route::Readyz => Ok(ops::readyz(app).await),
         Route::Metrics => ops::metrics(app, req.headers()),
         Route::OpenApi => Ok(ops::openapi()),
+        Route::Admin(a) => admin::handle(app, a, req, progress).await,
     }
 }
 

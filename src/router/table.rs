@@ -11,7 +11,7 @@ use crate::proxy::decision::Callback;
 
 /// The `route` label values, indexed by [`Route::index`] (the last is for requests that
 /// matched no route). The metrics registry is handed this list at startup.
-pub const ROUTE_LABELS: [&str; 11] = [
+pub const ROUTE_LABELS: [&str; 21] = [
     "tokens",
     "centrifugo_connect",
     "centrifugo_refresh",
@@ -22,11 +22,37 @@ pub const ROUTE_LABELS: [&str; 11] = [
     "metrics",
     "openapi",
     "tokens_subscription",
+    "admin_get_user",
+    "admin_list_users",
+    "admin_disable_user",
+    "admin_enable_user",
+    "admin_revoke_user_tokens",
+    "admin_delete_user",
+    "admin_revoke_all_tokens",
+    "admin_list_api_keys",
+    "admin_create_api_key",
+    "admin_revoke_api_key",
     "unmatched",
 ];
 
 /// The `route` index of requests that matched no route.
 pub(super) const UNMATCHED: usize = ROUTE_LABELS.len() - 1;
+
+/// The admin API's routes (`/admin/...`); the user id or key name is read from the path by
+/// the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminRoute {
+    GetUser,
+    ListUsers,
+    DisableUser,
+    EnableUser,
+    RevokeUserTokens,
+    DeleteUser,
+    RevokeAllTokens,
+    ListApiKeys,
+    CreateApiKey,
+    RevokeApiKey,
+}
 
 /// Every endpoint the service answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +64,7 @@ pub enum Route {
     Readyz,
     Metrics,
     OpenApi,
+    Admin(AdminRoute),
 }
 
 impl Route {
@@ -54,6 +81,7 @@ impl Route {
             Route::Metrics => 7,
             Route::OpenApi => 8,
             Route::SubscriptionTokens => 9,
+            Route::Admin(a) => 10 + a as usize,
         }
     }
 
@@ -61,7 +89,17 @@ impl Route {
     pub fn reads_no_body(self) -> bool {
         matches!(
             self,
-            Route::Healthz | Route::Readyz | Route::Metrics | Route::OpenApi
+            Route::Healthz
+                | Route::Readyz
+                | Route::Metrics
+                | Route::OpenApi
+                | Route::Admin(
+                    AdminRoute::GetUser
+                        | AdminRoute::ListUsers
+                        | AdminRoute::DeleteUser
+                        | AdminRoute::ListApiKeys
+                        | AdminRoute::RevokeApiKey
+                )
         )
     }
 
@@ -69,20 +107,30 @@ impl Route {
     pub fn label(self) -> &'static str {
         ROUTE_LABELS[self.index()]
     }
+
+    fn is_admin(self) -> bool {
+        matches!(self, Route::Admin(_))
+    }
 }
 
 /// Which listener a request arrived on. [`crate::serve`] decides it from the listeners it was
-/// given, the one source of truth for where `/metrics` is served.
+/// given, the one source of truth for where `/metrics` and `/admin/...` are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
-    /// The main listener: everything, and `/metrics` when `serves_metrics` (no metrics
-    /// listener of its own).
-    Main { serves_metrics: bool },
+    /// The main listener: everything, `/metrics` when `serves_metrics` (no metrics listener
+    /// of its own) and `/admin/...` when `serves_admin` (no admin listener of its own).
+    Main {
+        serves_metrics: bool,
+        serves_admin: bool,
+    },
     /// The separate metrics listener: `/metrics` and `/healthz` only.
     Metrics,
+    /// The separate admin listener (`admin.listen`): `/admin/...` and `/healthz` only.
+    Admin,
 }
 
-/// One (method, path) the main listener serves. `HEAD` is answered wherever `GET` is.
+/// One (method, path) the service serves. `HEAD` is answered wherever `GET` is. A path
+/// segment written `{name}` matches any one non-empty (percent-encoded) segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Endpoint {
     pub method: &'static str,
@@ -90,11 +138,11 @@ pub struct Endpoint {
     pub route: Route,
 }
 
-/// Every endpoint of the main listener: [`route`] resolves against this table, and
-/// `src/openapi.json` documents exactly these (tests/api/openapi.rs checks both ways). `/metrics`
-/// leaves the main listener when the metrics have a listener of their own, which serves only
-/// `/metrics` and `/healthz`.
-pub const ENDPOINTS: [Endpoint; 10] = [
+/// Every endpoint: [`route`] resolves against this table, and `src/openapi.json` documents
+/// exactly these (tests/api/openapi.rs checks both ways). `/metrics` leaves the main listener
+/// when the metrics have a listener of their own, which serves only `/metrics` and `/healthz`;
+/// `/admin/...` likewise with `admin.listen`.
+pub const ENDPOINTS: [Endpoint; 20] = [
     Endpoint::post("/tokens", Route::Tokens),
     Endpoint::post("/tokens/subscription", Route::SubscriptionTokens),
     Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
@@ -108,6 +156,31 @@ pub const ENDPOINTS: [Endpoint; 10] = [
     Endpoint::get("/readyz", Route::Readyz),
     Endpoint::get("/metrics", Route::Metrics),
     Endpoint::get("/openapi.json", Route::OpenApi),
+    Endpoint::get("/admin/users/{id}", Route::Admin(AdminRoute::GetUser)),
+    Endpoint::get("/admin/users", Route::Admin(AdminRoute::ListUsers)),
+    Endpoint::post(
+        "/admin/users/{id}/disable",
+        Route::Admin(AdminRoute::DisableUser),
+    ),
+    Endpoint::post(
+        "/admin/users/{id}/enable",
+        Route::Admin(AdminRoute::EnableUser),
+    ),
+    Endpoint::post(
+        "/admin/users/{id}/revoke-tokens",
+        Route::Admin(AdminRoute::RevokeUserTokens),
+    ),
+    Endpoint::delete("/admin/users/{id}", Route::Admin(AdminRoute::DeleteUser)),
+    Endpoint::post(
+        "/admin/revoke-tokens",
+        Route::Admin(AdminRoute::RevokeAllTokens),
+    ),
+    Endpoint::get("/admin/api-keys", Route::Admin(AdminRoute::ListApiKeys)),
+    Endpoint::post("/admin/api-keys", Route::Admin(AdminRoute::CreateApiKey)),
+    Endpoint::delete(
+        "/admin/api-keys/{name}",
+        Route::Admin(AdminRoute::RevokeApiKey),
+    ),
 ];
 
 impl Endpoint {
@@ -126,30 +199,85 @@ impl Endpoint {
             route,
         }
     }
+
+    const fn delete(path: &'static str, route: Route) -> Endpoint {
+        Endpoint {
+            method: "DELETE",
+            path,
+            route,
+        }
+    }
+
+    /// True when `path` matches this endpoint's path (`{name}` segments match any non-empty
+    /// segment).
+    fn matches(&self, path: &str) -> bool {
+        if !self.path.contains('{') {
+            return self.path == path;
+        }
+        let mut want = self.path.split('/');
+        let mut got = path.split('/');
+        loop {
+            match (want.next(), got.next()) {
+                (None, None) => return true,
+                (Some(w), Some(g)) if w.starts_with('{') => {
+                    if g.is_empty() {
+                        return false;
+                    }
+                }
+                (Some(w), Some(g)) if w == g => {}
+                _ => return false,
+            }
+        }
+    }
+
+    fn served_on(&self, listener: Listener) -> bool {
+        match listener {
+            Listener::Main {
+                serves_metrics,
+                serves_admin,
+            } => {
+                (serves_metrics || self.route != Route::Metrics)
+                    && (serves_admin || !self.route.is_admin())
+            }
+            Listener::Metrics => matches!(self.route, Route::Metrics | Route::Healthz),
+            Listener::Admin => self.route.is_admin() || self.route == Route::Healthz,
+        }
+    }
 }
 
-/// Resolves a method and path; 404 for an unknown path, 405 for a known one with another method.
+/// Resolves a method and path; 404 for an unknown path, 405 for a known one with another method
+/// (its `Allow` lists every method the path takes).
 pub fn route(method: &Method, path: &str, listener: Listener) -> Result<Route, ApiError> {
-    let Some(e) = ENDPOINTS.iter().find(|e| e.path == path) else {
-        return Err(ApiError::NotFound);
-    };
-    let served = match listener {
-        Listener::Main { serves_metrics } => serves_metrics || e.route != Route::Metrics,
-        Listener::Metrics => matches!(e.route, Route::Metrics | Route::Healthz),
-    };
-    if !served {
-        return Err(ApiError::NotFound);
+    let mut allowed: [Option<&'static str>; 2] = [None, None];
+    for e in ENDPOINTS
+        .iter()
+        .filter(|e| e.matches(path) && e.served_on(listener))
+    {
+        if method.as_str() == e.method || (e.method == "GET" && *method == Method::HEAD) {
+            return Ok(e.route);
+        }
+        match allowed {
+            [None, _] => allowed[0] = Some(e.method),
+            _ => allowed[1] = Some(e.method),
+        }
     }
-    if method.as_str() == e.method || (e.method == "GET" && *method == Method::HEAD) {
-        Ok(e.route)
-    } else {
-        Err(ApiError::MethodNotAllowed(e.method))
+    match allowed {
+        [None, _] => Err(ApiError::NotFound),
+        [Some(one), None] => Err(ApiError::MethodNotAllowed(one)),
+        [Some("GET"), Some("DELETE")] => Err(ApiError::MethodNotAllowed("GET, DELETE")),
+        [Some("GET"), Some("POST")] => Err(ApiError::MethodNotAllowed("GET, POST")),
+        [Some(one), Some(_)] => Err(ApiError::MethodNotAllowed(one)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MAIN: Listener = Listener::Main {
+        serves_metrics: true,
+        serves_admin: true,
+    };
 
     #[test]
     fn route_labels_are_the_documented_ones() {
@@ -164,6 +292,28 @@ mod tests {
             (Route::Readyz, "readyz"),
             (Route::Metrics, "metrics"),
             (Route::OpenApi, "openapi"),
+            (Route::Admin(AdminRoute::GetUser), "admin_get_user"),
+            (Route::Admin(AdminRoute::ListUsers), "admin_list_users"),
+            (Route::Admin(AdminRoute::DisableUser), "admin_disable_user"),
+            (Route::Admin(AdminRoute::EnableUser), "admin_enable_user"),
+            (
+                Route::Admin(AdminRoute::RevokeUserTokens),
+                "admin_revoke_user_tokens",
+            ),
+            (Route::Admin(AdminRoute::DeleteUser), "admin_delete_user"),
+            (
+                Route::Admin(AdminRoute::RevokeAllTokens),
+                "admin_revoke_all_tokens",
+            ),
+            (Route::Admin(AdminRoute::ListApiKeys), "admin_list_api_keys"),
+            (
+                Route::Admin(AdminRoute::CreateApiKey),
+                "admin_create_api_key",
+            ),
+            (
+                Route::Admin(AdminRoute::RevokeApiKey),
+                "admin_revoke_api_key",
+            ),
         ];
         for (route, label) in all {
             assert_eq!(route.label(), label);
@@ -178,10 +328,7 @@ mod tests {
 
     #[test]
     fn not_found_is_not_method_not_allowed() {
-        let main = Listener::Main {
-            serves_metrics: true,
-        };
-        let r = |m: Method, p: &str| route(&m, p, main).map_err(|e| e.code());
+        let r = |m: Method, p: &str| route(&m, p, MAIN).map_err(|e| e.code());
         assert_eq!(r(Method::POST, "/tokens"), Ok(Route::Tokens));
         assert_eq!(
             r(Method::POST, "/tokens/subscription"),
@@ -202,7 +349,8 @@ mod tests {
                 &Method::GET,
                 "/metrics",
                 Listener::Main {
-                    serves_metrics: false
+                    serves_metrics: false,
+                    serves_admin: true,
                 }
             )
             .map_err(|e| e.code()),
@@ -216,5 +364,55 @@ mod tests {
             route(&Method::GET, "/openapi.json", Listener::Metrics).map_err(|e| e.code()),
             Err("not_found")
         );
+    }
+
+    #[test]
+    fn admin_paths_resolve_by_method_and_only_where_served() {
+        let r = |m: Method, p: &str| route(&m, p, MAIN).map_err(|e| e.code());
+        assert_eq!(
+            r(Method::GET, "/admin/users/a%2Fb"),
+            Ok(Route::Admin(AdminRoute::GetUser))
+        );
+        assert_eq!(
+            r(Method::DELETE, "/admin/users/a"),
+            Ok(Route::Admin(AdminRoute::DeleteUser))
+        );
+        assert_eq!(
+            r(Method::POST, "/admin/users/a/revoke-tokens"),
+            Ok(Route::Admin(AdminRoute::RevokeUserTokens))
+        );
+        match route(&Method::POST, "/admin/users/a", MAIN) {
+            Err(ApiError::MethodNotAllowed(allow)) => assert_eq!(allow, "GET, DELETE"),
+            other => panic!("{other:?}"),
+        }
+        match route(&Method::PUT, "/admin/api-keys", MAIN) {
+            Err(ApiError::MethodNotAllowed(allow)) => assert_eq!(allow, "GET, POST"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(r(Method::GET, "/admin/users//disable"), Err("not_found"));
+        assert_eq!(r(Method::GET, "/admin/users/a/b/disable"), Err("not_found"));
+        assert_eq!(
+            r(Method::POST, "/admin/api-keys"),
+            Ok(Route::Admin(AdminRoute::CreateApiKey))
+        );
+        let elsewhere = Listener::Main {
+            serves_metrics: true,
+            serves_admin: false,
+        };
+        assert_eq!(
+            route(&Method::GET, "/admin/users", elsewhere).map_err(|e| e.code()),
+            Err("not_found")
+        );
+        assert_eq!(
+            route(&Method::GET, "/admin/users", Listener::Admin).map_err(|e| e.code()),
+            Ok(Route::Admin(AdminRoute::ListUsers))
+        );
+        assert_eq!(
+            route(&Method::POST, "/tokens", Listener::Admin).map_err(|e| e.code()),
+            Err("not_found")
+        );
+        for label in &ROUTE_LABELS[10..20] {
+            assert!(label.starts_with("admin_"), "{label}");
+        }
     }
 }

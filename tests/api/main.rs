@@ -2,6 +2,8 @@
 //! temp dirs, a private PostgreSQL, the built binary as a process and a real Prometheus.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+/// The admin API, route by route.
+mod admin;
 /// The built binary: first start, CLI against a running server, SIGTERM, log hygiene.
 mod binary;
 /// Centrifugo: proxy contract tests and the generated Centrifugo config.

@@ -20,6 +20,7 @@ const README: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
 /// The main listener as it runs by default (`/metrics` on it).
 const MAIN: Listener = Listener::Main {
     serves_metrics: true,
+    serves_admin: true,
 };
 
 /// The operation keys of an OpenAPI path item.
@@ -154,12 +155,22 @@ fn router_rejections_are_documented_for_every_operation() {
                 );
             }
         }
-        // With a metrics listener of its own the main listener drops `/metrics`.
-        let without_metrics = Listener::Main {
-            serves_metrics: false,
-        };
-        if let Err(err) = route(&Method::GET, e.path, without_metrics) {
-            assert_documented(&doc, e.method, e.path, err.status().as_u16(), err.code());
+        // With a metrics (or admin) listener of its own the main listener drops `/metrics`
+        // (or `/admin/...`).
+        for elsewhere in [
+            Listener::Main {
+                serves_metrics: false,
+                serves_admin: true,
+            },
+            Listener::Main {
+                serves_metrics: true,
+                serves_admin: false,
+            },
+        ] {
+            let m = Method::from_bytes(e.method.as_bytes()).unwrap();
+            if let Err(err) = route(&m, e.path, elsewhere) {
+                assert_documented(&doc, e.method, e.path, err.status().as_u16(), err.code());
+            }
         }
     }
 }
@@ -183,6 +194,13 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::ChannelForbidden("room:x".into()),
         ApiError::ProxyUnauthorized,
         ApiError::MetricsUnauthorized,
+        ApiError::AdminUnauthorized,
+        ApiError::UnknownUser(String::new()),
+        ApiError::UnknownApiKey(String::new()),
+        ApiError::Conflict {
+            code: "api_key_exists",
+            message: String::new(),
+        },
         ApiError::StoreUnavailable(StoreError::Unavailable("down".into())),
         ApiError::RequestTimeout,
         ApiError::Timeout,
@@ -202,6 +220,10 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::ChannelForbidden(_)
             | ApiError::ProxyUnauthorized
             | ApiError::MetricsUnauthorized
+            | ApiError::AdminUnauthorized
+            | ApiError::UnknownUser(_)
+            | ApiError::UnknownApiKey(_)
+            | ApiError::Conflict { .. }
             | ApiError::StoreUnavailable(_)
             | ApiError::RequestTimeout
             | ApiError::Timeout
@@ -267,6 +289,10 @@ fn every_error_code_is_in_the_error_enum() {
         let e = chatsdk_auth::subscription_tokens::parse(body.as_bytes()).unwrap_err();
         emitted.insert((e.status().as_u16(), e.code().to_string()));
     }
+    // ... and every parameter code of the admin API.
+    for (_, code) in chatsdk_auth::admin::FIELD_CODES {
+        emitted.insert((400, code.to_string()));
+    }
     for (status, code) in &emitted {
         assert!(enumerated.contains(code), "{code} is not in the Error enum");
         // Some operation documents this status with this code.
@@ -303,6 +329,8 @@ fn security_schemes_name_the_real_headers() {
     );
     assert_eq!(s["metricsToken"]["type"], "http");
     assert_eq!(s["metricsToken"]["scheme"], "bearer");
+    assert_eq!(s["adminToken"]["type"], "http");
+    assert_eq!(s["adminToken"]["scheme"], "bearer");
     assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(
         doc["info"]["license"]["identifier"],
@@ -353,6 +381,7 @@ async fn live_rejections_are_documented() {
     let doc = doc();
     let too_big = "x".repeat(t.app.config.server.max_body_bytes + 1);
     let secret = t.proxy_secret();
+    let admin = t.app.secrets.admin_token.expose().to_string();
     let mut probes: Vec<Probe> = vec![
         ("POST", "/tokens", vec![], "{}".into()),
         (
@@ -425,6 +454,103 @@ async fn live_rejections_are_documented() {
         probes.push(("POST", e.path, with_secret.clone(), "[]".into()));
         probes.push(("POST", e.path, with_secret, too_big.clone()));
     }
+    // The admin API: no token, bad bodies and parameters, unknown users and keys, conflicts.
+    let bearer = format!("Bearer {admin}");
+    t.mint("known").await;
+    let admin_probes: Vec<(&str, &str, &str, &str)> = vec![
+        ("GET", "/admin/users/{id}", "/admin/users/known", ""),
+        ("GET", "/admin/users/{id}", "/admin/users/nobody", ""),
+        ("GET", "/admin/users/{id}", "/admin/users/%zz", ""),
+        ("DELETE", "/admin/users/{id}", "/admin/users/nobody", ""),
+        ("GET", "/admin/users", "/admin/users?limit=0", ""),
+        (
+            "POST",
+            "/admin/users/{id}/disable",
+            "/admin/users/nobody/disable",
+            "",
+        ),
+        (
+            "POST",
+            "/admin/users/{id}/disable",
+            "/admin/users/known/disable",
+            "[]",
+        ),
+        (
+            "POST",
+            "/admin/users/{id}/enable",
+            "/admin/users/known/enable",
+            r#"{"x":1}"#,
+        ),
+        (
+            "POST",
+            "/admin/users/{id}/revoke-tokens",
+            "/admin/users/known/revoke-tokens",
+            r#"{"before":"x"}"#,
+        ),
+        (
+            "POST",
+            "/admin/revoke-tokens",
+            "/admin/revoke-tokens",
+            r#"{"before":99999999999}"#,
+        ),
+        (
+            "POST",
+            "/admin/api-keys",
+            "/admin/api-keys",
+            r#"{"name":"test"}"#,
+        ),
+        (
+            "POST",
+            "/admin/api-keys",
+            "/admin/api-keys",
+            r#"{"name":"no spaces"}"#,
+        ),
+        (
+            "DELETE",
+            "/admin/api-keys/{name}",
+            "/admin/api-keys/never",
+            "",
+        ),
+    ];
+    for (method, documented, path, body) in admin_probes {
+        for auth in [None, Some(bearer.as_str())] {
+            let mut req = t
+                .client
+                .request(Method::from_bytes(method.as_bytes()).unwrap(), t.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some(a) = auth {
+                req = req.header("authorization", a);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let v: Value = r.json().await.unwrap();
+            if status < 400 {
+                continue;
+            }
+            let code = v["code"].as_str().unwrap_or_else(|| panic!("{v}"));
+            assert_documented(&doc, method, documented, status, code);
+        }
+    }
+    let r = t
+        .client
+        .post(t.url("/admin/users/known/disable"))
+        .header("authorization", &bearer)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    let v: Value = r.json().await.unwrap();
+    assert_documented(
+        &doc,
+        "POST",
+        "/admin/users/{id}/disable",
+        415,
+        v["code"].as_str().unwrap(),
+    );
+
     for (method, path, headers, body) in probes {
         let mut req = t
             .client
@@ -445,10 +571,13 @@ async fn live_rejections_are_documented() {
     for e in ENDPOINTS.iter().filter(|e| e.method == "POST") {
         let auth = if e.path.starts_with("/tokens") {
             format!("x-api-key: {}", t.key)
+        } else if e.path.starts_with("/admin/") {
+            format!("authorization: Bearer {admin}")
         } else {
             format!("x-chatsdk-proxy-secret: {secret}")
         };
-        let (_, text) = stalled_body(&t, e.path, &auth).await;
+        let path = e.path.replace("{id}", "someone");
+        let (_, text) = stalled_body(&t, &path, &auth).await;
         let status: u16 = text[9..12].parse().unwrap();
         let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_documented(&doc, "POST", e.path, status, body["code"].as_str().unwrap());
