@@ -109,13 +109,16 @@ pub struct VerifiedWs {
     pub channel: Option<String>,
 }
 
-/// Two freshly signed tokens that expire at the same instant.
+/// Two freshly signed tokens, issued at the same instant.
 #[derive(Debug)]
 pub struct Minted {
     pub token: String,
     pub ws_token: String,
     pub iat: i64,
+    /// The REST token's expiry.
     pub exp: i64,
+    /// The wsToken's expiry.
+    pub ws_exp: i64,
 }
 
 /// Why a wsToken was not accepted.
@@ -160,9 +163,18 @@ impl Signer {
         self.config.ttl_seconds
     }
 
+    /// Lifetime of the wsToken (`tokens.ws_ttl_seconds`).
+    pub fn ws_ttl_seconds(&self) -> i64 {
+        self.config.ws_ttl_seconds
+    }
+
     /// Signs both tokens for `sub`, issued at `iat`.
     pub fn mint(&self, sub: &str, info: Info<'_>, iat: i64) -> Result<Minted, SignError> {
         let exp = iat + self.config.ttl_seconds;
+        // The wsToken lives `tokens.ws_ttl_seconds`: with the refresh proxy on, Centrifugo extends
+        // live connections server-side, so a short lifetime only bounds how long a revoked or
+        // stolen wsToken can open a new JWT-mode connection.
+        let ws_exp = iat + self.config.ws_ttl_seconds;
         let mut jti_buf = [0u8; 2 * uuid::fmt::Simple::LENGTH];
         let (rest_jti, ws_jti) = jti_buf.split_at_mut(uuid::fmt::Simple::LENGTH);
         let rest_jti = encode_jti(rest_jti);
@@ -179,7 +191,7 @@ impl Signer {
         let ws = WsClaims {
             sub,
             iat,
-            exp,
+            exp: ws_exp,
             jti: ws_jti,
             info,
             aud: self.config.ws_audience.as_deref(),
@@ -194,6 +206,7 @@ impl Signer {
             ws_token,
             iat,
             exp,
+            ws_exp,
         })
     }
 }

@@ -65,8 +65,12 @@ struct TokenResponse<'a> {
     #[serde(rename = "wsToken")]
     ws_token: &'a str,
     user: UserOut<'a>,
+    /// The REST token's lifetime in seconds (the seed contract's `expiresIn`).
     #[serde(rename = "expiresIn")]
     expires_in: i64,
+    /// The wsToken's lifetime in seconds (`tokens.ws_ttl_seconds`).
+    #[serde(rename = "wsExpiresIn")]
+    ws_expires_in: i64,
 }
 
 /// Handles one `POST /tokens`.
@@ -163,6 +167,7 @@ pub async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiErr
             image: image.as_deref(),
         },
         expires_in: app.signer.ttl_seconds(),
+        ws_expires_in: app.signer.ws_ttl_seconds(),
     })
 }
 

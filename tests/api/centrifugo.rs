@@ -593,7 +593,7 @@ async fn subscribe_and_sub_refresh_judge_revocation_and_channels() {
 
 #[tokio::test]
 async fn connect_expire_at_never_outlives_the_token_and_proxy_bodies_are_limited() {
-    let t = TestApp::spawn_with(|c| c.tokens.ttl_seconds = 120).await;
+    let t = TestApp::spawn_with(|c| c.tokens.ws_ttl_seconds = 120).await;
     let ws = t.mint("short").await["wsToken"]
         .as_str()
         .unwrap()

@@ -68,11 +68,12 @@ async fn seed_request_returns_the_documented_shape(backend: Backend) {
     assert_eq!(s, 200, "{b}");
     assert_eq!(
         keys(&b),
-        ["expiresIn", "token", "user", "wsToken"]
+        ["expiresIn", "token", "user", "wsExpiresIn", "wsToken"]
             .map(String::from)
             .into()
     );
     assert_eq!(b["expiresIn"], 86400);
+    assert_eq!(b["wsExpiresIn"], 3600, "tokens.ws_ttl_seconds");
     assert_eq!(
         b["user"],
         json!({"id": "user-123", "name": "Alice Johnson", "image": "https://cdn.example/a.png"})
@@ -134,9 +135,18 @@ async fn ws_token_is_a_centrifugo_connection_token(backend: Backend) {
         json!({"name": "Ada", "image": "https://cdn.example/ada.png"})
     );
     assert_eq!(c["meta"], json!({"iat": c["iat"]}));
-    // Both tokens expire at the same instant, with different jti.
+    // Both tokens are issued at the same instant, with different jti; the wsToken lives
+    // tokens.ws_ttl_seconds, the REST token tokens.ttl_seconds.
     let (_, rest) = verify_hs256(b["token"].as_str().unwrap(), &t.rest_key());
-    assert_eq!(rest["exp"], c["exp"]);
+    assert_eq!(rest["iat"], c["iat"]);
+    assert_eq!(
+        rest["exp"].as_i64().unwrap(),
+        c["iat"].as_i64().unwrap() + 86_400
+    );
+    assert_eq!(
+        c["exp"].as_i64().unwrap(),
+        c["iat"].as_i64().unwrap() + 3_600
+    );
     assert_ne!(rest["jti"], c["jti"]);
     assert!(c["jti"].as_str().unwrap().len() >= 16);
 }
@@ -164,21 +174,24 @@ async fn configured_audience_issuer_ttl_and_channels_are_applied(backend: Backen
         c.tokens.ws_issuer = "chatsdk-auth".into();
         c.tokens.rest_audience = "my-api".into();
         c.tokens.ttl_seconds = 3600;
+        c.tokens.ws_ttl_seconds = 600;
         c.centrifugo.user_channels = vec!["personal:#{userId}".into()];
     })
     .await;
     let b = t.mint("u-7").await;
     assert_eq!(b["expiresIn"], 3600);
+    assert_eq!(b["wsExpiresIn"], 600);
     let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
     assert_eq!(c["aud"], "centrifugo");
     assert_eq!(c["iss"], "chatsdk-auth");
     assert_eq!(c["channels"], json!(["personal:u-7"]));
-    assert_eq!(
-        c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
-        3600
-    );
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 600);
     let (_, r) = verify_hs256(b["token"].as_str().unwrap(), &t.rest_key());
     assert_eq!(r["aud"], "my-api");
+    assert_eq!(
+        r["exp"].as_i64().unwrap() - r["iat"].as_i64().unwrap(),
+        3600
+    );
 }
 
 async fn upsert_updates_keeps_and_clears_fields_without_duplicating(backend: Backend) {
