@@ -9,6 +9,12 @@
 //! accepted in any declared namespace (https://centrifugal.dev/docs/server/channel_token_auth).
 //!
 //! Durations are always strings (`"1s"`): Centrifugo v6 reads a bare number as nanoseconds.
+//! The proxy endpoints use `centrifugo.sidecar_url`, which defaults to `server.listen`. The
+//! server-API key (`http_api.key`) is the sidecar's `centrifugo-api.key`, used to kick
+//! revoked users. `client.connect_code_to_unidirectional_disconnect` maps the connect proxy's
+//! codes (1109 and 45xx, from `proxy/wire.rs`) so unidirectional clients (SSE, HTTP streaming)
+//! see them instead of 3004
+//! (https://centrifugal.dev/docs/server/proxy#unidirectional-transports-and-connect-proxy).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,6 +22,8 @@ use serde_json::{json, Map, Value};
 
 use crate::channels::RuleKind;
 use crate::config::Config;
+use crate::proxy::decision::Reason;
+use crate::proxy::wire::Rejection;
 
 /// Connection authentication mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,6 +46,8 @@ pub struct SecretValues<'a> {
     pub hmac_key: &'a str,
     pub proxy_secret: &'a str,
     pub subscription_key: &'a str,
+    /// Centrifugo's `http_api.key`: the key the sidecar calls the server API with.
+    pub api_key: &'a str,
 }
 
 /// The placeholders of the shipped `centrifugo/*.json` files.
@@ -45,7 +55,32 @@ pub const PLACEHOLDERS: SecretValues<'static> = SecretValues {
     hmac_key: "REPLACE_WITH_data/centrifugo-hmac.key",
     proxy_secret: "REPLACE_WITH_data/proxy-secret.key",
     subscription_key: "REPLACE_WITH_data/subscription-hmac.key",
+    api_key: "REPLACE_WITH_data/centrifugo-api.key",
 };
+
+/// The code a unidirectional client gets for "token expired, fetch a fresh one and reconnect"
+/// (connect error 1109): in the application's reconnect range (4000-4499), since such a client
+/// has no connect error to read.
+const UNI_TOKEN_EXPIRED: u32 = 4109;
+
+/// `connect_code_to_unidirectional_disconnect.transforms`: every connect-proxy answer's code
+/// with the disconnect a unidirectional client sees for it.
+fn uni_transforms() -> Vec<Value> {
+    Reason::ALL
+        .iter()
+        .filter(|r| **r != Reason::ChannelForbidden)
+        .map(|r| match r.reply() {
+            Rejection::Error(e) => json!({
+                "code": e.code,
+                "to": { "code": UNI_TOKEN_EXPIRED, "reason": e.message },
+            }),
+            Rejection::Disconnect(d) => json!({
+                "code": d.code,
+                "to": { "code": d.code, "reason": d.reason },
+            }),
+        })
+        .collect()
+}
 
 /// The channel namespaces the sidecar's channels need.
 struct Namespaces {
@@ -186,6 +221,10 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     }
     client.insert("subscription_token".into(), Value::Object(sub_token));
     client.insert("proxy".into(), Value::Object(proxy));
+    client.insert(
+        "connect_code_to_unidirectional_disconnect".into(),
+        json!({ "enabled": true, "transforms": uni_transforms() }),
+    );
 
     let mut doc = json!({
         "http_server": { "port": 8000 },
@@ -208,6 +247,7 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
             },
             "namespaces": ns,
         },
+        "http_api": { "key": s.api_key },
         "prometheus": { "enabled": true },
         "health": { "enabled": true },
     });
@@ -281,6 +321,11 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         m.insert("proxy_sub_refresh".into(), json!(sub_refresh_on));
     }
     m.insert("namespaces".into(), json!(ns));
+    m.insert("api_key".into(), json!(s.api_key));
+    m.insert(
+        "client_connect_code_to_unidirectional_disconnect".into(),
+        json!({ "enabled": true, "transforms": uni_transforms() }),
+    );
     m.insert("prometheus".into(), json!(true));
     m.insert("health".into(), json!(true));
     Value::Object(m)
@@ -301,7 +346,67 @@ mod tests {
         hmac_key: "K",
         proxy_secret: "P",
         subscription_key: "SK",
+        api_key: "A",
     };
+
+    #[test]
+    fn server_api_key_and_unidirectional_codes_are_emitted() {
+        for mode in [Mode::Jwt, Mode::Proxy] {
+            let v = generate(&cfg(), &S, mode, Version::V6);
+            assert_eq!(v["http_api"]["key"], "A");
+            let t = &v["client"]["connect_code_to_unidirectional_disconnect"];
+            assert_eq!(t["enabled"], true);
+            let pairs: Vec<(u64, u64, &str)> = t["transforms"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    (
+                        x["code"].as_u64().unwrap(),
+                        x["to"]["code"].as_u64().unwrap(),
+                        x["to"]["reason"].as_str().unwrap(),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                pairs,
+                [
+                    (1109, 4109, "token expired"),
+                    (4501, 4501, "invalid token"),
+                    (4504, 4504, "token revoked"),
+                    (4502, 4502, "unknown user"),
+                    (4503, 4503, "user disabled"),
+                    (4505, 4505, "no credentials"),
+                ]
+            );
+        }
+        let v5 = generate(&cfg(), &S, Mode::Jwt, Version::V5);
+        assert_eq!(v5["api_key"], "A");
+    }
+
+    #[test]
+    fn proxy_endpoints_default_to_the_listen_address() {
+        let mut raw = crate::config::RawConfig::default();
+        raw.server.listen = "0.0.0.0:9090".into();
+        let v = generate(&raw.validate().unwrap(), &S, Mode::Proxy, Version::V6);
+        assert_eq!(
+            v["client"]["proxy"]["connect"]["endpoint"],
+            "http://127.0.0.1:9090/centrifugo/connect"
+        );
+        raw.server.listen = "10.0.0.5:8088".into();
+        let v = generate(&raw.validate().unwrap(), &S, Mode::Jwt, Version::V6);
+        assert_eq!(
+            v["client"]["proxy"]["refresh"]["endpoint"],
+            "http://10.0.0.5:8088/centrifugo/refresh"
+        );
+        raw.server.listen = "[::]:8081".into();
+        raw.centrifugo.sidecar_url = "http://auth.internal:8081/".into();
+        let v = generate(&raw.validate().unwrap(), &S, Mode::Jwt, Version::V6);
+        assert_eq!(
+            v["channel"]["proxy"]["subscribe"]["endpoint"],
+            "http://auth.internal:8081/centrifugo/subscribe"
+        );
+    }
 
     #[test]
     fn v6_jwt_mode_wires_refresh_and_keys() {

@@ -243,6 +243,7 @@ pub fn centrifugo_config_command(
             hmac_key: secrets.centrifugo_key.expose(),
             proxy_secret: secrets.proxy_secret.expose(),
             subscription_key: secrets.subscription_key.expose(),
+            api_key: secrets.centrifugo_api_key.expose(),
         };
         centrifugo_config::generate(&config, &values, mode, version)
     };

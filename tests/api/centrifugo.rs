@@ -489,6 +489,7 @@ async fn generated_centrifugo_config_verifies_a_fresh_ws_token_with_centrifugos_
             hmac_key: &hmac,
             proxy_secret: &proxy_secret,
             subscription_key: "unused-here",
+            api_key: "k",
         },
         Mode::Jwt,
         Version::V6,

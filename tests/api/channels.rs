@@ -497,6 +497,7 @@ async fn the_generated_config_accepts_subscription_tokens_with_zero_hand_edits()
         hmac_key: &hmac,
         proxy_secret: &proxy_secret,
         subscription_key: &sub_key,
+        api_key: "unused-here",
     };
     let channels = [
         "org:org-456:general",
