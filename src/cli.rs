@@ -52,6 +52,14 @@ pub enum Command {
         #[arg(long)]
         before: Option<i64>,
     },
+    /// Check that revocation is enforced end to end: Centrifugo's server API (version, API
+    /// key), the kick outbox, and, given Centrifugo's config file, the settings enforcement
+    /// depends on. Exits 1 on any problem.
+    Doctor {
+        /// Centrifugo's config file (v6 JSON) to check against this sidecar.
+        #[arg(long)]
+        centrifugo_config: Option<PathBuf>,
+    },
     /// Print a Centrifugo config matching this sidecar (contains the shared secrets).
     CentrifugoConfig {
         #[arg(long, value_enum, default_value = "jwt")]
@@ -202,6 +210,24 @@ async fn deliver_now(config: &Config, store: &Store, api: &CentrifugoApi) {
             Chain(&e)
         ),
     }
+}
+
+/// `doctor`: prints one line per finding; fails when any is a problem.
+pub fn doctor_command(
+    cli: &Cli,
+    centrifugo_config: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    let (secrets, _) = Secrets::load(&config)?;
+    block_on(async {
+        let store = open_store(&config).await?;
+        let report = crate::doctor::run(&config, &secrets, &store, centrifugo_config).await;
+        print!("{}", report.render());
+        if !report.healthy() {
+            anyhow::bail!("doctor found problems (see above)");
+        }
+        Ok(())
+    })
 }
 
 /// `revoke-tokens --all`: app-wide revocation.

@@ -36,6 +36,7 @@
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
 //! - [`app`]: [`App`], the only shared state, and [`App::start`], the composition root.
 //! - [`centrifugo_config`]: the Centrifugo config generated from this sidecar's settings.
+//! - [`doctor`]: `chatsdk-auth doctor`, the end-to-end check of revocation.
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
@@ -65,6 +66,7 @@ pub mod centrifugo_config;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod doctor;
 pub mod error_chain;
 pub mod http;
 pub mod jwt;

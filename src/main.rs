@@ -16,6 +16,9 @@ fn main() -> ExitCode {
         Command::ApiKey(cmd) => cli::api_key_command(&cli, cmd),
         Command::User(cmd) => cli::user_command(&cli, cmd),
         Command::RevokeTokens { all: _, before } => cli::revoke_all_command(&cli, *before),
+        Command::Doctor { centrifugo_config } => {
+            cli::doctor_command(&cli, centrifugo_config.as_deref())
+        }
         Command::CentrifugoConfig {
             mode,
             centrifugo_version,

@@ -145,7 +145,8 @@ fn env_for(dir: &std::path::Path, api_url: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// Runs the CLI (off the async workers) and returns (exit code, stderr, started at).
+/// Runs the CLI (off the async workers) and returns (exit code, stdout then stderr, started
+/// at).
 async fn cli(
     dir: &std::path::Path,
     api_url: &str,
@@ -164,7 +165,11 @@ async fn cli(
             .unwrap();
         (
             out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
             start,
         )
     })
@@ -525,4 +530,68 @@ async fn revoke_tokens_all_refuses_every_older_token_in_every_proxy_and_mints_fr
         t.proxy("/centrifugo/connect", &connect(&bob), &[]).await.1,
         revoked
     );
+}
+
+// ------------------------------------------------------------------ doctor
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_reports_the_server_api_and_what_weakens_enforcement() {
+    let mut f = FakeCentrifugo::start(KEY).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let api = f.api_url();
+    // The config this sidecar generates is what doctor expects.
+    let (code, generated, _) = cli(&dir, &api, &["centrifugo-config", "--mode", "jwt"]).await;
+    assert_eq!(code, 0, "{generated}");
+    let cfg_path = tmp.path().join("centrifugo.json");
+    std::fs::write(&cfg_path, &generated).unwrap();
+    let cfg_arg = cfg_path.display().to_string();
+    let doctor = ["doctor", "--centrifugo-config", &cfg_arg];
+    let (code, out) = {
+        let (c, o, _) = cli(&dir, &api, &doctor).await;
+        (c, o)
+    };
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("6.9.1") && out.contains("accepts the API key"),
+        "{out}"
+    );
+    assert!(!out.contains("problem"), "{out}");
+    assert!(f.calls().iter().any(|c| c.path == "/api/info"));
+
+    // What weakens enforcement, found in Centrifugo's file.
+    let mut doc: serde_json::Value = serde_json::from_str(&generated).unwrap();
+    doc["client"]["proxy"]["refresh"]["include_connection_meta"] = false.into();
+    doc["channel"]["proxy"]["subscribe"]["http"]["static_headers"]["x-chatsdk-proxy-secret"] =
+        "not-the-secret".into();
+    doc["http_api"]["key"] = "other".into();
+    std::fs::write(&cfg_path, doc.to_string()).unwrap();
+    let (code, out, _) = cli(&dir, &api, &doctor).await;
+    assert_eq!(code, 1, "{out}");
+    for needle in [
+        "include_connection_meta is off",
+        "channel.proxy.subscribe: the x-chatsdk-proxy-secret static header differs",
+        "http_api.key differs",
+    ] {
+        assert!(out.contains(needle), "{needle} missing from {out}");
+    }
+    doc["client"]["proxy"]["refresh"]["enabled"] = false.into();
+    std::fs::write(&cfg_path, doc.to_string()).unwrap();
+    let (_, out, _) = cli(&dir, &api, &doctor).await;
+    assert!(out.contains("client.proxy.refresh is not enabled"), "{out}");
+
+    // Centrifugo refusing the key, then down: problems, exit 1, never the key in the output.
+    f.set_mode(Mode::Status(401));
+    let (code, out, _) = cli(&dir, &api, &["doctor"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("refuses the API key"), "{out}");
+    f.down();
+    let (code, out, _) = cli(&dir, &api, &["doctor"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("fails"), "{out}");
+    assert!(!out.contains(KEY));
+    // Revocation off.
+    let (code, out, _) = cli(&dir, "", &["doctor"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("centrifugo.api_url is not set"), "{out}");
 }
