@@ -595,3 +595,146 @@ async fn doctor_reports_the_server_api_and_what_weakens_enforcement() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("centrifugo.api_url is not set"), "{out}");
 }
+
+// ------------------------------------------------------------------ no secret in any log
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_admin_token_api_key_or_centrifugo_key_reaches_any_log() {
+    use std::io::{BufRead, BufReader};
+    let f = FakeCentrifugo::start(KEY).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let admin_token = "admin-token-for-the-log-test-0123456789abcdef";
+    let hmac = "hmac-key-for-the-log-test-0123456789abcdefghij";
+    let proxy = "proxy-secret-for-the-log-test-0123456789abcdef";
+    let mut env = env_for(&dir, &f.api_url());
+    env.extend([
+        (
+            "CHATSDK_AUTH_SECRETS__ADMIN_TOKEN".to_string(),
+            admin_token.to_string(),
+        ),
+        (
+            "CHATSDK_AUTH_SECRETS__CENTRIFUGO_KEY".to_string(),
+            hmac.to_string(),
+        ),
+        (
+            "CHATSDK_AUTH_SECRETS__PROXY_SECRET".to_string(),
+            proxy.to_string(),
+        ),
+        (
+            "CHATSDK_AUTH_SERVER__LISTEN".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
+        ("CHATSDK_AUTH_LOG__FORMAT".to_string(), "json".to_string()),
+        ("CHATSDK_AUTH_LOG__LEVEL".to_string(), "debug".to_string()),
+        (
+            "CHATSDK_AUTH_CENTRIFUGO__KICK_POLL_INTERVAL_MS".to_string(),
+            "100".to_string(),
+        ),
+    ]);
+    let mut child = std::process::Command::new(BIN)
+        .arg("serve")
+        .current_dir(tmp.path())
+        .envs(env.clone())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = logs.clone();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                if v["message"] == "listening" {
+                    let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_string());
+                }
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server address");
+    let c = reqwest::Client::new();
+    let key = std::fs::read_to_string(dir.join("api-key.txt")).unwrap();
+    let r = c
+        .post(format!("http://{addr}/tokens"))
+        .header("X-API-Key", key.trim())
+        .json(&serde_json::json!({"userId": "carol"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let admin = |path: &str, auth: &str| {
+        c.post(format!("http://{addr}{path}"))
+            .header("Authorization", format!("Bearer {auth}"))
+            .send()
+    };
+    assert_eq!(
+        admin("/admin/users/carol/disable", "wrong")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        admin("/admin/users/carol/disable", admin_token)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    f.wait_kick("carol", Duration::from_secs(2)).await;
+    // Failures get logged: a refused key, then an unreachable Centrifugo.
+    f.set_mode(Mode::Status(401));
+    assert_eq!(
+        admin("/admin/users/carol/revoke-tokens", admin_token)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !logs
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("cannot deliver kicks"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no delivery failure logged"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, cli_out, _) = cli(&dir, &f.api_url(), &["user", "delete", "carol"]).await;
+    let (_, doctor_out, _) = cli(&dir, &f.api_url(), &["doctor"]).await;
+    let (_, check_out, _) = cli(&dir, &f.api_url(), &["check-config"]).await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success());
+    let mut all = logs.lock().unwrap().join("\n");
+    all.push_str(&cli_out);
+    all.push_str(&doctor_out);
+    all.push_str(&check_out);
+    assert!(
+        all.contains("cannot deliver kicks"),
+        "the failure is logged"
+    );
+    for (what, secret) in [
+        ("admin token", admin_token),
+        ("Centrifugo API key", KEY),
+        ("Centrifugo HMAC key", hmac),
+        ("proxy secret", proxy),
+        ("API key", key.trim()),
+    ] {
+        assert!(!all.contains(secret), "the {what} reached a log:\n{all}");
+    }
+}
