@@ -2,8 +2,9 @@
 //!
 //! Handlers and the CLI only see [`Store`] and the plain data types below. Backends: embedded
 //! SQLite ([`sqlite`], the default, one instance) and PostgreSQL ([`postgres`], several replicas
-//! sharing one store). The API is async so that the PostgreSQL pool never blocks a worker; the
-//! SQLite calls inside complete without yielding. Every operation is timed into the
+//! sharing one store). The API is async so that neither backend blocks a worker: PostgreSQL
+//! awaits its pool, SQLite reads complete in place (they never wait for a lock) and SQLite
+//! writes await the writer thread (see [`sqlite`]). Every operation is timed into the
 //! `chatsdk_auth_store_operation_duration_seconds` histogram when one is attached.
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
@@ -257,7 +258,7 @@ impl Store {
             self,
             upsert_user,
             match &self.backend {
-                Backend::Sqlite(s) => s.upsert_user(patch, now),
+                Backend::Sqlite(s) => s.upsert_user(patch, now).await,
                 Backend::Postgres(s) => Box::pin(s.upsert_user(patch, now)).await,
             }
         )
@@ -302,7 +303,7 @@ impl Store {
             self,
             touch_api_key,
             match &self.backend {
-                Backend::Sqlite(s) => s.touch_api_key(name, now),
+                Backend::Sqlite(s) => s.touch_api_key(name, now).await,
                 Backend::Postgres(s) => Box::pin(s.touch_api_key(name, now)).await,
             }
         )
@@ -317,12 +318,15 @@ impl Store {
 
     pub async fn insert_api_key(&self, name: &str, key: &str, now: i64) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.insert_api_key(
-                name,
-                &api_key::display_prefix(key),
-                &api_key::hash(key),
-                now,
-            ),
+            Backend::Sqlite(s) => {
+                s.insert_api_key(
+                    name,
+                    &api_key::display_prefix(key),
+                    &api_key::hash(key),
+                    now,
+                )
+                .await
+            }
             Backend::Postgres(s) => {
                 Box::pin(s.insert_api_key(
                     name,
@@ -344,12 +348,15 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.ensure_api_key(
-                name,
-                &api_key::display_prefix(key),
-                &api_key::hash(key),
-                now,
-            ),
+            Backend::Sqlite(s) => {
+                s.ensure_api_key(
+                    name,
+                    &api_key::display_prefix(key),
+                    &api_key::hash(key),
+                    now,
+                )
+                .await
+            }
             Backend::Postgres(s) => {
                 Box::pin(s.ensure_api_key(
                     name,
@@ -379,7 +386,7 @@ impl Store {
     /// Revokes the named key; false when no active key has that name.
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.revoke_api_key(name, now),
+            Backend::Sqlite(s) => s.revoke_api_key(name, now).await,
             Backend::Postgres(s) => Box::pin(s.revoke_api_key(name, now)).await,
         }
     }
@@ -392,7 +399,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now),
+            Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now).await,
             Backend::Postgres(s) => Box::pin(s.set_user_disabled(id, disabled, now)).await,
         }
     }
@@ -409,7 +416,7 @@ impl Store {
         kick: Option<Kick<'_>>,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.change_user(id, change, now, kick),
+            Backend::Sqlite(s) => s.change_user(id, change, now, kick).await,
             Backend::Postgres(s) => Box::pin(s.change_user(id, change, now, kick)).await,
         }
     }
@@ -418,7 +425,7 @@ impl Store {
     /// instant than the one in force changes nothing. Returns the instant in force.
     pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.revoke_all_tokens(valid_after),
+            Backend::Sqlite(s) => s.revoke_all_tokens(valid_after).await,
             Backend::Postgres(s) => Box::pin(s.revoke_all_tokens(valid_after)).await,
         }
     }
@@ -459,7 +466,7 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<PendingKick>, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.claim_kicks(now_ms, lease_ms, limit),
+            Backend::Sqlite(s) => s.claim_kicks(now_ms, lease_ms, limit).await,
             Backend::Postgres(s) => Box::pin(s.claim_kicks(now_ms, lease_ms, limit)).await,
         }
     }
@@ -467,7 +474,7 @@ impl Store {
     /// Removes a delivered kick.
     pub async fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.finish_kick(id),
+            Backend::Sqlite(s) => s.finish_kick(id).await,
             Backend::Postgres(s) => Box::pin(s.finish_kick(id)).await,
         }
     }
@@ -475,7 +482,7 @@ impl Store {
     /// Puts a kick back for another attempt at `not_before_ms`.
     pub async fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.retry_kick(id, not_before_ms),
+            Backend::Sqlite(s) => s.retry_kick(id, not_before_ms).await,
             Backend::Postgres(s) => Box::pin(s.retry_kick(id, not_before_ms)).await,
         }
     }
@@ -496,7 +503,7 @@ impl Store {
         now: i64,
     ) -> Result<bool, StoreError> {
         match &self.backend {
-            Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now),
+            Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now).await,
             Backend::Postgres(s) => Box::pin(s.revoke_user_tokens(id, before, now)).await,
         }
     }

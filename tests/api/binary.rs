@@ -297,11 +297,23 @@ async fn one_worker_thread_serves_and_drains() {
     );
     let c = reqwest::Client::new();
     server.wait_ready(&c).await;
-    // One thread in all (no log thread, no blocking pool): glibc's malloc then takes no locks.
-    let threads = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+    // Two threads in all: the worker, and the SQLite writer that waits for locks so that the
+    // worker never does (no log thread, no blocking pool).
+    let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
         .unwrap()
-        .count();
-    assert_eq!(threads, 1, "threads of a one-worker server");
+        .map(|t| {
+            std::fs::read_to_string(t.unwrap().path().join("comm"))
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+        .collect();
+    threads.sort();
+    assert_eq!(
+        threads,
+        ["chatsdk-auth", "sqlite-writer"],
+        "threads of a one-worker server"
+    );
     let (status, body) =
         post_tokens(&c, &server, &key, json!({"userId": "solo", "name": "S"})).await;
     assert_eq!(status, 200, "{body}");

@@ -18,6 +18,8 @@ mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
+/// A write lock held by another process stalls no read; writes give up in time.
+mod locked;
 /// The committed OpenAPI document against the router and the running server.
 mod openapi;
 /// Health, readiness, metrics endpoints and routing errors.

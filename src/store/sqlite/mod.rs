@@ -1,14 +1,24 @@
-//! The embedded SQLite backend: one writer connection, a few reader connections, WAL mode.
+//! The embedded SQLite backend: one writer connection on its own thread, a few reader
+//! connections used in place, WAL mode.
 //!
 //! This file owns the connections (opening, pooling, error mapping); [`queries`] holds every
-//! statement the store runs, [`outbox`] the operator changes and the kick outbox, and
-//! [`migrations`] the schema steps.
+//! statement the store runs, [`outbox`] the operator changes and the kick outbox,
+//! [`migrations`] the schema steps and [`writer`] the writer thread.
 //!
-//! WAL lets readers (API-key checks, proxy user lookups) run while a write is in progress, and
-//! `synchronous=NORMAL` makes a commit an append to the WAL with no fsync; checkpoints sync.
-//! Calls run inline on the async worker: each statement is a few microseconds on an indexed
-//! primary key, cheaper than a hop to a blocking thread. `busy_timeout` bounds the wait when
-//! another process (the CLI) holds the write lock; past it the call fails as `Unavailable`.
+//! WAL lets readers (API-key checks, proxy user lookups) run while a write is in progress, even
+//! one another process holds open ("readers do not block writers and a writer does not block
+//! readers", <https://www.sqlite.org/wal.html>), and `synchronous=NORMAL` makes a commit an
+//! append to the WAL with no fsync; checkpoints sync.
+//!
+//! Two paths, so that a queued writer never occupies a thread a reader needs:
+//! - Reads run inline on the async worker: each is a few microseconds on an indexed primary
+//!   key, cheaper than a hop to another thread (the connect proxy is a pure read, and the
+//!   common `POST /tokens` reads only; see below). They never wait for the write lock; their
+//!   busy timeout is capped at [`READER_BUSY_TIMEOUT`] for the rare moments a WAL reader can
+//!   be told to retry (another process recovering the WAL after a crash).
+//! - Writes go to the writer thread ([`writer`]) and wait there, for at most
+//!   `storage.busy_timeout_ms` in total, when another process (the CLI, a backup, `sqlite3`)
+//!   holds the write lock; past it they fail as `Unavailable` (503).
 //!
 //! Trap avoided: SQLite only runs its WAL auto-checkpoint when a statement is stepped to the
 //! end, so every `RETURNING` statement here is drained (`rows.next()` until `None`).
@@ -21,6 +31,7 @@
 mod migrations;
 mod outbox;
 mod queries;
+mod writer;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,8 +46,11 @@ use crate::error_chain::Context;
 /// Reader connections; two cores rarely need more.
 const READERS: usize = 4;
 
+/// The longest a read waits on a tokio worker when SQLite reports the database busy.
+pub const READER_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+
 pub struct SqliteStore {
-    writer: Mutex<Connection>,
+    writer: writer::Writer,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
 }
@@ -60,18 +74,17 @@ impl SqliteStore {
         migrations::migrate(&writer)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            readers.push(Mutex::new(open_conn(path, busy_timeout, true)?));
+            readers.push(Mutex::new(open_conn(
+                path,
+                busy_timeout.min(READER_BUSY_TIMEOUT),
+                true,
+            )?));
         }
         Ok(SqliteStore {
-            writer: Mutex::new(writer),
+            writer: writer::Writer::spawn(writer, busy_timeout)?,
             readers,
             next_reader: AtomicUsize::new(0),
         })
-    }
-
-    pub(super) fn writer(&self) -> MutexGuard<'_, Connection> {
-        // A poisoned lock means a panic mid-call; SQLite rolled back whatever was open.
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(super) fn reader(&self) -> MutexGuard<'_, Connection> {

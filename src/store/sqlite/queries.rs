@@ -1,7 +1,7 @@
 //! Every statement the SQLite backend runs: user upserts and lookups, API keys, revocation.
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::{map_err, SqliteStore};
 use crate::store::{
@@ -42,37 +42,12 @@ impl SqliteStore {
             .map_err(map_err)
     }
 
-    pub fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
+    pub async fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
         if let Some(done) = self.upsert_without_write(p)? {
             return Ok(done);
         }
-        let c = self.writer();
-        let mut st = c.prepare_cached(UPSERT).map_err(map_err)?;
-        let mut rows = st
-            .query(params![
-                p.id,
-                p.name.value(),
-                p.image.value(),
-                p.custom.value(),
-                now,
-                p.name.is_given(),
-                p.image.is_given(),
-                p.custom.is_given(),
-            ])
-            .map_err(map_err)?;
-        let first = match rows.next().map_err(map_err)? {
-            Some(r) => Some(Upserted::Active {
-                id: r.get(0).map_err(map_err)?,
-                name: r.get(1).map_err(map_err)?,
-                image: r.get(2).map_err(map_err)?,
-                tokens_valid_after: r.get(3).map_err(map_err)?,
-                created: r.get::<_, i64>(4).map_err(map_err)? == 1,
-            }),
-            None => None,
-        };
-        // Drain to completion so the statement finishes and the WAL can checkpoint.
-        while rows.next().map_err(map_err)?.is_some() {}
-        Ok(first.unwrap_or(Upserted::Disabled))
+        let owned = OwnedPatch::of(p);
+        self.writer.run(move |c| upsert(c, &owned, now)).await
     }
 
     /// The upsert's outcome when it needs no write: the user exists and either is disabled
@@ -172,69 +147,42 @@ impl SqliteStore {
         .map_err(map_err)
     }
 
-    pub fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
-        let c = self.writer();
-        c.prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE name = ?1")
-            .and_then(|mut s| s.execute(params![name, now]))
-            .map(|_| ())
-            .map_err(map_err)
+    pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.writer
+            .run(move |c| {
+                c.prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE name = ?1")
+                    .and_then(|mut s| s.execute(params![name, now]))
+                    .map(|_| ())
+                    .map_err(map_err)
+            })
+            .await
     }
 
-    pub fn insert_api_key(
+    pub async fn insert_api_key(
         &self,
         name: &str,
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
     ) -> Result<(), StoreError> {
-        let c = self.writer();
-        let res = c.execute(
-            "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![name, prefix, &hash[..], now],
-        );
-        match res {
-            Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-                Err(StoreError::Conflict(format!(
-                    "an API key named \"{name}\" already exists (names stay taken after revocation); choose another name"
-                )))
-            }
-            Err(e) => Err(map_err(e)),
-        }
+        let (name, prefix, hash) = (name.to_string(), prefix.to_string(), *hash);
+        self.writer
+            .run(move |c| insert_api_key(c, &name, &prefix, &hash, now))
+            .await
     }
 
-    pub fn ensure_api_key(
+    pub async fn ensure_api_key(
         &self,
         name: &str,
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
     ) -> Result<bool, StoreError> {
-        let c = self.writer();
-        let existing: Option<Vec<u8>> = c
-            .query_row("SELECT hash FROM api_keys WHERE name = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(map_err)?;
-        match existing {
-            // Same key: keep the row as it is (a revoked initial key stays revoked).
-            Some(h) if h == hash[..] => Ok(false),
-            Some(_) => c
-                .execute(
-                    "UPDATE api_keys SET prefix = ?2, hash = ?3, created_at = ?4, last_used_at = NULL, revoked_at = NULL WHERE name = ?1",
-                    params![name, prefix, &hash[..], now],
-                )
-                .map(|_| true)
-                .map_err(map_err),
-            None => c
-                .execute(
-                    "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![name, prefix, &hash[..], now],
-                )
-                .map(|_| true)
-                .map_err(map_err),
-        }
+        let (name, prefix, hash) = (name.to_string(), prefix.to_string(), *hash);
+        self.writer
+            .run(move |c| ensure_api_key(c, &name, &prefix, &hash, now))
+            .await
     }
 
     pub fn count_api_keys(&self) -> Result<u64, StoreError> {
@@ -263,38 +211,164 @@ impl SqliteStore {
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
     }
 
-    pub fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
-        let c = self.writer();
-        c.execute(
-            "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-            params![name, now],
-        )
-        .map(|n| n > 0)
-        .map_err(map_err)
+    pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
+        let name = name.to_string();
+        self.writer
+            .run(move |c| {
+                c.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                    params![name, now],
+                )
+                .map(|n| n > 0)
+                .map_err(map_err)
+            })
+            .await
     }
 
-    pub fn set_user_disabled(
+    pub async fn set_user_disabled(
         &self,
         id: &str,
         disabled: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let c = self.writer();
-        c.execute(
-            "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-            params![id, disabled, now],
-        )
-        .map(|n| n > 0)
-        .map_err(map_err)
+        let id = id.to_string();
+        self.writer
+            .run(move |c| {
+                c.execute(
+                    "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![id, disabled, now],
+                )
+                .map(|n| n > 0)
+                .map_err(map_err)
+            })
+            .await
     }
 
-    pub fn revoke_user_tokens(&self, id: &str, before: i64, now: i64) -> Result<bool, StoreError> {
-        let c = self.writer();
-        c.execute(
-            "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2), updated_at = ?3 WHERE id = ?1",
-            params![id, before, now],
-        )
-        .map(|n| n > 0)
-        .map_err(map_err)
+    pub async fn revoke_user_tokens(
+        &self,
+        id: &str,
+        before: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.writer
+            .run(move |c| {
+                c.execute(
+                    "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2), updated_at = ?3 WHERE id = ?1",
+                    params![id, before, now],
+                )
+                .map(|n| n > 0)
+                .map_err(map_err)
+            })
+            .await
+    }
+}
+
+/// A [`UserPatch`] the writer thread can own.
+struct OwnedPatch {
+    id: String,
+    name: Field<String>,
+    image: Field<String>,
+    custom: Field<String>,
+}
+
+impl OwnedPatch {
+    fn of(p: &UserPatch<'_>) -> OwnedPatch {
+        let own = |f: &Field<&str>| match f {
+            Field::Keep => Field::Keep,
+            Field::Clear => Field::Clear,
+            Field::Set(v) => Field::Set(v.to_string()),
+        };
+        OwnedPatch {
+            id: p.id.to_string(),
+            name: own(&p.name),
+            image: own(&p.image),
+            custom: own(&p.custom),
+        }
+    }
+}
+
+/// The upsert itself, on the writer connection.
+fn upsert(c: &Connection, p: &OwnedPatch, now: i64) -> Result<Upserted, StoreError> {
+    let mut st = c.prepare_cached(UPSERT).map_err(map_err)?;
+    let mut rows = st
+        .query(params![
+            p.id,
+            p.name.value(),
+            p.image.value(),
+            p.custom.value(),
+            now,
+            p.name.is_given(),
+            p.image.is_given(),
+            p.custom.is_given(),
+        ])
+        .map_err(map_err)?;
+    let first = match rows.next().map_err(map_err)? {
+        Some(r) => Some(Upserted::Active {
+            id: r.get(0).map_err(map_err)?,
+            name: r.get(1).map_err(map_err)?,
+            image: r.get(2).map_err(map_err)?,
+            tokens_valid_after: r.get(3).map_err(map_err)?,
+            created: r.get::<_, i64>(4).map_err(map_err)? == 1,
+        }),
+        None => None,
+    };
+    // Drain to completion so the statement finishes and the WAL can checkpoint.
+    while rows.next().map_err(map_err)?.is_some() {}
+    Ok(first.unwrap_or(Upserted::Disabled))
+}
+
+fn insert_api_key(
+    c: &Connection,
+    name: &str,
+    prefix: &str,
+    hash: &[u8; 32],
+    now: i64,
+) -> Result<(), StoreError> {
+    let res = c.execute(
+        "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+        params![name, prefix, &hash[..], now],
+    );
+    match res {
+        Ok(_) => Ok(()),
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
+            Err(StoreError::Conflict(format!(
+                "an API key named \"{name}\" already exists (names stay taken after revocation); choose another name"
+            )))
+        }
+        Err(e) => Err(map_err(e)),
+    }
+}
+
+fn ensure_api_key(
+    c: &Connection,
+    name: &str,
+    prefix: &str,
+    hash: &[u8; 32],
+    now: i64,
+) -> Result<bool, StoreError> {
+    let existing: Option<Vec<u8>> = c
+        .query_row("SELECT hash FROM api_keys WHERE name = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(map_err)?;
+    match existing {
+        // Same key: keep the row as it is (a revoked initial key stays revoked).
+        Some(h) if h == hash[..] => Ok(false),
+        Some(_) => c
+            .execute(
+                "UPDATE api_keys SET prefix = ?2, hash = ?3, created_at = ?4, last_used_at = NULL, revoked_at = NULL WHERE name = ?1",
+                params![name, prefix, &hash[..], now],
+            )
+            .map(|_| true)
+            .map_err(map_err),
+        None => c
+            .execute(
+                "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
+                params![name, prefix, &hash[..], now],
+            )
+            .map(|_| true)
+            .map_err(map_err),
     }
 }
