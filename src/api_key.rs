@@ -49,6 +49,46 @@ pub fn is_well_formed(key: &str) -> bool {
         .is_some_and(|b| b.len() >= MIN_BODY_CHARS && b.bytes().all(|c| c.is_ascii_graphic()))
 }
 
+/// The least estimated entropy, in bits, of the part after [`PREFIX`] of a key an operator
+/// installs (`secrets.initial_api_key`). A generated key estimates at about 200 bits; 32 random
+/// hex digits at about 120.
+pub const MIN_ENTROPY_BITS: f64 = 96.0;
+
+/// A cheap estimate of how much randomness `key` carries after [`PREFIX`]: the Shannon entropy
+/// of its own character frequencies, times its length counted as its number of distinct
+/// adjacent character pairs plus one (so a repeated word counts once). It catches the keys
+/// people type (`aaaa…`, `abcabc…`, a repeated word), not every weak key: generate keys with
+/// `chatsdk-auth api-key create`.
+pub fn estimated_entropy_bits(key: &str) -> f64 {
+    let body = key.strip_prefix(PREFIX).unwrap_or(key).as_bytes();
+    if body.is_empty() {
+        return 0.0;
+    }
+    let mut counts = [0u32; 256];
+    for b in body {
+        counts[*b as usize] += 1;
+    }
+    let n = body.len() as f64;
+    let mut pairs: Vec<(u8, u8)> = body.windows(2).map(|w| (w[0], w[1])).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let per_char: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / n;
+            -p * p.log2()
+        })
+        .sum();
+    per_char * (pairs.len() + 1) as f64
+}
+
+/// True when a key `X-API-Key` carries could be a key at all: printable ASCII, no whitespace,
+/// not longer than [`MAX_KEY_BYTES`]. Anything else is refused before it is hashed.
+pub fn is_plausible(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_BYTES && key.iter().all(u8::is_ascii_graphic)
+}
+
 /// Checks a key name: 1 to 64 letters, digits, `-`, `_` or `.` (it becomes a metric label).
 pub fn check_name(name: &str) -> Result<(), NameError> {
     let ok = !name.is_empty()
@@ -99,5 +139,34 @@ mod tests {
         assert!(check_name("").is_err());
         assert!(check_name("has space").is_err());
         assert!(check_name(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn entropy_refuses_typed_keys_and_accepts_random_ones() {
+        let typed = [
+            format!("{PREFIX}{}", "a".repeat(32)),
+            format!("{PREFIX}{}", "ab".repeat(20)),
+            format!("{PREFIX}{}", "password".repeat(5)),
+        ];
+        for k in typed {
+            assert!(estimated_entropy_bits(&k) < MIN_ENTROPY_BITS, "{k}");
+        }
+        for _ in 0..100 {
+            let k = generate();
+            assert!(estimated_entropy_bits(&k) > 150.0, "{k}");
+        }
+        let hex: String = (0..32)
+            .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+            .collect();
+        assert!(estimated_entropy_bits(&format!("{PREFIX}{hex}")) >= MIN_ENTROPY_BITS);
+    }
+
+    #[test]
+    fn plausible_keys_are_printable_without_whitespace() {
+        assert!(is_plausible(generate().as_bytes()));
+        assert!(!is_plausible(format!(" {}", generate()).as_bytes()));
+        assert!(!is_plausible(format!("{}\t", generate()).as_bytes()));
+        assert!(!is_plausible(b""));
+        assert!(!is_plausible("x".repeat(MAX_KEY_BYTES + 1).as_bytes()));
     }
 }

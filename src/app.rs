@@ -22,7 +22,6 @@ pub const FIRST_KEY_NAME: &str = "default";
 pub const FIRST_KEY_FILE: &str = "api-key.txt";
 /// Name under which `secrets.initial_api_key` is stored.
 pub const INITIAL_KEY_NAME: &str = "initial";
-
 pub struct App {
     /// The validated configuration.
     pub config: Config,

@@ -139,11 +139,21 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
         .context("cannot open the store")
 }
 
-/// `check-config`: validates first so every problem is listed, then prints what is in effect.
+/// `check-config`: validates first so every problem is listed, then runs the checks `serve`
+/// runs before it binds (secret files: present ones readable, owner-only, long enough; the
+/// signing keys distinct; the initial API key's shape and entropy, in validation), without
+/// creating anything, then prints what is in effect.
 pub fn check_config(cli: &Cli) -> anyhow::Result<()> {
-    load_config(cli)?;
+    let config = load_config(cli)?;
+    let missing = Secrets::check(&config)?;
     let fig = config::figment(cli.config.as_deref())?;
     print!("{}", config::redacted_toml(&fig)?);
+    for path in missing {
+        eprintln!(
+            "note: {} does not exist yet; `serve` generates it (mode 0600) on its first start",
+            path.display()
+        );
+    }
     eprintln!("configuration is valid");
     Ok(())
 }

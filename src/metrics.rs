@@ -153,6 +153,14 @@ pub struct Metrics {
     pub kicks_delivered: IntCounter,
     /// Admin API requests refused for a missing or wrong bearer token.
     pub admin_unauthorized: IntCounter,
+    /// Client connections open right now.
+    pub connections_open: IntGauge,
+    /// The connection cap in effect (`server.max_connections`, or derived).
+    pub connections_max: IntGauge,
+    /// Connections closed at once because `connections_max` were already open.
+    pub connections_refused: IntCounter,
+    /// `accept()` failures (usually the open-file limit), each followed by a growing pause.
+    pub accept_errors: IntCounter,
     /// The per-request series, resolved once.
     pub hot: std::sync::Arc<Hot>,
     /// The `route` label values, indexed as the router numbers its routes.
@@ -344,6 +352,22 @@ impl Metrics {
             "admin_unauthorized_total",
             "Admin API requests refused for a missing or wrong bearer token.",
         )?;
+        let connections_open = gauge(
+            "connections_open",
+            "Client connections open right now (both listeners).",
+        )?;
+        let connections_max = gauge(
+            "connections_max",
+            "The connection cap in effect (server.max_connections, or derived from the open-file limit).",
+        )?;
+        let connections_refused = single(
+            "connections_refused_total",
+            "Connections closed at once because server.max_connections were already open.",
+        )?;
+        let accept_errors = single(
+            "accept_errors_total",
+            "Failed accept() calls (usually the open-file limit); each is followed by a pause that doubles up to 1 s.",
+        )?;
 
         let proxy = Callback::ALL
             .iter()
@@ -393,6 +417,10 @@ impl Metrics {
             kicks_pending,
             kicks_delivered,
             admin_unauthorized,
+            connections_open,
+            connections_max,
+            connections_refused,
+            accept_errors,
             route_labels,
         };
         m.initialise_series();

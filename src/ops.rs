@@ -1,6 +1,11 @@
-//! Operational endpoints: `/healthz` (process up), `/readyz` (store reachable, not draining),
-//! `/metrics` (Prometheus text, optionally behind a bearer token), `/openapi.json` (the API
-//! contract).
+//! Operational endpoints: `/healthz` (process up), `/readyz` (store readable and writable, not
+//! draining), `/metrics` (Prometheus text, behind a bearer token unless served on loopback),
+//! `/openapi.json` (the API contract).
+//!
+//! Readiness asks two things of the store: a read (`ping`) and whether writes work
+//! ([`crate::store::Store::writes_work`]: the last write's outcome, and after a failure a probe
+//! write that changes nothing), so a full disk or a read-only database takes the instance out of
+//! rotation even though reads still answer.
 
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -28,7 +33,13 @@ pub async fn readyz(app: &App) -> Resp {
         );
     }
     match app.store.ping().await {
-        Ok(()) => json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#)),
+        Ok(()) if app.store.writes_work().await => {
+            json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#))
+        }
+        Ok(()) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Bytes::from_static(br#"{"status":"unavailable","error":"The token store refuses writes (disk full, read-only or locked); tokens for new or changed users would fail","code":"store_read_only"}"#),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             json(

@@ -108,6 +108,42 @@ impl Secrets {
     }
 }
 
+impl Secrets {
+    /// What [`Secrets::load`] checks, without creating anything: every secret file that exists
+    /// is read and checked (mode, length), and the signing keys must differ. Returns the files
+    /// `serve` would generate on its first start. `check-config` runs this.
+    pub fn check(config: &Config) -> Result<Vec<PathBuf>, SecretsError> {
+        let s = &config.secrets;
+        let mut missing = Vec::new();
+        let mut read = |source: &SecretSource| -> Result<Option<Secret>, SecretsError> {
+            Ok(match source {
+                SecretSource::Env(v) => Some(Secret(v.clone())),
+                SecretSource::File(path) if !path.exists() => {
+                    missing.push(path.clone());
+                    None
+                }
+                SecretSource::File(path) => Some(read_file(path)?),
+            })
+        };
+        let keys = [
+            ("REST signing key", read(&s.rest_key)?),
+            ("Centrifugo key", read(&s.centrifugo_key)?),
+            ("subscription key", read(&s.subscription_key)?),
+        ];
+        read(&s.proxy_secret)?;
+        read(&s.metrics_token)?;
+        for (i, (a, ka)) in keys.iter().enumerate() {
+            let found = keys[i + 1..]
+                .iter()
+                .find(|(_, kb)| ka.is_some() && kb == ka);
+            if let Some((b, _)) = found {
+                return Err(SecretsError::SameKeys(a, b));
+            }
+        }
+        Ok(missing)
+    }
+}
+
 /// Creates the data directory (mode 0700) if it is missing.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), SecretsError> {
     if dir.is_dir() {

@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use crate::app::App;
 use crate::channels::{validate_channel, Subject};
 use crate::http::body::{self, BodyProgress};
-use crate::http::{auth, ok_json, ApiError, Resp};
+use crate::http::{auth, no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
 use crate::metrics::RejectReason;
 use crate::tokens::{present, user_id};
@@ -63,17 +63,13 @@ pub async fn handle(
 ) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let now = crate::now_unix();
-    let caller = auth::authenticate(&app.store, &parts.headers).await?;
-    app.metrics
-        .api_key_requests
-        .with_label_values(&[&caller.key_name])
-        .inc();
+    let caller = crate::tokens::authenticate_minter(app, &parts.headers).await?;
     let limit = app.config.server.max_body_bytes;
     let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
     let request = parse(&bytes)?;
     let resp = issue(app, &request, now).await?;
     auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
-    Ok(resp)
+    Ok(no_store(resp))
 }
 
 /// Counts a refused `POST /tokens/subscription` under its
@@ -87,7 +83,9 @@ pub fn count_rejection(app: &App, e: &ApiError) {
 fn reject_reason(e: &ApiError) -> RejectReason {
     match e {
         ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
-        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => RejectReason::InvalidRequest,
+        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
+            RejectReason::InvalidRequest
+        }
         ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
         ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
         ApiError::UserUnknown => RejectReason::UserUnknown,

@@ -12,7 +12,7 @@ use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::http::body::{self, BodyProgress};
-use crate::http::{auth, ok_json, ApiError, Resp};
+use crate::http::{auth, no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
 use crate::metrics::RejectReason;
 use crate::store::{Field, Upserted, UserPatch};
@@ -81,17 +81,26 @@ pub async fn handle(
 ) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let now = crate::now_unix();
-    let caller = auth::authenticate(&app.store, &parts.headers).await?;
-    app.metrics
-        .api_key_requests
-        .with_label_values(&[&caller.key_name])
-        .inc();
+    let caller = authenticate_minter(app, &parts.headers).await?;
     let limit = app.config.server.max_body_bytes;
     let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
     let request = parse(&bytes)?;
     let resp = issue(app, &request, now).await?;
     auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
-    Ok(resp)
+    Ok(no_store(resp))
+}
+
+/// The API-key check of every minting route; counts the request under its key's name.
+pub async fn authenticate_minter(
+    app: &App,
+    headers: &http::HeaderMap,
+) -> Result<auth::Caller, ApiError> {
+    let caller = auth::authenticate(&app.store, headers).await?;
+    app.metrics
+        .api_key_requests
+        .with_label_values(&[&caller.key_name])
+        .inc();
+    Ok(caller)
 }
 
 /// Counts a refused `POST /tokens` under its `token_requests_rejected_total` reason. The
@@ -104,7 +113,9 @@ pub fn count_rejection(app: &App, e: &ApiError) {
 fn reject_reason(e: &ApiError) -> RejectReason {
     match e {
         ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
-        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => RejectReason::InvalidRequest,
+        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
+            RejectReason::InvalidRequest
+        }
         ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
         ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
         ApiError::UserDisabled => RejectReason::UserDisabled,

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Tokio worker threads; `None` means one per CPU (`server.worker_threads = 0`).
     pub worker_threads: Option<usize>,
+    /// Open client connections at most (`server.max_connections`, or derived from the
+    /// open-file limit when 0).
+    pub max_connections: usize,
 }
 
 /// Which storage backend, with its settings.
@@ -177,7 +180,7 @@ pub struct MetricsConfig {
     /// listener (`metrics.listen`).
     pub listen: Option<SocketAddr>,
     /// Whether `/metrics` needs `Authorization: Bearer <metrics token>`
-    /// (`metrics.require_token`).
+    /// (`metrics.require_token`; unset: unless `/metrics` is served on a loopback address).
     pub require_token: bool,
 }
 

@@ -36,6 +36,10 @@ pub struct RawServer {
     pub request_timeout_seconds: u64,
     /// Tokio worker threads; 0 means one per CPU. Default 0.
     pub worker_threads: usize,
+    /// Open client connections at most; one more is accepted and closed at once. 0 (the
+    /// default) derives it from the open-file limit, leaving headroom for the database, the
+    /// listeners and logs (see `config::validate::derived_max_connections`).
+    pub max_connections: usize,
 }
 
 impl Default for RawServer {
@@ -47,6 +51,7 @@ impl Default for RawServer {
             header_read_timeout_seconds: 10,
             request_timeout_seconds: 10,
             worker_threads: 0,
+            max_connections: 0,
         }
     }
 }
@@ -202,8 +207,9 @@ pub struct RawAdmin {
 pub struct RawMetrics {
     /// Separate listen address for `/metrics`; empty serves it on the main listener.
     pub listen: String,
-    /// Require `Authorization: Bearer <secrets.metrics_token>` on `/metrics`. Default false.
-    pub require_token: bool,
+    /// Require `Authorization: Bearer <secrets.metrics_token>` on `/metrics`. Unset (the
+    /// default): required unless the listener serving `/metrics` is bound to a loopback address.
+    pub require_token: Option<bool>,
 }
 
 /// `[log]`: tracing output.

@@ -40,7 +40,12 @@ fn toml_string(raw: &RawConfig) -> Result<String, ConfigError> {
             out.push_str(&format!("[{section}]\n"));
             if let serde_json::Value::Object(fields) = body {
                 for (k, v) in fields {
-                    out.push_str(&format!("{k} = {v}\n"));
+                    if v.is_null() {
+                        // Unset (TOML has no null): the default described in the README applies.
+                        out.push_str(&format!("# {k} unset: default\n"));
+                    } else {
+                        out.push_str(&format!("{k} = {v}\n"));
+                    }
                 }
             }
             out.push('\n');

@@ -28,7 +28,7 @@ impl RawConfig {
         let tokens = tokens(&self.tokens, &mut p);
         let centrifugo = centrifugo(&self.centrifugo, server.listen, &mut p);
         let admin = admin(&self.admin, &mut p);
-        let metrics = metrics(&self.metrics, &mut p);
+        let metrics = metrics(&self.metrics, server.listen, &mut p);
         let log = log(&self.log, &mut p);
         let secrets = secrets(&self.secrets, &data_dir, &mut p);
         if !p.is_empty() {
@@ -70,6 +70,20 @@ fn server(s: &RawServer, p: &mut Vec<String>) -> ServerConfig {
         }
     }
 
+    let fd_limit = open_file_limit();
+    let max_connections = match s.max_connections {
+        0 => derived_max_connections(fd_limit),
+        n => {
+            if fd_limit.is_some_and(|l| n as u64 >= l) {
+                p.push(format!(
+                    "server.max_connections: {n} is not below the open-file limit ({}); raise the limit (ulimit -n, LimitNOFILE=) or leave it 0 to derive it",
+                    fd_limit.unwrap_or_default()
+                ));
+            }
+            n
+        }
+    };
+
     ServerConfig {
         listen,
         max_body_bytes: s.max_body_bytes as usize,
@@ -77,6 +91,29 @@ fn server(s: &RawServer, p: &mut Vec<String>) -> ServerConfig {
         header_read_timeout: Duration::from_secs(s.header_read_timeout_seconds),
         request_timeout: Duration::from_secs(s.request_timeout_seconds),
         worker_threads: (s.worker_threads > 0).then_some(s.worker_threads),
+        max_connections,
+    }
+}
+
+/// The soft open-file limit (`RLIMIT_NOFILE`), when it can be read and is finite.
+pub fn open_file_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives for the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+/// `server.max_connections = 0`: the open-file limit less a tenth and 64 more, kept for the
+/// database and its WAL, the listeners, the PostgreSQL pool, logs and the metrics scrape, so
+/// that accepting never runs out of descriptors (1,024 gives 858). At least 16; 10,000 when the
+/// limit cannot be read.
+pub fn derived_max_connections(fd_limit: Option<u64>) -> usize {
+    match fd_limit {
+        Some(l) => l.saturating_sub(l / 10 + 64).max(16) as usize,
+        None => 10_000,
     }
 }
 
@@ -347,15 +384,17 @@ fn admin(a: &RawAdmin, p: &mut Vec<String>) -> AdminConfig {
 }
 
 /// `[metrics]`.
-fn metrics(m: &RawMetrics, p: &mut Vec<String>) -> MetricsConfig {
+fn metrics(m: &RawMetrics, main_listen: SocketAddr, p: &mut Vec<String>) -> MetricsConfig {
     let metrics_listen = if m.listen.trim().is_empty() {
         None
     } else {
         Some(parse_addr("metrics.listen", &m.listen, p))
     };
+    // `/metrics` names API keys and the build: open only where nobody else can connect.
+    let served_on = metrics_listen.unwrap_or(main_listen);
     MetricsConfig {
         listen: metrics_listen,
-        require_token: m.require_token,
+        require_token: m.require_token.unwrap_or(!served_on.ip().is_loopback()),
     }
 }
 
@@ -400,6 +439,8 @@ fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSour
                 "secrets.initial_api_key: must be \"{}\" followed by at least 32 printable characters, e.g. from `chatsdk-auth api-key create` (the value is not shown)",
                 api_key::PREFIX
             ));
+        } else if api_key::estimated_entropy_bits(&sec.initial_api_key) < api_key::MIN_ENTROPY_BITS {
+            p.push("secrets.initial_api_key: looks typed rather than random (too few distinct characters for its length); use a key from `chatsdk-auth api-key create` (the value is not shown)".into());
         }
         SecretSource::Env(sec.initial_api_key.clone())
     });

@@ -46,13 +46,21 @@ impl TouchThrottle {
 
 /// Checks the `X-API-Key` header against the store.
 pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) else {
+    let mut given = headers.get_all("x-api-key").iter();
+    let Some(key) = given.next() else {
         return Err(ApiError::InvalidApiKey);
     };
-    let key = key.trim();
-    if key.is_empty() || key.len() > api_key::MAX_KEY_BYTES {
+    if given.next().is_some() {
+        // Proxies and frameworks disagree on which of two values wins: refuse to guess.
+        return Err(ApiError::DuplicateApiKey);
+    }
+    // Exactly the key: surrounding whitespace or any unprintable byte is not silently trimmed.
+    if !api_key::is_plausible(key.as_bytes()) {
         return Err(ApiError::InvalidApiKey);
     }
+    let Ok(key) = key.to_str() else {
+        return Err(ApiError::InvalidApiKey);
+    };
     let hash = api_key::hash(key);
     let record = store
         .find_api_key(&hash)

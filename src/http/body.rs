@@ -1,6 +1,6 @@
 //! Reads a request body as JSON bytes: content type, size limit, then collection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
 use http::{header, HeaderMap};
@@ -9,20 +9,32 @@ use hyper::body::Incoming;
 
 use super::ApiError;
 
-/// Whether a request's body has been read to the end. The router holds one per request and
-/// reads it when the request deadline passes: a body still arriving then is the client's
-/// delay (408 `request_timeout`), anything later is the service's (503 `timeout`).
+/// How far a request's body has been read. The router holds one per request and reads it:
+/// - when the request deadline passes: a body still arriving then is the client's delay (408
+///   `request_timeout`), anything later is the service's (503 `timeout`);
+/// - when it answers: a body that was not read to its end (an early 401, a refused type or
+///   size, a timeout) leaves unread bytes on the connection, so the answer says
+///   `Connection: close` and the connection is not reused.
 #[derive(Debug, Default)]
-pub struct BodyProgress(AtomicBool);
+pub struct BodyProgress(AtomicU8);
+
+const PENDING: u8 = 0;
+const REFUSED: u8 = 1;
+const READ: u8 = 2;
 
 impl BodyProgress {
     /// True once the body was read to its end (or refused for its size or type).
     pub fn complete(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::Relaxed) != PENDING
     }
 
-    fn finish(&self) {
-        self.0.store(true, Ordering::Relaxed);
+    /// True only when the body was read to its end.
+    pub fn read_to_end(&self) -> bool {
+        self.0.load(Ordering::Relaxed) == READ
+    }
+
+    fn finish(&self, state: u8) {
+        self.0.store(state, Ordering::Relaxed);
     }
 }
 
@@ -43,7 +55,7 @@ pub async fn read_json_body(
     progress: &BodyProgress,
 ) -> Result<Bytes, ApiError> {
     if !is_json(headers) {
-        progress.finish();
+        progress.finish(REFUSED);
         return Err(ApiError::UnsupportedMediaType);
     }
     read_limited(headers, body, limit, progress).await
@@ -57,7 +69,7 @@ pub async fn read_limited(
     progress: &BodyProgress,
 ) -> Result<Bytes, ApiError> {
     let result = collect(headers, body, limit).await;
-    progress.finish();
+    progress.finish(if result.is_ok() { READ } else { REFUSED });
     result
 }
 

@@ -15,6 +15,8 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("Invalid API key")]
     InvalidApiKey,
+    #[error("Send exactly one X-API-Key header")]
+    DuplicateApiKey,
     /// The body is not JSON, or not a JSON object.
     #[error("{0}")]
     InvalidJson(String),
@@ -83,7 +85,9 @@ impl ApiError {
             | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::UnknownUser(_) | ApiError::UnknownApiKey(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => StatusCode::BAD_REQUEST,
+            ApiError::InvalidJson(_)
+            | ApiError::InvalidField { .. }
+            | ApiError::DuplicateApiKey => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -99,6 +103,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::DuplicateApiKey => "duplicate_api_key",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { code, .. } => code,
             ApiError::PayloadTooLarge(_) => "payload_too_large",

@@ -53,3 +53,10 @@ pub fn to_json_vec<T: serde::Serialize>(value: &T) -> serde_json::Result<Vec<u8>
     serde_json::to_writer(&mut out, value)?;
     Ok(out)
 }
+
+/// Marks a response as never to be stored by a cache or proxy (it carries tokens).
+pub fn no_store(mut r: Resp) -> Resp {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

@@ -11,7 +11,7 @@ use std::time::Instant;
 pub mod table;
 
 use http::{HeaderName, HeaderValue, Request};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 
 use crate::app::App;
 use crate::http::body::BodyProgress;
@@ -46,6 +46,7 @@ pub async fn handle(
     let _guard = InFlight(&app.metrics.http_in_flight);
     let method = req.method().clone();
     let request_id = RequestId::of(&req);
+    let has_body = !req.body().is_end_stream();
     let resolved = route(&method, req.uri().path(), listener);
     let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
     let minting = match resolved {
@@ -57,11 +58,11 @@ pub async fn handle(
         _ => None,
     };
 
+    let progress = BodyProgress::default();
     let result = match resolved {
         Ok(r) => {
             let deadline =
                 tokio::time::Instant::from_std(start) + app.config.server.request_timeout;
-            let progress = BodyProgress::default();
             match within(deadline, dispatch(&app, r, req, &progress)).await {
                 Some(res) => res,
                 None => {
@@ -109,6 +110,12 @@ pub async fn handle(
     });
     if let Ok(v) = HeaderValue::from_bytes(request_id.as_str().as_bytes()) {
         resp.headers_mut().insert(X_REQUEST_ID, v);
+    }
+    if has_body && !progress.read_to_end() {
+        // Unread body bytes are still on the connection: say it will not be reused, so a
+        // keep-alive client opens a new one instead of writing into a closing socket.
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(resp)
 }

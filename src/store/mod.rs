@@ -13,6 +13,7 @@ pub mod postgres;
 mod postgres_outbox;
 pub mod sqlite;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::api_key;
@@ -191,6 +192,10 @@ impl StoreError {
 pub struct Store {
     backend: Backend,
     timings: Option<StoreTimings>,
+    /// Set when a write failed because the store was unavailable (locked past the busy timeout,
+    /// disk full, read-only, unreachable); cleared by the next write or probe that succeeds.
+    /// `/readyz` reads it (see [`Store::writes_work`]).
+    write_failed: AtomicBool,
 }
 
 /// Every method matches on this. The PostgreSQL arms are `Box::pin`ned: an async method's future
@@ -229,6 +234,7 @@ impl Store {
         Ok(Store {
             backend,
             timings: None,
+            write_failed: AtomicBool::new(false),
         })
     }
 
@@ -249,19 +255,46 @@ impl Store {
         )
     }
 
+    /// Notes whether a write reached a working store, for [`Store::writes_work`].
+    fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        let failed = matches!(result, Err(StoreError::Unavailable(_)));
+        if failed != self.write_failed.load(Ordering::Relaxed) {
+            self.write_failed.store(failed, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Whether writes work: true while the last write succeeded; after a write failed for an
+    /// unavailable store, a probe write (it changes nothing but commits) decides, so readiness
+    /// recovers by itself once the disk, the lock or the server does.
+    pub async fn writes_work(&self) -> bool {
+        if !self.write_failed.load(Ordering::Relaxed) {
+            return true;
+        }
+        let probe = match &self.backend {
+            Backend::Sqlite(s) => s.probe_write().await,
+            Backend::Postgres(s) => Box::pin(s.probe_write()).await,
+        };
+        if let Err(e) = &probe {
+            tracing::debug!(error = %e, "write probe failed");
+        }
+        self.noted(probe).is_ok()
+    }
+
     pub async fn upsert_user(
         &self,
         patch: &UserPatch<'_>,
         now: i64,
     ) -> Result<Upserted, StoreError> {
-        timed!(
+        let result = timed!(
             self,
             upsert_user,
             match &self.backend {
                 Backend::Sqlite(s) => s.upsert_user(patch, now).await,
                 Backend::Postgres(s) => Box::pin(s.upsert_user(patch, now)).await,
             }
-        )
+        );
+        self.noted(result)
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
@@ -299,14 +332,15 @@ impl Store {
     }
 
     pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
-        timed!(
+        let result = timed!(
             self,
             touch_api_key,
             match &self.backend {
                 Backend::Sqlite(s) => s.touch_api_key(name, now).await,
                 Backend::Postgres(s) => Box::pin(s.touch_api_key(name, now)).await,
             }
-        )
+        );
+        self.noted(result)
     }
 
     /// Creates a named key and returns the plaintext (shown once, never stored).

@@ -169,6 +169,16 @@ impl PgStore {
             .map_err(map_err)
     }
 
+    /// A write that changes nothing but commits (a row lock and a WAL record): it fails as a
+    /// real write would on a read-only server or a full disk.
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.simple_query("UPDATE chatsdk_auth_schema SET version = version")
+            .await
+            .map(|_| ())
+            .map_err(map_err)
+    }
+
     pub async fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
         let c = self.client().await?;
         let st = c.prepare_cached(UPSERT).await.map_err(map_err)?;

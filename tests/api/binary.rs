@@ -242,7 +242,7 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
 async fn initial_key_from_env_and_check_config_redaction() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let initial = format!("chatsdk_{}", "k".repeat(43));
+    let initial = chatsdk_auth::api_key::generate();
     let server = Server::start(dir, &[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &initial)]);
     let c = reqwest::Client::new();
     server.wait_ready(&c).await;
@@ -287,7 +287,7 @@ async fn one_worker_thread_serves_and_drains() {
     // worker_threads = 1 (what a server pinned to one CPU gets) runs the current-thread
     // scheduler: same answers, same graceful stop.
     let tmp = tempfile::tempdir().unwrap();
-    let key = format!("chatsdk_{}", "w".repeat(43));
+    let key = chatsdk_auth::api_key::generate();
     let server = Server::start(
         tmp.path(),
         &[
@@ -370,4 +370,47 @@ fn invalid_config_stops_startup_listing_every_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}
+
+#[test]
+fn check_config_runs_the_secret_checks_serve_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let secret = data.join("proxy-secret.key");
+    std::fs::write(&secret, chatsdk_auth::api_key::random_token()).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let check = |envs: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.arg("check-config").current_dir(tmp.path());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = check(&[]);
+    assert!(!out.status.success(), "a group-readable secret file passed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("proxy-secret.key") && err.contains("chmod 600"),
+        "{err}"
+    );
+    assert!(
+        !data.join("rest-signing.key").exists(),
+        "check-config generated a secret"
+    );
+
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(check(&[]).status.success());
+    let typed = format!("chatsdk_{}", "a".repeat(32));
+    let out = check(&[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &typed)]);
+    assert!(!out.status.success(), "a typed initial key passed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("secrets.initial_api_key"), "{err}");
+    assert!(!err.contains(&typed));
+    let random = chatsdk_auth::api_key::generate();
+    assert!(check(&[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &random)])
+        .status
+        .success());
 }

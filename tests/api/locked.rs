@@ -217,3 +217,28 @@ async fn the_request_timeout_fires_before_a_longer_busy_timeout() {
     assert_eq!(s, 200);
     assert!(t.app.store.get_user("late").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_whether_writes_succeed() {
+    let t = TestApp::spawn_with(|c| c.storage.busy_timeout_ms = 100).await;
+    let ready = || async {
+        let r = t.client.get(t.url("/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    let lock = LockHolder::take(&t.dir.join("chatsdk-auth.db"));
+    // Reads still answer, but a write fails: the instance must leave the rotation.
+    assert_eq!(t.tokens(json!({"userId": "blocked"})).await.0, 503);
+    let (s, b) = ready().await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (503, Some("store_read_only")),
+        "{b}"
+    );
+    lock.release();
+    // The probe write succeeds now: ready again without any client write.
+    let (s, b) = ready().await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(t.tokens(json!({"userId": "blocked"})).await.0, 200);
+}

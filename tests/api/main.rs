@@ -11,6 +11,8 @@ mod centrifugo;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
 /// tokens against the generated Centrifugo config.
 mod channels;
+/// The HTTP edge: connection cap, unread bodies, half-close, key headers, cache, /metrics.
+mod edge;
 /// Active revocation: the server-API client, kicks from every action and entry point.
 mod enforce;
 /// A real HTTP server speaking Centrifugo's server API, recording calls, failing on demand.
@@ -18,7 +20,7 @@ mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
-/// A write lock held by another process stalls no read; writes give up in time.
+/// A write lock held by another process stalls nothing; readiness follows writes.
 mod locked;
 /// The committed OpenAPI document against the router and the running server.
 mod openapi;

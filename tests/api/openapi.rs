@@ -205,6 +205,7 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::RequestTimeout,
         ApiError::Timeout,
         ApiError::Internal("bug".into()),
+        ApiError::DuplicateApiKey,
     ];
     for e in &all {
         match e {
@@ -227,7 +228,8 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::StoreUnavailable(_)
             | ApiError::RequestTimeout
             | ApiError::Timeout
-            | ApiError::Internal(_) => {}
+            | ApiError::Internal(_)
+            | ApiError::DuplicateApiKey => {}
         }
     }
     all
@@ -374,7 +376,7 @@ type Probe<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, String);
 #[tokio::test]
 async fn live_rejections_are_documented() {
     let t = TestApp::spawn_with(|c| {
-        c.metrics.require_token = true;
+        c.metrics.require_token = Some(true);
         c.server.request_timeout_seconds = 1;
     })
     .await;

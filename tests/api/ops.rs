@@ -69,7 +69,7 @@ async fn metrics_count_issuance_and_never_carry_user_ids_or_keys() {
 
 #[tokio::test]
 async fn metrics_can_require_a_bearer_token_and_move_to_their_own_listener() {
-    let t = TestApp::spawn_with(|c| c.metrics.require_token = true).await;
+    let t = TestApp::spawn_with(|c| c.metrics.require_token = Some(true)).await;
     let r = t.client.get(t.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(

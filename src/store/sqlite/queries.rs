@@ -147,6 +147,25 @@ impl SqliteStore {
         .map_err(map_err)
     }
 
+    /// A write that changes nothing but commits: `user_version` set to its own value rewrites
+    /// the database header, so the commit appends a WAL frame and fails as a real write would
+    /// (disk full, read-only file or directory, a lock held past the busy timeout).
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.writer
+            .run(|c| {
+                c.execute_batch("BEGIN IMMEDIATE").map_err(map_err)?;
+                let probe = c
+                    .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                    .and_then(|v| c.pragma_update(None, "user_version", v))
+                    .and_then(|_| c.execute_batch("COMMIT"));
+                if probe.is_err() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
+                probe.map_err(map_err)
+            })
+            .await
+    }
+
     pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
         let name = name.to_string();
         self.writer
