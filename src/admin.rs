@@ -98,9 +98,19 @@ pub async fn handle(
     app: &App,
     route: AdminRoute,
     req: Request<Incoming>,
+    peer: std::net::IpAddr,
     progress: &BodyProgress,
 ) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
+    // `limits.admin_per_ip_per_minute`, before the token is even compared.
+    let client = crate::http::client_addr(
+        &parts.headers,
+        peer,
+        app.config.limits.trusted_proxy_header.as_ref(),
+    );
+    app.limits
+        .admin_call(client)
+        .map_err(|l| crate::tokens::rate_limited(app, l, client, None))?;
     if !authorized(app, &parts.headers) {
         app.metrics.admin_unauthorized.inc();
         return Err(ApiError::AdminUnauthorized);

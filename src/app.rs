@@ -10,6 +10,7 @@ use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError};
 use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::router::table::ROUTE_LABELS;
 use crate::secrets::{self, Secrets, SecretsError};
@@ -43,6 +44,8 @@ pub struct App {
     pub centrifugo_api: Option<CentrifugoApi>,
     /// Wakes the kick delivery loop when an action of this process queued a kick.
     pub kick_wake: tokio::sync::Notify,
+    /// The rate limits (`[limits]`).
+    pub limits: Limits,
     /// False once shutdown starts, so `/readyz` sends load balancers elsewhere while draining.
     ready: AtomicBool,
 }
@@ -96,6 +99,7 @@ impl App {
         let signer = Signer::new(&config.tokens, &secrets, &config.centrifugo.user_channels);
         let verifier = Verifier::new(&config.tokens, &secrets);
         let store = store.with_timings(metrics.store_timings());
+        let limits = Limits::new(&config.limits);
         App {
             config,
             signer,
@@ -107,6 +111,7 @@ impl App {
             access_log,
             centrifugo_api,
             kick_wake: tokio::sync::Notify::new(),
+            limits,
             ready: AtomicBool::new(true),
         }
     }

@@ -8,6 +8,7 @@
 //!   matched without allocating; Centrifugo's channel-name rules. A leaf: imports nothing of ours.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
 //!   env) into a validated [`Config`]; split into `raw`, `load`, `validate` and `redact`.
+//! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
 //! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
 //!   generated (mode 0600) on first start.
 //! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
@@ -40,7 +41,7 @@
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
-//! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `secrets`, `telemetry`,
+//! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `limits`, `secrets`, `telemetry`,
 //!   `metrics`, `centrifugo_api`, `store`, `jwt`) never import handlers (`tokens`,
 //!   `subscription_tokens`, `proxy`, `ops`), `router`, `app` or `cli`. The metrics registry is
 //!   handed the router's route labels; the proxy label sets it pre-creates live in the leaf
@@ -70,6 +71,7 @@ pub mod doctor;
 pub mod error_chain;
 pub mod http;
 pub mod jwt;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod outbox;

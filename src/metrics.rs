@@ -66,6 +66,8 @@ pub enum RejectReason {
     RequestTimeout,
     /// The service did not answer in time (503).
     Timeout,
+    /// A rate limit refused it (429).
+    RateLimited,
     InternalError,
     /// `POST /tokens/subscription` only.
     UserUnknown,
@@ -75,7 +77,7 @@ pub enum RejectReason {
 
 impl RejectReason {
     /// The reasons of `POST /tokens`.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::InvalidApiKey,
         RejectReason::InvalidRequest,
         RejectReason::PayloadTooLarge,
@@ -84,10 +86,11 @@ impl RejectReason {
         RejectReason::StoreUnavailable,
         RejectReason::RequestTimeout,
         RejectReason::Timeout,
+        RejectReason::RateLimited,
         RejectReason::InternalError,
     ];
     /// The reasons of `POST /tokens/subscription`.
-    pub const SUBSCRIPTION: [RejectReason; 11] = [
+    pub const SUBSCRIPTION: [RejectReason; 12] = [
         RejectReason::InvalidApiKey,
         RejectReason::InvalidRequest,
         RejectReason::PayloadTooLarge,
@@ -98,6 +101,7 @@ impl RejectReason {
         RejectReason::StoreUnavailable,
         RejectReason::RequestTimeout,
         RejectReason::Timeout,
+        RejectReason::RateLimited,
         RejectReason::InternalError,
     ];
     pub fn label(self) -> &'static str {
@@ -110,6 +114,7 @@ impl RejectReason {
             RejectReason::StoreUnavailable => "store_unavailable",
             RejectReason::RequestTimeout => "request_timeout",
             RejectReason::Timeout => "timeout",
+            RejectReason::RateLimited => "rate_limited",
             RejectReason::InternalError => "internal_error",
             RejectReason::UserUnknown => "user_unknown",
             RejectReason::ChannelForbidden => "channel_forbidden",

@@ -99,10 +99,10 @@ pub async fn serve_on(
             accepted = accept_optional(metrics_listener.as_ref()) => (accepted, Listener::Metrics),
             accepted = accept_optional(admin_listener.as_ref()) => (accepted, Listener::Admin),
         };
-        let stream = match stream {
-            Ok((stream, _peer)) => {
+        let (stream, peer) = match stream {
+            Ok(accepted) => {
                 backoff.succeeded();
-                stream
+                accepted
             }
             Err(e) => {
                 app.metrics.accept_errors.inc();
@@ -122,7 +122,8 @@ pub async fn serve_on(
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let open = OpenConnection::new(app.clone(), slot);
-        let svc = service_fn(move |req| router::handle(app.clone(), which, req));
+        let peer = peer.ip();
+        let svc = service_fn(move |req| router::handle(app.clone(), which, peer, req));
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
         let watched = graceful.watch(conn);
         tokio::spawn(async move {

@@ -8,6 +8,8 @@
 //! by the rules, or nothing is minted. The endpoint writes nothing but the API key's
 //! `last_used_at`, and only after success.
 
+use std::net::IpAddr;
+
 use http::Request;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
@@ -59,11 +61,14 @@ struct Response<'a> {
 pub async fn handle(
     app: &App,
     req: Request<Incoming>,
+    peer: IpAddr,
     progress: &BodyProgress,
 ) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let now = crate::now_unix();
-    let caller = crate::tokens::authenticate_minter(app, &parts.headers).await?;
+    // The same key check and limits as `POST /tokens` (per-user minting excepted: a
+    // subscription token writes nothing).
+    let (caller, _client) = crate::tokens::authenticate_minter(app, &parts.headers, peer).await?;
     let limit = app.config.server.max_body_bytes;
     let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
     let request = parse(&bytes)?;
@@ -94,6 +99,7 @@ fn reject_reason(e: &ApiError) -> RejectReason {
         ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
         ApiError::RequestTimeout => RejectReason::RequestTimeout,
         ApiError::Timeout => RejectReason::Timeout,
+        ApiError::RateLimited(_) => RejectReason::RateLimited,
         _ => RejectReason::InternalError,
     }
 }

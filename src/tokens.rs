@@ -5,6 +5,8 @@
 //! Validation happens entirely before the write, and a disabled user's row is never touched,
 //! so a rejected request writes nothing.
 
+use std::net::IpAddr;
+
 use http::Request;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
@@ -12,8 +14,9 @@ use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::http::body::{self, BodyProgress};
-use crate::http::{auth, no_store, ok_json, ApiError, Resp};
+use crate::http::{auth, client_addr, no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
+use crate::limits::Limited;
 use crate::metrics::RejectReason;
 use crate::store::{Field, Upserted, UserPatch};
 
@@ -77,30 +80,63 @@ struct TokenResponse<'a> {
 pub async fn handle(
     app: &App,
     req: Request<Incoming>,
+    peer: IpAddr,
     progress: &BodyProgress,
 ) -> Result<Resp, ApiError> {
     let (parts, body) = req.into_parts();
     let now = crate::now_unix();
-    let caller = authenticate_minter(app, &parts.headers).await?;
+    let (caller, client) = authenticate_minter(app, &parts.headers, peer).await?;
     let limit = app.config.server.max_body_bytes;
     let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
     let request = parse(&bytes)?;
+    app.limits
+        .mint_for_user(&request.user_id)
+        .map_err(|l| rate_limited(app, l, client, Some(&caller.key_name)))?;
     let resp = issue(app, &request, now).await?;
     auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
     Ok(no_store(resp))
 }
 
-/// The API-key check of every minting route; counts the request under its key's name.
+/// The API-key check of every minting route, with its limits: an address that used up its
+/// failed attempts is refused before the lookup, a failed check counts against the address,
+/// and a key over `limits.mint_per_api_key_per_second` is refused. Returns the caller and the
+/// client address the limits keyed on.
 pub async fn authenticate_minter(
     app: &App,
     headers: &http::HeaderMap,
-) -> Result<auth::Caller, ApiError> {
-    let caller = auth::authenticate(&app.store, headers).await?;
+    peer: IpAddr,
+) -> Result<(auth::Caller, IpAddr), ApiError> {
+    let client = client_addr(
+        headers,
+        peer,
+        app.config.limits.trusted_proxy_header.as_ref(),
+    );
+    app.limits
+        .auth_allowed(client)
+        .map_err(|l| rate_limited(app, l, client, None))?;
+    let caller = match auth::authenticate(&app.store, headers).await {
+        Ok(caller) => caller,
+        Err(ApiError::InvalidApiKey) => {
+            app.limits
+                .auth_failed(client)
+                .map_err(|l| rate_limited(app, l, client, None))?;
+            return Err(ApiError::InvalidApiKey);
+        }
+        Err(e) => return Err(e),
+    };
     app.metrics
         .api_key_requests
         .with_label_values(&[&caller.key_name])
         .inc();
-    Ok(caller)
+    app.limits
+        .mint_with_key(&caller.key_name)
+        .map_err(|l| rate_limited(app, l, client, Some(&caller.key_name)))?;
+    Ok((caller, client))
+}
+
+/// A 429.
+pub fn rate_limited(_app: &App, l: Limited, _client: IpAddr, _key_name: Option<&str>) -> ApiError {
+    ApiError::RateLimited(l)
 }
 
 /// Counts a refused `POST /tokens` under its `token_requests_rejected_total` reason. The
@@ -121,6 +157,7 @@ fn reject_reason(e: &ApiError) -> RejectReason {
         ApiError::UserDisabled => RejectReason::UserDisabled,
         ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
         ApiError::RequestTimeout => RejectReason::RequestTimeout,
+        ApiError::RateLimited(_) => RejectReason::RateLimited,
         ApiError::Timeout => RejectReason::Timeout,
         _ => RejectReason::InternalError,
     }

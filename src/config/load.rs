@@ -79,7 +79,7 @@ impl Config {
 }
 
 fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
-    const SECTIONS: [&str; 8] = [
+    const SECTIONS: [&str; 9] = [
         "server",
         "storage",
         "tokens",
@@ -88,6 +88,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         "metrics",
         "log",
         "secrets",
+        "limits",
     ];
     if let Ok(top) = fig.extract::<std::collections::BTreeMap<String, figment::value::Value>>() {
         for key in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -125,6 +126,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         metrics: section(fig, "metrics", problems),
         log: section(fig, "log", problems),
         secrets: section(fig, "secrets", problems),
+        limits: section(fig, "limits", problems),
     }
 }
 

@@ -27,8 +27,8 @@ use crate::channels::ChannelRules;
 
 pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
 pub use raw::{
-    RawAdmin, RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage,
-    RawTokens,
+    RawAdmin, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer,
+    RawStorage, RawTokens,
 };
 pub use redact::redacted_toml;
 
@@ -53,6 +53,25 @@ pub struct Config {
     pub log: LogConfig,
     /// `[secrets]`: where each secret comes from (values are read by [`crate::secrets`]).
     pub secrets: SecretSources,
+    /// `[limits]`: rate limits.
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`, validated; a rate of 0 is off.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `limits.mint_per_user_per_minute`.
+    pub mint_per_user_per_minute: u32,
+    /// `limits.mint_per_api_key_per_second`.
+    pub mint_per_api_key_per_second: u32,
+    /// `limits.failed_auth_per_ip_per_minute`.
+    pub failed_auth_per_ip_per_minute: u32,
+    /// `limits.admin_per_ip_per_minute`.
+    pub admin_per_ip_per_minute: u32,
+    /// `limits.max_tracked_keys`: entries each limiter holds at most.
+    pub max_tracked_keys: usize,
+    /// `limits.trusted_proxy_header`: where the client address comes from, when set.
+    pub trusted_proxy_header: Option<http::HeaderName>,
 }
 
 /// `[server]`, validated.

@@ -18,6 +18,7 @@ pub struct RawConfig {
     pub metrics: RawMetrics,
     pub log: RawLog,
     pub secrets: RawSecrets,
+    pub limits: RawLimits,
 }
 
 /// `[server]`: the HTTP listener.
@@ -210,6 +211,40 @@ pub struct RawMetrics {
     /// Require `Authorization: Bearer <secrets.metrics_token>` on `/metrics`. Unset (the
     /// default): required unless the listener serving `/metrics` is bound to a loopback address.
     pub require_token: Option<bool>,
+}
+
+/// `[limits]`: rate limits, per process (see `limits.rs`). 0 turns a limit off.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLimits {
+    /// `POST /tokens` per `userId` per minute (a burst of this many, then one every
+    /// 60/n seconds). Default 60.
+    pub mint_per_user_per_minute: u32,
+    /// `POST /tokens` per API key per second. Default 0 (off).
+    pub mint_per_api_key_per_second: u32,
+    /// Failed API-key checks per client address per minute; past it the address gets 429
+    /// until the limit refills. Default 60.
+    pub failed_auth_per_ip_per_minute: u32,
+    /// Admin API calls per client address per minute. Default 60.
+    pub admin_per_ip_per_minute: u32,
+    /// Keys (users, addresses, API keys) each limiter tracks at most. Default 100000.
+    pub max_tracked_keys: usize,
+    /// A header set by a trusted reverse proxy that carries the client address (such as
+    /// `X-Forwarded-For`; its last entry is used). Empty (the default): the peer address.
+    pub trusted_proxy_header: String,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self {
+            mint_per_user_per_minute: 60,
+            mint_per_api_key_per_second: 0,
+            failed_auth_per_ip_per_minute: 60,
+            admin_per_ip_per_minute: 60,
+            max_tracked_keys: 100_000,
+            trusted_proxy_header: String::new(),
+        }
+    }
 }
 
 /// `[log]`: tracing output.

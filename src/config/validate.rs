@@ -9,12 +9,12 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 
 use super::raw::{
-    RawAdmin, RawCentrifugo, RawConfig, RawLog, RawMetrics, RawSecrets, RawServer, RawStorage,
-    RawTokens,
+    RawAdmin, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer,
+    RawStorage, RawTokens,
 };
 use super::{
-    AdminConfig, CentrifugoConfig, Config, ConfigError, LogConfig, LogFormat, MetricsConfig,
-    SecretSource, SecretSources, ServerConfig, StoreConfig, TokenConfig,
+    AdminConfig, CentrifugoConfig, Config, ConfigError, LimitsConfig, LogConfig, LogFormat,
+    MetricsConfig, SecretSource, SecretSources, ServerConfig, StoreConfig, TokenConfig,
 };
 use crate::api_key;
 use crate::channels::{ChannelRules, Rule, RuleKind};
@@ -31,6 +31,7 @@ impl RawConfig {
         let metrics = metrics(&self.metrics, server.listen, &mut p);
         let log = log(&self.log, &mut p);
         let secrets = secrets(&self.secrets, &data_dir, &mut p);
+        let limits = limits(&self.limits, &mut p);
         if !p.is_empty() {
             return Err(ConfigError { problems: p });
         }
@@ -44,7 +45,40 @@ impl RawConfig {
             metrics,
             log,
             secrets,
+            limits,
         })
+    }
+}
+
+/// `[limits]`.
+fn limits(l: &RawLimits, p: &mut Vec<String>) -> LimitsConfig {
+    if l.max_tracked_keys < 100 || l.max_tracked_keys > 10_000_000 {
+        p.push(format!(
+            "limits.max_tracked_keys: {} is out of range (100 to 10000000)",
+            l.max_tracked_keys
+        ));
+    }
+    let header = l.trusted_proxy_header.trim();
+    let trusted_proxy_header = if header.is_empty() {
+        None
+    } else {
+        match http::HeaderName::from_bytes(header.as_bytes()) {
+            Ok(h) => Some(h),
+            Err(_) => {
+                p.push(format!(
+                    "limits.trusted_proxy_header: \"{header}\" is not a valid HTTP header name"
+                ));
+                None
+            }
+        }
+    };
+    LimitsConfig {
+        mint_per_user_per_minute: l.mint_per_user_per_minute,
+        mint_per_api_key_per_second: l.mint_per_api_key_per_second,
+        failed_auth_per_ip_per_minute: l.failed_auth_per_ip_per_minute,
+        admin_per_ip_per_minute: l.admin_per_ip_per_minute,
+        max_tracked_keys: l.max_tracked_keys,
+        trusted_proxy_header,
     }
 }
 

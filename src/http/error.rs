@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::{json, Resp};
 use crate::error_chain::{Cause, Chain};
+use crate::limits::Limited;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,9 @@ pub enum ApiError {
         "The request body did not arrive within the request timeout; send the whole request again"
     )]
     RequestTimeout,
+    /// A rate limit (`[limits]`) refused the request; `Retry-After` says when to try again.
+    #[error("Too many requests; retry after the number of seconds in the Retry-After header")]
+    RateLimited(Limited),
     /// The service did not finish within `server.request_timeout_seconds`.
     #[error("The request took too long and was abandoned; retry")]
     Timeout,
@@ -95,6 +99,7 @@ impl ApiError {
             ApiError::UserDisabled | ApiError::ChannelForbidden(_) => StatusCode::FORBIDDEN,
             ApiError::UserUnknown => StatusCode::NOT_FOUND,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -121,6 +126,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => code,
             ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::RequestTimeout => "request_timeout",
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Timeout => "timeout",
             ApiError::Internal(_) => "internal_error",
         }
@@ -148,6 +154,12 @@ impl ApiError {
             // The rest of the body is not read: tell keep-alive clients not to reuse the socket.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let ApiError::RateLimited(limited) = &self {
+            let mut secs = itoa::Buffer::new();
+            if let Ok(v) = HeaderValue::from_str(secs.format(limited.retry_after_secs())) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
         }
         if let ApiError::MethodNotAllowed(allow) = self {
             resp.headers_mut()

@@ -4,8 +4,10 @@ pub mod auth;
 pub mod body;
 pub mod error;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 pub use error::ApiError;
@@ -59,4 +61,15 @@ pub fn no_store(mut r: Resp) -> Resp {
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     r
+}
+
+/// The client's address: the last entry of `trusted` (a header a reverse proxy in front of the
+/// service sets, such as `X-Forwarded-For`) when configured and parseable, else the TCP peer.
+pub fn client_addr(headers: &HeaderMap, peer: IpAddr, trusted: Option<&HeaderName>) -> IpAddr {
+    trusted
+        .and_then(|h| headers.get_all(h).iter().next_back())
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
 }

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
@@ -39,6 +40,7 @@ impl Drop for InFlight<'_> {
 pub async fn handle(
     app: Arc<App>,
     listener: Listener,
+    peer: IpAddr,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
     let start = Instant::now();
@@ -63,7 +65,7 @@ pub async fn handle(
         Ok(r) => {
             let deadline =
                 tokio::time::Instant::from_std(start) + app.config.server.request_timeout;
-            match within(deadline, dispatch(&app, r, req, &progress)).await {
+            match within(deadline, dispatch(&app, r, req, peer, &progress)).await {
                 Some(res) => res,
                 None => {
                     // Abandoned: no handler counted it, so the timeout is counted here, and
@@ -137,17 +139,18 @@ async fn dispatch(
     app: &App,
     route: Route,
     req: Request<Incoming>,
+    peer: IpAddr,
     progress: &BodyProgress,
 ) -> Result<Resp, ApiError> {
     match route {
-        Route::Tokens => tokens::handle(app, req, progress).await,
-        Route::SubscriptionTokens => subscription_tokens::handle(app, req, progress).await,
+        Route::Tokens => tokens::handle(app, req, peer, progress).await,
+        Route::SubscriptionTokens => subscription_tokens::handle(app, req, peer, progress).await,
         Route::Proxy(cb) => proxy::handle(app, cb, req, progress).await,
         Route::Healthz => Ok(ops::healthz()),
         Route::Readyz => Ok(ops::readyz(app).await),
         Route::Metrics => ops::metrics(app, req.headers()),
         Route::OpenApi => Ok(ops::openapi()),
-        Route::Admin(a) => admin::handle(app, a, req, progress).await,
+        Route::Admin(a) => admin::handle(app, a, req, peer, progress).await,
     }
 }
 

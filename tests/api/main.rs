@@ -20,6 +20,8 @@ mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
+/// Rate limits on POST /tokens (never on the proxies).
+mod limits;
 /// A write lock held by another process stalls nothing; readiness follows writes.
 mod locked;
 /// The committed OpenAPI document against the router and the running server.

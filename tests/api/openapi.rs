@@ -206,6 +206,10 @@ fn every_api_error() -> Vec<ApiError> {
         ApiError::Timeout,
         ApiError::Internal("bug".into()),
         ApiError::DuplicateApiKey,
+        ApiError::RateLimited(chatsdk_auth::limits::Limited {
+            limit: chatsdk_auth::limits::Limit::MintPerUser,
+            retry_after: std::time::Duration::from_secs(1),
+        }),
     ];
     for e in &all {
         match e {
@@ -229,7 +233,8 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::RequestTimeout
             | ApiError::Timeout
             | ApiError::Internal(_)
-            | ApiError::DuplicateApiKey => {}
+            | ApiError::DuplicateApiKey
+            | ApiError::RateLimited(_) => {}
         }
     }
     all
