@@ -9,7 +9,9 @@
 
 use crate::api_key;
 use crate::proxy::decision::Reason;
-use crate::store::{ApiKeyInfo, Kick, Store, StoreError, User, UserChange, UserPage};
+use crate::store::{
+    audit_event, ApiKeyInfo, AuditEvent, Kick, Store, StoreError, User, UserChange, UserPage,
+};
 
 /// The largest page `list_users` returns.
 pub const MAX_PAGE: usize = 1000;
@@ -50,13 +52,34 @@ pub struct Changed {
     pub kick_queued: bool,
 }
 
-/// The actions, over one store; `kicks` is true when active revocation is on.
+/// The actions, over one store; `kicks` is true when active revocation is on. Every change is
+/// recorded in the audit trail with `actor` (`cli`, `admin`) and `source` (the admin client's
+/// address).
 pub struct Actions<'a> {
     pub store: &'a Store,
     pub kicks: bool,
+    pub actor: &'a str,
+    pub source: Option<String>,
 }
 
 impl Actions<'_> {
+    /// Appends the audit event of a change that already committed. A failure to record it does
+    /// not undo or fail the change: it is logged, with what the trail misses.
+    async fn audit(&self, event: &str, kind: &str, target: &str, detail: Option<String>) {
+        let e = AuditEvent {
+            at: crate::now_unix(),
+            event: event.into(),
+            actor: self.actor.into(),
+            target_kind: Some(kind.into()),
+            target: Some(target.into()),
+            source: self.source.clone(),
+            detail,
+        };
+        if let Err(err) = self.store.append_audit(&e).await {
+            tracing::warn!(error = %err, event, target_kind = kind, target, "the change was made but its audit event could not be written");
+        }
+    }
+
     pub async fn show_user(&self, id: &str) -> Result<User, ActionError> {
         self.store
             .get_user(id)
@@ -124,6 +147,9 @@ impl Actions<'_> {
     ) -> Result<i64, ActionError> {
         let t = check_before(before, now)?;
         self.store.revoke_all_tokens(t + 1).await?;
+        let detail = format!("tokens issued at or before {t}");
+        self.audit(audit_event::APP_TOKENS_REVOKED, "app", "all", Some(detail))
+            .await;
         Ok(t)
     }
 
@@ -150,6 +176,16 @@ impl Actions<'_> {
         if !self.store.change_user(id, change, now, kick).await? {
             return Err(ActionError::UnknownUser(id.to_string()));
         }
+        let (event, detail) = match change {
+            UserChange::Disable => (audit_event::USER_DISABLED, None),
+            UserChange::Enable => (audit_event::USER_ENABLED, None),
+            UserChange::RevokeTokens { valid_after } => (
+                audit_event::USER_TOKENS_REVOKED,
+                Some(format!("tokens issued at or before {}", valid_after - 1)),
+            ),
+            UserChange::Delete => (audit_event::USER_DELETED, None),
+        };
+        self.audit(event, "user", id, detail).await;
         Ok(Changed {
             kick_queued: kick.is_some() && change != UserChange::Enable,
         })
@@ -165,13 +201,18 @@ impl Actions<'_> {
             field: "name",
             message: format!("name: {e}"),
         })?;
-        Ok(self.store.create_api_key(name, now).await?)
+        let key = self.store.create_api_key(name, now).await?;
+        self.audit(audit_event::API_KEY_CREATED, "api_key", name, None)
+            .await;
+        Ok(key)
     }
 
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<(), ActionError> {
         if !self.store.revoke_api_key(name, now).await? {
             return Err(ActionError::UnknownApiKey(name.to_string()));
         }
+        self.audit(audit_event::API_KEY_REVOKED, "api_key", name, None)
+            .await;
         Ok(())
     }
 }

@@ -123,7 +123,8 @@ pub async fn handle(
         })
     };
     let now = crate::now_unix();
-    let actions = app.actions();
+    let mut actions = app.actions();
+    actions.source = Some(client.to_string());
     use AdminRoute as A;
     match route {
         A::GetUser => ok_json(&actions.show_user(&segment(3)?).await.map_err(api)?),

@@ -2,19 +2,21 @@
 //! [`App::start`], the composition root that loads secrets, opens the store and installs the
 //! first API key.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::api_key;
 use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError};
 use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
-use crate::limits::Limits;
+use crate::limits::{Limit, Limited, Limits};
 use crate::metrics::Metrics;
 use crate::router::table::ROUTE_LABELS;
 use crate::secrets::{self, Secrets, SecretsError};
-use crate::store::{Store, StoreError};
+use crate::store::{audit_event, AuditEvent, Store, StoreError};
 use crate::telemetry::AccessLog;
 
 /// Name of the API key generated on first start when no key exists.
@@ -23,6 +25,9 @@ pub const FIRST_KEY_NAME: &str = "default";
 pub const FIRST_KEY_FILE: &str = "api-key.txt";
 /// Name under which `secrets.initial_api_key` is stored.
 pub const INITIAL_KEY_NAME: &str = "initial";
+/// Audit events waiting for the store; beyond this, trips are dropped (they are sampled).
+const AUDIT_QUEUE: usize = 64;
+
 pub struct App {
     /// The validated configuration.
     pub config: Config,
@@ -46,6 +51,12 @@ pub struct App {
     pub kick_wake: tokio::sync::Notify,
     /// The rate limits (`[limits]`).
     pub limits: Limits,
+    /// Audit events raised on the request path (rate-limit trips), written by
+    /// [`App::housekeeping`] so that a 429 never waits for the store.
+    audit_queue: tokio::sync::mpsc::Sender<AuditEvent>,
+    audit_pending: Mutex<Option<tokio::sync::mpsc::Receiver<AuditEvent>>>,
+    /// Per [`Limit`], the minute (Unix seconds / 60) of the last audited trip: sampling.
+    last_trip_minute: [AtomicI64; 4],
     /// False once shutdown starts, so `/readyz` sends load balancers elsewhere while draining.
     ready: AtomicBool,
 }
@@ -100,6 +111,7 @@ impl App {
         let verifier = Verifier::new(&config.tokens, &secrets);
         let store = store.with_timings(metrics.store_timings());
         let limits = Limits::new(&config.limits);
+        let (audit_queue, audit_pending) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
         App {
             config,
             signer,
@@ -112,7 +124,80 @@ impl App {
             centrifugo_api,
             kick_wake: tokio::sync::Notify::new(),
             limits,
+            audit_queue,
+            audit_pending: Mutex::new(Some(audit_pending)),
+            last_trip_minute: std::array::from_fn(|_| AtomicI64::new(i64::MIN)),
             ready: AtomicBool::new(true),
+        }
+    }
+
+    /// Notes a rate-limit refusal: the first of each minute per limit becomes an audit event
+    /// (sampled, so a flood of 429s costs no writes); every one is counted by its handler.
+    pub fn note_rate_limit_trip(&self, l: Limited, client: IpAddr, key_name: Option<&str>) {
+        let index = match l.limit {
+            Limit::MintPerUser => 0,
+            Limit::MintPerApiKey => 1,
+            Limit::FailedAuthPerIp => 2,
+            Limit::AdminPerIp => 3,
+        };
+        let now = crate::now_unix();
+        let minute = now / 60;
+        if self.last_trip_minute[index].swap(minute, Ordering::Relaxed) == minute {
+            return;
+        }
+        let event = AuditEvent {
+            at: now,
+            event: audit_event::RATE_LIMIT_TRIPPED.into(),
+            actor: key_name.unwrap_or("anonymous").into(),
+            target_kind: None,
+            target: None,
+            source: Some(client.to_string()),
+            detail: Some(format!(
+                "{} (first refusal this minute; later ones are counted in chatsdk_auth_token_requests_rejected_total)",
+                l.limit.label()
+            )),
+        };
+        if self.audit_queue.try_send(event).is_err() {
+            tracing::debug!("audit queue full; a rate-limit trip was not recorded");
+        }
+    }
+
+    /// Background work for a serving process: writes queued audit events, and prunes the
+    /// audit trail to `audit.retention_days` at start and then hourly. Runs until dropped.
+    pub async fn housekeeping(self: Arc<App>) {
+        let pending = self
+            .audit_pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(mut pending) = pending else {
+            return;
+        };
+        let mut prune = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                event = pending.recv() => match event {
+                    Some(e) => {
+                        if let Err(err) = self.store.append_audit(&e).await {
+                            tracing::warn!(error = %err, event = %e.event, "cannot write an audit event");
+                        }
+                    }
+                    None => return,
+                },
+                _ = prune.tick() => self.prune_audit().await,
+            }
+        }
+    }
+
+    async fn prune_audit(&self) {
+        let Some(keep) = self.config.audit.retention else {
+            return;
+        };
+        let before = crate::now_unix() - keep.as_secs() as i64;
+        match self.store.prune_audit(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "pruned audit events past audit.retention_days"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
         }
     }
 
@@ -125,6 +210,8 @@ impl App {
         crate::actions::Actions {
             store: &self.store,
             kicks: self.centrifugo_api.is_some(),
+            actor: "admin",
+            source: None,
         }
     }
 
@@ -144,6 +231,13 @@ async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartEr
                 name = INITIAL_KEY_NAME,
                 "installed the API key from CHATSDK_AUTH_SECRETS__INITIAL_API_KEY"
             );
+            store
+                .append_audit(&startup_event(
+                    audit_event::API_KEY_ROTATED,
+                    INITIAL_KEY_NAME,
+                    now,
+                ))
+                .await?;
         }
         return Ok(());
     }
@@ -167,6 +261,26 @@ async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartEr
         let _ = std::fs::remove_file(&path);
         return Err(e.into());
     }
+    store
+        .append_audit(&startup_event(
+            audit_event::API_KEY_CREATED,
+            FIRST_KEY_NAME,
+            now,
+        ))
+        .await?;
     tracing::info!(path = %path.display(), name = FIRST_KEY_NAME, "created the first API key (mode 0600); read it from that file");
     Ok(())
+}
+
+/// An API-key event done by the service itself at startup.
+fn startup_event(event: &str, key_name: &str, now: i64) -> AuditEvent {
+    AuditEvent {
+        at: now,
+        event: event.into(),
+        actor: "startup".into(),
+        target_kind: Some("api_key".into()),
+        target: Some(key_name.into()),
+        source: None,
+        detail: None,
+    }
 }

@@ -15,7 +15,7 @@ use crate::error_chain::Chain;
 use crate::now_unix;
 use crate::outbox;
 use crate::secrets::Secrets;
-use crate::store::Store;
+use crate::store::{AuditFilter, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +59,21 @@ pub enum Command {
         /// Centrifugo's config file (v6 JSON) to check against this sidecar.
         #[arg(long)]
         centrifugo_config: Option<PathBuf>,
+    },
+    /// Print the audit trail of security events (oldest first).
+    Audit {
+        /// Only events at or after T (Unix seconds).
+        #[arg(long)]
+        since: Option<i64>,
+        /// Only events about this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// At most this many, the most recent (0: all).
+        #[arg(long, default_value = "0")]
+        limit: usize,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Print a Centrifugo config matching this sidecar (contains the shared secrets).
     CentrifugoConfig {
@@ -167,6 +182,8 @@ pub fn api_key_command(cli: &Cli, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
             &Actions {
                 store: &store,
                 kicks: false,
+                actor: "cli",
+                source: None,
             },
             cmd,
         )
@@ -191,6 +208,8 @@ pub fn user_command(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<()> {
         let actions = Actions {
             store: &store,
             kicks: api.is_some(),
+            actor: "cli",
+            source: None,
         };
         let changed = user(&actions, cmd).await?;
         if let (Some(api), Some(Changed { kick_queued: true })) = (&api, changed) {
@@ -248,12 +267,48 @@ pub fn revoke_all_command(cli: &Cli, before: Option<i64>) -> anyhow::Result<()> 
         let actions = Actions {
             store: &store,
             kicks: false,
+            actor: "cli",
+            source: None,
         };
         let t = actions.revoke_all_tokens(before, now_unix()).await?;
         eprintln!(
             "revoked every token issued at or before {t}; live connections end at their next refresh (at most centrifugo.refresh_interval_seconds = {} s in proxy mode; see the README's revocation table)",
             config.centrifugo.refresh_interval_seconds
         );
+        Ok(())
+    })
+}
+
+/// `audit`: prints the audit trail.
+pub fn audit_command(cli: &Cli, filter: AuditFilter, json: bool) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    block_on(async {
+        let store = open_store(&config).await?;
+        let events = store.list_audit(&filter).await?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&events)?);
+            return Ok(());
+        }
+        println!(
+            "{:<12} {:<20} {:<16} {:<28} {:<16} DETAIL",
+            "AT", "EVENT", "ACTOR", "TARGET", "SOURCE"
+        );
+        for e in events {
+            let target = match (&e.target_kind, &e.target) {
+                (Some(k), Some(t)) => format!("{k}:{t}"),
+                (Some(k), None) => k.clone(),
+                _ => "-".into(),
+            };
+            println!(
+                "{:<12} {:<20} {:<16} {:<28} {:<16} {}",
+                e.at,
+                e.event,
+                e.actor,
+                target,
+                e.source.as_deref().unwrap_or("-"),
+                e.detail.as_deref().unwrap_or("")
+            );
+        }
         Ok(())
     })
 }

@@ -19,6 +19,20 @@ fn main() -> ExitCode {
         Command::Doctor { centrifugo_config } => {
             cli::doctor_command(&cli, centrifugo_config.as_deref())
         }
+        Command::Audit {
+            since,
+            user,
+            limit,
+            json,
+        } => cli::audit_command(
+            &cli,
+            chatsdk_auth::store::AuditFilter {
+                since: *since,
+                user: user.clone(),
+                limit: *limit,
+            },
+            *json,
+        ),
         Command::CentrifugoConfig {
             mode,
             centrifugo_version,

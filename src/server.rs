@@ -90,6 +90,7 @@ pub async fn serve_on(
     let slots = Arc::new(Semaphore::new(max));
     app.metrics.connections_max.set(max as i64);
     let mut backoff = Backoff::default();
+    let housekeeping = tokio::spawn(app.clone().housekeeping());
 
     loop {
         let (stream, which) = tokio::select! {
@@ -137,6 +138,7 @@ pub async fn serve_on(
     app.set_not_ready();
     let _ = stop_kicks.send(());
     drop(kicks);
+    housekeeping.abort();
     drop(listener);
     drop(metrics_listener);
     drop(admin_listener);

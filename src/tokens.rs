@@ -134,8 +134,9 @@ pub async fn authenticate_minter(
     Ok((caller, client))
 }
 
-/// A 429.
-pub fn rate_limited(_app: &App, l: Limited, _client: IpAddr, _key_name: Option<&str>) -> ApiError {
+/// A 429, noted (sampled: at most one a minute per limit) for the audit trail.
+pub fn rate_limited(app: &App, l: Limited, client: IpAddr, key_name: Option<&str>) -> ApiError {
+    app.note_rate_limit_trip(l, client, key_name);
     ApiError::RateLimited(l)
 }
 

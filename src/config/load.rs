@@ -79,7 +79,7 @@ impl Config {
 }
 
 fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
-    const SECTIONS: [&str; 9] = [
+    const SECTIONS: [&str; 10] = [
         "server",
         "storage",
         "tokens",
@@ -89,6 +89,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         "log",
         "secrets",
         "limits",
+        "audit",
     ];
     if let Ok(top) = fig.extract::<std::collections::BTreeMap<String, figment::value::Value>>() {
         for key in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -127,6 +128,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         log: section(fig, "log", problems),
         secrets: section(fig, "secrets", problems),
         limits: section(fig, "limits", problems),
+        audit: section(fig, "audit", problems),
     }
 }
 

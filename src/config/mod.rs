@@ -27,8 +27,8 @@ use crate::channels::ChannelRules;
 
 pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
 pub use raw::{
-    RawAdmin, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer,
-    RawStorage, RawTokens,
+    RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
+    RawServer, RawStorage, RawTokens,
 };
 pub use redact::redacted_toml;
 
@@ -55,6 +55,8 @@ pub struct Config {
     pub secrets: SecretSources,
     /// `[limits]`: rate limits.
     pub limits: LimitsConfig,
+    /// `[audit]`: the audit trail's retention.
+    pub audit: AuditConfig,
 }
 
 /// `[limits]`, validated; a rate of 0 is off.
@@ -72,6 +74,13 @@ pub struct LimitsConfig {
     pub max_tracked_keys: usize,
     /// `limits.trusted_proxy_header`: where the client address comes from, when set.
     pub trusted_proxy_header: Option<http::HeaderName>,
+}
+
+/// `[audit]`, validated.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// How long events are kept; `None` keeps them forever (`audit.retention_days = 0`).
+    pub retention: Option<Duration>,
 }
 
 /// `[server]`, validated.

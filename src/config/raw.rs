@@ -19,6 +19,7 @@ pub struct RawConfig {
     pub log: RawLog,
     pub secrets: RawSecrets,
     pub limits: RawLimits,
+    pub audit: RawAudit,
 }
 
 /// `[server]`: the HTTP listener.
@@ -243,6 +244,22 @@ impl Default for RawLimits {
             admin_per_ip_per_minute: 60,
             max_tracked_keys: 100_000,
             trusted_proxy_header: String::new(),
+        }
+    }
+}
+
+/// `[audit]`: the security-event trail in the store.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAudit {
+    /// Days an audit event is kept; 0 keeps events forever. Default 365.
+    pub retention_days: u64,
+}
+
+impl Default for RawAudit {
+    fn default() -> Self {
+        Self {
+            retention_days: 365,
         }
     }
 }

@@ -13,8 +13,8 @@ use super::raw::{
     RawStorage, RawTokens,
 };
 use super::{
-    AdminConfig, CentrifugoConfig, Config, ConfigError, LimitsConfig, LogConfig, LogFormat,
-    MetricsConfig, SecretSource, SecretSources, ServerConfig, StoreConfig, TokenConfig,
+    AdminConfig, AuditConfig, CentrifugoConfig, Config, ConfigError, LimitsConfig, LogConfig,
+    LogFormat, MetricsConfig, SecretSource, SecretSources, ServerConfig, StoreConfig, TokenConfig,
 };
 use crate::api_key;
 use crate::channels::{ChannelRules, Rule, RuleKind};
@@ -32,6 +32,10 @@ impl RawConfig {
         let log = log(&self.log, &mut p);
         let secrets = secrets(&self.secrets, &data_dir, &mut p);
         let limits = limits(&self.limits, &mut p);
+        let audit = AuditConfig {
+            retention: (self.audit.retention_days > 0)
+                .then(|| Duration::from_secs(self.audit.retention_days.saturating_mul(86_400))),
+        };
         if !p.is_empty() {
             return Err(ConfigError { problems: p });
         }
@@ -46,6 +50,7 @@ impl RawConfig {
             log,
             secrets,
             limits,
+            audit,
         })
     }
 }

@@ -168,6 +168,52 @@ pub struct UserPage {
     pub next_after: Option<String>,
 }
 
+/// One security event for the audit trail. Never a secret or a token: the actor is an API
+/// key's *name*, `cli`, `admin` or `startup`; the target a user id or key name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEvent {
+    /// Unix seconds.
+    pub at: i64,
+    /// What happened: one of [`audit_event`]'s constants.
+    pub event: String,
+    /// Who did it.
+    pub actor: String,
+    /// `user`, `api_key` or `app`.
+    pub target_kind: Option<String>,
+    /// The user id or API key name acted on.
+    pub target: Option<String>,
+    /// The client address of the request, when there was one.
+    pub source: Option<String>,
+    /// A short detail (which limit tripped, up to which instant tokens were revoked).
+    pub detail: Option<String>,
+}
+
+/// The audit event names.
+pub mod audit_event {
+    pub const API_KEY_CREATED: &str = "api_key.created";
+    pub const API_KEY_REVOKED: &str = "api_key.revoked";
+    /// `secrets.initial_api_key` installed or replaced at startup (key rotation).
+    pub const API_KEY_ROTATED: &str = "api_key.rotated";
+    pub const USER_DISABLED: &str = "user.disabled";
+    pub const USER_ENABLED: &str = "user.enabled";
+    pub const USER_TOKENS_REVOKED: &str = "user.tokens_revoked";
+    pub const USER_DELETED: &str = "user.deleted";
+    pub const APP_TOKENS_REVOKED: &str = "app.tokens_revoked";
+    /// A rate limit refused requests (sampled: at most one event a minute per limit).
+    pub const RATE_LIMIT_TRIPPED: &str = "rate_limit.tripped";
+}
+
+/// Which audit events `chatsdk-auth audit` reads.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// Only events at or after this instant (Unix seconds).
+    pub since: Option<i64>,
+    /// Only events whose target is this user.
+    pub user: Option<String>,
+    /// At most this many, the most recent (0: no limit).
+    pub limit: usize,
+}
+
 /// Why a storage operation failed; the driver's error stays reachable through `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -526,6 +572,31 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.count_kicks(now_ms),
             Backend::Postgres(s) => Box::pin(s.count_kicks(now_ms)).await,
+        }
+    }
+
+    /// Appends one event to the audit trail (append-only: the table refuses updates).
+    pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        let result = match &self.backend {
+            Backend::Sqlite(s) => s.append_audit(e).await,
+            Backend::Postgres(s) => Box::pin(s.append_audit(e)).await,
+        };
+        self.noted(result)
+    }
+
+    /// The audit events matching `f`, oldest first.
+    pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.list_audit(f),
+            Backend::Postgres(s) => Box::pin(s.list_audit(f)).await,
+        }
+    }
+
+    /// Deletes the audit events older than `before` (retention); returns how many.
+    pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.prune_audit(before).await,
+            Backend::Postgres(s) => Box::pin(s.prune_audit(before)).await,
         }
     }
 

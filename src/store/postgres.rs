@@ -15,7 +15,10 @@ use tokio_postgres::NoTls;
 
 use crate::error_chain::Context;
 
-use super::{ApiKeyInfo, ApiKeyRecord, SessionUser, StoreError, Upserted, User, UserPatch};
+use super::{
+    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, SessionUser, StoreError, Upserted, User,
+    UserPatch,
+};
 
 /// Arbitrary constant identifying this service's migration lock.
 const MIGRATION_LOCK: i64 = 0x6368_6174_7364_6b01;
@@ -59,6 +62,27 @@ CREATE TABLE chatsdk_auth_settings (
     key TEXT PRIMARY KEY,
     value BIGINT NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE chatsdk_auth_audit_events (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    target_kind TEXT,
+    target TEXT,
+    source TEXT,
+    detail TEXT
+);
+CREATE INDEX chatsdk_auth_audit_events_at ON chatsdk_auth_audit_events (at);
+CREATE INDEX chatsdk_auth_audit_events_target ON chatsdk_auth_audit_events (target_kind, target, at);
+CREATE FUNCTION chatsdk_auth_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit events are append-only';
+END
+$$;
+CREATE TRIGGER chatsdk_auth_audit_events_append_only BEFORE UPDATE ON chatsdk_auth_audit_events
+    FOR EACH ROW EXECUTE FUNCTION chatsdk_auth_audit_append_only();
 "#,
 ];
 
@@ -360,6 +384,68 @@ impl PgStore {
                 revoked_at: r.get(4),
             })
             .collect())
+    }
+
+    pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO chatsdk_auth_audit_events (at, event, actor, target_kind, target, source, detail)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &e.at,
+                &e.event,
+                &e.actor,
+                &e.target_kind,
+                &e.target,
+                &e.source,
+                &e.detail,
+            ],
+        )
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+
+    pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let c = self.client().await?;
+        let limit = if f.limit == 0 {
+            i64::MAX
+        } else {
+            f.limit as i64
+        };
+        let rows = c
+            .query(
+                "SELECT at, event, actor, target_kind, target, source, detail FROM (
+                     SELECT * FROM chatsdk_auth_audit_events
+                     WHERE at >= $1 AND ($2::TEXT IS NULL OR (target_kind = 'user' AND target = $2))
+                     ORDER BY id DESC LIMIT $3
+                 ) recent ORDER BY id",
+                &[&f.since.unwrap_or(i64::MIN), &f.user, &limit],
+            )
+            .await
+            .map_err(map_err)?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEvent {
+                at: r.get(0),
+                event: r.get(1),
+                actor: r.get(2),
+                target_kind: r.get(3),
+                target: r.get(4),
+                source: r.get(5),
+                detail: r.get(6),
+            })
+            .collect())
+    }
+
+    pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        c.execute(
+            "DELETE FROM chatsdk_auth_audit_events WHERE at < $1",
+            &[&before],
+        )
+        .await
+        .map_err(map_err)
     }
 
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {

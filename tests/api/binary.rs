@@ -1,7 +1,7 @@
 //! Runs the real binary the way an operator does: first start on an empty directory, the CLI
 //! against the running server, SIGTERM, and a check that no secret reached the logs.
 
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::{json, Value};
 
@@ -372,6 +372,96 @@ fn invalid_config_stops_startup_listing_every_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
 
+/// Runs the CLI on `t`'s data directory (the running in-process server's store).
+fn cli_on(t: &crate::helpers::TestApp, args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(&t.dir)
+        .env("CHATSDK_AUTH_STORAGE__DATA_DIR", &t.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    out
+}
+
+#[tokio::test]
+async fn the_audit_trail_records_operator_actions_and_never_a_secret() {
+    let t = crate::helpers::TestApp::spawn().await;
+    t.mint("u1").await;
+    t.mint("u2").await;
+    let created = cli_on(&t, &["api-key", "create", "--name", "ci"]);
+    let ci_key = stdout(&created).trim().to_string();
+    cli_on(&t, &["api-key", "revoke", "ci"]);
+    cli_on(&t, &["user", "disable", "u1"]);
+    cli_on(&t, &["user", "enable", "u1"]);
+    cli_on(&t, &["user", "revoke-tokens", "u2"]);
+
+    let out = cli_on(&t, &["audit", "--json"]);
+    let events: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: Vec<(String, String, String)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+                e["target"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String)> = [
+        ("api_key.created", "cli", "ci"),
+        ("api_key.revoked", "cli", "ci"),
+        ("user.disabled", "cli", "u1"),
+        ("user.enabled", "cli", "u1"),
+        ("user.tokens_revoked", "cli", "u2"),
+    ]
+    .iter()
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    .collect();
+    // The first key, generated at startup, comes first.
+    assert_eq!(seen[0].0, "api_key.created");
+    assert_eq!(seen[0].1, "startup");
+    assert_eq!(&seen[1..], &expected[..]);
+    for e in &events {
+        assert!(e["at"].as_i64().unwrap() > 0);
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !text.contains(&ci_key) && !text.contains(&t.key),
+        "a key reached the trail"
+    );
+
+    let out = cli_on(&t, &["audit", "--user", "u1"]);
+    let table = stdout(&out);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert!(table.contains("user.disabled") && table.contains("user.enabled"));
+    assert!(!table.contains("u2"));
+    let later = cli_on(
+        &t,
+        &[
+            "audit",
+            "--since",
+            &(crate::helpers::now() + 10).to_string(),
+        ],
+    );
+    assert_eq!(stdout(&later).lines().count(), 1, "header only");
+
+    // Append-only: the table refuses an update.
+    let db = rusqlite::Connection::open(t.dir.join("chatsdk-auth.db")).unwrap();
+    let err = db
+        .execute("UPDATE audit_events SET actor = 'someone else'", [])
+        .unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
+    // Retention deletes old rows only.
+    let deleted = t
+        .app
+        .store
+        .prune_audit(crate::helpers::now() + 1)
+        .await
+        .unwrap();
+    assert_eq!(deleted as usize, events.len());
+}
+
 #[test]
 fn check_config_runs_the_secret_checks_serve_runs() {
     use std::os::unix::fs::PermissionsExt;
@@ -413,4 +503,30 @@ fn check_config_runs_the_secret_checks_serve_runs() {
     assert!(check(&[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &random)])
         .status
         .success());
+}
+
+#[tokio::test]
+async fn admin_api_changes_are_audited_with_the_client_address() {
+    let t = crate::helpers::TestApp::spawn().await;
+    t.mint("carol").await;
+    let token = t.app.secrets.admin_token.expose().to_string();
+    let r = t
+        .client
+        .post(t.url("/admin/users/carol/disable"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let events = t.app.store.list_audit(&Default::default()).await.unwrap();
+    let e = events.last().unwrap();
+    assert_eq!(
+        (
+            e.event.as_str(),
+            e.actor.as_str(),
+            e.target.as_deref(),
+            e.source.as_deref()
+        ),
+        ("user.disabled", "admin", Some("carol"), Some("127.0.0.1"))
+    );
 }

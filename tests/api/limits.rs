@@ -1,5 +1,5 @@
 //! Rate limits: 429 `rate_limited` with `Retry-After`, counted, per user, per API key, per
-//! address for failed keys only; the proxies are never limited.
+//! address for failed keys only; the proxies are never limited; trips reach the audit trail.
 
 use serde_json::json;
 
@@ -44,6 +44,28 @@ async fn minting_for_one_user_is_limited_per_minute() {
             .await,
         1.0
     );
+    // Nothing was written for the refused request, and the trip is in the audit trail (once).
+    let _ = mint_status(&t, &t.key, "hot").await;
+    let start = std::time::Instant::now();
+    let trips = loop {
+        let events = t.app.store.list_audit(&Default::default()).await.unwrap();
+        let trips: Vec<_> = events
+            .into_iter()
+            .filter(|e| e.event == "rate_limit.tripped")
+            .collect();
+        if !trips.is_empty() || start.elapsed() > std::time::Duration::from_secs(5) {
+            break trips;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(trips.len(), 1, "{trips:?}");
+    assert_eq!(trips[0].actor, "test");
+    assert_eq!(trips[0].source.as_deref(), Some("127.0.0.1"));
+    assert!(trips[0]
+        .detail
+        .as_deref()
+        .unwrap()
+        .starts_with("mint_per_user"));
 }
 
 #[tokio::test]

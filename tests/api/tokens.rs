@@ -657,7 +657,10 @@ async fn a_database_from_schema_1_is_migrated_in_place_and_keeps_every_row() {
     let version: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4, "every schema step applied");
+    assert_eq!(
+        version, 5,
+        "every schema step applied, the audit table included"
+    );
     let sql: String = c
         .query_row(
             "SELECT sql FROM sqlite_master WHERE name = 'users'",

@@ -89,6 +89,29 @@ CREATE TABLE settings (
 ) WITHOUT ROWID;
 "#,
     },
+    Migration {
+        check: None,
+        sql: r#"
+-- 5: the audit trail of security events. Append-only: updates are refused; rows leave only
+-- through retention (audit.retention_days).
+CREATE TABLE audit_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    target_kind TEXT,
+    target TEXT,
+    source TEXT,
+    detail TEXT
+);
+CREATE INDEX audit_events_at ON audit_events (at);
+CREATE INDEX audit_events_target ON audit_events (target_kind, target, at);
+CREATE TRIGGER audit_events_append_only BEFORE UPDATE ON audit_events
+BEGIN
+    SELECT RAISE(ABORT, 'audit events are append-only');
+END;
+"#,
+    },
 ];
 
 pub(super) fn migrate(c: &Connection) -> Result<(), StoreError> {

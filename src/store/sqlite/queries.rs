@@ -5,7 +5,8 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 use super::{map_err, SqliteStore};
 use crate::store::{
-    ApiKeyInfo, ApiKeyRecord, Field, SessionUser, StoreError, Upserted, User, UserPatch,
+    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, Field, SessionUser, StoreError, Upserted,
+    User, UserPatch,
 };
 
 /// What the upsert needs to know about an existing row before deciding to write, and what a
@@ -228,6 +229,69 @@ impl SqliteStore {
             })
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+        let e = e.clone();
+        self.writer
+            .run(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO audit_events (at, event, actor, target_kind, target, source, detail)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        e.at,
+                        e.event,
+                        e.actor,
+                        e.target_kind,
+                        e.target,
+                        e.source,
+                        e.detail
+                    ])
+                })
+                .map(|_| ())
+                .map_err(map_err)
+            })
+            .await
+    }
+
+    pub fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        let c = self.reader();
+        let limit = if f.limit == 0 { -1 } else { f.limit as i64 };
+        let mut st = c
+            .prepare(
+                "SELECT at, event, actor, target_kind, target, source, detail FROM (
+                     SELECT * FROM audit_events
+                     WHERE at >= ?1 AND (?2 IS NULL OR (target_kind = 'user' AND target = ?2))
+                     ORDER BY id DESC LIMIT ?3
+                 ) ORDER BY id",
+            )
+            .map_err(map_err)?;
+        let rows = st
+            .query_map(params![f.since.unwrap_or(i64::MIN), f.user, limit], |r| {
+                Ok(AuditEvent {
+                    at: r.get(0)?,
+                    event: r.get(1)?,
+                    actor: r.get(2)?,
+                    target_kind: r.get(3)?,
+                    target: r.get(4)?,
+                    source: r.get(5)?,
+                    detail: r.get(6)?,
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
+    }
+
+    pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
+        self.writer
+            .run(move |c| {
+                c.execute("DELETE FROM audit_events WHERE at < ?1", [before])
+                    .map(|n| n as u64)
+                    .map_err(map_err)
+            })
+            .await
     }
 
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
