@@ -38,6 +38,8 @@ mod process;
 /// Observability end to end: the built binary scraped by a real Prometheus, the dashboard's
 /// queries and the alert rules evaluated against what the traffic produced.
 mod prometheus;
+/// proptest: parsers, verifier and HTTP never panic or 5xx; accepted bodies round-trip.
+mod props;
 /// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
 /// persistence), and SQLite's migrations.
 mod tokens;
