@@ -38,13 +38,18 @@ export CHATSDK_AUTH_SECRETS__PROXY_SECRET="$(random)"
 export CHATSDK_AUTH_SECRETS__METRICS_TOKEN="$(random)"
 export CHATSDK_AUTH_SECRETS__ADMIN_TOKEN="$(random)"
 
-# From the temp dir, so the repository's config/chatsdk-auth.toml is not read. Channels and a
+# From the temp dir, so the repository's config/chatsdk-auth.toml is not read. The rate limits
+# are off so that every generated case reaches its handler (429 is documented, and tests/api/limits.rs
+# covers it). Channels and a
 # subscription expiry are set so connect and subscribe answers carry their optional fields.
 (
   cd "$WORK"
   CHATSDK_AUTH_SERVER__LISTEN=127.0.0.1:0 \
   CHATSDK_AUTH_STORAGE__DATA_DIR="$WORK/data" \
   CHATSDK_AUTH_METRICS__REQUIRE_TOKEN=true \
+  CHATSDK_AUTH_LIMITS__MINT_PER_USER_PER_MINUTE=0 \
+  CHATSDK_AUTH_LIMITS__ADMIN_PER_IP_PER_MINUTE=0 \
+  CHATSDK_AUTH_LIMITS__FAILED_AUTH_PER_IP_PER_MINUTE=0 \
   CHATSDK_AUTH_CENTRIFUGO__USER_CHANNELS='["personal:#{userId}"]' \
   CHATSDK_AUTH_CENTRIFUGO__SUBSCRIPTION_REFRESH_INTERVAL_SECONDS=600 \
   CHATSDK_AUTH_LOG__FORMAT=json \
