@@ -88,7 +88,8 @@ pub async fn decide_sub_refresh(
     if let Some(reason) = channel_verdict(app, bytes).await? {
         return expired(reason);
     }
-    // A zero interval would clear the expiry for good (centrifugo.md §5.5); extend instead.
+    // A zero interval would clear the expiry for good
+    // (https://centrifugal.dev/docs/server/proxy#sub-refresh-proxy); extend instead.
     let interval = match app.config.centrifugo.subscription_refresh_interval_seconds {
         0 => app.config.centrifugo.refresh_interval_seconds,
         n => n,
