@@ -12,6 +12,7 @@ use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError};
 use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
+use crate::keys::{KeyError, LiveKeys};
 use crate::limits::{Limit, Limited, Limits};
 use crate::metrics::Metrics;
 use crate::router::table::ROUTE_LABELS;
@@ -33,8 +34,11 @@ pub struct App {
     pub config: Config,
     /// Mints REST tokens and wsTokens (keys built once).
     pub signer: Signer,
-    /// Verifies wsTokens for the proxy callbacks, with Centrifugo's rules.
+    /// Verifies wsTokens for the proxy callbacks (Centrifugo's rules) and REST tokens for
+    /// `/verify` and `/introspect`.
     pub verifier: Verifier,
+    /// The signing keys of both kinds, re-read when the key ring file changes.
+    pub keys: Arc<LiveKeys>,
     /// Users and API keys.
     pub store: Store,
     /// The owned Prometheus registry and every metric.
@@ -66,6 +70,8 @@ pub struct App {
 pub enum StartError {
     #[error("cannot load the secrets")]
     Secrets(#[from] SecretsError),
+    #[error("cannot use the signing keys")]
+    Keys(#[from] KeyError),
     #[error("cannot register the metrics")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot open the store")]
@@ -84,6 +90,7 @@ impl App {
         for path in &created {
             tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
         }
+        let keys = Arc::new(LiveKeys::load(&config, &secrets)?);
         let metrics = Metrics::new(&ROUTE_LABELS)?;
         let store = Store::open(&config.store).await?;
         install_first_key(&config, &store).await?;
@@ -94,7 +101,7 @@ impl App {
         )
         .map_err(StartError::CentrifugoApi)?;
         Ok(Arc::new(App::build(
-            config, secrets, store, metrics, access_log, api,
+            config, secrets, keys, store, metrics, access_log, api,
         )))
     }
 
@@ -102,13 +109,19 @@ impl App {
     pub fn build(
         config: Config,
         secrets: Secrets,
+        keys: Arc<LiveKeys>,
         store: Store,
         metrics: Metrics,
         access_log: AccessLog,
         centrifugo_api: Option<CentrifugoApi>,
     ) -> App {
-        let signer = Signer::new(&config.tokens, &secrets, &config.centrifugo.user_channels);
-        let verifier = Verifier::new(&config.tokens, &secrets);
+        let signer = Signer::new(
+            &config.tokens,
+            keys.clone(),
+            &secrets.subscription_key,
+            &config.centrifugo.user_channels,
+        );
+        let verifier = Verifier::new(&config.tokens, keys.clone());
         let store = store.with_timings(metrics.store_timings());
         let limits = Limits::new(&config.limits);
         let (audit_queue, audit_pending) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
@@ -116,6 +129,7 @@ impl App {
             config,
             signer,
             verifier,
+            keys,
             store,
             metrics,
             touch_throttle: TouchThrottle::default(),

@@ -41,9 +41,29 @@ pub enum Version {
     V6,
 }
 
-/// The secret values that go into the generated config (placeholders for the shipped files).
+/// How Centrifugo verifies wsTokens (`client.token`,
+/// https://centrifugal.dev/docs/server/authentication).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WsKey<'a> {
+    /// The shared HMAC key, and during a rotation the previous one with the Unix second its
+    /// last token expires (`hmac_previous_secret_key`, Centrifugo >= 6.6.1; v5 has no such key).
+    Hmac {
+        current: &'a str,
+        previous: Option<(&'a str, i64)>,
+    },
+    /// Public keys fetched from the sidecar's `/.well-known/jwks.json` (needs `kid` and
+    /// `use: sig`; the only way for EdDSA; rotation-friendly).
+    Jwks,
+    /// One static RSA public key (PEM, SPKI), `--no-jwks` with RS256.
+    RsaPublic(&'a str),
+    /// One static ECDSA public key (PEM, SPKI), `--no-jwks` with ES256.
+    EcdsaPublic(&'a str),
+}
+
+/// The key and secret values that go into the generated config (placeholders for the shipped
+/// files).
 pub struct SecretValues<'a> {
-    pub hmac_key: &'a str,
+    pub ws_key: WsKey<'a>,
     pub proxy_secret: &'a str,
     pub subscription_key: &'a str,
     /// Centrifugo's `http_api.key`: the key the sidecar calls the server API with.
@@ -52,7 +72,10 @@ pub struct SecretValues<'a> {
 
 /// The placeholders of the shipped `centrifugo/*.json` files.
 pub const PLACEHOLDERS: SecretValues<'static> = SecretValues {
-    hmac_key: "REPLACE_WITH_data/centrifugo-hmac.key",
+    ws_key: WsKey::Hmac {
+        current: "REPLACE_WITH_data/centrifugo-hmac.key",
+        previous: None,
+    },
     proxy_secret: "REPLACE_WITH_data/proxy-secret.key",
     subscription_key: "REPLACE_WITH_data/subscription-hmac.key",
     api_key: "REPLACE_WITH_data/centrifugo-api.key",
@@ -80,6 +103,11 @@ fn uni_transforms() -> Vec<Value> {
             }),
         })
         .collect()
+}
+
+/// The sidecar's JWKS URL, as Centrifugo reaches it.
+pub fn jwks_url(config: &Config) -> String {
+    format!("{}/.well-known/jwks.json", config.centrifugo.sidecar_url)
 }
 
 /// The channel namespaces the sidecar's channels need.
@@ -162,7 +190,24 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     let sub_refresh_on = c.subscription_refresh_interval_seconds > 0;
 
     let mut token = Map::new();
-    token.insert("hmac_secret_key".into(), json!(s.hmac_key));
+    match s.ws_key {
+        WsKey::Hmac { current, previous } => {
+            token.insert("hmac_secret_key".into(), json!(current));
+            if let Some((key, until)) = previous {
+                token.insert("hmac_previous_secret_key".into(), json!(key));
+                token.insert("hmac_previous_secret_key_valid_until".into(), json!(until));
+            }
+        }
+        WsKey::Jwks => {
+            token.insert("jwks_public_endpoint".into(), json!(jwks_url(config)));
+        }
+        WsKey::RsaPublic(pem) => {
+            token.insert("rsa_public_key".into(), json!(pem));
+        }
+        WsKey::EcdsaPublic(pem) => {
+            token.insert("ecdsa_public_key".into(), json!(pem));
+        }
+    }
     if let Some(a) = &config.tokens.ws_audience {
         token.insert("audience".into(), json!(a));
     }
@@ -268,7 +313,14 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     m.insert("log_level".into(), json!("info"));
     m.insert("allowed_origins".into(), json!([]));
     if mode == Mode::Jwt {
-        m.insert("token_hmac_secret_key".into(), json!(s.hmac_key));
+        // v5 has no previous HMAC key: during a rotation only the current one is written.
+        let (key, value) = match s.ws_key {
+            WsKey::Hmac { current, .. } => ("token_hmac_secret_key", json!(current)),
+            WsKey::Jwks => ("token_jwks_public_endpoint", json!(jwks_url(config))),
+            WsKey::RsaPublic(pem) => ("token_rsa_public_key", json!(pem)),
+            WsKey::EcdsaPublic(pem) => ("token_ecdsa_public_key", json!(pem)),
+        };
+        m.insert(key.into(), value);
         if let Some(a) = &config.tokens.ws_audience {
             m.insert("token_audience".into(), json!(a));
         }
@@ -343,7 +395,10 @@ mod tests {
     }
 
     const S: SecretValues<'static> = SecretValues {
-        hmac_key: "K",
+        ws_key: WsKey::Hmac {
+            current: "K",
+            previous: None,
+        },
         proxy_secret: "P",
         subscription_key: "SK",
         api_key: "A",
@@ -522,5 +577,81 @@ mod tests {
             assert_eq!(v5["subscription_token_hmac_secret_key"], "SK");
             assert_eq!(v5["subscription_token_audience"], "centrifugo");
         }
+    }
+
+    /// Centrifugo's key options (centrifugo.md §1.6, §1.7, §6.1): exactly one verification
+    /// source per token config, the previous HMAC key with its expiry in Unix seconds, and the
+    /// JWKS URL pointing at this sidecar.
+    #[test]
+    fn ws_key_variants_write_exactly_their_centrifugo_fields() {
+        let c = cfg();
+        let token = |ws_key, version| {
+            let s = SecretValues {
+                ws_key,
+                proxy_secret: "P",
+                subscription_key: "SK",
+                api_key: "A",
+            };
+            generate(&c, &s, Mode::Jwt, version)
+        };
+        let v = token(
+            WsKey::Hmac {
+                current: "NEW",
+                previous: Some(("OLD", 1_800_000_000)),
+            },
+            Version::V6,
+        );
+        let t = v["client"]["token"].as_object().unwrap();
+        let mut keys: Vec<&str> = t.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "audience",
+                "hmac_previous_secret_key",
+                "hmac_previous_secret_key_valid_until",
+                "hmac_secret_key"
+            ]
+        );
+        assert_eq!(t["hmac_secret_key"], "NEW");
+        assert_eq!(t["hmac_previous_secret_key"], "OLD");
+        assert!(t["hmac_previous_secret_key_valid_until"].is_i64());
+        assert_eq!(t["hmac_previous_secret_key_valid_until"], 1_800_000_000);
+        let v5 = token(
+            WsKey::Hmac {
+                current: "NEW",
+                previous: Some(("OLD", 1)),
+            },
+            Version::V5,
+        );
+        assert_eq!(v5["token_hmac_secret_key"], "NEW");
+        assert!(v5.get("token_hmac_previous_secret_key").is_none());
+
+        let v = token(WsKey::Jwks, Version::V6);
+        let t = v["client"]["token"].as_object().unwrap();
+        assert_eq!(
+            t["jwks_public_endpoint"],
+            "http://127.0.0.1:8081/.well-known/jwks.json"
+        );
+        // With a JWKS endpoint Centrifugo ignores static keys: none are written.
+        for k in ["hmac_secret_key", "rsa_public_key", "ecdsa_public_key"] {
+            assert!(t.get(k).is_none(), "{k}");
+        }
+        assert_eq!(
+            token(WsKey::Jwks, Version::V5)["token_jwks_public_endpoint"],
+            "http://127.0.0.1:8081/.well-known/jwks.json"
+        );
+        let v = token(WsKey::RsaPublic("-----BEGIN PUBLIC KEY-----"), Version::V6);
+        assert_eq!(
+            v["client"]["token"]["rsa_public_key"],
+            "-----BEGIN PUBLIC KEY-----"
+        );
+        assert!(v["client"]["token"].get("jwks_public_endpoint").is_none());
+        let v = token(WsKey::EcdsaPublic("EC"), Version::V6);
+        assert_eq!(v["client"]["token"]["ecdsa_public_key"], "EC");
+        assert_eq!(
+            token(WsKey::EcdsaPublic("EC"), Version::V5)["token_ecdsa_public_key"],
+            "EC"
+        );
     }
 }

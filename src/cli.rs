@@ -9,9 +9,10 @@ use clap::{Parser, Subcommand};
 
 use crate::actions::{ActionError, Actions, Changed};
 use crate::centrifugo_api::CentrifugoApi;
-use crate::centrifugo_config::{self, Mode, SecretValues, Version};
+use crate::centrifugo_config::{self, Mode, SecretValues, Version, WsKey};
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
+use crate::keys::{self, algorithm_name, is_asymmetric, Key, KeyRing, Kind};
 use crate::now_unix;
 use crate::outbox;
 use crate::secrets::Secrets;
@@ -85,6 +86,31 @@ pub enum Command {
         /// Print placeholders instead of the secrets (for configs committed to a repository).
         #[arg(long)]
         placeholders: bool,
+        /// With an RS256 or ES256 wsToken key: give Centrifugo the static public key
+        /// (`rsa_public_key`/`ecdsa_public_key`) instead of the sidecar's JWKS URL. A static key
+        /// cannot rotate without downtime; EdDSA needs the JWKS.
+        #[arg(long)]
+        no_jwks: bool,
+    },
+    /// List and rotate the signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List the keys of both kinds: kid, algorithm, state and schedule.
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rotate the signing key of one kind without downtime: HMAC keys switch at once and the
+    /// old one verifies until its tokens expire; asymmetric keys are published first and sign
+    /// after `tokens.jwks_publish_delay_seconds`. Running servers pick it up within a second.
+    Rotate {
+        #[arg(value_enum)]
+        kind: Kind,
     },
 }
 
@@ -319,6 +345,7 @@ pub fn centrifugo_config_command(
     mode: Mode,
     centrifugo_version: &str,
     placeholders: bool,
+    no_jwks: bool,
 ) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     let version = if centrifugo_version == "5" {
@@ -326,12 +353,55 @@ pub fn centrifugo_config_command(
     } else {
         Version::V6
     };
+    let ws_alg = config.tokens.ws_algorithm;
+    if no_jwks && ws_alg == jsonwebtoken::Algorithm::EdDSA {
+        anyhow::bail!("--no-jwks: Centrifugo takes EdDSA keys only from a JWKS endpoint (client.token.jwks_public_endpoint); drop --no-jwks");
+    }
     let doc = if placeholders {
-        centrifugo_config::generate(&config, &centrifugo_config::PLACEHOLDERS, mode, version)
+        let mut values = centrifugo_config::PLACEHOLDERS;
+        if is_asymmetric(ws_alg) {
+            values.ws_key = match (no_jwks, ws_alg) {
+                (false, _) => WsKey::Jwks,
+                (true, jsonwebtoken::Algorithm::RS256) => {
+                    WsKey::RsaPublic("REPLACE_WITH_the ws public key (chatsdk-auth keys list)")
+                }
+                (true, _) => {
+                    WsKey::EcdsaPublic("REPLACE_WITH_the ws public key (chatsdk-auth keys list)")
+                }
+            };
+        }
+        centrifugo_config::generate(&config, &values, mode, version)
     } else {
         let (secrets, _) = Secrets::load(&config)?;
+        let ring = KeyRing::load(&config, &secrets)?;
+        let now = now_unix();
+        let current = ring.ws.signing(now);
+        let ws_key = if !is_asymmetric(current.alg) {
+            let previous = ring
+                .ws
+                .previous_hmac(now)
+                .map(|(k, until)| (k.material().expose(), until));
+            if previous.is_some() && version == Version::V5 {
+                eprintln!("warning: Centrifugo v5 has no previous HMAC key; wsTokens signed by the previous key stop connecting once Centrifugo runs this config");
+            }
+            WsKey::Hmac {
+                current: current.material().expose(),
+                previous,
+            }
+        } else if !no_jwks {
+            WsKey::Jwks
+        } else {
+            let pem = current.public_pem.as_deref().unwrap_or_default();
+            if ring.ws.all().len() > 1 {
+                eprintln!("warning: a static public key is one key: during a rotation, wsTokens of the other key do not connect (use the JWKS instead)");
+            }
+            match current.alg {
+                jsonwebtoken::Algorithm::RS256 => WsKey::RsaPublic(pem),
+                _ => WsKey::EcdsaPublic(pem),
+            }
+        };
         let values = SecretValues {
-            hmac_key: secrets.centrifugo_key.expose(),
+            ws_key,
             proxy_secret: secrets.proxy_secret.expose(),
             subscription_key: secrets.subscription_key.expose(),
             api_key: secrets.centrifugo_api_key.expose(),
@@ -340,6 +410,121 @@ pub fn centrifugo_config_command(
     };
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
+}
+
+/// `keys ...`.
+pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
+    let config = load_config(cli)?;
+    let (secrets, created) = Secrets::load(&config)?;
+    for path in &created {
+        eprintln!("generated a new secret: {} (mode 0600)", path.display());
+    }
+    let now = now_unix();
+    match cmd {
+        KeysCommand::List { json } => {
+            let ring = KeyRing::load(&config, &secrets)?;
+            let rows: Vec<KeyRow> = [&ring.rest, &ring.ws]
+                .into_iter()
+                .flat_map(|set| {
+                    let current = set.signing(now).kid.clone();
+                    set.all()
+                        .iter()
+                        .map(move |k| KeyRow::of(set.kind, k, &current, now))
+                })
+                .collect();
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                println!(
+                    "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} EXPIRES_AT",
+                    "KIND", "KID", "ALG", "STATE", "SIGNS_FROM", "SIGNS_UNTIL"
+                );
+                let t = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+                for r in rows {
+                    println!(
+                        "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} {}",
+                        r.kind,
+                        r.kid,
+                        r.alg,
+                        r.state,
+                        r.signs_from,
+                        t(r.signs_until),
+                        t(r.expires_at)
+                    );
+                }
+            }
+        }
+        KeysCommand::Rotate { kind } => {
+            let r = keys::rotate(&config, &secrets, *kind, now)?;
+            eprintln!(
+                "rotated the {} key: {} ({}) replaces {}",
+                kind.label(),
+                r.new_kid,
+                algorithm_name(r.alg),
+                r.old_kid
+            );
+            if r.signs_from > now {
+                eprintln!(
+                    "the new key is published in /.well-known/jwks.json now and signs from {} (in {} s); the old key stays published until {}",
+                    r.signs_from,
+                    r.signs_from - now,
+                    r.old_expires_at
+                );
+            } else {
+                eprintln!(
+                    "the new key signs now; the old key verifies until {} (when its last token expires)",
+                    r.old_expires_at
+                );
+            }
+            if *kind == Kind::Ws && !is_asymmetric(r.alg) {
+                eprintln!("give Centrifugo the new key now: `chatsdk-auth centrifugo-config` writes it with hmac_previous_secret_key (Centrifugo >= 6.6.1), so existing wsTokens keep connecting");
+            }
+            println!("{}", r.new_kid);
+        }
+    }
+    Ok(())
+}
+
+/// One line of `keys list`.
+#[derive(serde::Serialize)]
+struct KeyRow {
+    kind: &'static str,
+    kid: String,
+    alg: &'static str,
+    /// `current`, `next` (published, not signing yet), `previous` (verifying until
+    /// `expires_at`) or `expired`.
+    state: &'static str,
+    signs_from: i64,
+    signs_until: Option<i64>,
+    expires_at: Option<i64>,
+    /// The public key (PEM) of an asymmetric key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
+}
+
+impl KeyRow {
+    fn of(kind: Kind, k: &Key, current: &str, now: i64) -> KeyRow {
+        let s = k.schedule;
+        let state = if k.kid == current {
+            "current"
+        } else if s.signs_from > now {
+            "next"
+        } else if s.expires_at.is_none_or(|e| now < e) {
+            "previous"
+        } else {
+            "expired"
+        };
+        KeyRow {
+            kind: kind.label(),
+            kid: k.kid.clone(),
+            alg: algorithm_name(k.alg),
+            state,
+            signs_from: s.signs_from,
+            signs_until: s.signs_until,
+            expires_at: s.expires_at,
+            public_key: k.public_pem.clone(),
+        }
+    }
 }
 
 async fn api_key(actions: &Actions<'_>, cmd: &ApiKeyCommand) -> anyhow::Result<()> {

@@ -1,8 +1,11 @@
 //! Claims, the [`Signer`] that mints REST, connection and subscription tokens, and the
-//! [`Verifier`] for wsTokens.
+//! [`Verifier`] for REST tokens and wsTokens.
 //!
-//! Signing and verification are `jsonwebtoken`'s (no hand-written JWT or HMAC code); keys,
-//! header and `Validation` are built once at startup. The verifier applies Centrifugo's rules,
+//! Signing and verification are `jsonwebtoken`'s (no hand-written JWT or HMAC code); keys and
+//! headers come from the live key ring ([`crate::keys`]), `Validation`s are built once at
+//! startup with the algorithm pinned to the key the `kid` names (so an HMAC header on an RSA or
+//! EC key, `alg: none` or an unknown `kid` never verifies). The wsToken verifier applies
+//! Centrifugo's rules,
 //! not `jsonwebtoken`'s defaults, in Centrifugo's order
 //! (https://centrifugal.dev/docs/server/authentication):
 //! signature, then `aud`/`iss` (exact, required only when configured), then the `channel`
@@ -12,12 +15,15 @@
 //!
 //! Architecture invariant: this module knows nothing about HTTP or Centrifugo reply codes.
 
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use std::sync::Arc;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TokenConfig;
-use crate::secrets::Secrets;
+use crate::keys::{is_asymmetric, Key, KeySet, LiveKeys};
+use crate::secrets::Secret;
 
 /// Claims of the ChatSDK REST token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -95,12 +101,19 @@ pub struct SubscriptionClaims<'a> {
     pub iss: Option<&'a str>,
 }
 
-/// The claims the proxies need from a verified wsToken.
+/// The claims the proxies and `/introspect` need from a verified wsToken.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VerifiedWs {
     pub sub: String,
     pub iat: i64,
     pub exp: i64,
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// A string or an array of strings (Centrifugo accepts both).
+    #[serde(default)]
+    pub aud: Option<serde_json::Value>,
+    #[serde(default)]
+    pub iss: Option<String>,
     /// Not-before, when present (the sidecar never mints it).
     #[serde(default)]
     pub nbf: Option<f64>,
@@ -137,23 +150,27 @@ pub enum TokenError {
 #[error("cannot sign token")]
 pub struct SignError(#[source] jsonwebtoken::errors::Error);
 
-/// Mints REST tokens, wsTokens and subscription tokens, each kind with its own key.
+/// Mints REST tokens and wsTokens, each with the key of its kind that signs at `iat`, and
+/// subscription tokens with their own HMAC key.
 pub struct Signer {
-    header: Header,
-    rest_key: EncodingKey,
-    ws_key: EncodingKey,
+    keys: Arc<LiveKeys>,
+    sub_header: Header,
     sub_key: EncodingKey,
     config: TokenConfig,
     channels: Vec<String>,
 }
 
 impl Signer {
-    pub fn new(config: &TokenConfig, secrets: &Secrets, user_channels: &[String]) -> Signer {
+    pub fn new(
+        config: &TokenConfig,
+        keys: Arc<LiveKeys>,
+        subscription_key: &Secret,
+        user_channels: &[String],
+    ) -> Signer {
         Signer {
-            header: Header::new(config.algorithm),
-            rest_key: EncodingKey::from_secret(secrets.rest_key.expose().as_bytes()),
-            ws_key: EncodingKey::from_secret(secrets.centrifugo_key.expose().as_bytes()),
-            sub_key: EncodingKey::from_secret(secrets.subscription_key.expose().as_bytes()),
+            keys,
+            sub_header: Header::new(config.subscription_algorithm),
+            sub_key: EncodingKey::from_secret(subscription_key.expose().as_bytes()),
             config: config.clone(),
             channels: user_channels.to_vec(),
         }
@@ -199,8 +216,10 @@ impl Signer {
             channels: &channels,
             meta: WsMeta { iat },
         };
-        let token = jsonwebtoken::encode(&self.header, &rest, &self.rest_key).map_err(SignError)?;
-        let ws_token = jsonwebtoken::encode(&self.header, &ws, &self.ws_key).map_err(SignError)?;
+        let ring = self.keys.current();
+        let (rk, wk) = (ring.rest.signing(iat), ring.ws.signing(iat));
+        let token = jsonwebtoken::encode(&rk.header, &rest, &rk.encoding).map_err(SignError)?;
+        let ws_token = jsonwebtoken::encode(&wk.header, &ws, &wk.encoding).map_err(SignError)?;
         Ok(Minted {
             token,
             ws_token,
@@ -237,7 +256,7 @@ impl Signer {
             aud: self.config.ws_audience.as_deref(),
             iss: self.config.ws_issuer.as_deref(),
         };
-        jsonwebtoken::encode(&self.header, &claims, &self.sub_key).map_err(SignError)
+        jsonwebtoken::encode(&self.sub_header, &claims, &self.sub_key).map_err(SignError)
     }
 }
 
@@ -262,43 +281,160 @@ fn encode_jti(buf: &mut [u8]) -> &str {
     id.simple().encode_lower(buf)
 }
 
-/// Verifies wsTokens the way Centrifugo would.
-pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+/// The claims `/verify` and `/introspect` read from a verified REST token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerifiedRest {
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: String,
+    #[serde(default)]
+    pub nbf: Option<f64>,
 }
 
-impl Verifier {
-    pub fn new(config: &TokenConfig, secrets: &Secrets) -> Verifier {
-        let mut v = Validation::new(config.algorithm);
-        v.leeway = 0;
-        // Expiry is checked below, after aud/iss and the channel claim, in Centrifugo's order.
-        v.validate_exp = false;
-        v.validate_nbf = false;
-        v.required_spec_claims = ["sub"].iter().map(|s| s.to_string()).collect();
-        // Like Centrifugo: when an audience/issuer is configured, a token without one fails.
-        match &config.ws_audience {
-            Some(aud) => {
-                v.set_audience(&[aud]);
-                v.required_spec_claims.insert("aud".into());
-            }
-            None => v.validate_aud = false,
-        }
-        if let Some(iss) = &config.ws_issuer {
-            v.set_issuer(&[iss]);
-            v.required_spec_claims.insert("iss".into());
-        }
-        Verifier {
-            key: DecodingKey::from_secret(secrets.centrifugo_key.expose().as_bytes()),
-            validation: v,
+/// Why a REST token was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RestTokenError {
+    /// `exp` has passed (or `nbf` is in the future).
+    #[error("token expired")]
+    Expired,
+    /// Malformed, badly signed, unknown key, wrong algorithm, issuer or audience.
+    #[error("token invalid")]
+    Invalid,
+    /// A correctly signed wsToken: the caller sent `wsToken` where `token` belongs.
+    #[error("wsToken used as a REST token")]
+    WrongTokenType,
+}
+
+/// One `Validation` per supported algorithm (the algorithm is pinned to the key's).
+struct Validations {
+    by_alg: Vec<(Algorithm, Validation)>,
+}
+
+impl Validations {
+    fn new(make: impl Fn(Algorithm) -> Validation) -> Validations {
+        let algs = [
+            Algorithm::HS256,
+            Algorithm::HS384,
+            Algorithm::HS512,
+            Algorithm::RS256,
+            Algorithm::ES256,
+            Algorithm::EdDSA,
+        ];
+        Validations {
+            by_alg: algs.iter().map(|a| (*a, make(*a))).collect(),
         }
     }
 
-    /// Verifies signature and claims; `now` decides expiry (`exp > now`, `nbf < now`).
+    fn get(&self, alg: Algorithm) -> Option<&Validation> {
+        self.by_alg.iter().find(|(a, _)| *a == alg).map(|(_, v)| v)
+    }
+}
+
+/// The key the header names, when the header is acceptable at all: no `jku`, `jwk`, `x5u`,
+/// `x5c` or `crit` (keys come from this service's ring, never from the token), and a known `kid`.
+/// A header without `kid` may only match an HMAC key when `hmac_without_kid` (Centrifugo ignores
+/// `kid` outside JWKS mode, so the connect proxy does too).
+fn candidate_keys<'a>(
+    header: &Header,
+    set: &'a KeySet,
+    now: i64,
+    hmac_without_kid: bool,
+) -> Vec<&'a Arc<Key>> {
+    if header.jku.is_some()
+        || header.jwk.is_some()
+        || header.x5u.is_some()
+        || header.x5c.is_some()
+        || header.crit.is_some()
+    {
+        return Vec::new();
+    }
+    match &header.kid {
+        Some(kid) => set.find(kid, now).into_iter().collect(),
+        None if hmac_without_kid => set
+            .verifying(now)
+            .filter(|k| !is_asymmetric(k.alg) && k.alg == header.alg)
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+/// Verifies REST tokens (for `/verify` and `/introspect`) and wsTokens the way Centrifugo
+/// would (for the proxies and `/introspect`), with the keys of the live ring.
+pub struct Verifier {
+    keys: Arc<LiveKeys>,
+    ws: Validations,
+    rest: Validations,
+    signature_only: Validations,
+}
+
+impl Verifier {
+    pub fn new(config: &TokenConfig, keys: Arc<LiveKeys>) -> Verifier {
+        let ws = Validations::new(|alg| {
+            let mut v = Validation::new(alg);
+            v.leeway = 0;
+            // Expiry is checked below, after aud/iss and the channel claim, in Centrifugo's order.
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.required_spec_claims = ["sub"].iter().map(|s| s.to_string()).collect();
+            // Like Centrifugo: when an audience/issuer is configured, a token without one fails.
+            match &config.ws_audience {
+                Some(aud) => {
+                    v.set_audience(&[aud]);
+                    v.required_spec_claims.insert("aud".into());
+                }
+                None => v.validate_aud = false,
+            }
+            if let Some(iss) = &config.ws_issuer {
+                v.set_issuer(&[iss]);
+                v.required_spec_claims.insert("iss".into());
+            }
+            v
+        });
+        let rest = Validations::new(|alg| {
+            let mut v = Validation::new(alg);
+            v.leeway = 0;
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.set_required_spec_claims(&["sub", "exp", "iss", "aud"]);
+            v.set_audience(&[&config.rest_audience]);
+            v.set_issuer(&[&config.rest_issuer]);
+            v
+        });
+        let signature_only = Validations::new(|alg| {
+            let mut v = Validation::new(alg);
+            v.validate_exp = false;
+            v.validate_nbf = false;
+            v.validate_aud = false;
+            v.required_spec_claims.clear();
+            v
+        });
+        Verifier {
+            keys,
+            ws,
+            rest,
+            signature_only,
+        }
+    }
+
+    /// Verifies a wsToken's signature and claims; `now` decides expiry (`exp > now`,
+    /// `nbf < now`).
     pub fn verify(&self, token: &str, now: i64) -> Result<VerifiedWs, TokenError> {
-        let claims = jsonwebtoken::decode::<VerifiedWs>(token, &self.key, &self.validation)
-            .map_err(|_| TokenError::Invalid)?
-            .claims;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        let ring = self.keys.current();
+        let mut claims = None;
+        for key in candidate_keys(&header, &ring.ws, now, true) {
+            let Some(v) = self.ws.get(key.alg) else {
+                continue;
+            };
+            if let Ok(data) = jsonwebtoken::decode::<VerifiedWs>(token, &key.decoding, v) {
+                claims = Some(data.claims);
+                break;
+            }
+        }
+        let claims = claims.ok_or(TokenError::Invalid)?;
         if claims.channel.as_deref().is_some_and(|c| !c.is_empty()) {
             return Err(TokenError::Invalid);
         }
@@ -307,12 +443,51 @@ impl Verifier {
         }
         Ok(claims)
     }
+
+    /// Verifies a REST token: a `kid` of a REST key that still verifies, the algorithm of that
+    /// key, signature, `iss` and `aud` exactly as configured, then `exp > now` (no leeway). A
+    /// correctly signed wsToken is [`RestTokenError::WrongTokenType`].
+    pub fn verify_rest(&self, token: &str, now: i64) -> Result<VerifiedRest, RestTokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| RestTokenError::Invalid)?;
+        let ring = self.keys.current();
+        let Some(key) = candidate_keys(&header, &ring.rest, now, false).pop() else {
+            return Err(if self.signed_as_ws(&header, &ring.ws, token, now) {
+                RestTokenError::WrongTokenType
+            } else {
+                RestTokenError::Invalid
+            });
+        };
+        let v = self.rest.get(key.alg).ok_or(RestTokenError::Invalid)?;
+        let claims = jsonwebtoken::decode::<VerifiedRest>(token, &key.decoding, v)
+            .map_err(|_| RestTokenError::Invalid)?
+            .claims;
+        if claims.exp <= now || claims.nbf.is_some_and(|nbf| nbf >= now as f64) {
+            return Err(RestTokenError::Expired);
+        }
+        Ok(claims)
+    }
+
+    /// True when `token` carries a valid signature of a wsToken key (claims unchecked).
+    fn signed_as_ws(&self, header: &Header, ws: &KeySet, token: &str, now: i64) -> bool {
+        candidate_keys(header, ws, now, true)
+            .into_iter()
+            .any(|key| {
+                self.signature_only.get(key.alg).is_some_and(|v| {
+                    jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, v).is_ok()
+                })
+            })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::Secret;
+    use crate::keys::KeyRing;
+    use crate::secrets::{Secret, Secrets};
+
+    fn keys(cfg: &TokenConfig, s: &Secrets) -> Arc<LiveKeys> {
+        Arc::new(LiveKeys::fixed(KeyRing::configured(cfg, s).unwrap()))
+    }
 
     fn fixtures() -> (TokenConfig, Secrets) {
         let cfg = crate::config::RawConfig::default()
@@ -334,7 +509,7 @@ mod tests {
     #[test]
     fn ws_token_round_trips_and_rest_token_does_not_verify_as_ws() {
         let (cfg, s) = fixtures();
-        let signer = Signer::new(&cfg, &s, &[]);
+        let signer = Signer::new(&cfg, keys(&cfg, &s), &s.subscription_key, &[]);
         let now = crate::now_unix();
         let m = signer
             .mint(
@@ -346,7 +521,7 @@ mod tests {
                 now,
             )
             .unwrap();
-        let v = Verifier::new(&cfg, &s);
+        let v = Verifier::new(&cfg, keys(&cfg, &s));
         assert_eq!(v.verify(&m.ws_token, now).unwrap().sub, "u1");
         assert_eq!(v.verify(&m.token, now).unwrap_err(), TokenError::Invalid);
         assert_eq!(m.exp - m.iat, 86_400);
@@ -355,8 +530,8 @@ mod tests {
     #[test]
     fn expiry_is_strict_and_without_leeway() {
         let (cfg, s) = fixtures();
-        let signer = Signer::new(&cfg, &s, &[]);
-        let v = Verifier::new(&cfg, &s);
+        let signer = Signer::new(&cfg, keys(&cfg, &s), &s.subscription_key, &[]);
+        let v = Verifier::new(&cfg, keys(&cfg, &s));
         let now = crate::now_unix();
         let m = signer.mint("u1", Info::default(), now - 86_400).unwrap();
         // exp == now: Centrifugo requires exp > now.
@@ -384,7 +559,7 @@ mod tests {
         jsonwebtoken::encode(
             &Header::default(),
             &claims,
-            &EncodingKey::from_secret(key.as_bytes()),
+            &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
         )
         .unwrap()
     }
@@ -393,7 +568,7 @@ mod tests {
     fn centrifugo_order_invalid_wins_over_expired_and_nbf_is_strict() {
         let (mut cfg, s) = fixtures();
         cfg.ws_audience = Some("centrifugo".into());
-        let v = Verifier::new(&cfg, &s);
+        let v = Verifier::new(&cfg, keys(&cfg, &s));
         let now = crate::now_unix();
         let key = s.centrifugo_key.expose();
         let expired_wrong_aud = hand_signed(
@@ -428,14 +603,14 @@ mod tests {
     fn subscription_tokens_use_their_own_key_and_carry_the_channel() {
         let (mut cfg, s) = fixtures();
         cfg.subscription_expire_at_seconds = Some(600);
-        let signer = Signer::new(&cfg, &s, &[]);
+        let signer = Signer::new(&cfg, keys(&cfg, &s), &s.subscription_key, &[]);
         let token = signer
             .mint_subscription("u1", "$room:a", Info::default(), 1_000)
             .unwrap();
-        let mut v = Validation::new(cfg.algorithm);
+        let mut v = Validation::new(cfg.subscription_algorithm);
         v.validate_exp = false;
         v.required_spec_claims.clear();
-        let key = DecodingKey::from_secret(s.subscription_key.expose().as_bytes());
+        let key = jsonwebtoken::DecodingKey::from_secret(s.subscription_key.expose().as_bytes());
         let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &key, &v)
             .unwrap()
             .claims;
@@ -444,7 +619,147 @@ mod tests {
         assert_eq!(claims["expire_at"], 1_600);
         assert!(claims.get("info").is_none());
         // The wsToken key does not verify it.
-        let ws = DecodingKey::from_secret(s.centrifugo_key.expose().as_bytes());
+        let ws = jsonwebtoken::DecodingKey::from_secret(s.centrifugo_key.expose().as_bytes());
         assert!(jsonwebtoken::decode::<serde_json::Value>(&token, &ws, &v).is_err());
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn rest_tokens_verify_and_ws_tokens_are_the_wrong_type() {
+        let (cfg, s) = fixtures();
+        let k = keys(&cfg, &s);
+        let signer = Signer::new(&cfg, k.clone(), &s.subscription_key, &[]);
+        let v = Verifier::new(&cfg, k);
+        let now = crate::now_unix();
+        let m = signer.mint("u1", Info::default(), now).unwrap();
+        let c = v.verify_rest(&m.token, now).unwrap();
+        assert_eq!((c.sub.as_str(), c.aud.as_str()), ("u1", "chatsdk-api"));
+        assert_eq!(
+            v.verify_rest(&m.ws_token, now).unwrap_err(),
+            RestTokenError::WrongTokenType
+        );
+        assert_eq!(
+            v.verify_rest(&m.token, m.exp).unwrap_err(),
+            RestTokenError::Expired
+        );
+        // Tampered claims: the signature no longer matches.
+        let mut parts: Vec<String> = m.token.split('.').map(str::to_string).collect();
+        parts[1] = b64(
+            &serde_json::json!({"sub": "admin", "iss": "chatsdk-auth", "aud": "chatsdk-api", "iat": now, "exp": now + 60, "jti": "x"}),
+        );
+        assert_eq!(
+            v.verify_rest(&parts.join("."), now).unwrap_err(),
+            RestTokenError::Invalid
+        );
+        for bad in [
+            "",
+            "abc",
+            "a.b.c",
+            "eyJ.eyJ.",
+            &m.token[..m.token.len() - 2],
+        ] {
+            assert_eq!(
+                v.verify_rest(bad, now).unwrap_err(),
+                RestTokenError::Invalid,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn hostile_headers_are_refused() {
+        let (cfg, s) = fixtures();
+        let k = keys(&cfg, &s);
+        let ring = k.current();
+        let rest = ring.rest.signing(0).clone();
+        let v = Verifier::new(&cfg, k);
+        let now = crate::now_unix();
+        let claims = serde_json::json!({"sub": "u", "iss": "chatsdk-auth", "aud": "chatsdk-api", "iat": now, "exp": now + 60, "jti": "j"});
+        let sign = |h: &Header| jsonwebtoken::encode(h, &claims, &rest.encoding).unwrap();
+        assert!(v.verify_rest(&sign(&rest.header), now).is_ok());
+        // No kid, an unknown kid, and keys or key URLs offered by the token itself.
+        let mut h = rest.header.clone();
+        h.kid = None;
+        assert_eq!(
+            v.verify_rest(&sign(&h), now).unwrap_err(),
+            RestTokenError::Invalid
+        );
+        h.kid = Some("nope".into());
+        assert_eq!(
+            v.verify_rest(&sign(&h), now).unwrap_err(),
+            RestTokenError::Invalid
+        );
+        for f in [
+            |h: &mut Header| h.jku = Some("https://evil.example/jwks".into()),
+            |h: &mut Header| h.x5u = Some("https://evil.example/cert".into()),
+            |h: &mut Header| h.crit = Some(vec!["exp".into()]),
+        ] {
+            let mut h = rest.header.clone();
+            f(&mut h);
+            assert_eq!(
+                v.verify_rest(&sign(&h), now).unwrap_err(),
+                RestTokenError::Invalid
+            );
+        }
+        // alg: none, unsigned.
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "kid": rest.kid})),
+            b64(&claims)
+        );
+        assert_eq!(
+            v.verify_rest(&none, now).unwrap_err(),
+            RestTokenError::Invalid
+        );
+        // Another HMAC algorithm than the key's: the algorithm is pinned to the key.
+        let mut h = rest.header.clone();
+        h.alg = Algorithm::HS512;
+        assert_eq!(
+            v.verify_rest(&sign(&h), now).unwrap_err(),
+            RestTokenError::Invalid
+        );
+    }
+
+    #[test]
+    fn key_confusion_an_hmac_token_keyed_with_the_public_key_is_refused() {
+        let mut raw = crate::config::RawConfig::default();
+        raw.tokens.rest_algorithm = "RS256".into();
+        let cfg = raw.validate().unwrap().tokens;
+        let s = Secrets {
+            rest_key: crate::keys::generate(Algorithm::RS256).unwrap(),
+            centrifugo_key: Secret::new("w".repeat(40)),
+            proxy_secret: Secret::new("p".repeat(40)),
+            metrics_token: Secret::new("m".repeat(40)),
+            subscription_key: Secret::new("s".repeat(40)),
+            centrifugo_api_key: Secret::new("c".repeat(40)),
+            admin_token: Secret::new("a".repeat(40)),
+        };
+        let k = keys(&cfg, &s);
+        let ring = k.current();
+        let rest = ring.rest.signing(0).clone();
+        let v = Verifier::new(&cfg, k.clone());
+        let now = crate::now_unix();
+        let m = Signer::new(&cfg, k, &s.subscription_key, &[])
+            .mint("u", Info::default(), now)
+            .unwrap();
+        assert_eq!(v.verify_rest(&m.token, now).unwrap().sub, "u");
+        let claims = serde_json::json!({"sub": "u", "iss": "chatsdk-auth", "aud": "chatsdk-api", "iat": now, "exp": now + 60, "jti": "j"});
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(rest.kid.clone());
+        let public = rest.public_pem.clone().unwrap();
+        let forged = jsonwebtoken::encode(
+            &h,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+        )
+        .unwrap();
+        assert_eq!(
+            v.verify_rest(&forged, now).unwrap_err(),
+            RestTokenError::Invalid
+        );
     }
 }

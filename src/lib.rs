@@ -17,13 +17,17 @@
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas.
-//! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`].
+//! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs),
+//!   `kid`s, public JWKs, and the key ring with its rotation schedule ([`keys::LiveKeys`]).
+//! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`] (REST tokens and wsTokens).
 //! - [`http`]: request body reading, the JSON error envelope, API-key authentication.
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
 //! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels
 //!   the channel rules allow.
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
 //!   `proxy/decision.rs` holds the closed label sets, `proxy/wire.rs` the wire types.
+//! - [`verify`]: `GET /verify` (forward auth), `POST /introspect` (RFC 7662) and
+//!   `GET /.well-known/jwks.json` (served from the key ring in memory).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
 //! - [`actions`]: the operator actions (disable, revoke, delete, API keys), one implementation
 //!   shared by the CLI and the admin API; kicks are queued with the change.
@@ -41,10 +45,10 @@
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
-//! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `limits`, `secrets`, `telemetry`,
-//!   `metrics`, `centrifugo_api`, `store`, `jwt`) never import handlers (`tokens`,
-//!   `subscription_tokens`, `proxy`, `ops`), `router`, `app` or `cli`. The metrics registry is
-//!   handed the router's route labels; the proxy label sets it pre-creates live in the leaf
+//! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `limits`, `secrets`,
+//!   `telemetry`, `metrics`, `centrifugo_api`, `store`, `keys`, `jwt`) never import handlers
+//!   (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`), `router`, `app` or `cli`. The
+//!   metrics registry is handed the router's route labels; the proxy label sets it pre-creates live in the leaf
 //!   `proxy/decision.rs`.
 //! - There are no import cycles between files, except a module and its own children.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `proxy/` knows Centrifugo
@@ -53,7 +57,8 @@
 //!   maps errors to the wire, once.
 //! - `jwt` and `store` know nothing about HTTP.
 //! - Nothing reads environment variables or configuration files after [`Config::load`] and
-//!   [`secrets::Secrets::load`] return.
+//!   [`secrets::Secrets::load`] return, except the key ring file, which [`keys::LiveKeys`]
+//!   re-reads when it changes (that is how a rotation reaches a running server).
 //! - There are no global statics, metrics included: everything hangs off [`App`].
 //! - No API key, secret or full token is ever logged, returned in an error or used as a label.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -71,6 +76,7 @@ pub mod doctor;
 pub mod error_chain;
 pub mod http;
 pub mod jwt;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod ops;
@@ -84,6 +90,7 @@ pub mod store;
 pub mod subscription_tokens;
 pub mod telemetry;
 pub mod tokens;
+pub mod verify;
 
 pub use app::App;
 pub use config::Config;

@@ -37,7 +37,11 @@ fn main() -> ExitCode {
             mode,
             centrifugo_version,
             placeholders,
-        } => cli::centrifugo_config_command(&cli, *mode, centrifugo_version, *placeholders),
+            no_jwks,
+        } => {
+            cli::centrifugo_config_command(&cli, *mode, centrifugo_version, *placeholders, *no_jwks)
+        }
+        Command::Keys(cmd) => cli::keys_command(&cli, cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

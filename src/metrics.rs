@@ -148,6 +148,8 @@ pub struct Metrics {
     pub users_upserted: IntCounterVec,
     /// Authenticated requests, by API key `key_name`.
     pub api_key_requests: IntCounterVec,
+    /// `/verify` and `/introspect` answers, by `endpoint` and `result`.
+    pub verifications: IntCounterVec,
     /// Always 1; labels carry the version and commit.
     pub build_info: IntGaugeVec,
     /// Centrifugo server-API attempts and their time.
@@ -206,6 +208,24 @@ pub struct StoreTimings {
     pub touch_api_key: Histogram,
 }
 
+/// The `result` values of `token_verifications_total{endpoint="verify"}`: `valid`, or the
+/// error code `/verify` answered with.
+pub const VERIFY_RESULTS: [&str; 8] = [
+    "valid",
+    "invalid_token",
+    "token_expired",
+    "wrong_token_type",
+    "user_disabled",
+    "token_revoked",
+    "store_unavailable",
+    "internal_error",
+];
+
+/// The `result` values of `token_verifications_total{endpoint="introspect"}` (refusals of the
+/// API key, content type or size are counted by the HTTP metrics alone).
+pub const INTROSPECT_RESULTS: [&str; 4] =
+    ["active", "inactive", "store_unavailable", "internal_error"];
+
 /// Status classes of the `status_class` label.
 const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
 
@@ -257,6 +277,11 @@ impl Metrics {
             "subscription_token_requests_rejected_total",
             "POST /tokens/subscription requests refused, by reason.",
             &["reason"],
+        )?;
+        let verifications = counter(
+            "token_verifications_total",
+            "GET /verify and POST /introspect answers, by endpoint and result (never a token or a user).",
+            &["endpoint", "result"],
         )?;
         let proxy_decisions = counter(
             "proxy_decisions_total",
@@ -417,6 +442,7 @@ impl Metrics {
             store_duration,
             users_upserted,
             api_key_requests,
+            verifications,
             build_info,
             centrifugo_api,
             kicks_pending,
@@ -443,6 +469,14 @@ impl Metrics {
         }
         for r in RejectReason::SUBSCRIPTION {
             self.subscription_rejections.with_label_values(&[r.label()]);
+        }
+        for (endpoint, results) in [
+            ("verify", VERIFY_RESULTS.as_slice()),
+            ("introspect", INTROSPECT_RESULTS.as_slice()),
+        ] {
+            for r in results {
+                self.verifications.with_label_values(&[endpoint, r]);
+            }
         }
         for cb in Callback::ALL {
             // The decision series were created with `hot`.
@@ -497,6 +531,21 @@ impl Metrics {
         self.token_rejections
             .with_label_values(&[reason.label()])
             .inc();
+    }
+
+    /// Counts one `/verify` or `/introspect` answer; `result` is one of [`VERIFY_RESULTS`] or
+    /// [`INTROSPECT_RESULTS`] (anything else is not counted, so no label set can grow).
+    pub fn verification(&self, endpoint: &'static str, result: &str) {
+        let known = match endpoint {
+            "verify" => VERIFY_RESULTS.contains(&result),
+            "introspect" => INTROSPECT_RESULTS.contains(&result),
+            _ => false,
+        };
+        if known {
+            self.verifications
+                .with_label_values(&[endpoint, result])
+                .inc();
+        }
     }
 
     pub fn reject_subscription(&self, reason: RejectReason) {

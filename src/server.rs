@@ -8,6 +8,8 @@
 //! streak and the recovery are logged. Clients that half-close their socket after sending a
 //! request still get the answer (`half_close`).
 //!
+//! A background task re-reads the key ring file when it changes ([`KEY_RING_POLL`]).
+//!
 //! Shutdown order: readiness flips to 503, the listeners close (no new connections), every
 //! open connection is told to finish its current request and close, and the whole drain is
 //! bounded by `server.drain_timeout_seconds`. Keep-alive connections idle at that moment close
@@ -91,6 +93,7 @@ pub async fn serve_on(
     app.metrics.connections_max.set(max as i64);
     let mut backoff = Backoff::default();
     let housekeeping = tokio::spawn(app.clone().housekeeping());
+    let watcher = tokio::spawn(watch_key_ring(app.clone()));
 
     loop {
         let (stream, which) = tokio::select! {
@@ -139,6 +142,7 @@ pub async fn serve_on(
     let _ = stop_kicks.send(());
     drop(kicks);
     housekeeping.abort();
+    watcher.abort();
     drop(listener);
     drop(metrics_listener);
     drop(admin_listener);
@@ -151,6 +155,20 @@ pub async fn serve_on(
             tracing::warn!(timeout_s = app.config.server.drain_timeout.as_secs(), "drain deadline passed; closing remaining connections");
             false
         }
+    }
+}
+
+/// How often the key ring file is checked for a rotation (one `stat` call).
+pub const KEY_RING_POLL: Duration = Duration::from_secs(1);
+
+/// Picks up key rotations made by `chatsdk-auth keys rotate` (here or on another replica
+/// sharing the file) without a restart.
+async fn watch_key_ring(app: Arc<App>) {
+    let mut tick = tokio::time::interval(KEY_RING_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        app.keys.reload_if_changed();
     }
 }
 

@@ -3,20 +3,12 @@
 # validates src/openapi.json with openapi-spec-validator, starts target/debug/chatsdk-auth on a
 # temp data dir and runs schemathesis against it for every operation (tests/schemathesis.toml:
 # fixed seed, bounded examples, the API key, proxy secret, metrics and admin tokens supplied).
-# Both tools come from PyPI, pinned, into a venv under target/ (reused when already there).
+# Both tools come from PyPI, pinned, into the venv tests/venv.sh keeps under target/.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-PINS="openapi-spec-validator==0.9.0 schemathesis==4.32.5"
+bash tests/venv.sh
 VENV=target/venv
-if [[ ! -x $VENV/bin/st || "$(cat "$VENV/pins" 2>/dev/null)" != "$PINS" ]]; then
-  echo "[openapi] installing $PINS into $VENV"
-  rm -rf "$VENV"
-  python3 -m venv "$VENV"
-  # shellcheck disable=SC2086 # one word per pin
-  "$VENV/bin/pip" install -q --disable-pip-version-check $PINS
-  echo "$PINS" >"$VENV/pins"
-fi
 
 echo "[openapi] openapi-spec-validator src/openapi.json"
 "$VENV/bin/openapi-spec-validator" src/openapi.json
@@ -78,10 +70,14 @@ URL="http://$ADDR"
 
 # A user the documented examples name (user-123), so the examples reach the accepting answers
 # of refresh, subscribe and sub_refresh; its wsToken drives the accepting connect answers.
-WS_TOKEN=$(curl -sf -X POST "$URL/tokens" -H "X-API-Key: $CHATSDK_AUTH_SECRETS__INITIAL_API_KEY" \
+MINTED=$(curl -sf -X POST "$URL/tokens" -H "X-API-Key: $CHATSDK_AUTH_SECRETS__INITIAL_API_KEY" \
   -H 'Content-Type: application/json' \
-  -d '{"userId":"user-123","name":"Alice Johnson","image":"https://cdn.example/a.png","custom":{"role":"admin"}}' |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["wsToken"])')
+  -d '{"userId":"user-123","name":"Alice Johnson","image":"https://cdn.example/a.png","custom":{"role":"admin"}}')
+WS_TOKEN=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["wsToken"])' <<<"$MINTED")
+# Its REST token is the bearer the /verify operations get (tests/schemathesis.toml), so they
+# reach their 200 answer as well as their refusals.
+CHATSDK_AUTH_TEST_REST_TOKEN=$(python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"$MINTED")
+export CHATSDK_AUTH_TEST_REST_TOKEN
 
 # The committed file, not the served URL: schemathesis leaves out the operation that serves the
 # document it loaded, and tests/api/openapi.rs already proves the two are the same bytes.

@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 need=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)   # tests/api/nginx.rs
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # tests/openapi.sh
 command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then
@@ -22,6 +23,8 @@ echo "[test] cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 echo "[test] promtool: alert rules and their unit tests"
 (cd dashboards && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
+echo "[test] Python tools (schemathesis, PyJWT) into target/venv"
+bash tests/venv.sh
 echo "[test] cargo test"
 cargo test --locked --lib --bins --tests   # no doctests: the crate has none, and an empty run would close the log
 echo "[test] API contract: openapi-spec-validator, then schemathesis against the built binary"

@@ -7,6 +7,7 @@
 //! Secret values are accepted only from the environment or from files (see
 //! [`crate::secrets`]), never from a config file.
 
+pub mod algorithm;
 pub mod load;
 pub mod raw;
 pub mod redact;
@@ -144,8 +145,16 @@ impl fmt::Debug for StoreConfig {
 pub struct TokenConfig {
     /// Lifetime of both tokens in seconds, the response's `expiresIn` (`tokens.ttl_seconds`).
     pub ttl_seconds: i64,
-    /// The HMAC algorithm both tokens are signed with (`tokens.algorithm`).
-    pub algorithm: Algorithm,
+    /// The REST token's algorithm (`tokens.rest_algorithm`, else `tokens.algorithm`).
+    pub rest_algorithm: Algorithm,
+    /// The wsToken's algorithm (`tokens.ws_algorithm`, else `tokens.algorithm`).
+    pub ws_algorithm: Algorithm,
+    /// Seconds a new asymmetric key is published before it signs
+    /// (`tokens.jwks_publish_delay_seconds`).
+    pub jwks_publish_delay_seconds: i64,
+    /// The subscription tokens' HMAC algorithm: the wsToken's when it is HMAC, else HS256
+    /// (their key is always an HMAC secret, `secrets.subscription_key`).
+    pub subscription_algorithm: Algorithm,
     /// `iss` of the REST token (`tokens.rest_issuer`).
     pub rest_issuer: String,
     /// `aud` of the REST token (`tokens.rest_audience`).

@@ -102,8 +102,17 @@ impl Default for RawStorage {
 pub struct RawTokens {
     /// Lifetime of both tokens in seconds (`expiresIn`). Default 86400.
     pub ttl_seconds: u64,
-    /// HMAC algorithm for both tokens: HS256, HS384 or HS512. Default HS256.
+    /// Algorithm of both tokens unless `rest_algorithm`/`ws_algorithm` say otherwise: HS256,
+    /// HS384, HS512, RS256, ES256 or EdDSA. Default HS256.
     pub algorithm: String,
+    /// Algorithm of the REST token; empty means `algorithm`.
+    pub rest_algorithm: String,
+    /// Algorithm of the wsToken; empty means `algorithm`. EdDSA works with Centrifugo only
+    /// through its JWKS endpoint.
+    pub ws_algorithm: String,
+    /// Seconds a new asymmetric key is published in the JWKS (as "next") before it signs, so
+    /// every verifier's cached key set has it. Default 3900 (Centrifugo caches keys for an hour).
+    pub jwks_publish_delay_seconds: u64,
     /// `iss` of the REST token. Default `chatsdk-auth`.
     pub rest_issuer: String,
     /// `aud` of the REST token. Default `chatsdk-api`.
@@ -130,6 +139,9 @@ impl Default for RawTokens {
         Self {
             ttl_seconds: 86_400,
             algorithm: "HS256".into(),
+            rest_algorithm: String::new(),
+            ws_algorithm: String::new(),
+            jwks_publish_delay_seconds: 3900,
             rest_issuer: "chatsdk-auth".into(),
             rest_audience: "chatsdk-api".into(),
             ws_audience: String::new(),
@@ -287,13 +299,17 @@ impl Default for RawLog {
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSecrets {
-    /// REST signing key value (env `CHATSDK_AUTH_SECRETS__REST_KEY`).
+    /// REST signing key value (env `CHATSDK_AUTH_SECRETS__REST_KEY`): an HMAC secret, or a
+    /// PKCS#8 PEM private key for an asymmetric `tokens.rest_algorithm`.
     pub rest_key: String,
-    /// REST signing key file; empty means `<data_dir>/rest-signing.key`, generated if missing.
+    /// REST signing key file; empty means `<data_dir>/rest-signing.key` (HMAC) or
+    /// `<data_dir>/rest-signing-<alg>.pem`, generated if missing.
     pub rest_key_file: String,
-    /// Centrifugo HMAC key value (env `CHATSDK_AUTH_SECRETS__CENTRIFUGO_KEY`).
+    /// wsToken signing key value (env `CHATSDK_AUTH_SECRETS__CENTRIFUGO_KEY`): the Centrifugo
+    /// HMAC key, or a PKCS#8 PEM private key for an asymmetric `tokens.ws_algorithm`.
     pub centrifugo_key: String,
-    /// Centrifugo HMAC key file; empty means `<data_dir>/centrifugo-hmac.key`.
+    /// wsToken signing key file; empty means `<data_dir>/centrifugo-hmac.key` (HMAC) or
+    /// `<data_dir>/ws-signing-<alg>.pem`.
     pub centrifugo_key_file: String,
     /// Shared proxy secret value (env `CHATSDK_AUTH_SECRETS__PROXY_SECRET`).
     pub proxy_secret: String,

@@ -18,7 +18,7 @@ fn every_problem_is_listed_by_key() {
     figment::Jail::expect_with(|jail| {
         jail.create_file(
             "c.toml",
-            "[server]\nlisten = \"nope\"\n[tokens]\nalgorithm = \"RS256\"\nttl_seconds = 1\n[log]\nformat = \"xml\"\n",
+            "[server]\nlisten = \"nope\"\n[tokens]\nalgorithm = \"PS256\"\nttl_seconds = 1\n[log]\nformat = \"xml\"\n",
         )?;
         let err = Config::load(Some(Path::new("c.toml"))).unwrap_err();
         let text = err.to_string();

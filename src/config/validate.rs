@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
+use super::algorithm::{algorithm_name, is_asymmetric, parse_algorithm};
 use super::raw::{
     RawAdmin, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer,
     RawStorage, RawTokens,
@@ -30,7 +31,7 @@ impl RawConfig {
         let admin = admin(&self.admin, &mut p);
         let metrics = metrics(&self.metrics, server.listen, &mut p);
         let log = log(&self.log, &mut p);
-        let secrets = secrets(&self.secrets, &data_dir, &mut p);
+        let secrets = secrets(&self.secrets, &data_dir, &tokens, &mut p);
         let limits = limits(&self.limits, &mut p);
         let audit = AuditConfig {
             retention: (self.audit.retention_days > 0)
@@ -215,17 +216,40 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
             t.ttl_seconds
         ));
     }
-    let algorithm = match t.algorithm.to_ascii_uppercase().as_str() {
-        "HS256" => Algorithm::HS256,
-        "HS384" => Algorithm::HS384,
-        "HS512" => Algorithm::HS512,
-        other => {
+    let mut alg = |key: &str, name: &str, fallback: Algorithm| match parse_algorithm(name) {
+        Some(a) => a,
+        None => {
             p.push(format!(
-                "tokens.algorithm: \"{other}\" is not supported (expected HS256, HS384 or HS512)"
+                "{key}: \"{name}\" is not supported (expected HS256, HS384, HS512, RS256, ES256 or EdDSA)"
             ));
-            Algorithm::HS256
+            fallback
         }
     };
+    let algorithm = alg("tokens.algorithm", &t.algorithm, Algorithm::HS256);
+    let rest_algorithm = if t.rest_algorithm.is_empty() {
+        algorithm
+    } else {
+        alg("tokens.rest_algorithm", &t.rest_algorithm, algorithm)
+    };
+    let ws_algorithm = if t.ws_algorithm.is_empty() {
+        algorithm
+    } else {
+        alg("tokens.ws_algorithm", &t.ws_algorithm, algorithm)
+    };
+    if t.jwks_publish_delay_seconds > 7 * 86_400 {
+        p.push(format!(
+            "tokens.jwks_publish_delay_seconds: {} is out of range (0 to 604800)",
+            t.jwks_publish_delay_seconds
+        ));
+    }
+    // The JWKS publishes the keys of both kinds: when both are asymmetric, only the audience
+    // keeps Centrifugo (which reads keys from it) from accepting a REST token.
+    if is_asymmetric(rest_algorithm) && is_asymmetric(ws_algorithm) {
+        let ws_aud = t.ws_audience.trim();
+        if ws_aud.is_empty() || ws_aud == t.rest_audience {
+            p.push("tokens.ws_audience: must be set, and differ from tokens.rest_audience, when both token kinds use asymmetric keys (the JWKS publishes both, and Centrifugo's client.token.audience is what then refuses a REST token on the WebSocket); e.g. \"centrifugo\"".into());
+        }
+    }
     for (key, v) in [
         ("tokens.rest_issuer", &t.rest_issuer),
         ("tokens.rest_audience", &t.rest_audience),
@@ -256,7 +280,14 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
     TokenConfig {
         ws_ttl_seconds: t.ws_ttl_seconds as i64,
         ttl_seconds: t.ttl_seconds as i64,
-        algorithm,
+        rest_algorithm,
+        ws_algorithm,
+        jwks_publish_delay_seconds: t.jwks_publish_delay_seconds as i64,
+        subscription_algorithm: if is_asymmetric(ws_algorithm) {
+            Algorithm::HS256
+        } else {
+            ws_algorithm
+        },
         rest_issuer: t.rest_issuer.clone(),
         rest_audience: t.rest_audience.clone(),
         ws_audience: opt(&t.ws_audience),
@@ -462,7 +493,26 @@ fn log(l: &RawLog, p: &mut Vec<String>) -> LogConfig {
 }
 
 /// `[secrets]`: where each secret comes from; values only ever from the environment.
-fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSources {
+fn secrets(
+    sec: &RawSecrets,
+    data_dir: &Path,
+    tokens: &TokenConfig,
+    p: &mut Vec<String>,
+) -> SecretSources {
+    // An asymmetric key has a file name of its own per algorithm, so changing the algorithm
+    // never reads the previous algorithm's key.
+    let key_file = |alg: Algorithm, prefix: &str, hmac_name: &str| {
+        if is_asymmetric(alg) {
+            format!(
+                "{prefix}-signing-{}.pem",
+                algorithm_name(alg).to_ascii_lowercase()
+            )
+        } else {
+            hmac_name.to_string()
+        }
+    };
+    let rest_file = key_file(tokens.rest_algorithm, "rest", "rest-signing.key");
+    let ws_file = key_file(tokens.ws_algorithm, "ws", "centrifugo-hmac.key");
     let source = |value: &str, file: &str, default_name: &str| {
         if !value.is_empty() {
             SecretSource::Env(value.to_string())
@@ -484,12 +534,8 @@ fn secrets(sec: &RawSecrets, data_dir: &Path, p: &mut Vec<String>) -> SecretSour
         SecretSource::Env(sec.initial_api_key.clone())
     });
     let secrets = SecretSources {
-        rest_key: source(&sec.rest_key, &sec.rest_key_file, "rest-signing.key"),
-        centrifugo_key: source(
-            &sec.centrifugo_key,
-            &sec.centrifugo_key_file,
-            "centrifugo-hmac.key",
-        ),
+        rest_key: source(&sec.rest_key, &sec.rest_key_file, &rest_file),
+        centrifugo_key: source(&sec.centrifugo_key, &sec.centrifugo_key_file, &ws_file),
         proxy_secret: source(
             &sec.proxy_secret,
             &sec.proxy_secret_file,

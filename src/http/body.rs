@@ -1,4 +1,5 @@
-//! Reads a request body as JSON bytes: content type, size limit, then collection.
+//! Reads a request body (JSON, or a form for `/introspect`): content type, size limit, then
+//! collection.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -57,6 +58,32 @@ pub async fn read_json_body(
     if !is_json(headers) {
         progress.finish(REFUSED);
         return Err(ApiError::UnsupportedMediaType);
+    }
+    read_limited(headers, body, limit, progress).await
+}
+
+/// True when the request says `application/x-www-form-urlencoded`.
+pub fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+/// Collects a form body, refusing another content type (415) or more than `limit` bytes (413).
+pub async fn read_form_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    progress: &BodyProgress,
+) -> Result<Bytes, ApiError> {
+    if !is_form(headers) {
+        progress.finish(REFUSED);
+        return Err(ApiError::FormRequired);
     }
     read_limited(headers, body, limit, progress).await
 }

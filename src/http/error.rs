@@ -28,6 +28,23 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    /// `POST /introspect` takes an HTML form, as RFC 7662 says.
+    #[error("Content-Type must be application/x-www-form-urlencoded, with the token as token=...")]
+    FormRequired,
+    /// `/verify`: no usable bearer token. `code` says which (`invalid_token`, `token_expired`,
+    /// `wrong_token_type`); the message also goes into `WWW-Authenticate` (RFC 6750), so it
+    /// never contains a double quote or a backslash.
+    #[error("{message}")]
+    InvalidToken {
+        code: &'static str,
+        message: &'static str,
+    },
+    /// `/verify`: a valid token the service refuses (`user_disabled`, `token_revoked`).
+    #[error("{message}")]
+    TokenRefused {
+        code: &'static str,
+        message: &'static str,
+    },
     #[error("No such endpoint; see the API section of the README")]
     NotFound,
     #[error("Method not allowed on this endpoint; use {0}")]
@@ -86,14 +103,18 @@ impl ApiError {
             ApiError::InvalidApiKey
             | ApiError::ProxyUnauthorized
             | ApiError::MetricsUnauthorized
-            | ApiError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
+            | ApiError::AdminUnauthorized
+            | ApiError::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::TokenRefused { .. } => StatusCode::FORBIDDEN,
             ApiError::UnknownUser(_) | ApiError::UnknownApiKey(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
             | ApiError::DuplicateApiKey => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType | ApiError::FormRequired => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UserDisabled | ApiError::ChannelForbidden(_) => StatusCode::FORBIDDEN,
@@ -112,7 +133,8 @@ impl ApiError {
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { code, .. } => code,
             ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::UnsupportedMediaType | ApiError::FormRequired => "unsupported_media_type",
+            ApiError::InvalidToken { code, .. } | ApiError::TokenRefused { code, .. } => code,
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UserDisabled => "user_disabled",
@@ -160,6 +182,20 @@ impl ApiError {
             if let Ok(v) = HeaderValue::from_str(secs.format(limited.retry_after_secs())) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
+        }
+        if let ApiError::InvalidToken { message, .. } = self {
+            // RFC 6750 section 3: the scheme, the error and a human description.
+            let v = format!("Bearer error=\"invalid_token\", error_description=\"{message}\"");
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        if matches!(
+            self,
+            ApiError::InvalidToken { .. } | ApiError::TokenRefused { .. }
+        ) {
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         if let ApiError::MethodNotAllowed(allow) = self {
             resp.headers_mut()

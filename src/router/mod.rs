@@ -19,7 +19,7 @@ use crate::http::body::BodyProgress;
 use crate::http::{ApiError, Resp};
 use crate::proxy;
 use crate::telemetry::access_log::Entry;
-use crate::{admin, ops, subscription_tokens, tokens};
+use crate::{admin, ops, subscription_tokens, tokens, verify};
 
 use table::UNMATCHED;
 pub use table::{route, AdminRoute, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
@@ -151,6 +151,9 @@ async fn dispatch(
         Route::Metrics => ops::metrics(app, req.headers()),
         Route::OpenApi => Ok(ops::openapi()),
         Route::Admin(a) => admin::handle(app, a, req, peer, progress).await,
+        Route::Verify => verify::verify(app, req.headers()).await,
+        Route::Introspect => verify::introspect(app, req, progress).await,
+        Route::Jwks => verify::jwks(app),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::proxy::decision::Callback;
 
 /// The `route` label values, indexed by [`Route::index`] (the last is for requests that
 /// matched no route). The metrics registry is handed this list at startup.
-pub const ROUTE_LABELS: [&str; 21] = [
+pub const ROUTE_LABELS: [&str; 24] = [
     "tokens",
     "centrifugo_connect",
     "centrifugo_refresh",
@@ -32,6 +32,9 @@ pub const ROUTE_LABELS: [&str; 21] = [
     "admin_list_api_keys",
     "admin_create_api_key",
     "admin_revoke_api_key",
+    "verify",
+    "introspect",
+    "jwks",
     "unmatched",
 ];
 
@@ -65,6 +68,9 @@ pub enum Route {
     Metrics,
     OpenApi,
     Admin(AdminRoute),
+    Verify,
+    Introspect,
+    Jwks,
 }
 
 impl Route {
@@ -82,6 +88,9 @@ impl Route {
             Route::OpenApi => 8,
             Route::SubscriptionTokens => 9,
             Route::Admin(a) => 10 + a as usize,
+            Route::Verify => 20,
+            Route::Introspect => 21,
+            Route::Jwks => 22,
         }
     }
 
@@ -100,6 +109,8 @@ impl Route {
                         | AdminRoute::ListApiKeys
                         | AdminRoute::RevokeApiKey
                 )
+                | Route::Verify
+                | Route::Jwks
         )
     }
 
@@ -141,8 +152,9 @@ pub struct Endpoint {
 /// Every endpoint: [`route`] resolves against this table, and `src/openapi.json` documents
 /// exactly these (tests/api/openapi.rs checks both ways). `/metrics` leaves the main listener
 /// when the metrics have a listener of their own, which serves only `/metrics` and `/healthz`;
-/// `/admin/...` likewise with `admin.listen`.
-pub const ENDPOINTS: [Endpoint; 20] = [
+/// `/admin/...` likewise with `admin.listen`. `/verify` answers every method a gateway may
+/// forward the original request's method with (nginx `auth_request` and Envoy `ext_authz` do).
+pub const ENDPOINTS: [Endpoint; 28] = [
     Endpoint::post("/tokens", Route::Tokens),
     Endpoint::post("/tokens/subscription", Route::SubscriptionTokens),
     Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
@@ -181,9 +193,25 @@ pub const ENDPOINTS: [Endpoint; 20] = [
         "/admin/api-keys/{name}",
         Route::Admin(AdminRoute::RevokeApiKey),
     ),
+    Endpoint::get("/verify", Route::Verify),
+    Endpoint::with("POST", "/verify", Route::Verify),
+    Endpoint::with("PUT", "/verify", Route::Verify),
+    Endpoint::with("PATCH", "/verify", Route::Verify),
+    Endpoint::with("DELETE", "/verify", Route::Verify),
+    Endpoint::with("OPTIONS", "/verify", Route::Verify),
+    Endpoint::post("/introspect", Route::Introspect),
+    Endpoint::get("/.well-known/jwks.json", Route::Jwks),
 ];
 
 impl Endpoint {
+    const fn with(method: &'static str, path: &'static str, route: Route) -> Endpoint {
+        Endpoint {
+            method,
+            path,
+            route,
+        }
+    }
+
     const fn post(path: &'static str, route: Route) -> Endpoint {
         Endpoint {
             method: "POST",
@@ -314,14 +342,19 @@ mod tests {
                 Route::Admin(AdminRoute::RevokeApiKey),
                 "admin_revoke_api_key",
             ),
+            (Route::Verify, "verify"),
+            (Route::Introspect, "introspect"),
+            (Route::Jwks, "jwks"),
         ];
         for (route, label) in all {
             assert_eq!(route.label(), label);
             assert_ne!(route.index(), UNMATCHED);
         }
-        // Every route has exactly one endpoint.
+        // Every route has one path; only /verify takes several methods.
         for (route, _) in all {
-            assert_eq!(ENDPOINTS.iter().filter(|e| e.route == route).count(), 1);
+            let rows: Vec<&Endpoint> = ENDPOINTS.iter().filter(|e| e.route == route).collect();
+            assert!(rows.iter().all(|e| e.path == rows[0].path), "{route:?}");
+            assert_eq!(rows.len() == 1, route != Route::Verify, "{route:?}");
         }
         assert_eq!(ROUTE_LABELS[UNMATCHED], "unmatched");
     }
@@ -344,6 +377,11 @@ mod tests {
         assert_eq!(r(Method::GET, "/metrics"), Ok(Route::Metrics));
         assert_eq!(r(Method::HEAD, "/openapi.json"), Ok(Route::OpenApi));
         assert_eq!(r(Method::POST, "/openapi.json"), Err("method_not_allowed"));
+        for m in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
+            let m = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(r(m, "/verify"), Ok(Route::Verify));
+        }
+        assert_eq!(r(Method::TRACE, "/verify"), Err("method_not_allowed"));
         assert_eq!(
             route(
                 &Method::GET,

@@ -474,7 +474,7 @@ async fn a_locked_store_is_503_and_writes_nothing() {
 
 #[tokio::test]
 async fn generated_centrifugo_config_verifies_a_fresh_ws_token_with_centrifugos_rules() {
-    use chatsdk_auth::centrifugo_config::{generate, Mode, SecretValues, Version};
+    use chatsdk_auth::centrifugo_config::{generate, Mode, SecretValues, Version, WsKey};
     let t = TestApp::spawn_with(|c| {
         c.tokens.ws_audience = "centrifugo".into();
         c.tokens.ws_issuer = "chatsdk-auth".into();
@@ -486,7 +486,10 @@ async fn generated_centrifugo_config_verifies_a_fresh_ws_token_with_centrifugos_
     let cfg = generate(
         &t.app.config,
         &SecretValues {
-            hmac_key: &hmac,
+            ws_key: WsKey::Hmac {
+                current: &hmac,
+                previous: None,
+            },
             proxy_secret: &proxy_secret,
             subscription_key: "unused-here",
             api_key: "k",

@@ -20,10 +20,14 @@ mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
+/// Signing keys: every algorithm through PyJWT, startup refusal, rotation end to end.
+mod keys;
 /// Rate limits on POST /tokens (never on the proxies).
 mod limits;
 /// A write lock held by another process stalls nothing; readiness follows writes.
 mod locked;
+/// A real nginx with `auth_request /verify` in front of an upstream.
+mod nginx;
 /// The committed OpenAPI document against the router and the running server.
 mod openapi;
 /// Health, readiness, metrics endpoints and routing errors.
@@ -43,5 +47,7 @@ mod props;
 /// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
 /// persistence), and SQLite's migrations.
 mod tokens;
+/// GET /verify, POST /introspect and the JWKS: contracts on both backends.
+mod verify;
 /// The SQLite WAL stays bounded under load; unchanged profiles are not rewritten.
 mod wal;

@@ -187,6 +187,27 @@ fn every_api_error() -> Vec<ApiError> {
         },
         ApiError::PayloadTooLarge(1),
         ApiError::UnsupportedMediaType,
+        ApiError::FormRequired,
+        ApiError::InvalidToken {
+            code: "invalid_token",
+            message: "",
+        },
+        ApiError::InvalidToken {
+            code: "token_expired",
+            message: "",
+        },
+        ApiError::InvalidToken {
+            code: "wrong_token_type",
+            message: "",
+        },
+        ApiError::TokenRefused {
+            code: "user_disabled",
+            message: "",
+        },
+        ApiError::TokenRefused {
+            code: "token_revoked",
+            message: "",
+        },
         ApiError::NotFound,
         ApiError::MethodNotAllowed("POST"),
         ApiError::UserDisabled,
@@ -218,6 +239,9 @@ fn every_api_error() -> Vec<ApiError> {
             | ApiError::InvalidField { .. }
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType
+            | ApiError::FormRequired
+            | ApiError::InvalidToken { .. }
+            | ApiError::TokenRefused { .. }
             | ApiError::NotFound
             | ApiError::MethodNotAllowed(_)
             | ApiError::UserDisabled
@@ -416,6 +440,29 @@ async fn live_rejections_are_documented() {
             "[".into(),
         ),
         ("GET", "/metrics", vec![], String::new()),
+        ("GET", "/verify", vec![], String::new()),
+        (
+            "GET",
+            "/verify",
+            vec![("authorization", "Bearer not.a.token".into())],
+            String::new(),
+        ),
+        ("POST", "/introspect", vec![], "token=x".into()),
+        (
+            "POST",
+            "/introspect",
+            vec![("x-api-key", t.key.clone())],
+            "token=x".into(),
+        ),
+        (
+            "POST",
+            "/introspect",
+            vec![
+                ("x-api-key", t.key.clone()),
+                ("content-type", "application/x-www-form-urlencoded".into()),
+            ],
+            too_big.clone(),
+        ),
     ];
     // POST /tokens/subscription: no key, no JSON, too big, malformed, and each refusal of a
     // well-formed body.
@@ -576,7 +623,7 @@ async fn live_rejections_are_documented() {
     }
     // A body that stops half way: every route that reads one answers 408 at the deadline.
     for e in ENDPOINTS.iter().filter(|e| e.method == "POST") {
-        let auth = if e.path.starts_with("/tokens") {
+        let auth = if e.path.starts_with("/tokens") || e.path == "/introspect" {
             format!("x-api-key: {}", t.key)
         } else if e.path.starts_with("/admin/") {
             format!("authorization: Bearer {admin}")

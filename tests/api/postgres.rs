@@ -76,8 +76,24 @@ async fn a_postgres_outage_is_503_everywhere_then_recovers() {
     // A cluster of its own: this test stops it.
     let mut pg = PgServer::start().await;
     let t = TestApp::spawn_with(on_postgres(pg.url())).await;
-    let ws = t.mint("o").await["wsToken"].as_str().unwrap().to_string();
+    let minted = t.mint("o").await;
+    let ws = minted["wsToken"].as_str().unwrap().to_string();
+    let rest = minted["token"].as_str().unwrap().to_string();
     pg.stop();
+    // /verify cannot ask the store: 503, so a gateway fails closed. The JWKS is in memory.
+    let (s, _, b) = crate::verify::verify(&t, Some(&format!("Bearer {rest}")), &[]).await;
+    assert_eq!(
+        (s, b["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{b}"
+    );
+    let jwks = t
+        .client
+        .get(t.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(jwks.status(), 200);
     let (s, b) = t.tokens(json!({"userId": "o"})).await;
     assert_eq!(
         (s, b["code"].as_str()),

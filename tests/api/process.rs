@@ -176,14 +176,14 @@ pub fn tool(name: &str) -> PathBuf {
         .unwrap_or_default();
     on_path
         .into_iter()
-        .chain([PathBuf::from("/usr/bin")])
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
             panic!(
                 "`{name}` is not installed (looked on PATH and in /usr/bin): run \
                  `bash tests/run.sh`, which installs what the tests need (Debian packages \
-                 prometheus and postgresql)."
+                 prometheus, postgresql and nginx)."
             )
         })
 }

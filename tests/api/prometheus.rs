@@ -759,6 +759,24 @@ impl Sidecar {
         self.get("/healthz", "healthz", 200, e).await;
         self.get("/readyz", "readyz", 200, e).await;
         self.get("/openapi.json", "openapi", 200, e).await;
+        self.get("/.well-known/jwks.json", "jwks", 200, e).await;
+        self.get("/verify", "verify", 401, e).await;
+        let r = self
+            .http
+            .post(self.url("/introspect"))
+            .header("X-API-Key", &key)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("token=x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "POST /introspect");
+        e.http("introspect", 200);
+        e.add(
+            "chatsdk_auth_api_key_requests_total",
+            &[("key_name", &key_name)],
+            1,
+        );
         self.get("/nope", "unmatched", 404, e).await;
         self.get("/tokens", "unmatched", 405, e).await;
     }
@@ -821,6 +839,9 @@ fn expected_label_values() -> BTreeMap<&'static str, BTreeSet<String>> {
                 "readyz",
                 "metrics",
                 "openapi",
+                "verify",
+                "introspect",
+                "jwks",
                 "unmatched",
             ]),
         ),
@@ -1002,10 +1023,11 @@ async fn dashboard_alerts_and_counters_hold_against_a_real_prometheus() {
             }
         }
         // The window holds exactly the last wave, so the ratios are exact: 8 of 12 POST /tokens
-        // rejected; 1 of 36 client-facing requests (`GET /openapi.json` included) a 5xx.
+        // rejected; 1 of 39 client-facing requests (`GET /openapi.json`, `/verify`,
+        // `/introspect` and the JWKS included) a 5xx.
         let ratio = match title.as_str() {
             t if t.starts_with("POST /tokens rejection ratio") => Some(8.0 / 12.0),
-            t if t.starts_with("HTTP 5xx ratio") => Some(1.0 / 36.0),
+            t if t.starts_with("HTTP 5xx ratio") => Some(1.0 / 39.0),
             _ => None,
         };
         if let Some(want) = ratio {

@@ -4,7 +4,8 @@
 # Builds the dist binary (`--profile dist`, what operators deploy), starts it on a tmpfs data directory (the server pinned to CPU 0,
 # wrk to CPU 1, per-request logging on at info), then loads POST /tokens (userId drawn from
 # 10,000 ids: inserts and updates), POST /centrifugo/connect (1,000 wsTokens minted by the
-# server) and POST /centrifugo/refresh, and prints req/s, p50/p99 and the server's peak RSS.
+# server), POST /centrifugo/refresh and GET /verify (the 1,000 REST tokens minted with them), and
+# prints req/s, p50/p99 and the server's peak RSS. ENDPOINTS="connect verify" picks a subset.
 # Knobs: DURATION=10 CONNECTIONS=32 PORT=18181 DB_DIR=/dev/shm (a disk path includes fsyncs).
 # Only 127.0.0.1; every run is bounded by DURATION.
 set -euo pipefail
@@ -50,10 +51,25 @@ function request() return reqs[math.random(#reqs)] end
 LUA
 for i in $(seq 1000); do
   curl -s -X POST "http://127.0.0.1:$PORT/tokens" -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \
-    -d "{\"userId\":\"user-$((i * 10))\",\"name\":\"Alice\"}" | sed -n 's/.*"wsToken":"\([^"]*\)".*/\1/p'
-  echo # the response has no final newline, and sed keeps it that way
-done | grep -v '^$' >"$SCRIPTS/wstokens.txt"
+    -d "{\"userId\":\"user-$((i * 10))\",\"name\":\"Alice\"}"
+  echo # the response has no final newline
+done >"$SCRIPTS/minted.jsonl"
+sed -n 's/.*"wsToken":"\([^"]*\)".*/\1/p' "$SCRIPTS/minted.jsonl" >"$SCRIPTS/wstokens.txt"
+sed -n 's/.*"token":"\([^"]*\)".*/\1/p' "$SCRIPTS/minted.jsonl" >"$SCRIPTS/resttokens.txt"
 [[ $(wc -l <"$SCRIPTS/wstokens.txt") -eq 1000 ]] || { echo "could not mint 1000 wsTokens" >&2; exit 1; }
+[[ $(wc -l <"$SCRIPTS/resttokens.txt") -eq 1000 ]] || { echo "could not mint 1000 REST tokens" >&2; exit 1; }
+cat >"$SCRIPTS/verify.lua" <<LUA
+local reqs = {}
+function init(args)
+  math.randomseed(os.time())
+  local n = 0
+  for tok in io.lines("$SCRIPTS/resttokens.txt") do
+    n = n + 1
+    reqs[n] = wrk.format("GET", "/verify", {["Authorization"] = "Bearer " .. tok, ["X-Original-URI"] = "/api/messages"})
+  end
+end
+function request() return reqs[math.random(#reqs)] end
+LUA
 for mode in connect refresh; do
   cat >"$SCRIPTS/$mode.lua" <<LUA
 local reqs = {}
@@ -77,7 +93,7 @@ LUA
 done
 
 printf '%-9s %10s %9s %9s %8s\n' endpoint req/s p50_ms p99_ms non2xx
-for ep in tokens connect refresh; do
+for ep in ${ENDPOINTS:-tokens connect refresh verify}; do
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT" >/dev/null
   out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT")
   rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")

@@ -8,6 +8,7 @@ use std::hint::black_box;
 
 use chatsdk_auth::config::RawConfig;
 use chatsdk_auth::jwt::{Info, Signer, Verifier};
+use chatsdk_auth::keys::{KeyRing, LiveKeys};
 use chatsdk_auth::secrets::{Secret, Secrets};
 use chatsdk_auth::store::{Field, Store, UserPatch};
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -29,8 +30,11 @@ fn secrets() -> Secrets {
 fn tokens(c: &mut Criterion) {
     let cfg = RawConfig::default().validate().unwrap();
     let s = secrets();
-    let signer = Signer::new(&cfg.tokens, &s, &[]);
-    let verifier = Verifier::new(&cfg.tokens, &s);
+    let keys = std::sync::Arc::new(LiveKeys::fixed(
+        KeyRing::configured(&cfg.tokens, &s).unwrap(),
+    ));
+    let signer = Signer::new(&cfg.tokens, keys.clone(), &s.subscription_key, &[]);
+    let verifier = Verifier::new(&cfg.tokens, keys);
     let now = chatsdk_auth::now_unix();
     let info = || Info {
         name: Some("Alice"),

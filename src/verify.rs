@@ -1,0 +1,260 @@
+//! Token verification for others: `GET /verify` (forward auth for API gateways), `POST
+//! /introspect` (RFC 7662) and `GET /.well-known/jwks.json` (the public keys).
+//!
+//! `/verify` reads only `Authorization: Bearer <token>`; the gateway's own headers
+//! (`X-Original-URI`, `X-Forwarded-*`, ...) never take part in the decision. Every malformed
+//! input is "not valid" (401, or `active: false`), never a 5xx; only an unreachable store is a
+//! 503, so a gateway fails closed. The JWKS is served from the key ring in memory and never
+//! touches the store: Centrifugo treats a failed JWKS fetch as a terminal 3500 for the client
+//! (https://centrifugal.dev/docs/server/authentication#json-web-key-support).
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
+use hyper::body::Incoming;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::http::body::{self, BodyProgress};
+use crate::http::{auth, ok, ok_json, ApiError, Resp};
+use crate::jwt::RestTokenError;
+use crate::store::SessionUser;
+
+const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
+const X_USER_NAME: HeaderName = HeaderName::from_static("x-user-name");
+
+const MISSING: &str =
+    "Missing bearer token: send the token field of POST /tokens as Authorization: Bearer <token>";
+const INVALID: &str = "The token is malformed, not signed by this service, or signed with a key that no longer verifies; get a new one from POST /tokens";
+const EXPIRED: &str = "The token has expired; get a new one from POST /tokens";
+const WRONG_TYPE: &str = "This is a wsToken: use the token field for REST API calls (Authorization: Bearer <token>) and wsToken only for the WebSocket connection";
+const UNKNOWN_USER: &str = "The token's user does not exist; get a new token from POST /tokens";
+
+fn invalid(code: &'static str, message: &'static str) -> ApiError {
+    ApiError::InvalidToken { code, message }
+}
+
+#[derive(Serialize)]
+struct Verified<'a> {
+    sub: &'a str,
+    exp: i64,
+}
+
+/// The bearer token of `Authorization`, when there is exactly one well-formed one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer")
+        && !token.is_empty()
+        && !token.contains(char::is_whitespace))
+    .then_some(token)
+}
+
+/// Why a user may not use a token issued at `iat`, if so.
+fn refusal(user: Option<SessionUser>, iat: i64) -> Result<SessionUser, ApiError> {
+    match user {
+        None => Err(invalid("invalid_token", UNKNOWN_USER)),
+        Some(u) if u.disabled => Err(ApiError::TokenRefused {
+            code: "user_disabled",
+            message: "This user is disabled; its tokens are refused until `chatsdk-auth user enable <id>`",
+        }),
+        Some(u) if iat < u.tokens_valid_after => Err(ApiError::TokenRefused {
+            code: "token_revoked",
+            message: "This token was revoked (issued before the user's tokens were revoked); get a new one from POST /tokens",
+        }),
+        Some(u) => Ok(u),
+    }
+}
+
+/// `GET /verify` (and the other methods gateways forward), counted by result.
+pub async fn verify(app: &App, headers: &HeaderMap) -> Result<Resp, ApiError> {
+    let result = check(app, headers).await;
+    let label = match &result {
+        Ok(_) => "valid",
+        Err(e) => e.code(),
+    };
+    app.metrics.verification("verify", label);
+    result
+}
+
+async fn check(app: &App, headers: &HeaderMap) -> Result<Resp, ApiError> {
+    let now = crate::now_unix();
+    let token = bearer(headers).ok_or(invalid("invalid_token", MISSING))?;
+    let claims = app.verifier.verify_rest(token, now).map_err(|e| match e {
+        RestTokenError::Invalid => invalid("invalid_token", INVALID),
+        RestTokenError::Expired => invalid("token_expired", EXPIRED),
+        RestTokenError::WrongTokenType => invalid("wrong_token_type", WRONG_TYPE),
+    })?;
+    let user = refusal(app.store.get_session(&claims.sub).await?, claims.iat)?;
+    let mut resp = ok(crate::http::to_json_vec(&Verified {
+        sub: &claims.sub,
+        exp: claims.exp,
+    })
+    .map_err(|e| ApiError::Internal(Box::new(e)))?);
+    let h = resp.headers_mut();
+    // User ids and names never hold control characters (POST /tokens refuses them), so they
+    // are valid header bytes; UTF-8 passes through as the opaque bytes HTTP allows.
+    h.insert(
+        X_USER_ID,
+        HeaderValue::from_bytes(claims.sub.as_bytes())
+            .map_err(|e| ApiError::Internal(Box::new(e)))?,
+    );
+    if let Some(v) = user
+        .name
+        .as_deref()
+        .and_then(|n| HeaderValue::from_bytes(n.as_bytes()).ok())
+    {
+        h.insert(X_USER_NAME, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
+}
+
+/// An active token, as RFC 7662 section 2.2 describes it.
+#[derive(Serialize)]
+struct Active<'a> {
+    active: bool,
+    sub: &'a str,
+    exp: i64,
+    iat: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a str>,
+    /// `rest` (the `token` field) or `ws` (the `wsToken` field).
+    token_type: &'static str,
+}
+
+const INACTIVE: &[u8] = br#"{"active":false}"#;
+
+/// `POST /introspect`.
+pub async fn introspect(
+    app: &App,
+    req: Request<Incoming>,
+    progress: &BodyProgress,
+) -> Result<Resp, ApiError> {
+    let (parts, body) = req.into_parts();
+    let now = crate::now_unix();
+    let caller = auth::authenticate(&app.store, &parts.headers).await?;
+    app.metrics
+        .api_key_requests
+        .with_label_values(&[&caller.key_name])
+        .inc();
+    let bytes = body::read_form_body(
+        &parts.headers,
+        body,
+        app.config.server.max_body_bytes,
+        progress,
+    )
+    .await?;
+    let token = url::form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned());
+    let answer = match token {
+        Some(t) => introspect_token(app, &t, now).await,
+        None => Ok((false, ok(Bytes::from_static(INACTIVE)))),
+    };
+    app.metrics.verification(
+        "introspect",
+        match &answer {
+            Ok((true, _)) => "active",
+            Ok((false, _)) => "inactive",
+            Err(e) => e.code(),
+        },
+    );
+    let mut resp = answer?.1;
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
+    Ok(resp)
+}
+
+/// Whether `token` is active, and the answer saying so.
+async fn introspect_token(app: &App, token: &str, now: i64) -> Result<(bool, Resp), ApiError> {
+    let inactive = || Ok((false, ok(Bytes::from_static(INACTIVE))));
+    match app.verifier.verify_rest(token, now) {
+        Ok(c) => {
+            if refusal(app.store.get_session(&c.sub).await?, c.iat).is_err() {
+                return inactive();
+            }
+            let aud = serde_json::Value::String(c.aud.clone());
+            ok_json(&Active {
+                active: true,
+                sub: &c.sub,
+                exp: c.exp,
+                iat: c.iat,
+                iss: Some(&c.iss),
+                aud: Some(&aud),
+                jti: Some(&c.jti),
+                token_type: "rest",
+            })
+            .map(|r| (true, r))
+        }
+        Err(RestTokenError::WrongTokenType) => match app.verifier.verify(token, now) {
+            Ok(c) => {
+                if refusal(app.store.get_session(&c.sub).await?, c.iat).is_err() {
+                    return inactive();
+                }
+                ok_json(&Active {
+                    active: true,
+                    sub: &c.sub,
+                    exp: c.exp,
+                    iat: c.iat,
+                    iss: c.iss.as_deref(),
+                    aud: c.aud.as_ref(),
+                    jti: c.jti.as_deref(),
+                    token_type: "ws",
+                })
+                .map(|r| (true, r))
+            }
+            Err(_) => inactive(),
+        },
+        Err(_) => inactive(),
+    }
+}
+
+/// `GET /.well-known/jwks.json`: the public keys of both kinds (current, next and previous)
+/// from memory. Cached by clients for a tenth of `tokens.jwks_publish_delay_seconds` (at most
+/// five minutes), so every cache has seen a new key long before it signs.
+pub fn jwks(app: &App) -> Result<Resp, ApiError> {
+    let ring = app.keys.current();
+    let mut resp = ok_json(&ring.jwks(crate::now_unix()))?;
+    let max_age = (app.config.tokens.jwks_publish_delay_seconds / 10).clamp(0, 300);
+    let cc = if max_age == 0 {
+        HeaderValue::from_static("no-cache")
+    } else {
+        HeaderValue::from_str(&format!("public, max-age={max_age}"))
+            .unwrap_or(HeaderValue::from_static("no-cache"))
+    };
+    resp.headers_mut().insert(header::CACHE_CONTROL, cc);
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_takes_one_well_formed_token() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(bearer(&h("Bearer abc.def.ghi")), Some("abc.def.ghi"));
+        assert_eq!(bearer(&h("bearer   abc ")), Some("abc"));
+        assert_eq!(bearer(&h("Basic abc")), None);
+        assert_eq!(bearer(&h("Bearer")), None);
+        assert_eq!(bearer(&h("Bearer a b")), None);
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn messages_fit_a_www_authenticate_quoted_string() {
+        for m in [MISSING, INVALID, EXPIRED, WRONG_TYPE, UNKNOWN_USER] {
+            assert!(!m.contains('"') && !m.contains('\\') && m.is_ascii(), "{m}");
+        }
+    }
+}
