@@ -5,7 +5,8 @@
 //! The user id and the API-key name are one percent-encoded path segment. Action routes take
 //! an empty body or a JSON object (`{}` where they take no parameters); unknown fields are
 //! refused. Errors use the service's `{error, code}` envelope; an unknown user or key is 404.
-//! A change that queued a kick wakes the delivery loop at once.
+//! A change that queued a kick wakes the delivery loop at once. `GET /admin/keys` and
+//! `POST /admin/keys/{rest|ws}/rotate` are `chatsdk-auth keys list` and `keys rotate`.
 
 use http::{header, HeaderMap, Request};
 use hyper::body::Incoming;
@@ -16,6 +17,7 @@ use crate::actions::{ActionError, Changed};
 use crate::app::App;
 use crate::http::body::{self, BodyProgress};
 use crate::http::{created_json, ok_json, ApiError, Resp};
+use crate::keys::{self, KeyError, Kind};
 use crate::router::table::AdminRoute;
 use crate::store::{ApiKeyInfo, User};
 
@@ -85,6 +87,11 @@ struct KeyCreated<'a> {
     name: &'a str,
     /// Shown once; only its hash is stored.
     key: &'a str,
+}
+
+#[derive(Serialize)]
+struct SigningKeys {
+    keys: Vec<keys::KeyInfo>,
 }
 
 #[derive(Serialize)]
@@ -202,6 +209,34 @@ pub async fn handle(
                 name: &b.name,
                 key: &key,
             })
+        }
+        A::ListKeys => ok_json(&SigningKeys {
+            keys: app.keys.current().list(now),
+        }),
+        A::RotateKey => {
+            let kind = match segment(3)?.as_str() {
+                "rest" => Kind::Rest,
+                "ws" => Kind::Ws,
+                _ => {
+                    return Err(ApiError::InvalidField {
+                        code: "invalid_path",
+                        message: "The key kind is rest (the token field) or ws (the wsToken)"
+                            .into(),
+                    })
+                }
+            };
+            params::<NoParams>(&parts.headers, body, app, progress).await?;
+            let rotation =
+                keys::rotate(&app.config, &app.secrets, kind, now).map_err(|e| match e {
+                    KeyError::Refused(message) => ApiError::Conflict {
+                        code: "rotation_refused",
+                        message,
+                    },
+                    other => ApiError::Internal(Box::new(other)),
+                })?;
+            // This server follows at once; the others within a second (they watch the file).
+            app.keys.reload_if_changed();
+            ok_json(&rotation)
         }
         A::RevokeApiKey => {
             let name = segment(3)?;

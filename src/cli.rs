@@ -12,7 +12,7 @@ use crate::centrifugo_api::CentrifugoApi;
 use crate::centrifugo_config::{self, Mode, SecretValues, Version, WsKey};
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
-use crate::keys::{self, algorithm_name, is_asymmetric, Key, KeyRing, Kind};
+use crate::keys::{self, algorithm_name, is_asymmetric, KeyRing, Kind};
 use crate::now_unix;
 use crate::outbox;
 use crate::secrets::Secrets;
@@ -423,15 +423,7 @@ pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List { json } => {
             let ring = KeyRing::load(&config, &secrets)?;
-            let rows: Vec<KeyRow> = [&ring.rest, &ring.ws]
-                .into_iter()
-                .flat_map(|set| {
-                    let current = set.signing(now).kid.clone();
-                    set.all()
-                        .iter()
-                        .map(move |k| KeyRow::of(set.kind, k, &current, now))
-                })
-                .collect();
+            let rows = ring.list(now);
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -483,48 +475,6 @@ pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// One line of `keys list`.
-#[derive(serde::Serialize)]
-struct KeyRow {
-    kind: &'static str,
-    kid: String,
-    alg: &'static str,
-    /// `current`, `next` (published, not signing yet), `previous` (verifying until
-    /// `expires_at`) or `expired`.
-    state: &'static str,
-    signs_from: i64,
-    signs_until: Option<i64>,
-    expires_at: Option<i64>,
-    /// The public key (PEM) of an asymmetric key.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    public_key: Option<String>,
-}
-
-impl KeyRow {
-    fn of(kind: Kind, k: &Key, current: &str, now: i64) -> KeyRow {
-        let s = k.schedule;
-        let state = if k.kid == current {
-            "current"
-        } else if s.signs_from > now {
-            "next"
-        } else if s.expires_at.is_none_or(|e| now < e) {
-            "previous"
-        } else {
-            "expired"
-        };
-        KeyRow {
-            kind: kind.label(),
-            kid: k.kid.clone(),
-            alg: algorithm_name(k.alg),
-            state,
-            signs_from: s.signs_from,
-            signs_until: s.signs_until,
-            expires_at: s.expires_at,
-            public_key: k.public_pem.clone(),
-        }
-    }
 }
 
 async fn api_key(actions: &Actions<'_>, cmd: &ApiKeyCommand) -> anyhow::Result<()> {

@@ -630,12 +630,65 @@ fn read_ring(path: &Path) -> Result<Option<RingFile>, KeyError> {
     Ok(Some(ring))
 }
 
+/// One key as `keys list` and `GET /admin/keys` show it (never the private part).
+#[derive(Debug, Serialize)]
+pub struct KeyInfo {
+    pub kind: &'static str,
+    pub kid: String,
+    pub alg: &'static str,
+    /// `current`, `next` (published, not signing yet), `previous` (verifying until
+    /// `expires_at`) or `expired`.
+    pub state: &'static str,
+    pub signs_from: i64,
+    pub signs_until: Option<i64>,
+    pub expires_at: Option<i64>,
+    /// The public key (PEM, SPKI) of an asymmetric key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_key: Option<String>,
+}
+
+impl KeyRing {
+    /// Every key of both kinds with its state at `now`.
+    pub fn list(&self, now: i64) -> Vec<KeyInfo> {
+        [&self.rest, &self.ws]
+            .into_iter()
+            .flat_map(|set| {
+                let current = set.signing(now).kid.clone();
+                set.all().iter().map(move |k| {
+                    let s = k.schedule;
+                    let state = if k.kid == current {
+                        "current"
+                    } else if s.signs_from > now {
+                        "next"
+                    } else if s.valid_at(now) {
+                        "previous"
+                    } else {
+                        "expired"
+                    };
+                    KeyInfo {
+                        kind: set.kind.label(),
+                        kid: k.kid.clone(),
+                        alg: algorithm_name(k.alg),
+                        state,
+                        signs_from: s.signs_from,
+                        signs_until: s.signs_until,
+                        expires_at: s.expires_at,
+                        public_key: k.public_pem.clone(),
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
 /// What a rotation did.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
 pub struct Rotation {
+    #[serde(serialize_with = "kind_label")]
     pub kind: Kind,
     pub old_kid: String,
     pub new_kid: String,
+    #[serde(serialize_with = "alg_label")]
     pub alg: Algorithm,
     /// When the new key starts signing.
     pub signs_from: i64,
@@ -736,6 +789,14 @@ pub fn rotate(
         signs_from: switch,
         old_expires_at: switch + ttl,
     })
+}
+
+fn kind_label<S: serde::Serializer>(k: &Kind, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(k.label())
+}
+
+fn alg_label<S: serde::Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(algorithm_name(*a))
 }
 
 /// Replaces the ring file atomically (a temp file, mode 0600, then rename), so a server that

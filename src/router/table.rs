@@ -11,7 +11,7 @@ use crate::proxy::decision::Callback;
 
 /// The `route` label values, indexed by [`Route::index`] (the last is for requests that
 /// matched no route). The metrics registry is handed this list at startup.
-pub const ROUTE_LABELS: [&str; 24] = [
+pub const ROUTE_LABELS: [&str; 26] = [
     "tokens",
     "centrifugo_connect",
     "centrifugo_refresh",
@@ -32,6 +32,8 @@ pub const ROUTE_LABELS: [&str; 24] = [
     "admin_list_api_keys",
     "admin_create_api_key",
     "admin_revoke_api_key",
+    "admin_list_keys",
+    "admin_rotate_key",
     "verify",
     "introspect",
     "jwks",
@@ -55,6 +57,8 @@ pub enum AdminRoute {
     ListApiKeys,
     CreateApiKey,
     RevokeApiKey,
+    ListKeys,
+    RotateKey,
 }
 
 /// Every endpoint the service answers.
@@ -88,9 +92,9 @@ impl Route {
             Route::OpenApi => 8,
             Route::SubscriptionTokens => 9,
             Route::Admin(a) => 10 + a as usize,
-            Route::Verify => 20,
-            Route::Introspect => 21,
-            Route::Jwks => 22,
+            Route::Verify => 22,
+            Route::Introspect => 23,
+            Route::Jwks => 24,
         }
     }
 
@@ -108,6 +112,7 @@ impl Route {
                         | AdminRoute::DeleteUser
                         | AdminRoute::ListApiKeys
                         | AdminRoute::RevokeApiKey
+                        | AdminRoute::ListKeys
                 )
                 | Route::Verify
                 | Route::Jwks
@@ -154,7 +159,7 @@ pub struct Endpoint {
 /// when the metrics have a listener of their own, which serves only `/metrics` and `/healthz`;
 /// `/admin/...` likewise with `admin.listen`. `/verify` answers every method a gateway may
 /// forward the original request's method with (nginx `auth_request` and Envoy `ext_authz` do).
-pub const ENDPOINTS: [Endpoint; 28] = [
+pub const ENDPOINTS: [Endpoint; 30] = [
     Endpoint::post("/tokens", Route::Tokens),
     Endpoint::post("/tokens/subscription", Route::SubscriptionTokens),
     Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
@@ -192,6 +197,11 @@ pub const ENDPOINTS: [Endpoint; 28] = [
     Endpoint::delete(
         "/admin/api-keys/{name}",
         Route::Admin(AdminRoute::RevokeApiKey),
+    ),
+    Endpoint::get("/admin/keys", Route::Admin(AdminRoute::ListKeys)),
+    Endpoint::post(
+        "/admin/keys/{kind}/rotate",
+        Route::Admin(AdminRoute::RotateKey),
     ),
     Endpoint::get("/verify", Route::Verify),
     Endpoint::with("POST", "/verify", Route::Verify),
@@ -342,6 +352,8 @@ mod tests {
                 Route::Admin(AdminRoute::RevokeApiKey),
                 "admin_revoke_api_key",
             ),
+            (Route::Admin(AdminRoute::ListKeys), "admin_list_keys"),
+            (Route::Admin(AdminRoute::RotateKey), "admin_rotate_key"),
             (Route::Verify, "verify"),
             (Route::Introspect, "introspect"),
             (Route::Jwks, "jwks"),

@@ -77,6 +77,8 @@ async fn every_route_needs_the_admin_token_and_refusals_are_counted() {
         ("GET", "/admin/api-keys"),
         ("POST", "/admin/api-keys"),
         ("DELETE", "/admin/api-keys/test"),
+        ("GET", "/admin/keys"),
+        ("POST", "/admin/keys/rest/rotate"),
     ];
     for (m, p) in routes {
         for auth in &wrong {

@@ -464,3 +464,64 @@ async fn asymmetric_rotation_publishes_next_first_and_previous_until_expiry() {
     assert_eq!(verify(&t, Some(&format!("Bearer {old}")), &[]).await.0, 401);
     assert_eq!(verify(&t, Some(&format!("Bearer {new}")), &[]).await.0, 200);
 }
+
+/// `GET /admin/keys` and `POST /admin/keys/{rest|ws}/rotate`: the CLI's `keys list` and
+/// `keys rotate` over the admin API; the server that rotates applies it at once.
+#[tokio::test]
+async fn admin_api_lists_and_rotates_keys() {
+    let t = TestApp::spawn().await;
+    let bearer = format!("Bearer {}", t.app.secrets.admin_token.expose());
+    let call = |method: reqwest::Method, path: &str| {
+        t.client
+            .request(method, t.url(path))
+            .header("Authorization", bearer.clone())
+    };
+    let old = t.mint("adm").await["token"].as_str().unwrap().to_string();
+    let r = call(reqwest::Method::GET, "/admin/keys")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    let keys = list["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{list}");
+    assert!(keys
+        .iter()
+        .all(|k| k["state"] == "current" && k["alg"] == "HS256"));
+    assert!(!list.to_string().contains(&t.rest_key()), "never a secret");
+
+    let r = call(reqwest::Method::POST, "/admin/keys/rest/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rot: Value = r.json().await.unwrap();
+    assert_eq!(rot["kind"], "rest");
+    assert_eq!(rot["old_kid"], kid(&old));
+    // Applied at once by this server: the next token carries the new kid, the old still verifies.
+    let new = t.mint("adm").await["token"].as_str().unwrap().to_string();
+    assert_eq!(kid(&new), rot["new_kid"].as_str().unwrap());
+    assert_eq!(verify(&t, Some(&format!("Bearer {old}")), &[]).await.0, 200);
+    assert_eq!(verify(&t, Some(&format!("Bearer {new}")), &[]).await.0, 200);
+
+    // ws: the second rotation is refused while the previous HMAC key still verifies.
+    let ok = call(reqwest::Method::POST, "/admin/keys/ws/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let again = call(reqwest::Method::POST, "/admin/keys/ws/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let b: Value = again.json().await.unwrap();
+    assert_eq!(b["code"], "rotation_refused");
+    let bad = call(reqwest::Method::POST, "/admin/keys/both/rotate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let r = t.client.get(t.url("/admin/keys")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}

@@ -222,6 +222,10 @@ fn every_api_error() -> Vec<ApiError> {
             code: "api_key_exists",
             message: String::new(),
         },
+        ApiError::Conflict {
+            code: "rotation_refused",
+            message: String::new(),
+        },
         ApiError::StoreUnavailable(StoreError::Unavailable("down".into())),
         ApiError::RequestTimeout,
         ApiError::Timeout,
