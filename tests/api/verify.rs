@@ -385,3 +385,19 @@ async fn hmac_keys_are_never_published_and_tokens_carry_a_kid() {
         assert_eq!(h["alg"], "HS256");
     }
 }
+
+/// An app-wide revocation (`revoke-tokens --all`, `POST /admin/revoke-tokens`) refuses every
+/// token issued before it, like a user's own.
+#[tokio::test]
+async fn app_wide_revocation_is_refused_by_verify() {
+    let t = TestApp::spawn().await;
+    let token = t.mint("app-1").await["token"].as_str().unwrap().to_string();
+    assert_eq!(verify(&t, Some(&bearer(&token)), &[]).await.0, 200);
+    t.app.store.revoke_all_tokens(now() + 1).await.unwrap();
+    let (s, _, b) = verify(&t, Some(&bearer(&token)), &[]).await;
+    assert_eq!((s, b["code"].as_str()), (403, Some("token_revoked")), "{b}");
+    let (_, b) = introspect(&t, &format!("token={token}")).await;
+    assert_eq!(b, json!({"active": false}));
+    let fresh = t.mint("app-1").await["token"].as_str().unwrap().to_string();
+    assert_eq!(verify(&t, Some(&bearer(&fresh)), &[]).await.0, 200);
+}
