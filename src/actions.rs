@@ -191,6 +191,24 @@ impl Actions<'_> {
         })
     }
 
+    /// Records a signing-key rotation (made by [`crate::keys::rotate`], in the key ring file):
+    /// the kind, and the key ids in the detail (never key material).
+    pub async fn signing_key_rotated(
+        &self,
+        kind: &str,
+        old_kid: &str,
+        new_kid: &str,
+        signs_from: i64,
+    ) {
+        self.audit(
+            audit_event::SIGNING_KEY_ROTATED,
+            "signing_key",
+            kind,
+            Some(format!("{old_kid} -> {new_kid}, signs from {signs_from}")),
+        )
+        .await;
+    }
+
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, ActionError> {
         Ok(self.store.list_api_keys().await?)
     }

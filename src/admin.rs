@@ -236,6 +236,14 @@ pub async fn handle(
                 })?;
             // This server follows at once; the others within a second (they watch the file).
             app.keys.reload_if_changed();
+            actions
+                .signing_key_rotated(
+                    kind.label(),
+                    &rotation.old_kid,
+                    &rotation.new_kid,
+                    rotation.signs_from,
+                )
+                .await;
             ok_json(&rotation)
         }
         A::RevokeApiKey => {

@@ -448,6 +448,18 @@ pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::Rotate { kind } => {
             let r = keys::rotate(&config, &secrets, *kind, now)?;
+            block_on(async {
+                let store = open_store(&config).await?;
+                Actions {
+                    store: &store,
+                    kicks: false,
+                    actor: "cli",
+                    source: None,
+                }
+                .signing_key_rotated(kind.label(), &r.old_kid, &r.new_kid, r.signs_from)
+                .await;
+                Ok(())
+            })?;
             eprintln!(
                 "rotated the {} key: {} ({}) replaces {}",
                 kind.label(),

@@ -178,9 +178,9 @@ pub struct AuditEvent {
     pub event: String,
     /// Who did it.
     pub actor: String,
-    /// `user`, `api_key` or `app`.
+    /// `user`, `api_key`, `app` or `signing_key`.
     pub target_kind: Option<String>,
-    /// The user id or API key name acted on.
+    /// The user id, API key name or signing-key kind (`rest`, `ws`) acted on.
     pub target: Option<String>,
     /// The client address of the request, when there was one.
     pub source: Option<String>,
@@ -199,6 +199,8 @@ pub mod audit_event {
     pub const USER_TOKENS_REVOKED: &str = "user.tokens_revoked";
     pub const USER_DELETED: &str = "user.deleted";
     pub const APP_TOKENS_REVOKED: &str = "app.tokens_revoked";
+    /// `keys rotate` / `POST /admin/keys/{kind}/rotate`: a new signing key of one token kind.
+    pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
     /// A rate limit refused requests (sampled: at most one event a minute per limit).
     pub const RATE_LIMIT_TRIPPED: &str = "rate_limit.tripped";
 }

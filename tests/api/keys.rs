@@ -517,6 +517,25 @@ async fn admin_api_lists_and_rotates_keys() {
     assert_eq!(again.status(), 409);
     let b: Value = again.json().await.unwrap();
     assert_eq!(b["code"], "rotation_refused");
+    // Both rotations are in the audit trail, with the key ids and never key material.
+    let trail = t
+        .app
+        .store
+        .list_audit(&chatsdk_auth::store::AuditFilter::default())
+        .await
+        .unwrap();
+    let rotated: Vec<_> = trail
+        .iter()
+        .filter(|e| e.event == "signing_key.rotated")
+        .collect();
+    assert_eq!(rotated.len(), 2, "{trail:?}");
+    assert!(rotated
+        .iter()
+        .all(|e| e.actor == "admin" && e.target_kind.as_deref() == Some("signing_key")));
+    assert!(rotated.iter().any(|e| e
+        .detail
+        .as_deref()
+        .is_some_and(|d| d.contains(rot["new_kid"].as_str().unwrap()))));
     let bad = call(reqwest::Method::POST, "/admin/keys/both/rotate")
         .send()
         .await
