@@ -579,8 +579,9 @@ mod tests {
         }
     }
 
-    /// Centrifugo's key options (centrifugo.md §1.6, §1.7, §6.1): exactly one verification
-    /// source per token config, the previous HMAC key with its expiry in Unix seconds, and the
+    /// Centrifugo's key options (https://centrifugal.dev/docs/server/authentication and
+    /// https://centrifugal.dev/docs/server/configuration): exactly one verification source per
+    /// token config, the previous HMAC key with its expiry in Unix seconds, and the
     /// JWKS URL pointing at this sidecar.
     #[test]
     fn ws_key_variants_write_exactly_their_centrifugo_fields() {
