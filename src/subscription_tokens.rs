@@ -155,28 +155,7 @@ fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
 /// Parses and validates a request body.
 pub fn parse(bytes: &[u8]) -> Result<SubscriptionRequest, ApiError> {
     const SHAPE: &str = r#"a JSON object like {"userId": "user-123", "channel": "room:general"}"#;
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::InvalidJson(format!(
-            "Request body must be {SHAPE}"
-        )));
-    }
-    let raw: RawRequest<'_> = serde_json::from_slice(bytes).map_err(|e| {
-        if e.is_data() {
-            ApiError::InvalidJson(format!(
-                "Request body must be {SHAPE} ({})",
-                e.to_string()
-                    .split(" at line")
-                    .next()
-                    .unwrap_or("wrong shape")
-            ))
-        } else {
-            ApiError::InvalidJson(format!(
-                "Request body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        }
-    })?;
+    let raw: RawRequest<'_> = body::decode_object(bytes, SHAPE)?;
     let user_id = user_id(raw.user_id)?;
     let channels = channels(raw.channel, raw.channels)?;
     Ok(SubscriptionRequest { user_id, channels })

@@ -230,35 +230,8 @@ fn as_str(f: &Field<String>) -> Field<&str> {
 
 /// Parses and validates a request body.
 pub fn parse(bytes: &[u8]) -> Result<TokenRequest, ApiError> {
-    // serde would also read a struct from a JSON array; only an object is a request.
-    if bytes
-        .iter()
-        .find(|b| !b.is_ascii_whitespace())
-        .is_some_and(|b| *b == b'[')
-    {
-        return Err(ApiError::InvalidJson(
-            "Request body must be a JSON object like {\"userId\": \"user-123\"}, not an array"
-                .into(),
-        ));
-    }
-    let raw: RawRequest<'_> = serde_json::from_slice(bytes).map_err(|e| {
-        if e.is_data() {
-            // Valid JSON of the wrong shape (an array, a string, a duplicated field).
-            ApiError::InvalidJson(format!(
-                "Request body must be a JSON object like {{\"userId\": \"user-123\"}} ({})",
-                e.to_string()
-                    .split(" at line")
-                    .next()
-                    .unwrap_or("wrong shape")
-            ))
-        } else {
-            ApiError::InvalidJson(format!(
-                "Request body is not valid JSON (line {}, column {})",
-                e.line(),
-                e.column()
-            ))
-        }
-    })?;
+    let raw: RawRequest<'_> =
+        body::decode_object(bytes, r#"a JSON object like {"userId": "user-123"}"#)?;
     Ok(TokenRequest {
         user_id: user_id(raw.user_id)?,
         name: name(raw.name)?,

@@ -118,3 +118,36 @@ async fn collect(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<By
         )),
     }
 }
+
+/// Decodes a request body that must be a JSON object. `shape` completes the sentence "Request
+/// body must be ..." (for example `a JSON object like {"userId": "user-123"}`), so each route
+/// says what it expects; a syntax error names its line and column instead.
+pub fn decode_object<'a, T: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+    shape: &str,
+) -> Result<T, ApiError> {
+    // serde would also read a struct from a JSON array; only an object is a request.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::InvalidJson(format!(
+            "Request body must be {shape}"
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            // Valid JSON of the wrong shape (a wrong type, a duplicated field).
+            ApiError::InvalidJson(format!(
+                "Request body must be {shape} ({})",
+                e.to_string()
+                    .split(" at line")
+                    .next()
+                    .unwrap_or("wrong shape")
+            ))
+        } else {
+            ApiError::InvalidJson(format!(
+                "Request body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        }
+    })
+}
