@@ -20,7 +20,6 @@ use crate::channels::{validate_channel, Subject};
 use crate::http::body::{self, BodyProgress};
 use crate::http::{auth, no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
-use crate::metrics::RejectReason;
 use crate::tokens::{present, user_id};
 
 /// The most channels one request may ask tokens for.
@@ -81,27 +80,8 @@ pub async fn handle(
 /// `subscription_token_requests_rejected_total` reason. The router calls this for every error
 /// of the route, its own timeout included.
 pub fn count_rejection(app: &App, e: &ApiError) {
-    app.metrics.reject_subscription(reject_reason(e));
-}
-
-/// The rejection reason label of an error of this route.
-fn reject_reason(e: &ApiError) -> RejectReason {
-    match e {
-        ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
-        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
-            RejectReason::InvalidRequest
-        }
-        ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
-        ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
-        ApiError::UserUnknown => RejectReason::UserUnknown,
-        ApiError::UserDisabled => RejectReason::UserDisabled,
-        ApiError::ChannelForbidden(_) => RejectReason::ChannelForbidden,
-        ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
-        ApiError::RequestTimeout => RejectReason::RequestTimeout,
-        ApiError::Timeout => RejectReason::Timeout,
-        ApiError::RateLimited(_) => RejectReason::RateLimited,
-        _ => RejectReason::InternalError,
-    }
+    app.metrics
+        .reject_subscription(crate::tokens::reject_reason(e));
 }
 
 /// Checks the user and the rules, then mints one token per channel.

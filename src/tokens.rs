@@ -146,8 +146,9 @@ pub fn count_rejection(app: &App, e: &ApiError) {
     app.metrics.reject(reject_reason(e));
 }
 
-/// The rejection reason label of an error of this route.
-fn reject_reason(e: &ApiError) -> RejectReason {
+/// The rejection reason label of an error of a minting route (`POST /tokens` and
+/// `POST /tokens/subscription`; `user_unknown` and `channel_forbidden` only occur on the latter).
+pub(crate) fn reject_reason(e: &ApiError) -> RejectReason {
     match e {
         ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
         ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
@@ -155,7 +156,9 @@ fn reject_reason(e: &ApiError) -> RejectReason {
         }
         ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
         ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
+        ApiError::UserUnknown => RejectReason::UserUnknown,
         ApiError::UserDisabled => RejectReason::UserDisabled,
+        ApiError::ChannelForbidden(_) => RejectReason::ChannelForbidden,
         ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
         ApiError::RequestTimeout => RejectReason::RequestTimeout,
         ApiError::RateLimited(_) => RejectReason::RateLimited,

@@ -6,7 +6,9 @@ use super::*;
 
 #[test]
 fn defaults_validate() {
-    let c = RawConfig::default().validate().unwrap();
+    let c = RawConfig::default()
+        .validate()
+        .expect("the defaults are valid");
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8081");
     assert_eq!(c.tokens.ttl_seconds, 86_400);
     assert_eq!(c.tokens.rest_audience, "chatsdk-api");
@@ -58,7 +60,7 @@ fn env_overrides_file_and_nests_with_double_underscore() {
         jail.create_file("c.toml", "[server]\nlisten = \"127.0.0.1:9000\"\n")?;
         jail.set_env("CHATSDK_AUTH_SERVER__LISTEN", "127.0.0.1:9001");
         jail.set_env("CHATSDK_AUTH_TOKENS__TTL_SECONDS", "3600");
-        let c = Config::load(Some(Path::new("c.toml"))).unwrap();
+        let c = Config::load(Some(Path::new("c.toml"))).expect("c.toml is valid");
         assert_eq!(c.server.listen.port(), 9001);
         assert_eq!(c.tokens.ttl_seconds, 3600);
         Ok(())
