@@ -244,16 +244,7 @@ impl PgStore {
             .await
             .map_err(map_err)?;
         let row = c.query_opt(&st, &[&id]).await.map_err(map_err)?;
-        Ok(row.map(|r| User {
-            id: r.get(0),
-            name: r.get(1),
-            image: r.get(2),
-            custom: r.get(3),
-            disabled: r.get(4),
-            tokens_valid_after: r.get(5),
-            created_at: r.get(6),
-            updated_at: r.get(7),
-        }))
+        Ok(row.as_ref().map(user_from_row))
     }
 
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
@@ -489,6 +480,21 @@ impl PgStore {
         .await
         .map(|n| n > 0)
         .map_err(map_err)
+    }
+}
+
+/// A whole [`User`] from a row that selects `id, name, image, custom, disabled,
+/// tokens_valid_after, created_at, updated_at` in that order.
+pub(super) fn user_from_row(r: &tokio_postgres::Row) -> User {
+    User {
+        id: r.get(0),
+        name: r.get(1),
+        image: r.get(2),
+        custom: r.get(3),
+        disabled: r.get(4),
+        tokens_valid_after: r.get(5),
+        created_at: r.get(6),
+        updated_at: r.get(7),
     }
 }
 

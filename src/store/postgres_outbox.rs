@@ -5,7 +5,7 @@
 //! a row another replica is claiming is skipped, and a row it has claimed is not due again
 //! until its lease passes (delivered rows are deleted before that).
 
-use super::postgres::{map_err, PgStore};
+use super::postgres::{map_err, user_from_row, PgStore};
 use super::{Kick, PendingKick, StoreError, User, UserChange};
 
 impl PgStore {
@@ -78,19 +78,7 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| User {
-                id: r.get(0),
-                name: r.get(1),
-                image: r.get(2),
-                custom: r.get(3),
-                disabled: r.get(4),
-                tokens_valid_after: r.get(5),
-                created_at: r.get(6),
-                updated_at: r.get(7),
-            })
-            .collect())
+        Ok(rows.iter().map(user_from_row).collect())
     }
 
     pub async fn claim_kicks(

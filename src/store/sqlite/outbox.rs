@@ -4,6 +4,7 @@
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
+use super::queries::user_from_row;
 use super::{map_err, SqliteStore};
 use crate::store::{Kick, PendingKick, StoreError, User, UserChange};
 
@@ -37,18 +38,7 @@ impl SqliteStore {
             )
             .map_err(map_err)?;
         let rows = st
-            .query_map(params![after, limit as i64], |r| {
-                Ok(User {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    image: r.get(2)?,
-                    custom: r.get(3)?,
-                    disabled: r.get::<_, i64>(4)? != 0,
-                    tokens_valid_after: r.get(5)?,
-                    created_at: r.get(6)?,
-                    updated_at: r.get(7)?,
-                })
-            })
+            .query_map(params![after, limit as i64], user_from_row)
             .map_err(map_err)?;
         rows.collect::<Result<_, _>>().map_err(map_err)
     }

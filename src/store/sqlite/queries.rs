@@ -93,20 +93,9 @@ impl SqliteStore {
                  FROM users WHERE id = ?1",
             )
             .map_err(map_err)?;
-        st.query_row([id], |r| {
-            Ok(User {
-                id: r.get(0)?,
-                name: r.get(1)?,
-                image: r.get(2)?,
-                custom: r.get(3)?,
-                disabled: r.get::<_, i64>(4)? != 0,
-                tokens_valid_after: r.get(5)?,
-                created_at: r.get(6)?,
-                updated_at: r.get(7)?,
-            })
-        })
-        .optional()
-        .map_err(map_err)
+        st.query_row([id], user_from_row)
+            .optional()
+            .map_err(map_err)
     }
 
     pub fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
@@ -295,17 +284,11 @@ impl SqliteStore {
     }
 
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
-        let name = name.to_string();
-        self.writer
-            .run(move |c| {
-                c.execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-                    params![name, now],
-                )
-                .map(|n| n > 0)
-                .map_err(map_err)
-            })
-            .await
+        self.update_one(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+            (name.to_string(), now),
+        )
+        .await
     }
 
     pub async fn set_user_disabled(
@@ -314,17 +297,11 @@ impl SqliteStore {
         disabled: bool,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let id = id.to_string();
-        self.writer
-            .run(move |c| {
-                c.execute(
-                    "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-                    params![id, disabled, now],
-                )
-                .map(|n| n > 0)
-                .map_err(map_err)
-            })
-            .await
+        self.update_one(
+            "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
+            (id.to_string(), disabled, now),
+        )
+        .await
     }
 
     pub async fn revoke_user_tokens(
@@ -333,18 +310,41 @@ impl SqliteStore {
         before: i64,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let id = id.to_string();
+        self.update_one(
+            "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2), updated_at = ?3 WHERE id = ?1",
+            (id.to_string(), before, now),
+        )
+        .await
+    }
+
+    /// Runs one `UPDATE` on the writer thread; true when it changed a row.
+    async fn update_one<P>(&self, sql: &'static str, params: P) -> Result<bool, StoreError>
+    where
+        P: rusqlite::Params + Clone + Send + 'static,
+    {
         self.writer
             .run(move |c| {
-                c.execute(
-                    "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2), updated_at = ?3 WHERE id = ?1",
-                    params![id, before, now],
-                )
-                .map(|n| n > 0)
-                .map_err(map_err)
+                c.execute(sql, params.clone())
+                    .map(|n| n > 0)
+                    .map_err(map_err)
             })
             .await
     }
+}
+
+/// A whole [`User`] from a row that selects `id, name, image, custom, disabled,
+/// tokens_valid_after, created_at, updated_at` in that order.
+pub(super) fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image: r.get(2)?,
+        custom: r.get(3)?,
+        disabled: r.get::<_, i64>(4)? != 0,
+        tokens_valid_after: r.get(5)?,
+        created_at: r.get(6)?,
+        updated_at: r.get(7)?,
+    })
 }
 
 /// A [`UserPatch`] the writer thread can own.
