@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# A private PostgreSQL for the benchmarks, on loopback only.
+#
+#   bash tests/bench/pg.sh start DIR [PORT]   initdb into DIR (once), start it, print its URL
+#   bash tests/bench/pg.sh url DIR            print the URL of the cluster running in DIR
+#   bash tests/bench/pg.sh newdb DIR          create a fresh database there; print its URL
+#   bash tests/bench/pg.sh stop DIR           stop it (DIR is left for the caller to remove)
+#
+# PostgreSQL is pinned to PG_CPU (default 1, the load generator's core), so the sidecar keeps
+# its own core as in the SQLite runs. Settings are the Debian defaults (fsync and
+# synchronous_commit on) except max_connections=200; DIR on tmpfs makes fsync cheap, as the
+# SQLite runs' tmpfs database does. As root, the server runs as the `postgres` user.
+set -euo pipefail
+cmd=${1:?usage: pg.sh start|url|newdb|stop DIR [PORT]}
+DIR=${2:?usage: pg.sh start|url|newdb|stop DIR [PORT]}
+PORT=${3:-15432}
+PG_CPU=${PG_CPU:-1}
+BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[[ -x $BIN/initdb ]] || { echo "PostgreSQL server binaries not found: apt-get install postgresql" >&2; exit 1; }
+as_pg() { if ((EUID == 0)); then runuser -u postgres -- "$@"; else "$@"; fi; }
+url() { echo "postgres://chatsdk@127.0.0.1:$(cat "$DIR/port")/${1:-chatsdk}"; }
+
+case $cmd in
+start)
+  mkdir -p "$DIR"
+  ((EUID == 0)) && chown postgres:postgres "$DIR"
+  if [[ ! -f $DIR/data/PG_VERSION ]]; then
+    as_pg "$BIN/initdb" -D "$DIR/data" -U chatsdk --auth=trust -E UTF8 --no-instructions >/dev/null
+  fi
+  echo "$PORT" >"$DIR/port"
+  as_pg taskset -c "$PG_CPU" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w \
+    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+  as_pg "$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U chatsdk -d postgres \
+    -c "SELECT 1 FROM pg_database WHERE datname = 'chatsdk'" | grep -q 1 ||
+    as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U chatsdk chatsdk
+  url
+  ;;
+url) url ;;
+newdb)
+  name=bench_$(date +%s%N)
+  as_pg "$BIN/createdb" -h 127.0.0.1 -p "$(cat "$DIR/port")" -U chatsdk "$name"
+  url "$name"
+  ;;
+stop) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null ;;
+*) echo "unknown command $cmd" >&2; exit 2 ;;
+esac
