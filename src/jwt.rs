@@ -1,7 +1,10 @@
 //! Claims, the [`Signer`] that mints REST, connection and subscription tokens, and the
 //! [`Verifier`] for REST tokens and wsTokens.
 //!
-//! Signing and verification are `jsonwebtoken`'s (no hand-written JWT or HMAC code); keys and
+//! Signing is `jsonwebtoken`'s, and so is verification with asymmetric keys. Verification with
+//! an HMAC key uses jsonwebtoken's header decoding and aws-lc-rs's constant-time `hmac::verify`
+//! with the key prepared once ([`decode_hmac`]), deciding exactly as `jsonwebtoken::decode`
+//! does (a test compares the two on thousands of tokens); no hand-written crypto. Keys and
 //! headers come from the live key ring ([`crate::keys`]), `Validation`s are built once at
 //! startup with the algorithm pinned to the key the `kid` names (so an HMAC header on an RSA or
 //! EC key, `alg: none` or an unknown `kid` never verifies). The wsToken verifier applies
@@ -218,8 +221,8 @@ impl Signer {
         };
         let ring = self.keys.current();
         let (rk, wk) = (ring.rest.signing(iat), ring.ws.signing(iat));
-        let token = jsonwebtoken::encode(&rk.header, &rest, &rk.encoding).map_err(SignError)?;
-        let ws_token = jsonwebtoken::encode(&wk.header, &ws, &wk.encoding).map_err(SignError)?;
+        let token = encode(rk, &rest)?;
+        let ws_token = encode(wk, &ws)?;
         Ok(Minted {
             token,
             ws_token,
@@ -361,6 +364,53 @@ fn candidate_keys<'a>(
     }
 }
 
+/// Signs `claims` with `key`: `jsonwebtoken::encode` for asymmetric keys; for an HMAC key, the
+/// same bytes `jsonwebtoken::encode` produces (base64url, no padding, of the header JSON, of
+/// the claims JSON, and of the HMAC over both; a test compares them byte for byte), from the
+/// header serialised once and aws-lc-rs's HMAC with the key prepared once.
+fn encode<T: Serialize>(key: &Key, claims: &T) -> Result<String, SignError> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let Some(hmac) = &key.hmac else {
+        return jsonwebtoken::encode(&key.header, claims, &key.encoding).map_err(SignError);
+    };
+    let json = serde_json::to_vec(claims).map_err(|e| SignError(e.into()))?;
+    let mut token = String::with_capacity(hmac.header_b64.len() + json.len() * 4 / 3 + 90);
+    token.push_str(&hmac.header_b64);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(json, &mut token);
+    let tag = aws_lc_rs::hmac::sign(&hmac.key, token.as_bytes());
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(tag.as_ref(), &mut token);
+    Ok(token)
+}
+
+/// What `jsonwebtoken::decode` does for an HMAC key, with the key prepared once: the header's
+/// `alg` must be the key's, the signature (base64url, no padding, as jsonwebtoken reads it) is
+/// checked by aws-lc-rs's constant-time `hmac::verify`, and only then are the claims decoded,
+/// once. `header` is the token's own header, already decoded by `jsonwebtoken::decode_header`
+/// (which also proves the token has exactly three parts). The `aud`/`iss` checks are the
+/// caller's. `jsonwebtoken::decode` builds the HMAC key, parses the header twice and the claims
+/// twice on every call: about a sixth of a connect's instructions.
+fn decode_hmac<T: serde::de::DeserializeOwned>(
+    token: &str,
+    header: &Header,
+    alg: Algorithm,
+    key: &aws_lc_rs::hmac::Key,
+) -> Option<T> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    if header.alg != alg {
+        return None;
+    }
+    let (message, signature) = token.rsplit_once('.')?;
+    let (_, payload) = message.rsplit_once('.')?;
+    let tag = URL_SAFE_NO_PAD.decode(signature).ok()?;
+    aws_lc_rs::hmac::verify(key, message.as_bytes(), &tag).ok()?;
+    let claims = URL_SAFE_NO_PAD.decode(payload).ok()?;
+    serde_json::from_slice(&claims).ok()
+}
+
 /// Verifies REST tokens (for `/verify` and `/introspect`) and wsTokens the way Centrifugo
 /// would (for the proxies and `/introspect`), with the keys of the live ring.
 pub struct Verifier {
@@ -368,6 +418,12 @@ pub struct Verifier {
     ws: Validations,
     rest: Validations,
     signature_only: Validations,
+    /// What the prepared-key path ([`decode_hmac`]) checks after the signature, as the
+    /// `Validation`s above do.
+    ws_audience: Option<String>,
+    ws_issuer: Option<String>,
+    rest_audience: String,
+    rest_issuer: String,
 }
 
 impl Verifier {
@@ -416,21 +472,37 @@ impl Verifier {
             ws,
             rest,
             signature_only,
+            ws_audience: config.ws_audience.clone(),
+            ws_issuer: config.ws_issuer.clone(),
+            rest_audience: config.rest_audience.clone(),
+            rest_issuer: config.rest_issuer.clone(),
         }
     }
 
     /// Verifies a wsToken's signature and claims; `now` decides expiry (`exp > now`,
     /// `nbf < now`).
     pub fn verify(&self, token: &str, now: i64) -> Result<VerifiedWs, TokenError> {
+        self.verify_ws(token, now, true)
+    }
+
+    /// [`Verifier::verify`]; `prepared` picks [`decode_hmac`] for HMAC keys (always, outside
+    /// the tests that compare it with `jsonwebtoken::decode`).
+    fn verify_ws(&self, token: &str, now: i64, prepared: bool) -> Result<VerifiedWs, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let ring = self.keys.current();
         let mut claims = None;
         for key in candidate_keys(&header, &ring.ws, now, true) {
-            let Some(v) = self.ws.get(key.alg) else {
-                continue;
+            let decoded = match (&key.hmac, prepared) {
+                (Some(hmac), true) => decode_hmac::<VerifiedWs>(token, &header, key.alg, &hmac.key)
+                    .filter(|c| self.ws_addressed(c)),
+                _ => self.ws.get(key.alg).and_then(|v| {
+                    jsonwebtoken::decode::<VerifiedWs>(token, &key.decoding, v)
+                        .ok()
+                        .map(|d| d.claims)
+                }),
             };
-            if let Ok(data) = jsonwebtoken::decode::<VerifiedWs>(token, &key.decoding, v) {
-                claims = Some(data.claims);
+            if decoded.is_some() {
+                claims = decoded;
                 break;
             }
         }
@@ -444,10 +516,38 @@ impl Verifier {
         Ok(claims)
     }
 
+    /// The `aud`/`iss` checks of the wsToken `Validation`, for claims [`decode_hmac`] returned:
+    /// when configured, each must be present and match (`aud` may be an array of strings that
+    /// contains it); when not configured, either is ignored.
+    fn ws_addressed(&self, c: &VerifiedWs) -> bool {
+        let aud_ok = match (&self.ws_audience, &c.aud) {
+            (None, _) => true,
+            (Some(want), Some(serde_json::Value::String(aud))) => aud == want,
+            (Some(want), Some(serde_json::Value::Array(auds))) => {
+                auds.iter().all(|a| a.is_string()) && auds.iter().any(|a| a.as_str() == Some(want))
+            }
+            (Some(_), _) => false,
+        };
+        let iss_ok = match &self.ws_issuer {
+            None => true,
+            Some(want) => c.iss.as_deref() == Some(want.as_str()),
+        };
+        aud_ok && iss_ok
+    }
+
     /// Verifies a REST token: a `kid` of a REST key that still verifies, the algorithm of that
     /// key, signature, `iss` and `aud` exactly as configured, then `exp > now` (no leeway). A
     /// correctly signed wsToken is [`RestTokenError::WrongTokenType`].
     pub fn verify_rest(&self, token: &str, now: i64) -> Result<VerifiedRest, RestTokenError> {
+        self.verify_rest_with(token, now, true)
+    }
+
+    fn verify_rest_with(
+        &self,
+        token: &str,
+        now: i64,
+        prepared: bool,
+    ) -> Result<VerifiedRest, RestTokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| RestTokenError::Invalid)?;
         let ring = self.keys.current();
         let Some(key) = candidate_keys(&header, &ring.rest, now, false).pop() else {
@@ -457,10 +557,17 @@ impl Verifier {
                 RestTokenError::Invalid
             });
         };
-        let v = self.rest.get(key.alg).ok_or(RestTokenError::Invalid)?;
-        let claims = jsonwebtoken::decode::<VerifiedRest>(token, &key.decoding, v)
-            .map_err(|_| RestTokenError::Invalid)?
-            .claims;
+        let claims = match (&key.hmac, prepared) {
+            (Some(hmac), true) => decode_hmac::<VerifiedRest>(token, &header, key.alg, &hmac.key)
+                .filter(|c| c.iss == self.rest_issuer && c.aud == self.rest_audience)
+                .ok_or(RestTokenError::Invalid)?,
+            _ => {
+                let v = self.rest.get(key.alg).ok_or(RestTokenError::Invalid)?;
+                jsonwebtoken::decode::<VerifiedRest>(token, &key.decoding, v)
+                    .map_err(|_| RestTokenError::Invalid)?
+                    .claims
+            }
+        };
         if claims.exp <= now || claims.nbf.is_some_and(|nbf| nbf >= now as f64) {
             return Err(RestTokenError::Expired);
         }
@@ -597,6 +704,231 @@ mod tests {
             v.verify(&negative_exp, now).unwrap_err(),
             TokenError::Expired
         );
+    }
+
+    /// The HMAC path of `encode` must produce the very bytes `jsonwebtoken::encode` does, for
+    /// each HMAC algorithm and for claims that need JSON escaping.
+    #[test]
+    fn prepared_hmac_signing_is_byte_identical_to_jsonwebtoken_encode() {
+        let names = [
+            "Alice",
+            "Zoë \"Z\" \\ </script>\u{1F600}",
+            "",
+            "\u{0007}\n\t",
+        ];
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let (mut cfg, s) = fixtures();
+            cfg.rest_algorithm = alg;
+            cfg.ws_algorithm = alg;
+            let ring = keys(&cfg, &s);
+            let current = ring.current();
+            for key in [current.rest.signing(1_000), current.ws.signing(1_000)] {
+                assert!(key.hmac.is_some());
+                for (i, name) in names.iter().enumerate() {
+                    let claims = WsClaims {
+                        sub: name,
+                        iat: 1_000 + i as i64,
+                        exp: 2_000,
+                        jti: "0123456789abcdef0123456789abcdef",
+                        info: Info {
+                            name: Some(name),
+                            image: (i % 2 == 0).then_some("https://example.com/a.png?x=1&y=\"2\""),
+                        },
+                        aud: None,
+                        iss: Some("chatsdk"),
+                        channels: &[name.to_string()],
+                        meta: WsMeta { iat: 1_000 },
+                    };
+                    let ours = encode(key, &claims).unwrap();
+                    let theirs = jsonwebtoken::encode(&key.header, &claims, &key.encoding).unwrap();
+                    assert_eq!(ours, theirs, "{alg:?} {name:?}");
+                }
+            }
+        }
+    }
+
+    /// The prepared-key path (`decode_hmac` + the `aud`/`iss` checks) must decide exactly as
+    /// `jsonwebtoken::decode` with the `Validation`s does, for every claim shape, header and
+    /// mangling below, under each `aud`/`iss` configuration.
+    #[test]
+    fn prepared_hmac_path_decides_exactly_as_jsonwebtoken_decode() {
+        use serde_json::{json, Value};
+        let now = crate::now_unix();
+        let auds = [
+            None,
+            Some(json!("centrifugo")),
+            Some(json!("other")),
+            Some(json!(["centrifugo"])),
+            Some(json!(["other", "centrifugo"])),
+            Some(json!(["centrifugo", 5])),
+            Some(json!([])),
+            Some(Value::Null),
+            Some(json!(5)),
+        ];
+        let isss = [
+            None,
+            Some(json!("chatsdk")),
+            Some(json!("x")),
+            Some(json!(["chatsdk"])),
+            Some(Value::Null),
+        ];
+        let subs = [Some(json!("u")), None, Some(json!(5)), Some(Value::Null)];
+        let exps = [
+            Some(json!(now + 60)),
+            Some(json!(now - 5)),
+            None,
+            Some(json!(1.5e9)),
+        ];
+        let channels = [None, Some(json!("")), Some(json!("room"))];
+        let mut claims_sets = Vec::new();
+        for aud in &auds {
+            for iss in &isss {
+                for sub in &subs {
+                    for exp in &exps {
+                        for ch in &channels {
+                            let mut c = json!({"iat": now, "jti": "j", "info": {"name": "A"}, "meta": {"iat": now}});
+                            for (k, v) in [
+                                ("aud", aud),
+                                ("iss", iss),
+                                ("sub", sub),
+                                ("exp", exp),
+                                ("channel", ch),
+                            ] {
+                                if let Some(v) = v {
+                                    c[k] = v.clone();
+                                }
+                            }
+                            claims_sets.push(c);
+                        }
+                    }
+                }
+            }
+        }
+        let mut checked = 0;
+        for (aud_cfg, iss_cfg) in [
+            (None, None),
+            (Some("centrifugo"), None),
+            (None, Some("chatsdk")),
+            (Some("centrifugo"), Some("chatsdk")),
+        ] {
+            let (mut cfg, s) = fixtures();
+            cfg.ws_audience = aud_cfg.map(String::from);
+            cfg.ws_issuer = iss_cfg.map(String::from);
+            let ring = keys(&cfg, &s);
+            let v = Verifier::new(&cfg, ring.clone());
+            let current = ring.current();
+            let key = current.ws.signing(now);
+            let secret = s.centrifugo_key.expose().as_bytes();
+            let no_kid = Header::new(Algorithm::HS256);
+            let mut hs384 = key.header.clone();
+            hs384.alg = Algorithm::HS384;
+            let mut unknown_kid = key.header.clone();
+            unknown_kid.kid = Some("hs-unknown".into());
+            let sign = |h: &Header, c: &Value, secret: &[u8]| {
+                jsonwebtoken::encode(h, c, &jsonwebtoken::EncodingKey::from_secret(secret)).unwrap()
+            };
+            let mut tokens = Vec::new();
+            for (i, c) in claims_sets.iter().enumerate() {
+                tokens.push(sign(&key.header, c, secret));
+                if i % 7 == 0 {
+                    tokens.push(sign(&no_kid, c, secret));
+                    tokens.push(sign(&hs384, c, secret));
+                    tokens.push(sign(&unknown_kid, c, secret));
+                    tokens.push(sign(
+                        &key.header,
+                        c,
+                        b"another secret of forty bytes or so.....",
+                    ));
+                }
+            }
+            let base = sign(&key.header, &claims_sets[0], secret);
+            // A header that names HS384 over an HS256 signature made with the right secret:
+            // only the algorithm check refuses it.
+            let forged = {
+                use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+                use base64::Engine;
+                let msg = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&hs384).unwrap()),
+                    URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims_sets[0]).unwrap())
+                );
+                let hmac = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret);
+                let tag = aws_lc_rs::hmac::sign(&hmac, msg.as_bytes());
+                format!("{msg}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+            };
+            assert_eq!(
+                v.verify_ws(&forged, now, true).unwrap_err(),
+                TokenError::Invalid
+            );
+            tokens.push(forged);
+            let (msg, sig) = base.rsplit_once('.').unwrap();
+            tokens.extend([
+                format!("{base}.x"),
+                msg.to_string(),
+                format!("{msg}."),
+                format!("{base}="),
+                format!("{msg}.{}", sig.replace('-', "+").replace('_', "/")),
+                format!("{msg}X.{sig}"),
+                format!(".{base}"),
+                format!("{msg}.{}", &sig[1..]),
+                "not-a-token".into(),
+                String::new(),
+            ]);
+            for t in &tokens {
+                let fast = format!("{:?}", v.verify_ws(t, now, true));
+                let slow = format!("{:?}", v.verify_ws(t, now, false));
+                assert_eq!(
+                    fast, slow,
+                    "wsToken {t} under aud={aud_cfg:?} iss={iss_cfg:?}"
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000, "only {checked} tokens compared");
+
+        // REST tokens: required iss, aud (exact strings), sub and exp.
+        let (cfg, s) = fixtures();
+        let ring = keys(&cfg, &s);
+        let v = Verifier::new(&cfg, ring.clone());
+        let current = ring.current();
+        let key = current.rest.signing(now);
+        let rest_auds = [
+            None,
+            Some(json!(cfg.rest_audience)),
+            Some(json!("x")),
+            Some(json!([cfg.rest_audience])),
+        ];
+        let rest_isss = [
+            None,
+            Some(json!(cfg.rest_issuer)),
+            Some(json!("x")),
+            Some(json!([cfg.rest_issuer])),
+        ];
+        for aud in &rest_auds {
+            for iss in &rest_isss {
+                for sub in &subs {
+                    for exp in &exps {
+                        let mut c = json!({"iat": now, "jti": "j"});
+                        for (k, val) in [("aud", aud), ("iss", iss), ("sub", sub), ("exp", exp)] {
+                            if let Some(val) = val {
+                                c[k] = val.clone();
+                            }
+                        }
+                        let t = jsonwebtoken::encode(
+                            &key.header,
+                            &c,
+                            &jsonwebtoken::EncodingKey::from_secret(s.rest_key.expose().as_bytes()),
+                        )
+                        .unwrap();
+                        assert_eq!(
+                            format!("{:?}", v.verify_rest_with(&t, now, true)),
+                            format!("{:?}", v.verify_rest_with(&t, now, false)),
+                            "REST token {c}"
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -170,12 +170,46 @@ pub struct Key {
     pub header: Header,
     pub encoding: EncodingKey,
     pub decoding: DecodingKey,
+    /// For an HMAC key, the secret prepared once (see [`PreparedHmac`]); `None` for
+    /// asymmetric keys.
+    pub hmac: Option<PreparedHmac>,
     /// The public JWK (`kid`, `use: sig`, `alg`) of an asymmetric key.
     pub jwk: Option<Jwk>,
     /// The public key as a PEM "PUBLIC KEY" (SPKI), for Centrifugo's static key options.
     pub public_pem: Option<String>,
     /// The HMAC secret or the private key PEM, as configured or stored.
     material: Secret,
+}
+
+/// An HMAC key as signing and verifying use it on every request, built once: aws-lc-rs's HMAC
+/// key (inner and outer pads already hashed) and the base64url JSON of the key's header, the
+/// first part of every token it signs (`jsonwebtoken::encode` re-serialises it each time).
+pub struct PreparedHmac {
+    pub key: aws_lc_rs::hmac::Key,
+    pub header_b64: String,
+}
+
+impl PreparedHmac {
+    fn new(
+        alg: Algorithm,
+        secret: &[u8],
+        header: &Header,
+    ) -> Result<PreparedHmac, jsonwebtoken::errors::Error> {
+        let json = serde_json::to_vec(header)?;
+        Ok(PreparedHmac {
+            key: aws_lc_rs::hmac::Key::new(hmac_algorithm(alg), secret),
+            header_b64: URL_SAFE_NO_PAD.encode(json),
+        })
+    }
+}
+
+/// aws-lc-rs's HMAC for an HMAC `alg` (only called for HS256/384/512).
+fn hmac_algorithm(alg: Algorithm) -> aws_lc_rs::hmac::Algorithm {
+    match alg {
+        Algorithm::HS384 => aws_lc_rs::hmac::HMAC_SHA384,
+        Algorithm::HS512 => aws_lc_rs::hmac::HMAC_SHA512,
+        _ => aws_lc_rs::hmac::HMAC_SHA256,
+    }
 }
 
 impl fmt::Debug for Key {
@@ -209,13 +243,16 @@ impl Key {
                 b"chatsdk-auth key id",
             );
             let kid = format!("hs-{}", URL_SAFE_NO_PAD.encode(&tag.as_ref()[..12]));
+            let header = header(alg, &kid);
+            let hmac = PreparedHmac::new(alg, secret, &header).map_err(unusable)?;
             return Ok(Key {
-                header: header(alg, &kid),
+                header,
                 kid,
                 alg,
                 schedule,
                 encoding: EncodingKey::from_secret(secret),
                 decoding: DecodingKey::from_secret(secret),
+                hmac: Some(hmac),
                 jwk: None,
                 public_pem: None,
                 material: material.clone(),
@@ -313,6 +350,7 @@ impl Key {
             schedule,
             encoding,
             decoding,
+            hmac: None,
             jwk: Some(jwk),
             public_pem: Some(crate::secrets::pem_lf(&pem::Pem::new("PUBLIC KEY", spki))),
             material: material.clone(),
