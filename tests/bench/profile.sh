@@ -8,7 +8,8 @@
 # verify) with wrk for DURATION seconds while collection is on, and prints instructions per
 # request (user space only: the kernel's loopback work is not counted) and the functions with
 # the most inclusive instructions. The callgrind file is kept in OUT for callgrind_annotate.
-# Knobs: BIN, DURATION=20, CONNECTIONS=4, OUT=/tmp/chatsdk-profile, PORT=18182, BACKEND.
+# Knobs: BIN, DURATION=20, CONNECTIONS=4, OUT=/tmp/chatsdk-profile, PORT=18182, TOP=60,
+# CACHE_SIM=1 (also simulate the caches: misses per function, for callgrind_annotate --show).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -40,7 +41,7 @@ export CHATSDK_AUTH_SECRETS__INITIAL_API_KEY=$KEY CHATSDK_AUTH_LIMITS__MINT_PER_
 mkdir -p "$WORK/data"
 (cd "$WORK" && "$SEEDER" --users 10000 --tokens 1000 --out "$WORK") 2>/dev/null
 CG=$OUT/callgrind.$EP.out
-(cd "$WORK" && exec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$CG" \
+(cd "$WORK" && exec valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes} --instr-atstart=no --callgrind-out-file="$CG" \
   "$BIN" serve) 2>"$OUT/server.$EP.log" &
 PID=$!
 for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && break; sleep 0.1; done
