@@ -16,8 +16,8 @@ use tokio_postgres::NoTls;
 use crate::error_chain::Context;
 
 use super::{
-    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, SessionUser, StoreError, Upserted, User,
-    UserPatch,
+    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, Field, SessionUser, StoreError, Upserted,
+    User, UserPatch,
 };
 
 /// Arbitrary constant identifying this service's migration lock.
@@ -99,6 +99,12 @@ WHERE u.disabled = FALSE
 RETURNING id, name, image,
     GREATEST(tokens_valid_after, COALESCE((SELECT value FROM chatsdk_auth_settings WHERE key = 'tokens_valid_after'), 0)),
     revision";
+
+/// A user's profile, state and effective revocation cutoff (the connect proxy's read, and the
+/// read that lets an upsert skip its write).
+const PROFILE: &str = "SELECT name, image, custom, disabled,
+    GREATEST(tokens_valid_after, COALESCE((SELECT value FROM chatsdk_auth_settings WHERE key = 'tokens_valid_after'), 0))
+    FROM chatsdk_auth_users WHERE id = $1";
 
 pub struct PgStore {
     pool: Pool,
@@ -203,8 +209,34 @@ impl PgStore {
             .map_err(map_err)
     }
 
+    /// As on SQLite: a read first, and the upsert (a write, its WAL record and commit flush)
+    /// only for a new user or a changed profile; a disabled user or an unchanged profile is
+    /// answered from the read. A write that commits between the two is ordered after this call.
     pub async fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
         let c = self.client().await?;
+        let st = c.prepare_cached(PROFILE).await.map_err(map_err)?;
+        if let Some(r) = c.query_opt(&st, &[&p.id]).await.map_err(map_err)? {
+            if r.get::<_, bool>(3) {
+                return Ok(Upserted::Disabled);
+            }
+            let same = |i: usize, f: &Field<&str>| {
+                let stored: Option<&str> = r.get(i);
+                match f {
+                    Field::Keep => true,
+                    Field::Clear => stored.is_none(),
+                    Field::Set(v) => stored == Some(*v),
+                }
+            };
+            if same(0, &p.name) && same(1, &p.image) && same(2, &p.custom) {
+                return Ok(Upserted::Active {
+                    id: p.id.to_string(),
+                    name: r.get(0),
+                    image: r.get(1),
+                    tokens_valid_after: r.get(4),
+                    created: false,
+                });
+            }
+        }
         let st = c.prepare_cached(UPSERT).await.map_err(map_err)?;
         let row = c
             .query_opt(
@@ -249,14 +281,7 @@ impl PgStore {
 
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
         let c = self.client().await?;
-        let st = c
-            .prepare_cached(
-                "SELECT name, image, custom, disabled,
-                    GREATEST(tokens_valid_after, COALESCE((SELECT value FROM chatsdk_auth_settings WHERE key = 'tokens_valid_after'), 0))
-                 FROM chatsdk_auth_users WHERE id = $1",
-            )
-            .await
-            .map_err(map_err)?;
+        let st = c.prepare_cached(PROFILE).await.map_err(map_err)?;
         let row = c.query_opt(&st, &[&id]).await.map_err(map_err)?;
         Ok(row.map(|r| SessionUser {
             name: r.get(0),

@@ -51,6 +51,7 @@ on_both_backends!(
     restart_keeps_users_keys_and_secrets,
     a_rejected_request_does_not_even_record_key_use,
     the_proxies_view_of_a_disabled_and_revoked_user_matches_the_record,
+    an_unchanged_profile_is_answered_without_a_write,
 );
 
 fn keys(v: &Value) -> BTreeSet<String> {
@@ -230,6 +231,42 @@ async fn upsert_updates_keeps_and_clears_fields_without_duplicating(backend: Bac
     let u = t.app.store.get_user("u").await.unwrap().unwrap();
     assert_eq!(u.custom, None);
     assert_eq!(t.user_rows("u").await, 1);
+}
+
+/// Both backends read first and write only for a new user or a changed profile: repeating a
+/// profile leaves the row (and `updated_at`) as it was, and still answers as an existing user.
+async fn an_unchanged_profile_is_answered_without_a_write(backend: Backend) {
+    use chatsdk_auth::store::{Field, Upserted, UserPatch};
+    let t = TestApp::spawn_on(backend).await;
+    let store = &t.app.store;
+    let patch = |name| UserPatch {
+        id: "same",
+        name: Field::Set(name),
+        image: Field::Keep,
+        custom: Field::Set(r#"{"a": 1}"#),
+    };
+    let first = store.upsert_user(&patch("Ada"), 1_000).await.unwrap();
+    assert!(matches!(first, Upserted::Active { created: true, .. }));
+    let again = store.upsert_user(&patch("Ada"), 2_000).await.unwrap();
+    assert_eq!(
+        again,
+        Upserted::Active {
+            id: "same".into(),
+            name: Some("Ada".into()),
+            image: None,
+            tokens_valid_after: 1_000,
+            created: false,
+        }
+    );
+    assert_eq!(
+        store.get_user("same").await.unwrap().unwrap().updated_at,
+        1_000
+    );
+    let changed = store.upsert_user(&patch("Bea"), 3_000).await.unwrap();
+    assert!(matches!(changed, Upserted::Active { created: false, .. }));
+    let u = store.get_user("same").await.unwrap().unwrap();
+    assert_eq!((u.name.as_deref(), u.updated_at), (Some("Bea"), 3_000));
+    assert_eq!(t.user_rows("same").await, 1);
 }
 
 async fn concurrent_upserts_of_one_user_leave_one_row(backend: Backend) {

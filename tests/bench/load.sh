@@ -22,6 +22,7 @@
 #                            run outlasts the pool, which is reported)
 #   ENDPOINTS="tokens connect refresh verify"  DURATION=10 CONNECTIONS=32 PORT=18181
 #   MINT_PER_USER_PER_MINUTE=100000            the per-user limit (on, above the load)
+#   BIN=path                 another build of the server (A/B runs)
 # Only 127.0.0.1; every wrk run is bounded by DURATION.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -39,11 +40,12 @@ ENDPOINTS=${ENDPOINTS:-tokens connect refresh verify}
 ((USERS <= SEED)) || { echo "USERS ($USERS) must not exceed SEED ($SEED): /tokens would insert" >&2; exit 2; }
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
-cargo build --profile dist --locked -q
+# BIN=path runs another build of the server (an A/B run); the seeder is always this tree's.
+[[ -n ${BIN:-} ]] || cargo build --profile dist --locked -q
 SEEDER=$(cargo bench --profile dist --locked -q --bench seed --no-run --message-format=json |
   grep '"name":"seed"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [[ -x $SEEDER ]] || { echo "could not build the seeder (tests/bench/seed.rs)" >&2; exit 1; }
-BIN=$ROOT/target/dist/chatsdk-auth
+BIN=${BIN:-$ROOT/target/dist/chatsdk-auth}
 WORK=$(mktemp -d "$DB_DIR/chatsdk-load.XXXXXX")
 SCRIPTS=$(mktemp -d)
 PID="" PG=""
@@ -133,20 +135,35 @@ LUA
 done
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+# PostgreSQL: CPU ticks of the postmaster and its backends.
+pg_ticks() {
+  local pm
+  pm=$(head -1 "$PG/data/postmaster.pid")
+  cat "/proc/$pm/stat" $(ps -o pid= --ppid "$pm" | sed 's|.*|/proc/&/stat|') 2>/dev/null |
+    awk '{ s += $14 + $15 } END { print s }'
+}
+
 hz=$(getconf CLK_TCK)
 echo "backend=$BACKEND seed=$SEED users=$USERS tokens=$TOKENS order=$ORDER db_dir=$DB_DIR duration=${DURATION}s connections=$CONNECTIONS"
-printf '%-9s %10s %9s %9s %8s %8s\n' endpoint req/s p50_ms p99_ms non2xx srv_cpu
+printf '%-9s %10s %9s %9s %8s %8s' endpoint req/s p50_ms p99_ms non2xx srv_cpu
+[[ -n $PG ]] && printf ' %8s' pg_cpu
+echo
 for ep in $ENDPOINTS; do
   # A storm's tokens are each used once: no warm-up run spends them.
   [[ $ORDER == once && $ep != tokens ]] || taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1
+  [[ -n $PG ]] && p0=$(pg_ticks)
   t0=$(ticks) s0=$(date +%s.%N)
   out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT" 2>"$SCRIPTS/$ep.err")
   t1=$(ticks) s1=$(date +%s.%N)
+  [[ -n $PG ]] && p1=$(pg_ticks)
   rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
   ms() { awk -v p="$1" '$1 == p { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } printf "%.2f", v }' <<<"$out"; }
   bad=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
   cpu=$(awk -v a="$t0" -v b="$t1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN { printf "%.0f%%", 100 * (b - a) / hz / (e - s) }')
   printf '%-9s %10s %9s %9s %8s %8s' "$ep" "$rps" "$(ms 50%)" "$(ms 99%)" "${bad:-0}" "$cpu"
+  if [[ -n $PG ]]; then
+    awk -v a="$p0" -v b="$p1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN { printf " %7.0f%%", 100 * (b - a) / hz / (e - s) }'
+  fi
   [[ $ORDER == once && $ep != tokens ]] && printf '  (%s)' "$(tail -1 "$SCRIPTS/$ep.err")"
   echo
 done

@@ -4,6 +4,7 @@
 #   bash tests/bench/pg.sh start DIR [PORT]   initdb into DIR (once), start it, print its URL
 #   bash tests/bench/pg.sh url DIR            print the URL of the cluster running in DIR
 #   bash tests/bench/pg.sh newdb DIR          create a fresh database there; print its URL
+#   bash tests/bench/pg.sh psql DIR ARGS...   psql on its default database
 #   bash tests/bench/pg.sh stop DIR           stop it (DIR is left for the caller to remove)
 #
 # PostgreSQL is pinned to PG_CPU (default 1, the load generator's core), so the sidecar keeps
@@ -23,7 +24,10 @@ url() { echo "postgres://chatsdk@127.0.0.1:$(cat "$DIR/port")/${1:-chatsdk}"; }
 case $cmd in
 start)
   mkdir -p "$DIR"
-  ((EUID == 0)) && chown postgres:postgres "$DIR"
+  if ((EUID == 0)); then
+    chown postgres:postgres "$DIR"
+    chmod o+x "$(dirname "$DIR")" # a mktemp -d parent is 0700; postgres must reach DIR
+  fi
   if [[ ! -f $DIR/data/PG_VERSION ]]; then
     as_pg "$BIN/initdb" -D "$DIR/data" -U chatsdk --auth=trust -E UTF8 --no-instructions >/dev/null
   fi
@@ -40,6 +44,10 @@ newdb)
   name=bench_$(date +%s%N)
   as_pg "$BIN/createdb" -h 127.0.0.1 -p "$(cat "$DIR/port")" -U chatsdk "$name"
   url "$name"
+  ;;
+psql)
+  shift 2
+  as_pg "$BIN/psql" -h 127.0.0.1 -p "$(cat "$DIR/port")" -U chatsdk -d chatsdk "$@"
   ;;
 stop) as_pg "$BIN/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null ;;
 *) echo "unknown command $cmd" >&2; exit 2 ;;

@@ -9,7 +9,7 @@
 # request (user space only: the kernel's loopback work is not counted) and the functions with
 # the most inclusive instructions. The callgrind file is kept in OUT for callgrind_annotate.
 # Knobs: BIN, DURATION=20, CONNECTIONS=4, OUT=/tmp/chatsdk-profile, PORT=18182, TOP=60,
-# CACHE_SIM=1 (also simulate the caches: misses per function, for callgrind_annotate --show).
+# BACKEND=postgres (a private cluster, tests/bench/pg.sh), CACHE_SIM=1 (also simulate the caches: misses per function, for callgrind_annotate --show).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -27,8 +27,12 @@ SEEDER=$(cargo bench --profile dist --locked -q --bench seed --no-run --message-
   grep '"name":"seed"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p')
 mkdir -p "$OUT"
 WORK=$(mktemp -d /dev/shm/chatsdk-profile.XXXXXX)
-PID=""
-cleanup() { [[ -n $PID ]] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null; rm -rf "$WORK"; }
+PID="" PG=""
+cleanup() {
+  [[ -n $PID ]] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
+  [[ -n $PG ]] && bash "$ROOT/tests/bench/pg.sh" stop "$PG"
+  rm -rf "$WORK"
+}
 trap cleanup EXIT
 
 rand() { head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -38,6 +42,13 @@ export CHATSDK_AUTH_SECRETS__REST_KEY=$(rand) CHATSDK_AUTH_SECRETS__CENTRIFUGO_K
 export CHATSDK_AUTH_SECRETS__PROXY_SECRET=$(rand)
 KEY=chatsdk_$(rand)
 export CHATSDK_AUTH_SECRETS__INITIAL_API_KEY=$KEY CHATSDK_AUTH_LIMITS__MINT_PER_USER_PER_MINUTE=100000
+if [[ ${BACKEND:-sqlite} == postgres ]]; then
+  PG=$WORK/pg
+  bash tests/bench/pg.sh start "$PG" >/dev/null
+  export CHATSDK_AUTH_STORAGE__BACKEND=postgres
+  CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh newdb "$PG")
+  export CHATSDK_AUTH_STORAGE__POSTGRES_URL
+fi
 mkdir -p "$WORK/data"
 (cd "$WORK" && "$SEEDER" --users 10000 --tokens 1000 --out "$WORK") 2>/dev/null
 CG=$OUT/callgrind.$EP.out
