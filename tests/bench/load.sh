@@ -9,8 +9,9 @@
 #   connect  POST /centrifugo/connect with the TOKENS wsTokens the seeder signed
 #   refresh  POST /centrifugo/refresh for the users of those tokens
 #   verify   GET /verify with the TOKENS REST tokens signed with them
-# and prints req/s, p50/p99, non-2xx (never counted as served), the server's CPU share, its
-# peak RSS and, on SQLite, the size of the WAL file at the end.
+# and prints req/s, p50/p99, non-2xx (never counted as served), the CPU share of the server,
+# of wrk and (BACKEND=postgres) of PostgreSQL, the server's peak RSS and, on SQLite, the size
+# of the WAL file at the end.
 #
 # Knobs (env):
 #   BACKEND=sqlite|postgres  postgres: a private cluster (tests/bench/pg.sh) in DB_DIR, pinned
@@ -136,16 +137,17 @@ done
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
 # PostgreSQL: CPU ticks of the postmaster and its backends.
+# Backends come and go (autovacuum workers): one that exits between ps and cat is skipped.
 pg_ticks() {
-  local pm
+  local pm p
   pm=$(head -1 "$PG/data/postmaster.pid")
-  cat "/proc/$pm/stat" $(ps -o pid= --ppid "$pm" | sed 's|.*|/proc/&/stat|') 2>/dev/null |
+  for p in "$pm" $(ps -o pid= --ppid "$pm"); do cat "/proc/$p/stat" 2>/dev/null || true; done |
     awk '{ s += $14 + $15 } END { print s }'
 }
 
 hz=$(getconf CLK_TCK)
 echo "backend=$BACKEND seed=$SEED users=$USERS tokens=$TOKENS order=$ORDER db_dir=$DB_DIR duration=${DURATION}s connections=$CONNECTIONS"
-printf '%-9s %10s %9s %9s %8s %8s' endpoint req/s p50_ms p99_ms non2xx srv_cpu
+printf '%-9s %10s %9s %9s %8s %8s %8s' endpoint req/s p50_ms p99_ms non2xx srv_cpu wrk_cpu
 [[ -n $PG ]] && printf ' %8s' pg_cpu
 echo
 for ep in $ENDPOINTS; do
@@ -153,14 +155,20 @@ for ep in $ENDPOINTS; do
   [[ $ORDER == once && $ep != tokens ]] || taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1
   [[ -n $PG ]] && p0=$(pg_ticks)
   t0=$(ticks) s0=$(date +%s.%N)
-  out=$(taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT" 2>"$SCRIPTS/$ep.err")
+  # `times` in the subshell: the CPU wrk used (its second line: children's user and system).
+  out=$(
+    taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT" 2>"$SCRIPTS/$ep.err"
+    times >"$SCRIPTS/$ep.times"
+  )
   t1=$(ticks) s1=$(date +%s.%N)
   [[ -n $PG ]] && p1=$(pg_ticks)
   rps=$(awk '/^Requests\/sec/ { print $2 }' <<<"$out")
   ms() { awk -v p="$1" '$1 == p { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } printf "%.2f", v }' <<<"$out"; }
   bad=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
   cpu=$(awk -v a="$t0" -v b="$t1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN { printf "%.0f%%", 100 * (b - a) / hz / (e - s) }')
-  printf '%-9s %10s %9s %9s %8s %8s' "$ep" "$rps" "$(ms 50%)" "$(ms 99%)" "${bad:-0}" "$cpu"
+  wrk_cpu=$(awk -v s="$s0" -v e="$s1" 'NR == 2 { split($1, u, /[ms]/); split($2, y, /[ms]/)
+    printf "%.0f%%", 100 * (u[1] * 60 + u[2] + y[1] * 60 + y[2]) / (e - s) }' "$SCRIPTS/$ep.times")
+  printf '%-9s %10s %9s %9s %8s %8s %8s' "$ep" "$rps" "$(ms 50%)" "$(ms 99%)" "${bad:-0}" "$cpu" "$wrk_cpu"
   if [[ -n $PG ]]; then
     awk -v a="$p0" -v b="$p1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN { printf " %7.0f%%", 100 * (b - a) / hz / (e - s) }'
   fi
