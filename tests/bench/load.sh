@@ -67,10 +67,8 @@ export CHATSDK_AUTH_SECRETS__INITIAL_API_KEY=$KEY
 export CHATSDK_AUTH_LIMITS__MINT_PER_USER_PER_MINUTE=${MINT_PER_USER_PER_MINUTE:-100000}
 if [[ $BACKEND == postgres ]]; then
   PG=$WORK/pg
-  bash tests/bench/pg.sh start "$PG" >/dev/null
-  export CHATSDK_AUTH_STORAGE__BACKEND=postgres
-  CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh newdb "$PG")
-  export CHATSDK_AUTH_STORAGE__POSTGRES_URL
+  CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh fresh "$PG")
+  export CHATSDK_AUTH_STORAGE__BACKEND=postgres CHATSDK_AUTH_STORAGE__POSTGRES_URL
 fi
 mkdir -p "$WORK/data"
 

@@ -4,6 +4,7 @@
 #   bash tests/bench/pg.sh start DIR [PORT]   initdb into DIR (once), start it, print its URL
 #   bash tests/bench/pg.sh url DIR            print the URL of the cluster running in DIR
 #   bash tests/bench/pg.sh newdb DIR          create a fresh database there; print its URL
+#   bash tests/bench/pg.sh fresh DIR          start (as above), then newdb: one server's store
 #   bash tests/bench/pg.sh psql DIR ARGS...   psql on its default database
 #   bash tests/bench/pg.sh stop DIR           stop it (DIR is left for the caller to remove)
 #
@@ -12,8 +13,8 @@
 # synchronous_commit on) except max_connections=200; DIR on tmpfs makes fsync cheap, as the
 # SQLite runs' tmpfs database does. As root, the server runs as the `postgres` user.
 set -euo pipefail
-cmd=${1:?usage: pg.sh start|url|newdb|stop DIR [PORT]}
-DIR=${2:?usage: pg.sh start|url|newdb|stop DIR [PORT]}
+cmd=${1:?usage: pg.sh start|fresh|url|newdb|psql|stop DIR [PORT]}
+DIR=${2:?usage: pg.sh start|fresh|url|newdb|psql|stop DIR [PORT]}
 PORT=${3:-15432}
 PG_CPU=${PG_CPU:-1}
 BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -40,6 +41,10 @@ start)
   url
   ;;
 url) url ;;
+fresh)
+  bash "$0" start "$DIR" "$PORT" >/dev/null
+  exec bash "$0" newdb "$DIR"
+  ;;
 newdb)
   name=bench_$(date +%s%N)
   as_pg "$BIN/createdb" -h 127.0.0.1 -p "$(cat "$DIR/port")" -U chatsdk "$name"

@@ -44,10 +44,8 @@ KEY=chatsdk_$(rand)
 export CHATSDK_AUTH_SECRETS__INITIAL_API_KEY=$KEY CHATSDK_AUTH_LIMITS__MINT_PER_USER_PER_MINUTE=100000
 if [[ ${BACKEND:-sqlite} == postgres ]]; then
   PG=$WORK/pg
-  bash tests/bench/pg.sh start "$PG" >/dev/null
-  export CHATSDK_AUTH_STORAGE__BACKEND=postgres
-  CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh newdb "$PG")
-  export CHATSDK_AUTH_STORAGE__POSTGRES_URL
+  CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh fresh "$PG")
+  export CHATSDK_AUTH_STORAGE__BACKEND=postgres CHATSDK_AUTH_STORAGE__POSTGRES_URL
 fi
 mkdir -p "$WORK/data"
 (cd "$WORK" && "$SEEDER" --users 10000 --tokens 1000 --out "$WORK") 2>/dev/null
