@@ -391,7 +391,7 @@ fn encode<T: Serialize>(key: &Key, claims: &T) -> Result<String, SignError> {
 /// once. `header` is the token's own header, already decoded by `jsonwebtoken::decode_header`
 /// (which also proves the token has exactly three parts). The `aud`/`iss` checks are the
 /// caller's. `jsonwebtoken::decode` builds the HMAC key, parses the header twice and the claims
-/// twice on every call: about a sixth of a connect's instructions.
+/// twice on every call: a quarter of a connect's instructions (92,500 -> 69,300, callgrind).
 fn decode_hmac<T: serde::de::DeserializeOwned>(
     token: &str,
     header: &Header,
