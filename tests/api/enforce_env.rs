@@ -2,11 +2,17 @@
 //! API, for enforce.rs and enforce_ops.rs: its environment, CLI runs, users seeded in its store
 //! and the kicks to expect.
 
+use std::time::Duration;
+
 use crate::fake_centrifugo::Kick;
 use crate::process::BIN;
 
 /// The Centrifugo server-API key the fake expects.
 pub const KEY: &str = "centrifugo-api-key-for-the-tests-0123456789";
+
+/// How long a test waits for an event (a kick, a counted retry, an emptied outbox) before it
+/// fails: generous, because the tests check that the event happens, not how fast.
+pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The sidecar's environment for a data dir and a Centrifugo API.
 pub fn env_for(dir: &std::path::Path, api_url: &str) -> Vec<(String, String)> {
@@ -27,18 +33,12 @@ pub fn env_for(dir: &std::path::Path, api_url: &str) -> Vec<(String, String)> {
     ]
 }
 
-/// Runs the CLI (off the async workers) and returns (exit code, stdout then stderr, started
-/// at).
-pub async fn cli(
-    dir: &std::path::Path,
-    api_url: &str,
-    args: &[&str],
-) -> (i32, String, std::time::Instant) {
+/// Runs the CLI (off the async workers) and returns (exit code, stdout then stderr).
+pub async fn cli(dir: &std::path::Path, api_url: &str, args: &[&str]) -> (i32, String) {
     let env = env_for(dir, api_url);
     let cwd = dir.parent().unwrap().to_path_buf();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     tokio::task::spawn_blocking(move || {
-        let start = std::time::Instant::now();
         let out = std::process::Command::new(BIN)
             .args(&args)
             .current_dir(cwd)
@@ -52,7 +52,6 @@ pub async fn cli(
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             ),
-            start,
         )
     })
     .await

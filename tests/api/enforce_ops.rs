@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::enforce_env::{cli, env_for, KEY};
+use crate::enforce_env::{cli, env_for, KEY, WAIT};
 use crate::fake_centrifugo::{FakeCentrifugo, Mode};
 use crate::process::BIN;
 
@@ -23,7 +23,7 @@ async fn revoke_tokens_all_refuses_every_older_token_in_every_proxy_and_mints_fr
     assert!(t.proxy("/centrifugo/connect", &connect(&ann), &[]).await.1["result"].is_object());
 
     // Bad input first: a future instant, and a missing --all.
-    let (code, err, _) = cli(
+    let (code, err) = cli(
         &dir,
         "",
         &[
@@ -36,10 +36,10 @@ async fn revoke_tokens_all_refuses_every_older_token_in_every_proxy_and_mints_fr
     .await;
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("in the future"), "{err}");
-    let (code, _, _) = cli(&dir, "", &["revoke-tokens"]).await;
+    let (code, _) = cli(&dir, "", &["revoke-tokens"]).await;
     assert_eq!(code, 2, "--all is required");
 
-    let (code, err, _) = cli(&dir, "", &["revoke-tokens", "--all"]).await;
+    let (code, err) = cli(&dir, "", &["revoke-tokens", "--all"]).await;
     assert_eq!(code, 0, "{err}");
     let revoked = json!({"disconnect": {"code": 4504, "reason": "token revoked"}});
     for (user, ws) in [("ann", &ann), ("bob", &bob)] {
@@ -100,7 +100,7 @@ async fn revoke_tokens_all_refuses_every_older_token_in_every_proxy_and_mints_fr
         json!({"result": {}})
     );
     // An earlier instant never moves the revocation back.
-    let (code, _, _) = cli(&dir, "", &["revoke-tokens", "--all", "--before", "1000"]).await;
+    let (code, _) = cli(&dir, "", &["revoke-tokens", "--all", "--before", "1000"]).await;
     assert_eq!(code, 0);
     assert_eq!(
         t.proxy("/centrifugo/connect", &connect(&bob), &[]).await.1,
@@ -117,16 +117,13 @@ async fn doctor_reports_the_server_api_and_what_weakens_enforcement() {
     let dir = tmp.path().join("data");
     let api = f.api_url();
     // The config this sidecar generates is what doctor expects.
-    let (code, generated, _) = cli(&dir, &api, &["centrifugo-config", "--mode", "jwt"]).await;
+    let (code, generated) = cli(&dir, &api, &["centrifugo-config", "--mode", "jwt"]).await;
     assert_eq!(code, 0, "{generated}");
     let cfg_path = tmp.path().join("centrifugo.json");
     std::fs::write(&cfg_path, &generated).unwrap();
     let cfg_arg = cfg_path.display().to_string();
     let doctor = ["doctor", "--centrifugo-config", &cfg_arg];
-    let (code, out) = {
-        let (c, o, _) = cli(&dir, &api, &doctor).await;
-        (c, o)
-    };
+    let (code, out) = cli(&dir, &api, &doctor).await;
     assert_eq!(code, 0, "{out}");
     assert!(
         out.contains("6.9.1") && out.contains("accepts the API key"),
@@ -142,7 +139,7 @@ async fn doctor_reports_the_server_api_and_what_weakens_enforcement() {
         "not-the-secret".into();
     doc["http_api"]["key"] = "other".into();
     std::fs::write(&cfg_path, doc.to_string()).unwrap();
-    let (code, out, _) = cli(&dir, &api, &doctor).await;
+    let (code, out) = cli(&dir, &api, &doctor).await;
     assert_eq!(code, 1, "{out}");
     for needle in [
         "include_connection_meta is off",
@@ -153,21 +150,21 @@ async fn doctor_reports_the_server_api_and_what_weakens_enforcement() {
     }
     doc["client"]["proxy"]["refresh"]["enabled"] = false.into();
     std::fs::write(&cfg_path, doc.to_string()).unwrap();
-    let (_, out, _) = cli(&dir, &api, &doctor).await;
+    let (_, out) = cli(&dir, &api, &doctor).await;
     assert!(out.contains("client.proxy.refresh is not enabled"), "{out}");
 
     // Centrifugo refusing the key, then down: problems, exit 1, never the key in the output.
     f.set_mode(Mode::Status(401));
-    let (code, out, _) = cli(&dir, &api, &["doctor"]).await;
+    let (code, out) = cli(&dir, &api, &["doctor"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("refuses the API key"), "{out}");
     f.down();
-    let (code, out, _) = cli(&dir, &api, &["doctor"]).await;
+    let (code, out) = cli(&dir, &api, &["doctor"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("fails"), "{out}");
     assert!(!out.contains(KEY));
     // Revocation off.
-    let (code, out, _) = cli(&dir, "", &["doctor"]).await;
+    let (code, out) = cli(&dir, "", &["doctor"]).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("centrifugo.api_url is not set"), "{out}");
 }
@@ -262,7 +259,7 @@ async fn no_admin_token_api_key_or_centrifugo_key_reaches_any_log() {
             .status(),
         200
     );
-    f.wait_kick("carol", Duration::from_secs(2)).await;
+    f.wait_kick("carol", WAIT).await;
     // Failures get logged: a refused key, then an unreachable Centrifugo.
     f.set_mode(Mode::Status(401));
     assert_eq!(
@@ -272,7 +269,7 @@ async fn no_admin_token_api_key_or_centrifugo_key_reaches_any_log() {
             .status(),
         200
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + WAIT;
     while !logs
         .lock()
         .unwrap()
@@ -285,9 +282,9 @@ async fn no_admin_token_api_key_or_centrifugo_key_reaches_any_log() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let (_, cli_out, _) = cli(&dir, &f.api_url(), &["user", "delete", "carol"]).await;
-    let (_, doctor_out, _) = cli(&dir, &f.api_url(), &["doctor"]).await;
-    let (_, check_out, _) = cli(&dir, &f.api_url(), &["check-config"]).await;
+    let (_, cli_out) = cli(&dir, &f.api_url(), &["user", "delete", "carol"]).await;
+    let (_, doctor_out) = cli(&dir, &f.api_url(), &["doctor"]).await;
+    let (_, check_out) = cli(&dir, &f.api_url(), &["check-config"]).await;
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
