@@ -137,24 +137,46 @@ mod tests {
         assert!(check_name(&"a".repeat(65)).is_err());
     }
 
+    /// `n` fixed stand-ins for random bytes: SHA-256 of `label-i` (uniform enough for an
+    /// estimate of randomness, and the same on every run).
+    fn fixed_random_bytes(label: &str, n: usize) -> impl Iterator<Item = [u8; 32]> + '_ {
+        (0..n).map(move |i| hash(&format!("{label}-{i}")))
+    }
+
     #[test]
     fn entropy_refuses_typed_keys_and_accepts_random_ones() {
         let typed = [
             format!("{PREFIX}{}", "a".repeat(32)),
             format!("{PREFIX}{}", "ab".repeat(20)),
             format!("{PREFIX}{}", "password".repeat(5)),
+            format!("{PREFIX}{}", "0123456789abcdef".repeat(2)),
         ];
         for k in typed {
             assert!(estimated_entropy_bits(&k) < MIN_ENTROPY_BITS, "{k}");
         }
-        for _ in 0..100 {
-            let k = generate();
+        // Keys shaped as `generate` makes them (32 bytes, base64url): every one far above the
+        // minimum.
+        for bytes in fixed_random_bytes("generated", 10_000) {
+            let k = format!(
+                "{PREFIX}{}",
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+            );
             assert!(estimated_entropy_bits(&k) > 150.0, "{k}");
         }
-        let hex: String = (0..32)
-            .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+        // 32 hex digits (16 bytes), the weakest random key an operator may install: none of
+        // these 10,000 falls under the minimum (about 1 in 100,000 random ones does; see
+        // `estimated_entropy_bits`).
+        let under: Vec<String> = fixed_random_bytes("hex", 10_000)
+            .map(|b| {
+                b[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            })
+            .map(|hex| format!("{PREFIX}{hex}"))
+            .filter(|k| estimated_entropy_bits(k) < MIN_ENTROPY_BITS)
             .collect();
-        assert!(estimated_entropy_bits(&format!("{PREFIX}{hex}")) >= MIN_ENTROPY_BITS);
+        assert_eq!(under, Vec::<String>::new());
     }
 
     #[test]

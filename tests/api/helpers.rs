@@ -24,6 +24,35 @@ pub enum Backend {
     Postgres,
 }
 
+/// Runs each named contract test (an `async fn(Backend)` of the invoking module) once per
+/// backend, as `<module>::sqlite::<name>` and `<module>::postgres::<name>`.
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+pub(crate) use on_both_backends;
+
+/// The keys of a JSON object.
+pub fn keys(v: &Value) -> std::collections::BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
 /// Points a config at PostgreSQL, with a short pool timeout so an outage answers quickly.
 pub fn use_postgres(c: &mut RawConfig, url: String) {
     c.storage.backend = "postgres".into();

@@ -1,7 +1,7 @@
 //! A SQLite write lock held by another process never stalls the service: `/healthz`,
-//! `/metrics` and the connect proxy (a pure read) stay fast while new-user writes queue behind
-//! the lock; those writes get 503 within about `storage.busy_timeout_ms`; the request timeout
-//! still fires when it is the shorter of the two.
+//! `/metrics` and the connect proxy (a pure read) are answered while new-user writes queue
+//! behind the lock; those writes each give up after the busy timeout with 503 (not one busy
+//! timeout per queued write); the request timeout still fires when it is the shorter of the two.
 //!
 //! The lock is real: a second process (this test binary, re-run as [`hold_write_lock`]) opens
 //! the database and runs `BEGIN IMMEDIATE`, as `sqlite3`, a backup tool or the CLI would.
@@ -83,22 +83,14 @@ impl Drop for LockHolder {
     }
 }
 
-/// The 99th percentile of `samples` (nearest rank).
-fn p99(mut samples: Vec<Duration>) -> Duration {
-    samples.sort();
-    let rank = (samples.len() * 99).div_ceil(100).max(1);
-    samples[rank - 1]
-}
-
-async fn timed<F: std::future::Future<Output = u16>>(f: F) -> (u16, Duration) {
-    let start = Instant::now();
-    let status = f.await;
-    (status, start.elapsed())
-}
+/// How long a test waits for an event before it fails: generous, because the tests check that
+/// the event happens, not how fast.
+const WAIT: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_lock_held_elsewhere_stalls_no_read_and_writes_give_up_in_time() {
-    const BUSY_MS: u64 = 2000;
+    // Long enough for every read below to be answered while the writes still wait.
+    const BUSY_MS: u64 = 5000;
     const WRITERS: usize = 16;
     let t = TestApp::spawn_with(|c| c.storage.busy_timeout_ms = BUSY_MS).await;
     let ws = t.mint("reader").await["wsToken"]
@@ -113,7 +105,6 @@ async fn a_write_lock_held_elsewhere_stalls_no_read_and_writes_give_up_in_time()
         .map(|i| {
             let (client, url, key) = (t.client.clone(), t.url("/tokens"), t.key.clone());
             tokio::spawn(async move {
-                let start = Instant::now();
                 let r = client
                     .post(url)
                     .header("X-API-Key", key)
@@ -123,75 +114,44 @@ async fn a_write_lock_held_elsewhere_stalls_no_read_and_writes_give_up_in_time()
                     .unwrap();
                 let status = r.status().as_u16();
                 let body: serde_json::Value = r.json().await.unwrap();
-                (status, body, start.elapsed())
+                (status, body)
             })
         })
         .collect();
-    // Every write is in the service (and so queued behind the lock) before measuring.
+    // Every write is in the service (and so queued behind the lock) before the reads.
+    let deadline = Instant::now() + WAIT;
     while t.app.metrics.http_in_flight.get() < WRITERS as i64 {
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "writes never arrived"
-        );
+        assert!(Instant::now() < deadline, "writes never arrived");
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
 
-    let (mut health, mut proxy, mut metrics) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..100 {
-        let (s, d) = timed(async {
-            t.client
-                .get(t.url("/healthz"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-        .await;
-        assert_eq!(s, 200);
-        health.push(d);
-        let (s, d) = timed(async { t.proxy("/centrifugo/connect", &connect, &[]).await.0 }).await;
-        assert_eq!(s, 200);
-        proxy.push(d);
+        let r = t.client.get(t.url("/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(t.proxy("/centrifugo/connect", &connect, &[]).await.0, 200);
     }
     for _ in 0..10 {
-        let (s, d) = timed(async {
-            t.client
-                .get(t.url("/metrics"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-        .await;
-        assert_eq!(s, 200);
-        metrics.push(d);
+        let r = t.client.get(t.url("/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
     }
-    // All of that happened while every write was still waiting for the lock.
+    // All of that was answered while every write was still waiting for the lock: a read that
+    // waited for the lock would have been answered only once the writes had given up.
     assert!(
         t.app.metrics.http_in_flight.get() >= WRITERS as i64,
-        "the writes finished before the reads were measured; raise BUSY_MS"
+        "the writes finished before the reads were answered: the reads waited for the lock"
     );
-    let limit = Duration::from_millis(50);
-    let (h, p, m) = (p99(health), p99(proxy), p99(metrics));
-    eprintln!("while locked: p99 /healthz {h:?}, connect {p:?}, /metrics {m:?}");
-    assert!(h < limit, "/healthz p99 {h:?} while a write lock is held");
-    assert!(
-        p < limit,
-        "connect proxy p99 {p:?} while a write lock is held"
-    );
-    assert!(m < limit, "/metrics p99 {m:?} while a write lock is held");
 
-    // Each write gave up after about the busy timeout, not one busy timeout per queued write.
+    // Each write gives up after the busy timeout, not one busy timeout per queued write: all of
+    // them are answered before a queue that waited out the busy timeout once per write could
+    // have answered half of them.
+    let deadline = started + Duration::from_millis(BUSY_MS * WRITERS as u64 / 2);
     for w in writes {
-        let (status, body, took) = w.await.unwrap();
+        let (status, body) = tokio::time::timeout_at(deadline.into(), w)
+            .await
+            .expect("the queued writes did not all give up after one busy timeout")
+            .unwrap();
         assert_eq!(status, 503, "{body}");
         assert_eq!(body["code"], "store_unavailable");
-        assert!(
-            took < Duration::from_millis(BUSY_MS + 1500),
-            "a queued write waited {took:?} (busy timeout {BUSY_MS} ms)"
-        );
     }
     lock.release();
     let (s, b) = t.tokens(json!({"userId": "after-lock"})).await;
@@ -206,11 +166,11 @@ async fn the_request_timeout_fires_before_a_longer_busy_timeout() {
     })
     .await;
     let lock = LockHolder::take(&t.dir.join("chatsdk-auth.db"));
-    let start = Instant::now();
-    let (s, b) = t.tokens(json!({"userId": "late"})).await;
-    let took = start.elapsed();
+    // Answered by the request timeout: the busy timeout would answer `store_unavailable`.
+    let (s, b) = tokio::time::timeout(WAIT, t.tokens(json!({"userId": "late"})))
+        .await
+        .expect("no answer while the lock is held");
     assert_eq!((s, b["code"].as_str()), (503, Some("timeout")), "{b}");
-    assert!(took < Duration::from_secs(3), "answered after {took:?}");
     lock.release();
     // The abandoned write was skipped, not applied after its caller had been told 503.
     let (s, _) = t.tokens(json!({"userId": "after"})).await;

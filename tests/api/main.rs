@@ -6,8 +6,10 @@
 mod admin;
 /// The built binary: first start, CLI against a running server, SIGTERM, log hygiene.
 mod binary;
-/// Centrifugo: proxy contract tests and the generated Centrifugo config.
+/// Centrifugo: proxy contract tests, field by field from Centrifugo's docs.
 mod centrifugo;
+/// The generated Centrifugo config against Centrifugo's rules and the shipped configs.
+mod centrifugo_config;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
 /// tokens against the generated Centrifugo config.
 mod channels;
@@ -15,6 +17,10 @@ mod channels;
 mod edge;
 /// Active revocation: the server-API client, kicks from every action and entry point.
 mod enforce;
+/// The sidecar's environment, CLI and store pointed at a fake Centrifugo (enforce tests).
+mod enforce_env;
+/// Enforcement for operators: app-wide revocation, doctor, no secret in any log.
+mod enforce_ops;
 /// A real HTTP server speaking Centrifugo's server API, recording calls, failing on demand.
 mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
@@ -26,10 +32,16 @@ mod keys;
 mod limits;
 /// A write lock held by another process stalls nothing; readiness follows writes.
 mod locked;
+/// SQLite's schema migrations: old databases migrated in place, unsafe or newer ones refused.
+mod migrations;
 /// A real nginx with `auth_request /verify` in front of an upstream.
 mod nginx;
 /// The committed OpenAPI document against the router and the running server.
 mod openapi;
+/// Reading src/openapi.json: operations, responses, the error codes each allows.
+mod openapi_doc;
+/// The running server's refusals, each documented for its operation.
+mod openapi_live;
 /// Health, readiness, metrics endpoints and routing errors.
 mod ops;
 /// A private PostgreSQL server for the tests.
@@ -44,9 +56,11 @@ mod process;
 mod prometheus;
 /// proptest: parsers, verifier and HTTP never panic or 5xx; accepted bodies round-trip.
 mod props;
-/// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
-/// persistence), and SQLite's migrations.
+/// POST /tokens: the contract on SQLite and PostgreSQL (shape, claims, upsert, persistence).
 mod tokens;
+/// POST /tokens refusals on both backends: validation, API keys, media type and size,
+/// disabled and revoked users; nothing written.
+mod tokens_refusals;
 /// GET /verify, POST /introspect and the JWKS: contracts on both backends.
 mod verify;
 /// The SQLite WAL stays bounded under load; unchanged profiles are not rewritten.
