@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api_key;
-use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError};
+use crate::centrifugo::api::{CentrifugoApi, CentrifugoApiError};
 use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};

@@ -13,7 +13,7 @@
 //!   generated (mode 0600) on first start.
 //! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
 //! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
-//! - [`centrifugo_api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
+//! - [`centrifugo::api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas.
@@ -31,7 +31,7 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
 //! - [`actions`]: the operator actions (disable, revoke, delete, API keys), one implementation
 //!   shared by the CLI and the admin API; kicks are queued with the change.
-//! - [`outbox`]: delivery of queued kicks through [`centrifugo_api`] (the server's loop, and
+//! - [`outbox`]: delivery of queued kicks through [`centrifugo::api`] (the server's loop, and
 //!   the CLI's direct attempt).
 //! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
 //! - [`router`]: the single route table and its `route` labels; per-request timing, the
@@ -40,13 +40,13 @@
 //!   graceful drain, and the kick delivery loop beside it.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
 //! - [`app`]: [`App`], the only shared state, and [`App::start`], the composition root.
-//! - [`centrifugo_config`]: the Centrifugo config generated from this sidecar's settings.
+//! - [`centrifugo::config`]: the Centrifugo config generated from this sidecar's settings.
 //! - [`doctor`]: `chatsdk-auth doctor`, the end-to-end check of revocation.
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
 //! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `limits`, `secrets`,
-//!   `telemetry`, `metrics`, `centrifugo_api`, `store`, `keys`, `jwt`) never import handlers
+//!   `telemetry`, `metrics`, `centrifugo::api`, `store`, `keys`, `jwt`) never import handlers
 //!   (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`), `router`, `app` or `cli`. The
 //!   metrics registry is handed the router's route labels; the proxy label sets it pre-creates live in the leaf
 //!   `proxy/decision.rs`.
@@ -67,8 +67,7 @@ pub mod actions;
 pub mod admin;
 pub mod api_key;
 pub mod app;
-pub mod centrifugo_api;
-pub mod centrifugo_config;
+pub mod centrifugo;
 pub mod channels;
 pub mod cli;
 pub mod config;

@@ -27,7 +27,7 @@ const STORE_BUCKETS: &[f64] = &[
     1.0,
 ];
 
-/// The `method` label of `centrifugo_api_calls_total`, in `centrifugo_api::Method` order.
+/// The `method` label of `centrifugo_api_calls_total`, in `centrifugo::api::Method` order.
 pub const CENTRIFUGO_API_METHODS: [&str; 3] = ["disconnect", "batch", "info"];
 /// The `outcome` label of `centrifugo_api_calls_total`.
 pub const CENTRIFUGO_API_OUTCOMES: [&str; 7] = [
@@ -44,7 +44,7 @@ const API_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// The server-API client's series (handed to `centrifugo_api::CentrifugoApi`).
+/// The server-API client's series (handed to `centrifugo::api::CentrifugoApi`).
 #[derive(Clone)]
 pub struct CentrifugoApiMetrics {
     /// Attempts, by `method` and `outcome`.

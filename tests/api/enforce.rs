@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chatsdk_auth::centrifugo_api::{CentrifugoApi, CentrifugoApiError, DisconnectUser};
+use chatsdk_auth::centrifugo::api::{CentrifugoApi, CentrifugoApiError, DisconnectUser};
 use chatsdk_auth::secrets::Secret;
 
 use crate::fake_centrifugo::{FakeCentrifugo, Kick, Mode};

@@ -1,0 +1,5 @@
+//! Centrifugo as this sidecar speaks to it: the server-API client ([`api`]) and the Centrifugo
+//! config generated from the sidecar's settings ([`config`]).
+
+pub mod api;
+pub mod config;
