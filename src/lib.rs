@@ -6,13 +6,16 @@
 //! - [`api_key`]: the API-key format, generation, hashing, display prefix and name rules.
 //! - [`channels`]: channel rules (templates over the user's id and `custom`), compiled once and
 //!   matched without allocating; Centrifugo's channel-name rules. A leaf: imports nothing of ours.
+//! - [`centrifugo::protocol`]: Centrifugo's vocabulary: the proxy callbacks, the refusal
+//!   reasons with their error and terminal disconnect codes, the server-API methods. A leaf.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
 //!   env) into a validated [`Config`]; split into `raw`, `load`, `validate` and `redact`.
 //! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
 //! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
 //!   generated (mode 0600) on first start.
 //! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
-//! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
+//! - [`metrics`]: the owned Prometheus registry, every metric the service exports and their
+//!   closed label sets (`metrics/labels.rs`, one strum-derived enum each).
 //! - [`centrifugo::api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
@@ -25,7 +28,7 @@
 //! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels
 //!   the channel rules allow.
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
-//!   `proxy/decision.rs` holds the closed label sets, `proxy/wire.rs` the wire types.
+//!   `proxy/decision.rs` holds a call's outcome, `proxy/wire.rs` the wire types.
 //! - [`verify`]: `GET /verify` (forward auth), `POST /introspect` (RFC 7662) and
 //!   `GET /.well-known/jwks.json` (served from the key ring in memory).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
@@ -45,14 +48,17 @@
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
-//! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `limits`, `secrets`,
-//!   `telemetry`, `metrics`, `centrifugo::api`, `store`, `keys`, `jwt`) never import handlers
-//!   (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`), `router`, `app` or `cli`. The
-//!   metrics registry is handed the router's route labels; the proxy label sets it pre-creates live in the leaf
-//!   `proxy/decision.rs`.
+//! - The lower layers (`error_chain`, `api_key`, `channels`, `centrifugo::protocol`, `config`,
+//!   `limits`, `secrets`, `telemetry`, `metrics`, `centrifugo::api`, `store`, `keys`, `jwt`)
+//!   never import handlers (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`),
+//!   `router`, `app` or `cli`. Every closed label set is one enum whose values are derived, and
+//!   the metrics registry creates every value at startup: its own sets are in `metrics/labels.rs`,
+//!   Centrifugo's in the leaf `centrifugo/protocol.rs` (which metrics, `actions`,
+//!   `centrifugo::config` and the proxy handlers import), and the router hands it the `route`
+//!   labels. Metrics never imports a handler family.
 //! - There are no import cycles between files, except a module and its own children.
-//! - Only `http/`, `router` and `ops` name HTTP status codes; only `proxy/` knows Centrifugo
-//!   codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
+//! - Only `http/`, `router` and `ops` name HTTP status codes; only `centrifugo/protocol.rs`
+//!   knows Centrifugo's proxy codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
 //!   `subscription_tokens::count_rejection`, `proxy`'s outcome counting); `http::ApiError`
 //!   maps errors to the wire, once.
 //! - `jwt` and `store` know nothing about HTTP.

@@ -6,8 +6,8 @@
 
 use http::Method;
 
+use crate::centrifugo::protocol::Callback;
 use crate::http::ApiError;
-use crate::proxy::decision::Callback;
 
 /// The `route` label values, indexed by [`Route::index`] (the last is for requests that
 /// matched no route). The metrics registry is handed this list at startup.
