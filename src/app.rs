@@ -91,7 +91,7 @@ impl App {
             tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
         }
         let keys = Arc::new(LiveKeys::load(&config, &secrets)?);
-        let metrics = Metrics::new(&ROUTE_LABELS)?;
+        let metrics = Metrics::new(ROUTE_LABELS)?;
         let store = Store::open(&config.store).await?;
         install_first_key(&config, &store).await?;
         let api = CentrifugoApi::from_config(

@@ -11,7 +11,7 @@ use crate::fake_centrifugo::{FakeCentrifugo, Kick, Mode};
 const KEY: &str = "centrifugo-api-key-for-the-tests-0123456789";
 
 fn client(f: &FakeCentrifugo, timeout_ms: u64) -> (CentrifugoApi, chatsdk_auth::metrics::Metrics) {
-    let m = chatsdk_auth::metrics::Metrics::new(&chatsdk_auth::router::ROUTE_LABELS).unwrap();
+    let m = chatsdk_auth::metrics::Metrics::new(chatsdk_auth::router::ROUTE_LABELS).unwrap();
     let c = CentrifugoApi::new(
         &f.api_url(),
         Duration::from_millis(timeout_ms),
