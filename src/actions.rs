@@ -8,7 +8,7 @@
 //! the CLI delivers at once. An unknown user changes nothing and queues nothing.
 
 use crate::api_key;
-use crate::proxy::decision::Reason;
+use crate::centrifugo::protocol::Reason;
 use crate::store::{
     audit_event, ApiKeyInfo, AuditEvent, Kick, Store, StoreError, User, UserChange, UserPage,
 };

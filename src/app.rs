@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::api_key;
-use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError};
+use crate::centrifugo::api::{CentrifugoApi, CentrifugoApiError};
 use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
@@ -91,7 +91,7 @@ impl App {
             tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
         }
         let keys = Arc::new(LiveKeys::load(&config, &secrets)?);
-        let metrics = Metrics::new(&ROUTE_LABELS)?;
+        let metrics = Metrics::new(ROUTE_LABELS)?;
         let store = Store::open(&config.store).await?;
         install_first_key(&config, &store).await?;
         let api = CentrifugoApi::from_config(

@@ -8,8 +8,8 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
 use crate::actions::{ActionError, Actions, Changed};
-use crate::centrifugo_api::CentrifugoApi;
-use crate::centrifugo_config::{self, Mode, SecretValues, Version, WsKey};
+use crate::centrifugo::api::CentrifugoApi;
+use crate::centrifugo::config::{self as centrifugo_config, Mode, SecretValues, Version, WsKey};
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
 use crate::keys::{self, algorithm_name, is_asymmetric, KeyRing, Kind};

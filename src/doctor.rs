@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError};
+use crate::centrifugo::api::{CentrifugoApi, CentrifugoApiError};
 use crate::config::Config;
 use crate::error_chain::Chain;
 use crate::secrets::Secrets;

@@ -6,14 +6,17 @@
 //! - [`api_key`]: the API-key format, generation, hashing, display prefix and name rules.
 //! - [`channels`]: channel rules (templates over the user's id and `custom`), compiled once and
 //!   matched without allocating; Centrifugo's channel-name rules. A leaf: imports nothing of ours.
+//! - [`centrifugo::protocol`]: Centrifugo's vocabulary: the proxy callbacks, the refusal
+//!   reasons with their error and terminal disconnect codes, the server-API methods. A leaf.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
 //!   env) into a validated [`Config`]; split into `raw`, `load`, `validate` and `redact`.
 //! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
 //! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
 //!   generated (mode 0600) on first start.
 //! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
-//! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
-//! - [`centrifugo_api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
+//! - [`metrics`]: the owned Prometheus registry, every metric the service exports and their
+//!   closed label sets (`metrics/labels.rs`, one strum-derived enum each).
+//! - [`centrifugo::api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas.
@@ -25,13 +28,13 @@
 //! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels
 //!   the channel rules allow.
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
-//!   `proxy/decision.rs` holds the closed label sets, `proxy/wire.rs` the wire types.
+//!   `proxy/decision.rs` holds a call's outcome, `proxy/wire.rs` the wire types.
 //! - [`verify`]: `GET /verify` (forward auth), `POST /introspect` (RFC 7662) and
 //!   `GET /.well-known/jwks.json` (served from the key ring in memory).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
 //! - [`actions`]: the operator actions (disable, revoke, delete, API keys), one implementation
 //!   shared by the CLI and the admin API; kicks are queued with the change.
-//! - [`outbox`]: delivery of queued kicks through [`centrifugo_api`] (the server's loop, and
+//! - [`outbox`]: delivery of queued kicks through [`centrifugo::api`] (the server's loop, and
 //!   the CLI's direct attempt).
 //! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
 //! - [`router`]: the single route table and its `route` labels; per-request timing, the
@@ -40,19 +43,22 @@
 //!   graceful drain, and the kick delivery loop beside it.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
 //! - [`app`]: [`App`], the only shared state, and [`App::start`], the composition root.
-//! - [`centrifugo_config`]: the Centrifugo config generated from this sidecar's settings.
+//! - [`centrifugo::config`]: the Centrifugo config generated from this sidecar's settings.
 //! - [`doctor`]: `chatsdk-auth doctor`, the end-to-end check of revocation.
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //!
 //! # Architecture invariants
-//! - The lower layers (`error_chain`, `api_key`, `channels`, `config`, `limits`, `secrets`,
-//!   `telemetry`, `metrics`, `centrifugo_api`, `store`, `keys`, `jwt`) never import handlers
-//!   (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`), `router`, `app` or `cli`. The
-//!   metrics registry is handed the router's route labels; the proxy label sets it pre-creates live in the leaf
-//!   `proxy/decision.rs`.
+//! - The lower layers (`error_chain`, `api_key`, `channels`, `centrifugo::protocol`, `config`,
+//!   `limits`, `secrets`, `telemetry`, `metrics`, `centrifugo::api`, `store`, `keys`, `jwt`)
+//!   never import handlers (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`),
+//!   `router`, `app` or `cli`. Every closed label set is one enum whose values are derived, and
+//!   the metrics registry creates every value at startup: its own sets are in `metrics/labels.rs`,
+//!   Centrifugo's in the leaf `centrifugo/protocol.rs` (which metrics, `actions`,
+//!   `centrifugo::config` and the proxy handlers import), and the router hands it the `route`
+//!   labels. Metrics never imports a handler family.
 //! - There are no import cycles between files, except a module and its own children.
-//! - Only `http/`, `router` and `ops` name HTTP status codes; only `proxy/` knows Centrifugo
-//!   codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
+//! - Only `http/`, `router` and `ops` name HTTP status codes; only `centrifugo/protocol.rs`
+//!   knows Centrifugo's proxy codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
 //!   `subscription_tokens::count_rejection`, `proxy`'s outcome counting); `http::ApiError`
 //!   maps errors to the wire, once.
 //! - `jwt` and `store` know nothing about HTTP.
@@ -67,8 +73,7 @@ pub mod actions;
 pub mod admin;
 pub mod api_key;
 pub mod app;
-pub mod centrifugo_api;
-pub mod centrifugo_config;
+pub mod centrifugo;
 pub mod channels;
 pub mod cli;
 pub mod config;

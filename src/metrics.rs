@@ -3,7 +3,9 @@
 //! Namespace `chatsdk_auth_`. Every label value comes from a closed set chosen in code (or, for
 //! `key_name`, from the few names operators give their API keys): never a user id, a raw path,
 //! a token or a key. Rule of thumb for a new metric: count outcomes where they are decided
-//! (`tokens`, `proxy`), time requests in `router`, time storage in `store`.
+//! (`tokens`, `proxy`), time requests in `router`, time storage in `store`. Each closed label
+//! set is one enum (`metrics/labels.rs`, and Centrifugo's in `centrifugo/protocol.rs`); every
+//! value of every set is created at startup, so dashboards and alerts see zeros.
 
 use std::sync::OnceLock;
 
@@ -11,8 +13,16 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+use strum::{EnumCount, IntoEnumIterator};
 
-use crate::proxy::decision::{Callback, Failure, Reason};
+use crate::centrifugo::protocol::{ApiMethod, Callback, Reason};
+
+mod labels;
+
+pub use labels::{
+    ApiCallOutcome, DecisionOutcome, IntrospectResult, ProxyFailure, RejectReason, StatusClass,
+    StoreOperation, TokenKind, UpsertResult, Verification, VerifyResult, NO_REASON,
+};
 
 const NAMESPACE: &str = "chatsdk_auth";
 
@@ -27,99 +37,18 @@ const STORE_BUCKETS: &[f64] = &[
     1.0,
 ];
 
-/// The `method` label of `centrifugo_api_calls_total`, in `centrifugo_api::Method` order.
-pub const CENTRIFUGO_API_METHODS: [&str; 3] = ["disconnect", "batch", "info"];
-/// The `outcome` label of `centrifugo_api_calls_total`.
-pub const CENTRIFUGO_API_OUTCOMES: [&str; 7] = [
-    "ok",
-    "unreachable",
-    "timeout",
-    "unauthorized",
-    "http_error",
-    "api_error",
-    "bad_response",
-];
 /// Server-API latency buckets: Centrifugo answers in milliseconds; the timeout is 1 s.
 const API_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
-/// The server-API client's series (handed to `centrifugo_api::CentrifugoApi`).
+/// The server-API client's series (handed to `centrifugo::api::CentrifugoApi`).
 #[derive(Clone)]
 pub struct CentrifugoApiMetrics {
     /// Attempts, by `method` and `outcome`.
     pub calls: IntCounterVec,
     /// Attempt time, by `method`.
     pub duration: HistogramVec,
-}
-
-/// Why `POST /tokens` or `POST /tokens/subscription` was refused (label `reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectReason {
-    InvalidApiKey,
-    InvalidRequest,
-    PayloadTooLarge,
-    UnsupportedMediaType,
-    UserDisabled,
-    StoreUnavailable,
-    /// The client did not send its body in time (408).
-    RequestTimeout,
-    /// The service did not answer in time (503).
-    Timeout,
-    /// A rate limit refused it (429).
-    RateLimited,
-    InternalError,
-    /// `POST /tokens/subscription` only.
-    UserUnknown,
-    /// `POST /tokens/subscription` only.
-    ChannelForbidden,
-}
-
-impl RejectReason {
-    /// The reasons of `POST /tokens`.
-    pub const ALL: [RejectReason; 10] = [
-        RejectReason::InvalidApiKey,
-        RejectReason::InvalidRequest,
-        RejectReason::PayloadTooLarge,
-        RejectReason::UnsupportedMediaType,
-        RejectReason::UserDisabled,
-        RejectReason::StoreUnavailable,
-        RejectReason::RequestTimeout,
-        RejectReason::Timeout,
-        RejectReason::RateLimited,
-        RejectReason::InternalError,
-    ];
-    /// The reasons of `POST /tokens/subscription`.
-    pub const SUBSCRIPTION: [RejectReason; 12] = [
-        RejectReason::InvalidApiKey,
-        RejectReason::InvalidRequest,
-        RejectReason::PayloadTooLarge,
-        RejectReason::UnsupportedMediaType,
-        RejectReason::UserUnknown,
-        RejectReason::UserDisabled,
-        RejectReason::ChannelForbidden,
-        RejectReason::StoreUnavailable,
-        RejectReason::RequestTimeout,
-        RejectReason::Timeout,
-        RejectReason::RateLimited,
-        RejectReason::InternalError,
-    ];
-    pub fn label(self) -> &'static str {
-        match self {
-            RejectReason::InvalidApiKey => "invalid_api_key",
-            RejectReason::InvalidRequest => "invalid_request",
-            RejectReason::PayloadTooLarge => "payload_too_large",
-            RejectReason::UnsupportedMediaType => "unsupported_media_type",
-            RejectReason::UserDisabled => "user_disabled",
-            RejectReason::StoreUnavailable => "store_unavailable",
-            RejectReason::RequestTimeout => "request_timeout",
-            RejectReason::Timeout => "timeout",
-            RejectReason::RateLimited => "rate_limited",
-            RejectReason::InternalError => "internal_error",
-            RejectReason::UserUnknown => "user_unknown",
-            RejectReason::ChannelForbidden => "channel_forbidden",
-        }
-    }
 }
 
 /// All metrics, registered in `registry`.
@@ -177,11 +106,28 @@ pub struct Metrics {
 /// The series of one proxy callback.
 pub struct ProxySeries {
     pub duration: Histogram,
-    pub accepted: IntCounter,
-    /// Indexed like [`Reason::ALL`].
-    pub rejected: Vec<IntCounter>,
-    /// Indexed like [`Failure::ALL`].
-    pub errors: Vec<IntCounter>,
+    accepted: IntCounter,
+    /// By [`Reason`] (`as usize`: declaration order, which is strum's iteration order).
+    rejected: Vec<IntCounter>,
+    /// By [`ProxyFailure`].
+    failed: Vec<IntCounter>,
+}
+
+impl ProxySeries {
+    /// `outcome="accepted"`.
+    pub fn accepted(&self) -> &IntCounter {
+        &self.accepted
+    }
+
+    /// `outcome="rejected"` for `reason`.
+    pub fn rejected(&self, reason: Reason) -> &IntCounter {
+        &self.rejected[reason as usize]
+    }
+
+    /// `outcome="error"` for `failure`.
+    pub fn failed(&self, failure: ProxyFailure) -> &IntCounter {
+        &self.failed[failure as usize]
+    }
 }
 
 /// Series updated on every request, resolved once.
@@ -191,8 +137,12 @@ pub struct Hot {
     pub tokens_subscription: IntCounter,
     pub users_created: IntCounter,
     pub users_updated: IntCounter,
-    /// Indexed by [`Callback::index`].
-    pub proxy: Vec<ProxySeries>,
+    /// By [`Callback`].
+    proxy: Vec<ProxySeries>,
+    /// `token_verifications_total{endpoint="verify"}` by [`VerifyResult`].
+    verify: Vec<IntCounter>,
+    /// `token_verifications_total{endpoint="introspect"}` by [`IntrospectResult`].
+    introspect: Vec<IntCounter>,
     /// `http_request_duration_seconds` by route index and status class, resolved on first
     /// use so that only series that happened appear.
     http: Vec<OnceLock<Histogram>>,
@@ -206,36 +156,6 @@ pub struct StoreTimings {
     pub get_user: Histogram,
     pub authenticate_api_key: Histogram,
     pub touch_api_key: Histogram,
-}
-
-/// The `result` values of `token_verifications_total{endpoint="verify"}`: `valid`, or the
-/// error code `/verify` answered with.
-pub const VERIFY_RESULTS: [&str; 8] = [
-    "valid",
-    "invalid_token",
-    "token_expired",
-    "wrong_token_type",
-    "user_disabled",
-    "token_revoked",
-    "store_unavailable",
-    "internal_error",
-];
-
-/// The `result` values of `token_verifications_total{endpoint="introspect"}` (refusals of the
-/// API key, content type or size are counted by the HTTP metrics alone).
-pub const INTROSPECT_RESULTS: [&str; 4] =
-    ["active", "inactive", "store_unavailable", "internal_error"];
-
-/// Status classes of the `status_class` label.
-const STATUS_CLASSES: [&str; 4] = ["2xx", "3xx", "4xx", "5xx"];
-
-fn status_class_index(status: u16) -> usize {
-    match status {
-        200..=299 => 0,
-        300..=399 => 1,
-        400..=499 => 2,
-        _ => 3,
-    }
 }
 
 impl Metrics {
@@ -399,32 +319,41 @@ impl Metrics {
             "Failed accept() calls (usually the open-file limit); each is followed by a pause that doubles up to 1 s.",
         )?;
 
-        let proxy = Callback::ALL
-            .iter()
+        let proxy = Callback::iter()
             .map(|cb| {
-                let l = cb.label();
+                let decision = |outcome: DecisionOutcome, reason: &str| {
+                    proxy_decisions.with_label_values(&[cb.label(), outcome.label(), reason])
+                };
                 ProxySeries {
-                    duration: proxy_duration.with_label_values(&[l]),
-                    accepted: proxy_decisions.with_label_values(&[l, "accepted", "none"]),
-                    rejected: Reason::ALL
-                        .iter()
-                        .map(|r| proxy_decisions.with_label_values(&[l, "rejected", r.label()]))
+                    duration: proxy_duration.with_label_values(&[cb.label()]),
+                    accepted: decision(DecisionOutcome::Accepted, NO_REASON),
+                    rejected: Reason::iter()
+                        .map(|r| decision(DecisionOutcome::Rejected, r.label()))
                         .collect(),
-                    errors: Failure::ALL
-                        .iter()
-                        .map(|f| proxy_decisions.with_label_values(&[l, "error", f.label()]))
+                    failed: ProxyFailure::iter()
+                        .map(|f| decision(DecisionOutcome::Error, f.label()))
                         .collect(),
                 }
             })
             .collect();
+        let verification =
+            |v: Verification| verifications.with_label_values(&[v.label(), v.result()]);
+        let tokens = |k: TokenKind| tokens_issued.with_label_values(&[k.label()]);
+        let users = |r: UpsertResult| users_upserted.with_label_values(&[r.label()]);
         let hot = Hot {
-            tokens_rest: tokens_issued.with_label_values(&["rest"]),
-            tokens_ws: tokens_issued.with_label_values(&["ws"]),
-            tokens_subscription: tokens_issued.with_label_values(&["subscription"]),
-            users_created: users_upserted.with_label_values(&["created"]),
-            users_updated: users_upserted.with_label_values(&["updated"]),
+            tokens_rest: tokens(TokenKind::Rest),
+            tokens_ws: tokens(TokenKind::Ws),
+            tokens_subscription: tokens(TokenKind::Subscription),
+            users_created: users(UpsertResult::Created),
+            users_updated: users(UpsertResult::Updated),
             proxy,
-            http: (0..route_labels.len() * STATUS_CLASSES.len())
+            verify: VerifyResult::iter()
+                .map(|r| verification(Verification::Verify(r)))
+                .collect(),
+            introspect: IntrospectResult::iter()
+                .map(|r| verification(Verification::Introspect(r)))
+                .collect(),
+            http: (0..route_labels.len() * StatusClass::COUNT)
                 .map(|_| OnceLock::new())
                 .collect(),
         };
@@ -459,63 +388,64 @@ impl Metrics {
     }
 
     /// Creates the zero-valued series of every closed label set, so that `rate()` and alert
-    /// rules see a 0 rather than nothing before the first event.
+    /// rules see a 0 rather than nothing before the first event. (The proxy, verification,
+    /// token and user series were created with `hot`; the request histograms appear per route
+    /// and status class as requests happen.)
     fn initialise_series(&self) {
-        for kind in ["rest", "ws", "subscription"] {
-            self.tokens_issued.with_label_values(&[kind]);
+        for kind in TokenKind::iter() {
+            self.tokens_issued.with_label_values(&[kind.label()]);
         }
-        for r in RejectReason::ALL {
-            self.token_rejections.with_label_values(&[r.label()]);
-        }
-        for r in RejectReason::SUBSCRIPTION {
+        for r in RejectReason::iter() {
+            if !r.subscription_only() {
+                self.token_rejections.with_label_values(&[r.label()]);
+            }
             self.subscription_rejections.with_label_values(&[r.label()]);
         }
-        for (endpoint, results) in [
-            ("verify", VERIFY_RESULTS.as_slice()),
-            ("introspect", INTROSPECT_RESULTS.as_slice()),
-        ] {
-            for r in results {
-                self.verifications.with_label_values(&[endpoint, r]);
-            }
-        }
-        for cb in Callback::ALL {
-            // The decision series were created with `hot`.
+        for cb in Callback::iter() {
             self.proxy_unauthenticated.with_label_values(&[cb.label()]);
         }
-        for method in CENTRIFUGO_API_METHODS {
-            for outcome in CENTRIFUGO_API_OUTCOMES {
+        for op in StoreOperation::iter() {
+            self.store_duration.with_label_values(&[op.label()]);
+        }
+        for method in ApiMethod::iter() {
+            for outcome in ApiCallOutcome::iter() {
                 self.centrifugo_api
                     .calls
-                    .with_label_values(&[method, outcome]);
+                    .with_label_values(&[method.label(), outcome.label()]);
             }
+            self.centrifugo_api
+                .duration
+                .with_label_values(&[method.label()]);
         }
     }
 
     /// Observes one request's handling time. `route` indexes the router's label list.
     pub fn observe_request(&self, route: usize, status: u16, seconds: f64) {
-        let class = status_class_index(status);
+        let class = StatusClass::of(status);
         let (Some(slot), Some(label)) = (
-            self.hot.http.get(route * STATUS_CLASSES.len() + class),
+            self.hot
+                .http
+                .get(route * StatusClass::COUNT + class as usize),
             self.route_labels.get(route),
         ) else {
             return;
         };
         slot.get_or_init(|| {
             self.http_duration
-                .with_label_values(&[label, STATUS_CLASSES[class]])
+                .with_label_values(&[label, class.label()])
         })
         .observe(seconds);
     }
 
     /// The storage histograms, one per operation (created at 0).
     pub fn store_timings(&self) -> StoreTimings {
-        let h = |op: &str| self.store_duration.with_label_values(&[op]);
+        let h = |op: StoreOperation| self.store_duration.with_label_values(&[op.label()]);
         StoreTimings {
-            ping: h("ping"),
-            upsert_user: h("upsert_user"),
-            get_user: h("get_user"),
-            authenticate_api_key: h("authenticate_api_key"),
-            touch_api_key: h("touch_api_key"),
+            ping: h(StoreOperation::Ping),
+            upsert_user: h(StoreOperation::UpsertUser),
+            get_user: h(StoreOperation::GetUser),
+            authenticate_api_key: h(StoreOperation::AuthenticateApiKey),
+            touch_api_key: h(StoreOperation::TouchApiKey),
         }
     }
 
@@ -533,18 +463,11 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one `/verify` or `/introspect` answer; `result` is one of [`VERIFY_RESULTS`] or
-    /// [`INTROSPECT_RESULTS`] (anything else is not counted, so no label set can grow).
-    pub fn verification(&self, endpoint: &'static str, result: &str) {
-        let known = match endpoint {
-            "verify" => VERIFY_RESULTS.contains(&result),
-            "introspect" => INTROSPECT_RESULTS.contains(&result),
-            _ => false,
-        };
-        if known {
-            self.verifications
-                .with_label_values(&[endpoint, result])
-                .inc();
+    /// Counts one `/verify` or `/introspect` answer.
+    pub fn verification(&self, v: Verification) {
+        match v {
+            Verification::Verify(r) => self.hot.verify[r as usize].inc(),
+            Verification::Introspect(r) => self.hot.introspect[r as usize].inc(),
         }
     }
 
@@ -556,6 +479,9 @@ impl Metrics {
 
     /// The series of one proxy callback.
     pub fn proxy(&self, cb: Callback) -> &ProxySeries {
-        &self.hot.proxy[cb.index()]
+        &self.hot.proxy[cb as usize]
     }
 }
+
+#[cfg(test)]
+mod tests;

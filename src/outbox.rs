@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::app::App;
-use crate::centrifugo_api::{CentrifugoApi, CentrifugoApiError, DisconnectUser};
+use crate::centrifugo::api::{CentrifugoApi, CentrifugoApiError, DisconnectUser};
 use crate::error_chain::Chain;
 use crate::metrics::Metrics;
 use crate::store::{PendingKick, Store, StoreError};

@@ -17,6 +17,7 @@ use crate::app::App;
 use crate::http::body::{self, BodyProgress};
 use crate::http::{auth, ok, ok_json, ApiError, Resp};
 use crate::jwt::RestTokenError;
+use crate::metrics::{IntrospectResult, Verification, VerifyResult};
 use crate::store::SessionUser;
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -69,12 +70,19 @@ fn refusal(user: Option<SessionUser>, iat: i64) -> Result<SessionUser, ApiError>
 /// `GET /verify` (and the other methods gateways forward), counted by result.
 pub async fn verify(app: &App, headers: &HeaderMap) -> Result<Resp, ApiError> {
     let result = check(app, headers).await;
-    let label = match &result {
-        Ok(_) => "valid",
-        Err(e) => e.code(),
-    };
-    app.metrics.verification("verify", label);
+    app.metrics
+        .verification(Verification::Verify(verify_result(&result)));
     result
+}
+
+/// The `result` a `/verify` answer is counted under: `valid`, or the error code it answered
+/// with. Every code [`check`] answers with is a [`VerifyResult`] (tests/api/verify.rs counts
+/// each); one that were not would be counted as `internal_error`, never dropped.
+fn verify_result(answer: &Result<Resp, ApiError>) -> VerifyResult {
+    match answer {
+        Ok(_) => VerifyResult::Valid,
+        Err(e) => e.code().parse().unwrap_or(VerifyResult::InternalError),
+    }
 }
 
 async fn check(app: &App, headers: &HeaderMap) -> Result<Resp, ApiError> {
@@ -156,14 +164,13 @@ pub async fn introspect(
         Some(t) => introspect_token(app, &t, now).await,
         None => Ok((false, ok(Bytes::from_static(INACTIVE)))),
     };
-    app.metrics.verification(
-        "introspect",
-        match &answer {
-            Ok((true, _)) => "active",
-            Ok((false, _)) => "inactive",
-            Err(e) => e.code(),
-        },
-    );
+    app.metrics
+        .verification(Verification::Introspect(match &answer {
+            Ok((true, _)) => IntrospectResult::Active,
+            Ok((false, _)) => IntrospectResult::Inactive,
+            Err(ApiError::StoreUnavailable(_)) => IntrospectResult::StoreUnavailable,
+            Err(_) => IntrospectResult::InternalError,
+        }));
     let mut resp = answer?.1;
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -1,7 +1,8 @@
 //! Centrifugo's HTTP proxy callbacks: caller authentication, dispatch to [`connect`],
 //! [`refresh`] and [`subscribe`], and counting of every outcome.
 //!
-//! [`decision`] holds the closed label sets, [`wire`] the Centrifugo wire types and codecs.
+//! [`decision`] holds what a handler decided, [`wire`] the Centrifugo wire types and codecs;
+//! the callbacks, refusal reasons and their codes are [`crate::centrifugo::protocol`]'s.
 //! Every *decision* is HTTP 200 with exactly one of `result`, `error` or `disconnect`. A non-200 answer is reserved for cases where Centrifugo should
 //! treat the call as failed and retry: a missing shared secret (401, not Centrifugo calling),
 //! a malformed body (400) and an unreachable store (503, which Centrifugo turns into a
@@ -29,11 +30,10 @@ use http::{HeaderMap, Request};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
-pub use decision::{Callback, Failure, Outcome, Reason};
-pub use wire::{
-    body_of, expired, parse, reject, ConnMeta, Disconnect, Rejection, SessionRequest, UserInfo,
-    WireError,
-};
+pub use crate::centrifugo::protocol::{Callback, Disconnect, Reason, Rejection, WireError};
+pub use crate::metrics::ProxyFailure;
+pub use decision::Outcome;
+pub use wire::{body_of, expired, parse, reject, ConnMeta, SessionRequest, UserInfo};
 
 use crate::app::App;
 use crate::http::body::{self, BodyProgress};
@@ -76,7 +76,7 @@ pub async fn handle(
     let bytes = match body::read_limited(&parts.headers, body, limit, progress).await {
         Ok(b) => b,
         Err(e) => {
-            count(app, cb, Outcome::Error(Failure::BadRequest));
+            count(app, cb, Outcome::Error(ProxyFailure::BadRequest));
             return Err(e);
         }
     };
@@ -94,10 +94,12 @@ pub async fn handle(
         }
         Err(e) => {
             let failure = match &e {
-                ApiError::StoreUnavailable(_) => Failure::StoreUnavailable,
-                ApiError::Timeout | ApiError::RequestTimeout => Failure::Timeout,
-                ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => Failure::BadRequest,
-                _ => Failure::Internal,
+                ApiError::StoreUnavailable(_) => ProxyFailure::StoreUnavailable,
+                ApiError::Timeout | ApiError::RequestTimeout => ProxyFailure::Timeout,
+                ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => {
+                    ProxyFailure::BadRequest
+                }
+                _ => ProxyFailure::InternalError,
             };
             count(app, cb, Outcome::Error(failure));
             Err(e)
@@ -107,15 +109,15 @@ pub async fn handle(
 
 /// Counts a call the router abandoned at the request deadline: a timeout is an outcome too.
 pub fn count_timeout(app: &App, cb: Callback) {
-    count(app, cb, Outcome::Error(Failure::Timeout));
+    count(app, cb, Outcome::Error(ProxyFailure::Timeout));
 }
 
 fn count(app: &App, cb: Callback, outcome: Outcome) {
     let series = app.metrics.proxy(cb);
     match outcome {
-        Outcome::Accepted => series.accepted.inc(),
-        Outcome::Rejected(r) => series.rejected[r.index()].inc(),
-        Outcome::Error(f) => series.errors[f.index()].inc(),
+        Outcome::Accepted => series.accepted().inc(),
+        Outcome::Rejected(r) => series.rejected(r).inc(),
+        Outcome::Error(f) => series.failed(f).inc(),
     }
 }
 

@@ -2,90 +2,18 @@
 //! envelopes it writes, and the codecs between bytes and those types.
 //!
 //! Every *decision* is HTTP 200 with exactly one of `result`, `error` or `disconnect`; see
-//! Centrifugo's proxy documentation (https://centrifugal.dev/docs/server/proxy). Disconnect
-//! codes 4500-4999 are terminal (the client does not reconnect), reasons at most 32 bytes.
+//! Centrifugo's proxy documentation (https://centrifugal.dev/docs/server/proxy). The refusal
+//! envelopes and their codes are Centrifugo's vocabulary, in [`crate::centrifugo::protocol`].
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::decision::{Outcome, Reason};
+use super::decision::Outcome;
+use crate::centrifugo::protocol::Reason;
 use crate::error_chain::Context;
 use crate::http::ApiError;
 use crate::store::SessionUser;
-
-impl Reason {
-    /// The Centrifugo answer for a rejected connect or subscribe.
-    pub fn reply(self) -> Rejection {
-        match self {
-            Reason::TokenExpired => Rejection::Error(WireError {
-                code: 1109,
-                message: "token expired",
-                temporary: true,
-            }),
-            Reason::ChannelForbidden => Rejection::Error(WireError {
-                code: 403,
-                message: "permission denied",
-                temporary: false,
-            }),
-            Reason::TokenInvalid => Rejection::Disconnect(Disconnect {
-                code: 4501,
-                reason: "invalid token",
-            }),
-            Reason::UserUnknown => Rejection::Disconnect(Disconnect {
-                code: 4502,
-                reason: "unknown user",
-            }),
-            Reason::UserDisabled => Rejection::Disconnect(Disconnect {
-                code: 4503,
-                reason: "user disabled",
-            }),
-            Reason::TokenRevoked => Rejection::Disconnect(Disconnect {
-                code: 4504,
-                reason: "token revoked",
-            }),
-            Reason::NoCredentials => Rejection::Disconnect(Disconnect {
-                code: 4505,
-                reason: "no credentials",
-            }),
-        }
-    }
-}
-
-impl Reason {
-    /// The terminal disconnect a *live* connection gets through Centrifugo's server API when
-    /// an operator makes this reason true (disable, revoke, delete): the same code and reason
-    /// the connect proxy answers, so clients see one vocabulary.
-    pub fn kick(self) -> Option<Disconnect> {
-        match self.reply() {
-            Rejection::Disconnect(d) => Some(d),
-            Rejection::Error(_) => None,
-        }
-    }
-}
-
-/// `{"error": {...}}` body.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct WireError {
-    pub code: u32,
-    pub message: &'static str,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub temporary: bool,
-}
-
-/// `{"disconnect": {...}}` body; reasons are ASCII and at most 32 bytes.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct Disconnect {
-    pub code: u32,
-    pub reason: &'static str,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Rejection {
-    Error(WireError),
-    Disconnect(Disconnect),
-}
 
 /// The connection meta the sidecar sets (connect result) or mints (wsToken `meta`), sent back
 /// to refresh/subscribe when `include_connection_meta` is on: `iat` is the authenticating
@@ -171,42 +99,5 @@ impl<'a> UserInfo<'a> {
             name: u.name.as_deref(),
             image: u.image.as_deref(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rejection_envelopes_match_the_wire_contract() {
-        let j = |r: Reason| serde_json::to_string(&r.reply()).unwrap();
-        assert_eq!(
-            j(Reason::TokenExpired),
-            r#"{"error":{"code":1109,"message":"token expired","temporary":true}}"#
-        );
-        assert_eq!(
-            j(Reason::TokenInvalid),
-            r#"{"disconnect":{"code":4501,"reason":"invalid token"}}"#
-        );
-        assert_eq!(
-            j(Reason::ChannelForbidden),
-            r#"{"error":{"code":403,"message":"permission denied"}}"#
-        );
-        for r in [
-            Reason::TokenInvalid,
-            Reason::UserUnknown,
-            Reason::UserDisabled,
-            Reason::TokenRevoked,
-            Reason::NoCredentials,
-        ] {
-            match r.reply() {
-                Rejection::Disconnect(d) => {
-                    assert!((4500..=4999).contains(&d.code), "terminal range");
-                    assert!(d.reason.len() <= 32 && d.reason.is_ascii());
-                }
-                Rejection::Error(_) => panic!("{r:?} must disconnect"),
-            }
-        }
     }
 }

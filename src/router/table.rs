@@ -5,43 +5,51 @@
 //! registry without importing the request path.
 
 use http::Method;
+use strum::{EnumIter, IntoStaticStr, VariantNames};
 
+use crate::centrifugo::protocol::Callback;
 use crate::http::ApiError;
-use crate::proxy::decision::Callback;
 
-/// The `route` label values, indexed by [`Route::index`] (the last is for requests that
-/// matched no route). The metrics registry is handed this list at startup.
-pub const ROUTE_LABELS: [&str; 26] = [
-    "tokens",
-    "centrifugo_connect",
-    "centrifugo_refresh",
-    "centrifugo_subscribe",
-    "centrifugo_sub_refresh",
-    "healthz",
-    "readyz",
-    "metrics",
-    "openapi",
-    "tokens_subscription",
-    "admin_get_user",
-    "admin_list_users",
-    "admin_disable_user",
-    "admin_enable_user",
-    "admin_revoke_user_tokens",
-    "admin_delete_user",
-    "admin_revoke_all_tokens",
-    "admin_list_api_keys",
-    "admin_create_api_key",
-    "admin_revoke_api_key",
-    "admin_list_keys",
-    "admin_rotate_key",
-    "verify",
-    "introspect",
-    "jwks",
-    "unmatched",
-];
+/// The `route` metric label: one variant per value, the value being the variant's name in
+/// snake case (derived by strum); [`Route::metric_label`] names each route's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, IntoStaticStr, VariantNames)]
+#[strum(serialize_all = "snake_case")]
+pub enum RouteLabel {
+    Tokens,
+    CentrifugoConnect,
+    CentrifugoRefresh,
+    CentrifugoSubscribe,
+    CentrifugoSubRefresh,
+    Healthz,
+    Readyz,
+    Metrics,
+    Openapi,
+    TokensSubscription,
+    AdminGetUser,
+    AdminListUsers,
+    AdminDisableUser,
+    AdminEnableUser,
+    AdminRevokeUserTokens,
+    AdminDeleteUser,
+    AdminRevokeAllTokens,
+    AdminListApiKeys,
+    AdminCreateApiKey,
+    AdminRevokeApiKey,
+    AdminListKeys,
+    AdminRotateKey,
+    Verify,
+    Introspect,
+    Jwks,
+    /// Requests that matched no route.
+    Unmatched,
+}
+
+/// The `route` label values, indexed by [`Route::index`]. The metrics registry is handed this
+/// list at startup.
+pub const ROUTE_LABELS: &[&str] = RouteLabel::VARIANTS;
 
 /// The `route` index of requests that matched no route.
-pub(super) const UNMATCHED: usize = ROUTE_LABELS.len() - 1;
+pub(super) const UNMATCHED: usize = RouteLabel::Unmatched as usize;
 
 /// The admin API's routes (`/admin/...`); the user id or key name is read from the path by
 /// the handler.
@@ -78,24 +86,42 @@ pub enum Route {
 }
 
 impl Route {
+    /// The `route` metric label of this route.
+    pub fn metric_label(self) -> RouteLabel {
+        match self {
+            Route::Tokens => RouteLabel::Tokens,
+            Route::SubscriptionTokens => RouteLabel::TokensSubscription,
+            Route::Proxy(Callback::Connect) => RouteLabel::CentrifugoConnect,
+            Route::Proxy(Callback::Refresh) => RouteLabel::CentrifugoRefresh,
+            Route::Proxy(Callback::Subscribe) => RouteLabel::CentrifugoSubscribe,
+            Route::Proxy(Callback::SubRefresh) => RouteLabel::CentrifugoSubRefresh,
+            Route::Healthz => RouteLabel::Healthz,
+            Route::Readyz => RouteLabel::Readyz,
+            Route::Metrics => RouteLabel::Metrics,
+            Route::OpenApi => RouteLabel::Openapi,
+            Route::Admin(a) => match a {
+                AdminRoute::GetUser => RouteLabel::AdminGetUser,
+                AdminRoute::ListUsers => RouteLabel::AdminListUsers,
+                AdminRoute::DisableUser => RouteLabel::AdminDisableUser,
+                AdminRoute::EnableUser => RouteLabel::AdminEnableUser,
+                AdminRoute::RevokeUserTokens => RouteLabel::AdminRevokeUserTokens,
+                AdminRoute::DeleteUser => RouteLabel::AdminDeleteUser,
+                AdminRoute::RevokeAllTokens => RouteLabel::AdminRevokeAllTokens,
+                AdminRoute::ListApiKeys => RouteLabel::AdminListApiKeys,
+                AdminRoute::CreateApiKey => RouteLabel::AdminCreateApiKey,
+                AdminRoute::RevokeApiKey => RouteLabel::AdminRevokeApiKey,
+                AdminRoute::ListKeys => RouteLabel::AdminListKeys,
+                AdminRoute::RotateKey => RouteLabel::AdminRotateKey,
+            },
+            Route::Verify => RouteLabel::Verify,
+            Route::Introspect => RouteLabel::Introspect,
+            Route::Jwks => RouteLabel::Jwks,
+        }
+    }
+
     /// Position in [`ROUTE_LABELS`].
     pub fn index(self) -> usize {
-        match self {
-            Route::Tokens => 0,
-            Route::Proxy(Callback::Connect) => 1,
-            Route::Proxy(Callback::Refresh) => 2,
-            Route::Proxy(Callback::Subscribe) => 3,
-            Route::Proxy(Callback::SubRefresh) => 4,
-            Route::Healthz => 5,
-            Route::Readyz => 6,
-            Route::Metrics => 7,
-            Route::OpenApi => 8,
-            Route::SubscriptionTokens => 9,
-            Route::Admin(a) => 10 + a as usize,
-            Route::Verify => 22,
-            Route::Introspect => 23,
-            Route::Jwks => 24,
-        }
+        self.metric_label() as usize
     }
 
     /// True for the routes that never read a request body.
@@ -121,7 +147,7 @@ impl Route {
 
     /// The `route` metric label (a closed set).
     pub fn label(self) -> &'static str {
-        ROUTE_LABELS[self.index()]
+        self.metric_label().into()
     }
 
     fn is_admin(self) -> bool {
@@ -310,6 +336,8 @@ pub fn route(method: &Method, path: &str, listener: Listener) -> Result<Route, A
 
 #[cfg(test)]
 mod tests {
+    use strum::IntoEnumIterator;
+
     use super::*;
 
     const MAIN: Listener = Listener::Main {
@@ -360,8 +388,18 @@ mod tests {
         ];
         for (route, label) in all {
             assert_eq!(route.label(), label);
+            assert_eq!(ROUTE_LABELS[route.index()], label);
             assert_ne!(route.index(), UNMATCHED);
         }
+        // Every label but `unmatched` is exactly one route's.
+        for label in RouteLabel::iter().filter(|l| *l != RouteLabel::Unmatched) {
+            let routes = all
+                .iter()
+                .filter(|(r, _)| r.metric_label() == label)
+                .count();
+            assert_eq!(routes, 1, "{label:?}");
+        }
+        assert_eq!(ROUTE_LABELS.len(), all.len() + 1);
         // Every route has one path; only /verify takes several methods.
         for (route, _) in all {
             let rows: Vec<&Endpoint> = ENDPOINTS.iter().filter(|e| e.route == route).collect();
@@ -461,8 +499,12 @@ mod tests {
             route(&Method::POST, "/tokens", Listener::Admin).map_err(|e| e.code()),
             Err("not_found")
         );
-        for label in &ROUTE_LABELS[10..20] {
-            assert!(label.starts_with("admin_"), "{label}");
+        for e in &ENDPOINTS {
+            assert_eq!(
+                e.route.label().starts_with("admin_"),
+                e.route.is_admin(),
+                "{e:?}"
+            );
         }
     }
 }

@@ -142,7 +142,7 @@ pub enum UserChange {
 }
 
 /// A terminal disconnect queued in the outbox with the change that calls for it. The store
-/// keeps the code and reason as given; `proxy/wire.rs` chooses them.
+/// keeps the code and reason as given; `centrifugo/protocol.rs` chooses them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Kick<'a> {
     pub code: u32,

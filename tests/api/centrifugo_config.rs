@@ -9,7 +9,7 @@ use crate::helpers::{now, try_verify_hs256, TestApp};
 
 #[tokio::test]
 async fn generated_centrifugo_config_verifies_a_fresh_ws_token_with_centrifugos_rules() {
-    use chatsdk_auth::centrifugo_config::{generate, Mode, SecretValues, Version, WsKey};
+    use chatsdk_auth::centrifugo::config::{generate, Mode, SecretValues, Version, WsKey};
     let t = TestApp::spawn_with(|c| {
         c.tokens.ws_audience = "centrifugo".into();
         c.tokens.ws_issuer = "chatsdk-auth".into();
@@ -67,7 +67,7 @@ async fn generated_centrifugo_config_verifies_a_fresh_ws_token_with_centrifugos_
 
 #[test]
 fn shipped_centrifugo_configs_match_the_generator() {
-    use chatsdk_auth::centrifugo_config::{generate, Mode, Version, PLACEHOLDERS};
+    use chatsdk_auth::centrifugo::config::{generate, Mode, Version, PLACEHOLDERS};
     let config = chatsdk_auth::config::RawConfig::default()
         .validate()
         .unwrap();

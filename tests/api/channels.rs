@@ -489,7 +489,7 @@ fn centrifugo_accepts(cfg: &Value, token: &str, user: &str, channel: &str) -> Re
 
 #[tokio::test]
 async fn the_generated_config_accepts_subscription_tokens_with_zero_hand_edits() {
-    use chatsdk_auth::centrifugo_config::{generate, Mode, SecretValues, Version, WsKey};
+    use chatsdk_auth::centrifugo::config::{generate, Mode, SecretValues, Version, WsKey};
     let t = app().await;
     create_user(&t, "user-123", seed_custom()).await;
     let (hmac, proxy_secret, sub_key) = (t.ws_key(), t.proxy_secret(), t.sub_key());

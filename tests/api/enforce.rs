@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use chatsdk_auth::centrifugo_api::{CentrifugoApi, CentrifugoApiError, DisconnectUser};
+use chatsdk_auth::centrifugo::api::{CentrifugoApi, CentrifugoApiError, DisconnectUser};
 use chatsdk_auth::secrets::Secret;
 
 use crate::enforce_env::{cli, kick, seed_users, KEY, WAIT};
 use crate::fake_centrifugo::{FakeCentrifugo, Kick, Mode};
 
 fn client(f: &FakeCentrifugo, timeout_ms: u64) -> (CentrifugoApi, chatsdk_auth::metrics::Metrics) {
-    let m = chatsdk_auth::metrics::Metrics::new(&chatsdk_auth::router::ROUTE_LABELS).unwrap();
+    let m = chatsdk_auth::metrics::Metrics::new(chatsdk_auth::router::ROUTE_LABELS).unwrap();
     let c = CentrifugoApi::new(
         &f.api_url(),
         Duration::from_millis(timeout_ms),

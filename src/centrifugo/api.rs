@@ -17,29 +17,16 @@ use std::time::{Duration, Instant};
 use http::HeaderValue;
 use serde::{Deserialize, Serialize};
 
+use crate::centrifugo::protocol::ApiMethod;
 use crate::config::Config;
 use crate::error_chain::Cause;
-use crate::metrics::{CentrifugoApiMetrics, CENTRIFUGO_API_METHODS as METHODS};
+use crate::metrics::{ApiCallOutcome, CentrifugoApiMetrics};
 use crate::secrets::Secret;
 
 /// Attempts per call (the first one included).
 const ATTEMPTS: u32 = 3;
 /// Wait before the second attempt; doubled before each later one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-
-/// A server-API method this client calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    Disconnect,
-    Batch,
-    Info,
-}
-
-impl Method {
-    pub fn label(self) -> &'static str {
-        METHODS[self as usize]
-    }
-}
 
 /// Why a server-API call failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +48,15 @@ pub enum CentrifugoApiError {
 }
 
 impl CentrifugoApiError {
-    /// The `outcome` label of this failure (one of `metrics::CENTRIFUGO_API_OUTCOMES`).
-    pub fn outcome(&self) -> &'static str {
+    /// The `outcome` label of this failure.
+    pub fn outcome(&self) -> ApiCallOutcome {
         match self {
-            CentrifugoApiError::Unreachable(_) => "unreachable",
-            CentrifugoApiError::Timeout(_) => "timeout",
-            CentrifugoApiError::Unauthorized => "unauthorized",
-            CentrifugoApiError::Status(_) => "http_error",
-            CentrifugoApiError::Api { .. } => "api_error",
-            CentrifugoApiError::BadResponse(_) => "bad_response",
+            CentrifugoApiError::Unreachable(_) => ApiCallOutcome::Unreachable,
+            CentrifugoApiError::Timeout(_) => ApiCallOutcome::Timeout,
+            CentrifugoApiError::Unauthorized => ApiCallOutcome::Unauthorized,
+            CentrifugoApiError::Status(_) => ApiCallOutcome::HttpError,
+            CentrifugoApiError::Api { .. } => ApiCallOutcome::ApiError,
+            CentrifugoApiError::BadResponse(_) => ApiCallOutcome::BadResponse,
         }
     }
 
@@ -215,7 +202,7 @@ impl CentrifugoApi {
                 reason: d.reason,
             },
         };
-        let bytes = self.call(Method::Disconnect, &body).await?;
+        let bytes = self.call(ApiMethod::Disconnect, &body).await?;
         let reply: Reply<Empty> = decode(&bytes)?;
         match (reply.result, reply.error) {
             (_, Some(e)) => Err(CentrifugoApiError::Api {
@@ -250,7 +237,7 @@ impl CentrifugoApi {
                 .collect(),
             parallel: true,
         };
-        let bytes = self.call(Method::Batch, &body).await?;
+        let bytes = self.call(ApiMethod::Batch, &body).await?;
         if let Ok(Reply {
             error: Some(e),
             result: None,
@@ -282,7 +269,7 @@ impl CentrifugoApi {
 
     /// The nodes of the Centrifugo cluster, with their versions.
     pub async fn info(&self) -> Result<Vec<NodeInfo>, CentrifugoApiError> {
-        let bytes = self.call(Method::Info, &serde_json::json!({})).await?;
+        let bytes = self.call(ApiMethod::Info, &serde_json::json!({})).await?;
         let reply: Reply<InfoResult> = decode(&bytes)?;
         match (reply.result, reply.error) {
             (_, Some(e)) => Err(CentrifugoApiError::Api {
@@ -300,7 +287,7 @@ impl CentrifugoApi {
     /// first HTTP 200.
     async fn call<B: Serialize>(
         &self,
-        method: Method,
+        method: ApiMethod,
         body: &B,
     ) -> Result<bytes::Bytes, CentrifugoApiError> {
         let url = format!("{}/{}", self.base, method.label());
@@ -342,13 +329,20 @@ impl CentrifugoApi {
         }
     }
 
-    fn observe<T>(&self, method: Method, result: &Result<T, CentrifugoApiError>, took: Duration) {
+    fn observe<T>(
+        &self,
+        method: ApiMethod,
+        result: &Result<T, CentrifugoApiError>,
+        took: Duration,
+    ) {
         if let Some(m) = &self.metrics {
             let outcome = match result {
-                Ok(_) => "ok",
+                Ok(_) => ApiCallOutcome::Ok,
                 Err(e) => e.outcome(),
             };
-            m.calls.with_label_values(&[method.label(), outcome]).inc();
+            m.calls
+                .with_label_values(&[method.label(), outcome.label()])
+                .inc();
             m.duration
                 .with_label_values(&[method.label()])
                 .observe(took.as_secs_f64());
@@ -401,6 +395,5 @@ mod tests {
         assert!(CentrifugoApiError::Status(503).is_transient());
         assert!(!CentrifugoApiError::Status(404).is_transient());
         assert!(!CentrifugoApiError::Unauthorized.is_transient());
-        assert_eq!(METHODS[Method::Info as usize], "info");
     }
 }

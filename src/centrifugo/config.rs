@@ -12,18 +12,18 @@
 //! The proxy endpoints use `centrifugo.sidecar_url`, which defaults to `server.listen`. The
 //! server-API key (`http_api.key`) is the sidecar's `centrifugo-api.key`, used to kick
 //! revoked users. `client.connect_code_to_unidirectional_disconnect` maps the connect proxy's
-//! codes (1109 and 45xx, from `proxy/wire.rs`) so unidirectional clients (SSE, HTTP streaming)
+//! codes (1109 and 45xx, from `centrifugo/protocol.rs`) so unidirectional clients (SSE, HTTP streaming)
 //! see them instead of 3004
 //! (https://centrifugal.dev/docs/server/proxy#unidirectional-transports-and-connect-proxy).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Map, Value};
+use strum::IntoEnumIterator;
 
+use crate::centrifugo::protocol::{Reason, Rejection};
 use crate::channels::RuleKind;
 use crate::config::Config;
-use crate::proxy::decision::Reason;
-use crate::proxy::wire::Rejection;
 
 /// Connection authentication mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -89,9 +89,8 @@ const UNI_TOKEN_EXPIRED: u32 = 4109;
 /// `connect_code_to_unidirectional_disconnect.transforms`: every connect-proxy answer's code
 /// with the disconnect a unidirectional client sees for it.
 fn uni_transforms() -> Vec<Value> {
-    Reason::ALL
-        .iter()
-        .filter(|r| **r != Reason::ChannelForbidden)
+    Reason::iter()
+        .filter(|r| *r != Reason::ChannelForbidden)
         .map(|r| match r.reply() {
             Rejection::Error(e) => json!({
                 "code": e.code,
