@@ -20,6 +20,8 @@ mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
+/// Concurrent key rotations (admin API, CLI beside the server): no key is ever lost.
+mod key_rotation;
 /// Signing keys: every algorithm through PyJWT, startup refusal, rotation end to end.
 mod keys;
 /// Rate limits on POST /tokens (never on the proxies).
@@ -47,6 +49,8 @@ mod props;
 /// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
 /// persistence), and SQLite's migrations.
 mod tokens;
+/// Server-side channels: a user id never moves a channel into another namespace.
+mod user_channels;
 /// GET /verify, POST /introspect and the JWKS: contracts on both backends.
 mod verify;
 /// The SQLite WAL stays bounded under load; unchanged profiles are not rewritten.
