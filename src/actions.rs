@@ -1,6 +1,6 @@
 //! The operator actions, one implementation each, shared by the command line (`cli.rs`) and
 //! the admin API (`admin.rs`): show, list, disable, enable, revoke tokens (one user or the
-//! whole app), delete, and the API-key actions.
+//! whole app), delete, the API-key actions and the signing-key rotation.
 //!
 //! An action that must end live connections (disable, revoke, delete) queues the kick in the
 //! same transaction as the change, when active revocation is on (`centrifugo.api_url` set);
@@ -9,6 +9,9 @@
 
 use crate::api_key;
 use crate::centrifugo::protocol::Reason;
+use crate::config::Config;
+use crate::keys::{self, KeyError, Kind, Rotation};
+use crate::secrets::Secrets;
 use crate::store::{
     audit_event, ApiKeyInfo, AuditEvent, Kick, Store, StoreError, User, UserChange, UserPage,
 };
@@ -191,22 +194,28 @@ impl Actions<'_> {
         })
     }
 
-    /// Records a signing-key rotation (made by [`crate::keys::rotate`], in the key ring file):
-    /// the kind, and the key ids in the detail (never key material).
-    pub async fn signing_key_rotated(
+    /// Rotates the signing key of `kind` ([`keys::rotate`]: under the key ring file's lock, off
+    /// the async workers) and records it in the audit trail: the kind, and the key ids in the
+    /// detail (never key material). A refused rotation changes and records nothing.
+    pub async fn rotate_signing_key(
         &self,
-        kind: &str,
-        old_kid: &str,
-        new_kid: &str,
-        signs_from: i64,
-    ) {
+        config: &Config,
+        secrets: &Secrets,
+        kind: Kind,
+        now: i64,
+    ) -> Result<Rotation, KeyError> {
+        let r = keys::rotate(config, secrets, kind, now).await?;
         self.audit(
             audit_event::SIGNING_KEY_ROTATED,
             "signing_key",
-            kind,
-            Some(format!("{old_kid} -> {new_kid}, signs from {signs_from}")),
+            kind.label(),
+            Some(format!(
+                "{} -> {}, signs from {}",
+                r.old_kid, r.new_kid, r.signs_from
+            )),
         )
         .await;
+        Ok(r)
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, ActionError> {

@@ -226,24 +226,18 @@ pub async fn handle(
                 }
             };
             params::<NoParams>(&parts.headers, body, app, progress).await?;
-            let rotation =
-                keys::rotate(&app.config, &app.secrets, kind, now).map_err(|e| match e {
-                    KeyError::Refused(message) => ApiError::Conflict {
+            let rotation = actions
+                .rotate_signing_key(&app.config, &app.secrets, kind, now)
+                .await
+                .map_err(|e| match e {
+                    KeyError::Refused(refusal) => ApiError::Conflict {
                         code: "rotation_refused",
-                        message,
+                        message: refusal.to_string(),
                     },
                     other => ApiError::Internal(Box::new(other)),
                 })?;
             // This server follows at once; the others within a second (they watch the file).
             app.keys.reload_if_changed();
-            actions
-                .signing_key_rotated(
-                    kind.label(),
-                    &rotation.old_kid,
-                    &rotation.new_kid,
-                    rotation.signs_from,
-                )
-                .await;
             ok_json(&rotation)
         }
         A::RevokeApiKey => {

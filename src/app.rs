@@ -119,7 +119,7 @@ impl App {
             &config.tokens,
             keys.clone(),
             &secrets.subscription_key,
-            &config.centrifugo.user_channels,
+            &config.centrifugo.channel_rules,
         );
         let verifier = Verifier::new(&config.tokens, keys.clone());
         let store = store.with_timings(metrics.store_timings());

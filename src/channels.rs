@@ -280,6 +280,29 @@ impl Rule {
         }
         match_parts(&self.parts, channel, subject, self.prefix)
     }
+
+    /// The channel this rule names for `user_id`: its `#{userId}` filled in, when the rule is a
+    /// whole channel over `#{userId}` only (what a server-side rule is) and the result is one
+    /// the rule [`matches`](Rule::matches): so a user id can never move the channel into another
+    /// namespace or make it private (`#{userId}` for the user `personal:bob` is no channel).
+    pub fn fill_user(&self, user_id: &str) -> Option<String> {
+        if self.prefix {
+            return None;
+        }
+        let mut channel = String::with_capacity(self.source.len() + user_id.len());
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => channel.push_str(l),
+                Part::UserId => channel.push_str(user_id),
+                Part::Custom(_) => return None,
+            }
+        }
+        let subject = Subject {
+            user_id,
+            custom: None,
+        };
+        self.matches(&subject, &channel).then_some(channel)
+    }
 }
 
 /// Compiles what is inside `#{...}`.
@@ -384,248 +407,29 @@ impl ChannelRules {
     pub fn allows(&self, subject: &Subject<'_>, channel: &str) -> bool {
         self.rules.iter().any(|r| r.matches(subject, channel))
     }
+
+    /// The server-side rules only ([`RuleKind::ServerSide`]), in order.
+    pub fn server_side(&self) -> ChannelRules {
+        ChannelRules::new(
+            self.rules
+                .iter()
+                .filter(|r| r.kind == RuleKind::ServerSide)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// The server-side channels of `user_id` (the wsToken's `channels`, the connect reply's),
+    /// in rule order: each server-side rule filled with the id ([`Rule::fill_user`]); a rule
+    /// the id would move into another namespace gives none.
+    pub fn server_side_channels(&self, user_id: &str) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter(|r| r.kind == RuleKind::ServerSide)
+            .filter_map(|r| r.fill_user(user_id))
+            .collect()
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn rule(t: &str) -> Rule {
-        Rule::parse(t, RuleKind::Subscribe).unwrap()
-    }
-
-    /// The seed's own example of `custom`, plus rooms and a few odd values.
-    fn seed_custom() -> Value {
-        json!({
-            "organizationId": "org-456",
-            "role": "admin",
-            "tenantId": "tenant-789",
-            "rooms": ["general", "random", 7, {"nested": "x"}, "", null],
-            "team": {"id": "t-1", "ids": [3, 4], "flag": true},
-            "score": 1.5,
-            "empty": "",
-            "nothing": null,
-            "obj": {"a": 1}
-        })
-    }
-
-    #[test]
-    fn templates_by_users_by_channels() {
-        let custom = seed_custom();
-        let admin = Subject {
-            user_id: "user-123",
-            custom: Some(&custom),
-        };
-        let bare = Subject {
-            user_id: "user-9",
-            custom: None,
-        };
-        let colon = Subject {
-            user_id: "personal:bob",
-            custom: None,
-        };
-        // (template, subject, channel, allowed)
-        let table: &[(&str, &Subject<'_>, &str, bool)] = &[
-            ("personal:#{userId}", &admin, "personal:user-123", true),
-            ("personal:#{userId}", &admin, "personal:user-1234", false),
-            ("personal:#{userId}", &admin, "personal:user-12", false),
-            ("personal:#{userId}", &bare, "personal:user-123", false),
-            ("personal:#{userId}", &bare, "personal:user-9", true),
-            (
-                "org:#{custom.organizationId}:*",
-                &admin,
-                "org:org-456:general",
-                true,
-            ),
-            (
-                "org:#{custom.organizationId}:*",
-                &admin,
-                "org:org-456:",
-                false,
-            ),
-            (
-                "org:#{custom.organizationId}:*",
-                &admin,
-                "org:org-45:general",
-                false,
-            ),
-            (
-                "org:#{custom.organizationId}:*",
-                &admin,
-                "org:org-4567:x",
-                false,
-            ),
-            (
-                "org:#{custom.organizationId}:*",
-                &bare,
-                "org:org-456:general",
-                false,
-            ),
-            ("room:#{custom.rooms}", &admin, "room:general", true),
-            ("room:#{custom.rooms}", &admin, "room:random", true),
-            ("room:#{custom.rooms}", &admin, "room:7", true),
-            ("room:#{custom.rooms}", &admin, "room:", false),
-            ("room:#{custom.rooms}", &admin, "room:nested", false),
-            ("room:#{custom.rooms}", &admin, "room:null", false),
-            ("room:#{custom.rooms}", &admin, "room:other", false),
-            ("team:#{custom.team.id}", &admin, "team:t-1", true),
-            ("team:#{custom.team.ids}:chat", &admin, "team:4:chat", true),
-            ("team:#{custom.team.ids}:chat", &admin, "team:5:chat", false),
-            ("flags:#{custom.team.flag}", &admin, "flags:true", true),
-            ("score:#{custom.score}", &admin, "score:1.5", false),
-            ("xy:#{custom.empty}", &admin, "xy:", false),
-            ("xy:#{custom.nothing}", &admin, "xy:null", false),
-            ("xy:#{custom.obj}", &admin, "xy:{\"a\":1}", false),
-            ("xy:#{custom.missing.deep}", &admin, "xy:", false),
-            ("xy:#{custom.role.deeper}", &admin, "xy:admin", false),
-            ("role:#{custom.role}", &admin, "role:admin", true),
-            (
-                "tenant:#{custom.tenantId}:u:#{userId}",
-                &admin,
-                "tenant:tenant-789:u:user-123",
-                true,
-            ),
-            (
-                "tenant:#{custom.tenantId}:u:#{userId}",
-                &admin,
-                "tenant:tenant-789:u:user-9",
-                false,
-            ),
-            ("chat:*", &bare, "chat:room-7", true),
-            ("chat:*", &bare, "chat:", false),
-            ("chat:*", &bare, "chatx:room", false),
-            ("lobby", &bare, "lobby", true),
-            ("lobby", &bare, "lobby2", false),
-            // No namespace in the template: a value may not introduce one.
-            ("#{userId}", &colon, "personal:bob", false),
-            ("#{userId}", &bare, "user-9", true),
-            // Private rules match only private channels, and the other way round.
-            ("$room:#{custom.rooms}", &admin, "$room:general", true),
-            ("$room:#{custom.rooms}", &admin, "room:general", false),
-            ("room:#{custom.rooms}", &admin, "$room:general", false),
-            ("$lobby:*", &bare, "$lobby:a", true),
-        ];
-        for (template, subject, channel, allowed) in table {
-            assert_eq!(
-                rule(template).matches(subject, channel),
-                *allowed,
-                "{template} for {} on {channel}",
-                subject.user_id
-            );
-        }
-    }
-
-    #[test]
-    fn an_empty_user_id_matches_nothing() {
-        let anon = Subject {
-            user_id: "",
-            custom: None,
-        };
-        assert!(!rule("personal:#{userId}").matches(&anon, "personal:"));
-    }
-
-    #[test]
-    fn bad_templates_say_why() {
-        use TemplateError::*;
-        let cases: &[(&str, TemplateError)] = &[
-            ("", Empty),
-            ("*", BareStar),
-            ("room: x", Whitespace),
-            ("room:\u{7}", Whitespace),
-            ("room:#{userId", Unclosed),
-            ("room:#{user}", UnknownPlaceholder("user".into())),
-            ("room:#{custom}", UnknownPlaceholder("custom".into())),
-            ("room:#{custom.}", UnknownPlaceholder("custom.".into())),
-            (
-                "room:#{custom.a..b}",
-                UnknownPlaceholder("custom.a..b".into()),
-            ),
-            ("room:#{custom.a b}", Whitespace),
-            ("room:*:x", InnerStar),
-            ("room:**", InnerStar),
-            ("room:#{userId}*", PlaceholderBeforeStar),
-            ("room:#{userId}#{custom.a}", AdjacentPlaceholders),
-            ("#{userId}:feed", DynamicNamespace),
-            ("r#{userId}:feed", DynamicNamespace),
-            ("a:x", BadNamespace("a".into())),
-            ("$a:x", BadNamespace("a".into())),
-            ("b@d:x", BadNamespace("b@d".into())),
-        ];
-        for (t, want) in cases {
-            assert_eq!(
-                Rule::parse(t, RuleKind::Subscribe).unwrap_err(),
-                *want,
-                "{t}"
-            );
-        }
-        let long = format!("room:{}", "x".repeat(251));
-        assert_eq!(
-            Rule::parse(&long, RuleKind::Subscribe).unwrap_err(),
-            TemplateError::TooLong
-        );
-        // The message names the placeholder it did not understand.
-        let msg = UnknownPlaceholder("org".into()).to_string();
-        assert!(msg.contains("#{org}"), "{msg}");
-    }
-
-    #[test]
-    fn namespaces_privacy_and_custom_use_are_known_after_compiling() {
-        let r = rule("$room:#{custom.rooms}");
-        assert_eq!(r.namespace(), Some("room"));
-        assert!(r.is_private() && r.reads_custom() && !r.is_prefix());
-        let r = rule("lobby");
-        assert_eq!(r.namespace(), None);
-        let r = rule(":lobby");
-        assert_eq!(
-            r.namespace(),
-            None,
-            "an empty namespace is without_namespace"
-        );
-        let r = rule("org:#{custom.organizationId}:*");
-        assert_eq!(r.namespace(), Some("org"));
-        assert!(r.is_prefix() && !r.is_private());
-        assert!(rule("personal:#{userId}").only_user_id());
-        let rules = ChannelRules::new(vec![rule("chat:*")]);
-        assert!(!rules.reads_custom());
-        assert_eq!(rules.parse_custom(Some(r#"{"a":1}"#)), None);
-        let rules = ChannelRules::new(vec![rule("chat:*"), rule("room:#{custom.rooms}")]);
-        assert_eq!(rules.parse_custom(Some("not json")), None);
-        assert_eq!(
-            rules.parse_custom(Some(r#"{"rooms":["a"]}"#)),
-            Some(json!({"rooms": ["a"]}))
-        );
-    }
-
-    #[test]
-    fn centrifugo_channel_rules() {
-        assert_eq!(validate_channel(""), Err(ChannelError::Empty));
-        assert_eq!(validate_channel(&"a".repeat(255)), Ok(()));
-        assert_eq!(
-            validate_channel(&"a".repeat(256)),
-            Err(ChannelError::TooLong)
-        );
-        assert_eq!(validate_channel("chat:a\nb"), Err(ChannelError::Control));
-        assert_eq!(validate_channel("chat:a\u{0}"), Err(ChannelError::Control));
-        assert_eq!(
-            validate_channel("c:x"),
-            Err(ChannelError::BadNamespace("c".into()))
-        );
-        assert_eq!(
-            validate_channel("$c h:x"),
-            Err(ChannelError::BadNamespace("c h".into()))
-        );
-        for ok in [
-            "chat:room",
-            "$room:a",
-            "lobby",
-            ":lobby",
-            "org:acme:general",
-            "a.b:c",
-        ] {
-            assert_eq!(validate_channel(ok), Ok(()), "{ok}");
-        }
-        assert_eq!(namespace_of("$room:a:b"), Some("room"));
-        assert_eq!(namespace_of("lobby"), None);
-    }
-}
+mod tests;

@@ -12,7 +12,7 @@ use crate::centrifugo::api::CentrifugoApi;
 use crate::centrifugo::config::{self as centrifugo_config, Mode, SecretValues, Version, WsKey};
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
-use crate::keys::{self, algorithm_name, is_asymmetric, KeyRing, Kind};
+use crate::keys::{algorithm_name, is_asymmetric, KeyRing, Kind};
 use crate::now_unix;
 use crate::outbox;
 use crate::secrets::Secrets;
@@ -110,8 +110,26 @@ pub enum KeysCommand {
     /// after `tokens.jwks_publish_delay_seconds`. Running servers pick it up within a second.
     Rotate {
         #[arg(value_enum)]
-        kind: Kind,
+        kind: KeyKind,
     },
+}
+
+/// Which signing key `keys rotate` rotates ([`Kind`], as the command line spells it).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyKind {
+    /// The ChatSDK REST token (`token`).
+    Rest,
+    /// The Centrifugo connection token (`wsToken`).
+    Ws,
+}
+
+impl From<KeyKind> for Kind {
+    fn from(k: KeyKind) -> Kind {
+        match k {
+            KeyKind::Rest => Kind::Rest,
+            KeyKind::Ws => Kind::Ws,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -447,18 +465,18 @@ pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
             }
         }
         KeysCommand::Rotate { kind } => {
-            let r = keys::rotate(&config, &secrets, *kind, now)?;
-            block_on(async {
+            let kind = Kind::from(*kind);
+            let r = block_on(async {
                 let store = open_store(&config).await?;
-                Actions {
+                let actions = Actions {
                     store: &store,
                     kicks: false,
                     actor: "cli",
                     source: None,
-                }
-                .signing_key_rotated(kind.label(), &r.old_kid, &r.new_kid, r.signs_from)
-                .await;
-                Ok(())
+                };
+                Ok(actions
+                    .rotate_signing_key(&config, &secrets, kind, now)
+                    .await?)
             })?;
             eprintln!(
                 "rotated the {} key: {} ({}) replaces {}",
@@ -480,7 +498,7 @@ pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
                     r.old_expires_at
                 );
             }
-            if *kind == Kind::Ws && !is_asymmetric(r.alg) {
+            if kind == Kind::Ws && !is_asymmetric(r.alg) {
                 eprintln!("give Centrifugo the new key now: `chatsdk-auth centrifugo-config` writes it with hmac_previous_secret_key (Centrifugo >= 6.6.1), so existing wsTokens keep connecting");
             }
             println!("{}", r.new_kid);

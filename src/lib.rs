@@ -20,9 +20,11 @@
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas.
-//! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs),
-//!   `kid`s, public JWKs, and the key ring with its rotation schedule ([`keys::LiveKeys`]).
-//! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`] (REST tokens and wsTokens).
+//! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs):
+//!   `material`, `schedule`, the `ring` file (locked, replaced atomically), the one `rotation`
+//!   (on the blocking pool) and the `live` ring a server re-reads ([`keys::LiveKeys`]).
+//! - [`jwt`]: `claims`, [`jwt::Signer`], [`jwt::Verifier`] (REST tokens and wsTokens), and the
+//!   `prepared` HMAC path beside its differential test.
 //! - [`http`]: request body reading, the JSON error envelope, API-key authentication.
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
 //! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels

@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use super::{body_of, parse, reject, session_verdict, Outcome, Reason, UserInfo};
 use crate::app::App;
 use crate::http::ApiError;
-use crate::jwt::{user_channels, TokenError};
+use crate::jwt::TokenError;
 
 /// The fields of the connect request Centrifugo sends
 /// (https://centrifugal.dev/docs/server/proxy#connect-proxy) that a decision reads.
@@ -97,7 +97,11 @@ pub async fn decide(
                 iat: claims.iat,
                 custom,
             },
-            channels: user_channels(&app.config.centrifugo.user_channels, &claims.sub),
+            channels: app
+                .config
+                .centrifugo
+                .channel_rules
+                .server_side_channels(&claims.sub),
         },
     };
     Ok((Outcome::Accepted, body_of(&reply)?))

@@ -26,6 +26,8 @@ mod fake_centrifugo;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
+/// Concurrent key rotations (admin API, CLI beside the server): no key is ever lost.
+mod key_rotation;
 /// Signing keys: every algorithm through PyJWT, startup refusal, rotation end to end.
 mod keys;
 /// Rate limits on POST /tokens (never on the proxies).
@@ -61,6 +63,8 @@ mod tokens;
 /// POST /tokens refusals on both backends: validation, API keys, media type and size,
 /// disabled and revoked users; nothing written.
 mod tokens_refusals;
+/// Server-side channels: a user id never moves a channel into another namespace.
+mod user_channels;
 /// GET /verify, POST /introspect and the JWKS: contracts on both backends.
 mod verify;
 /// The SQLite WAL stays bounded under load; unchanged profiles are not rewritten.

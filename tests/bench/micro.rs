@@ -33,7 +33,12 @@ fn tokens(c: &mut Criterion) {
     let keys = std::sync::Arc::new(LiveKeys::fixed(
         KeyRing::configured(&cfg.tokens, &s).unwrap(),
     ));
-    let signer = Signer::new(&cfg.tokens, keys.clone(), &s.subscription_key, &[]);
+    let signer = Signer::new(
+        &cfg.tokens,
+        keys.clone(),
+        &s.subscription_key,
+        &Default::default(),
+    );
     let verifier = Verifier::new(&cfg.tokens, keys);
     let now = chatsdk_auth::now_unix();
     let info = || Info {

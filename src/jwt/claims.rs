@@ -1,0 +1,114 @@
+//! The claims of each token the service signs (REST, connection, subscription), and the claims
+//! verification reads back from REST tokens and wsTokens.
+
+use serde::{Deserialize, Serialize};
+
+/// Claims of the ChatSDK REST token.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RestClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+}
+
+/// Connection info carried in the wsToken (and subscription tokens): only the fields the user has.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct Info<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<&'a str>,
+}
+
+impl Info<'_> {
+    pub fn is_empty(&self) -> bool {
+        self.name.is_none() && self.image.is_none()
+    }
+}
+
+/// Claims of the Centrifugo connection token
+/// (https://centrifugal.dev/docs/server/authentication#connection-jwt-claims). Never `nbf`, never
+/// `exp: 0`, never `channel`.
+#[derive(Debug, Serialize)]
+pub struct WsClaims<'a> {
+    pub sub: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+    #[serde(skip_serializing_if = "Info::is_empty")]
+    pub info: Info<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub channels: &'a [String],
+    /// Server-side connection meta: the token's own `iat`, which the refresh and subscribe
+    /// proxies receive back (`include_connection_meta`) to judge revocation.
+    pub meta: WsMeta,
+}
+
+/// The `meta` claim of a wsToken.
+#[derive(Debug, Serialize)]
+pub struct WsMeta {
+    pub iat: i64,
+}
+
+/// Claims of a Centrifugo subscription token (https://centrifugal.dev/docs/server/channel_token_auth):
+/// `sub` is the connection's user, `channel` the one channel it opens. Never `nbf`, never
+/// `exp: 0`.
+#[derive(Debug, Serialize)]
+pub struct SubscriptionClaims<'a> {
+    pub sub: &'a str,
+    pub channel: &'a str,
+    pub iat: i64,
+    pub exp: i64,
+    pub jti: &'a str,
+    #[serde(skip_serializing_if = "Info::is_empty")]
+    pub info: Info<'a>,
+    /// When the subscription ends (only when `tokens.subscription_expire_at_seconds` is set;
+    /// without it the subscription ends with `exp`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expire_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<&'a str>,
+}
+
+/// The claims the proxies and `/introspect` need from a verified wsToken.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerifiedWs {
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default)]
+    pub jti: Option<String>,
+    /// A string or an array of strings (Centrifugo accepts both).
+    #[serde(default)]
+    pub aud: Option<serde_json::Value>,
+    #[serde(default)]
+    pub iss: Option<String>,
+    /// Not-before, when present (the sidecar never mints it).
+    #[serde(default)]
+    pub nbf: Option<f64>,
+    /// Present only in subscription tokens; a connection token carrying it is invalid.
+    #[serde(default)]
+    pub channel: Option<String>,
+}
+
+/// The claims `/verify` and `/introspect` read from a verified REST token.
+#[derive(Debug, Clone, Deserialize)]
+pub struct VerifiedRest {
+    pub sub: String,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: String,
+    #[serde(default)]
+    pub nbf: Option<f64>,
+}

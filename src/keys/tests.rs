@@ -1,0 +1,170 @@
+//! Unit tests of the key layer: every algorithm, refusals naming the key, the schedule, and
+//! rotations that run at once.
+
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::{PublicKeyUse, ThumbprintHash};
+use jsonwebtoken::Algorithm;
+
+use super::*;
+use crate::secrets::{Secret, Secrets};
+
+fn key(alg: Algorithm) -> Key {
+    Key::parse("test", alg, &generate(alg).unwrap(), Schedule::CONFIGURED).unwrap()
+}
+
+#[test]
+fn every_algorithm_generates_parses_and_has_a_stable_kid() {
+    for alg in [
+        Algorithm::HS256,
+        Algorithm::HS384,
+        Algorithm::HS512,
+        Algorithm::RS256,
+        Algorithm::ES256,
+        Algorithm::EdDSA,
+    ] {
+        let material = generate(alg).unwrap();
+        let a = Key::parse("k", alg, &material, Schedule::CONFIGURED).unwrap();
+        let b = Key::parse("k", alg, &material, Schedule::CONFIGURED).unwrap();
+        assert_eq!(a.kid, b.kid, "{alg:?}");
+        assert_eq!(a.header.kid.as_deref(), Some(a.kid.as_str()));
+        assert_eq!(a.jwk.is_some(), is_asymmetric(alg));
+        if let Some(jwk) = &a.jwk {
+            // RFC 7638: the kid is the thumbprint of the public key alone.
+            assert_eq!(jwk.thumbprint(ThumbprintHash::SHA256), a.kid);
+            assert_eq!(jwk.common.public_key_use, Some(PublicKeyUse::Signature));
+            assert!(material
+                .expose()
+                .starts_with("-----BEGIN PRIVATE KEY-----\n"));
+            assert!(!material.expose().contains('\r'), "LF line endings");
+            let public = a.public_pem.as_deref().unwrap();
+            assert!(public.starts_with("-----BEGIN PUBLIC KEY-----\n") && !public.contains('\r'));
+        }
+        let token =
+            jsonwebtoken::encode(&a.header, &serde_json::json!({"sub": "u"}), &a.encoding).unwrap();
+        let mut v = jsonwebtoken::Validation::new(alg);
+        v.required_spec_claims.clear();
+        v.validate_exp = false;
+        jsonwebtoken::decode::<serde_json::Value>(&token, &a.decoding, &v).unwrap();
+    }
+}
+
+#[test]
+fn a_key_that_does_not_fit_its_algorithm_is_named() {
+    let rsa = generate(Algorithm::RS256).unwrap();
+    let err = Key::parse(
+        "secrets.ws_key",
+        Algorithm::ES256,
+        &rsa,
+        Schedule::CONFIGURED,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("secrets.ws_key"), "{err}");
+    assert!(err.contains("an RSA key") && err.contains("ES256"), "{err}");
+    let hmac = generate(Algorithm::HS256).unwrap();
+    let err = Key::parse("x", Algorithm::EdDSA, &hmac, Schedule::CONFIGURED)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("PKCS#8"), "{err}");
+}
+
+#[test]
+fn schedule_decides_signing_verifying_and_publication() {
+    let mut old = key(Algorithm::ES256);
+    old.schedule = Schedule {
+        created_at: 0,
+        signs_from: 0,
+        signs_until: Some(100),
+        expires_at: Some(200),
+    };
+    let mut new = key(Algorithm::ES256);
+    new.schedule = Schedule {
+        created_at: 50,
+        signs_from: 100,
+        signs_until: None,
+        expires_at: None,
+    };
+    let (old_kid, new_kid) = (old.kid.clone(), new.kid.clone());
+    let set = KeySet::new(Kind::Ws, Arc::new(new), vec![Arc::new(old)]);
+    assert_eq!(set.signing(99).kid, old_kid);
+    assert_eq!(set.signing(100).kid, new_kid);
+    assert_eq!(set.published(60).count(), 2, "next is published early");
+    assert!(set.find(&old_kid, 199).is_some());
+    assert!(set.find(&old_kid, 200).is_none());
+    assert_eq!(set.published(200).count(), 1);
+    assert_eq!(set.verifying(150).count(), 2);
+}
+
+fn secrets() -> Secrets {
+    Secrets {
+        rest_key: Secret::new("r".repeat(40)),
+        centrifugo_key: Secret::new("w".repeat(40)),
+        proxy_secret: Secret::new("p".repeat(40)),
+        metrics_token: Secret::new("m".repeat(40)),
+        subscription_key: Secret::new("s".repeat(40)),
+        centrifugo_api_key: Secret::new("c".repeat(40)),
+        admin_token: Secret::new("a".repeat(40)),
+    }
+}
+
+/// Rotations at once (each on the blocking pool, as the admin API runs them) take turns on the
+/// ring file: every one succeeds and every new key is in the ring afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rotations_take_turns_and_keep_every_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut raw = crate::config::RawConfig::default();
+    raw.storage.data_dir = tmp.path().to_string_lossy().into_owned();
+    let config = Arc::new(raw.validate().unwrap());
+    let secrets = Arc::new(secrets());
+    let now = crate::now_unix();
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (config, secrets) = (config.clone(), secrets.clone());
+            tokio::spawn(async move { rotate(&config, &secrets, Kind::Rest, now).await })
+        })
+        .collect();
+    let mut new_kids = Vec::new();
+    for t in tasks {
+        new_kids.push(t.await.unwrap().unwrap().new_kid);
+    }
+    let ring = KeyRing::load(&config, &secrets).unwrap();
+    let kids: Vec<&str> = ring.rest.all().iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(
+        kids.len(),
+        9,
+        "the configured key and eight new ones: {kids:?}"
+    );
+    for kid in &new_kids {
+        assert!(kids.contains(&kid.as_str()), "{kid} lost: {kids:?}");
+    }
+    // Only the ring and its lock file are left in the directory.
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["keyring.json", "keyring.lock"]);
+}
+
+#[tokio::test]
+async fn a_refused_rotation_names_why_and_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut raw = crate::config::RawConfig::default();
+    raw.storage.data_dir = tmp.path().to_string_lossy().into_owned();
+    let config = raw.validate().unwrap();
+    let s = secrets();
+    let now = crate::now_unix();
+    rotate(&config, &s, Kind::Ws, now).await.unwrap();
+    let before = std::fs::read_to_string(ring_path(&config)).unwrap();
+    let err = rotate(&config, &s, Kind::Ws, now).await.unwrap_err();
+    assert!(
+        matches!(err, KeyError::Refused(Refusal::PreviousHmac { .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("hmac_previous_secret_key"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(ring_path(&config)).unwrap(), before);
+}
