@@ -44,6 +44,9 @@ mod process;
 mod prometheus;
 /// proptest: parsers, verifier and HTTP never panic or 5xx; accepted bodies round-trip.
 mod props;
+/// The shipped config file pins no default; the generated Centrifugo config follows the
+/// listen address.
+mod shipped_config;
 /// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
 /// persistence), and SQLite's migrations.
 mod tokens;
