@@ -6,6 +6,8 @@
 mod admin;
 /// The built binary: first start, CLI against a running server, SIGTERM, log hygiene.
 mod binary;
+/// A real Caddy with `forward_auth` to /verify in front of an upstream.
+mod caddy;
 /// Centrifugo: proxy contract tests and the generated Centrifugo config.
 mod centrifugo;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
@@ -17,6 +19,9 @@ mod edge;
 mod enforce;
 /// A real HTTP server speaking Centrifugo's server API, recording calls, failing on demand.
 mod fake_centrifugo;
+/// First contact on both backends: integer user ids, blank fields, PHP's empty `custom`, a
+/// revoked API key that says so.
+mod first_contact;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
@@ -47,6 +52,8 @@ mod props;
 /// The shipped config file pins no default; the generated Centrifugo config follows the
 /// listen address.
 mod shipped_config;
+/// The token guide's Node, Python, Ruby and PHP backends, unchanged, against the built binary.
+mod stacks;
 /// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
 /// persistence), and SQLite's migrations.
 mod tokens;
