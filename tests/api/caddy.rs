@@ -29,7 +29,8 @@ impl Drop for Caddy {
 }
 
 impl Caddy {
-    /// The README's snippet (section "Gateways"), with the test's addresses.
+    /// The README's snippet (section "`GET /verify`: forward auth for API gateways"), with the
+    /// test's addresses and the global options a test needs.
     fn caddyfile(port: u16, sidecar: &str, upstream: &str) -> String {
         format!(
             r#"{{
