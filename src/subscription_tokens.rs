@@ -224,6 +224,16 @@ mod tests {
     }
 
     #[test]
+    fn an_integer_user_id_is_its_decimal_text() {
+        let r = parse(br#"{"userId":7,"channel":"room:a"}"#).unwrap();
+        assert_eq!(r.user_id, "7");
+        assert_eq!(
+            code(r#"{"userId":1e3,"channel":"room:a"}"#),
+            "invalid_user_id"
+        );
+    }
+
+    #[test]
     fn each_mistake_has_its_code() {
         assert_eq!(code(r#"{"channel":"room:a"}"#), "invalid_user_id");
         assert_eq!(code(r#"{"userId":"u"}"#), "invalid_channels");

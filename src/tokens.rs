@@ -1,7 +1,10 @@
 //! `POST /tokens`: validates the request, upserts the user, mints `token` and `wsToken`.
 //!
 //! Field semantics of the upsert: an omitted field keeps its stored value, an explicit `null`
-//! clears it, a value replaces it. `custom` is stored byte for byte as the caller sent it.
+//! clears it, a value replaces it. Blank is absent: an empty `name` or `image` clears like
+//! `null`. `custom` is stored byte for byte as the caller sent it (an empty array, which is how
+//! PHP encodes an empty associative array, as `{}`). `userId` is a string or a JSON integer,
+//! which means the user whose id is its decimal text (`7` and `"7"` are one user).
 //! Validation happens entirely before the write, and a disabled user's row is never touched,
 //! so a rejected request writes nothing.
 
@@ -116,11 +119,11 @@ pub async fn authenticate_minter(
         .map_err(|l| rate_limited(app, l, client, None))?;
     let caller = match auth::authenticate(&app.store, headers).await {
         Ok(caller) => caller,
-        Err(ApiError::InvalidApiKey) => {
+        Err(e @ (ApiError::InvalidApiKey | ApiError::ApiKeyRevoked { .. })) => {
             app.limits
                 .auth_failed(client)
                 .map_err(|l| rate_limited(app, l, client, None))?;
-            return Err(ApiError::InvalidApiKey);
+            return Err(e);
         }
         Err(e) => return Err(e),
     };
@@ -150,7 +153,9 @@ pub fn count_rejection(app: &App, e: &ApiError) {
 /// `POST /tokens/subscription`; `user_unknown` and `channel_forbidden` only occur on the latter).
 pub(crate) fn reject_reason(e: &ApiError) -> RejectReason {
     match e {
-        ApiError::InvalidApiKey => RejectReason::InvalidApiKey,
+        // A revoked key counts with the unknown ones: the dashboard's reason reads "wrong,
+        // revoked or missing API key" (the answer's code tells the caller which).
+        ApiError::InvalidApiKey | ApiError::ApiKeyRevoked { .. } => RejectReason::InvalidApiKey,
         ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
             RejectReason::InvalidRequest
         }
@@ -250,28 +255,28 @@ fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
     }
 }
 
-/// Validates `userId` (shared with `POST /tokens/subscription`).
+/// Validates `userId` (shared with `POST /tokens/subscription`): a string, or a JSON integer
+/// standing for its decimal text, digit for digit (so ids beyond 2^53 lose nothing).
 pub(crate) fn user_id(raw: Option<&RawValue>) -> Result<String, ApiError> {
     const CODE: &str = "invalid_user_id";
+    const ACCEPTED: &str = "userId must be a string such as \"user-123\" or an integer such as 7 (digits only: no fraction, exponent or -0); null and booleans are not accepted";
     let Some(raw) = raw else {
         return Err(field_err(
             CODE,
-            "userId is required: send your user's id as a string",
+            "userId is required: send your user's id as a string or an integer",
         ));
     };
-    let id: String = serde_json::from_str(raw.get()).map_err(|_| {
-        field_err(
-            CODE,
-            "userId must be a string (numbers and null are not accepted)",
-        )
-    })?;
+    let id: String = match integer_text(raw.get()) {
+        Some(digits) => digits.to_string(),
+        None => serde_json::from_str(raw.get()).map_err(|_| field_err(CODE, ACCEPTED))?,
+    };
     if id.trim().is_empty() {
         return Err(field_err(CODE, "userId must not be empty"));
     }
     if id.len() > MAX_USER_ID_BYTES {
         return Err(field_err(
             CODE,
-            format!("userId must be at most {MAX_USER_ID_BYTES} bytes"),
+            format!("userId must be a string of at most {MAX_USER_ID_BYTES} bytes or an integer of at most {MAX_USER_ID_BYTES} characters with its sign"),
         ));
     }
     if id.chars().any(char::is_control) {
@@ -283,7 +288,16 @@ pub(crate) fn user_id(raw: Option<&RawValue>) -> Result<String, ApiError> {
     Ok(id)
 }
 
-/// `None` -> Keep, `null` -> Clear, a string -> Set.
+/// The text of a JSON integer exactly as sent: an optional `-` then digits (JSON itself has no
+/// `+` and no leading zeros). `-0` is not one: it would be a second spelling of `0`. A
+/// fraction or an exponent (`1.5`, `7.0`, `1e3`) is not an integer's text either.
+fn integer_text(raw: &str) -> Option<&str> {
+    let digits = raw.strip_prefix('-').unwrap_or(raw);
+    let plain = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    (plain && raw != "-0").then_some(raw)
+}
+
+/// `None` -> Keep, `null` or `""` -> Clear (blank is absent), another string -> Set.
 fn optional_string(
     raw: Option<&RawValue>,
     code: &'static str,
@@ -292,9 +306,14 @@ fn optional_string(
     match raw {
         None => Ok(Field::Keep),
         Some(r) if r.get() == "null" => Ok(Field::Clear),
-        Some(r) => serde_json::from_str::<String>(r.get())
-            .map(Field::Set)
-            .map_err(|_| field_err(code, format!("{field} must be a string or null"))),
+        Some(r) => match serde_json::from_str::<String>(r.get()) {
+            Ok(s) if s.is_empty() => Ok(Field::Clear),
+            Ok(s) => Ok(Field::Set(s)),
+            Err(_) => Err(field_err(
+                code,
+                format!("{field} must be a string or null (an empty string clears it like null)"),
+            )),
+        },
     }
 }
 
@@ -350,9 +369,14 @@ fn custom(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
     match raw {
         None => Ok(Field::Keep),
         Some(r) if r.get() == "null" => Ok(Field::Clear),
+        // PHP encodes an empty associative array as `[]`: that is the empty object.
+        Some(r) if is_empty_array(r.get()) => Ok(Field::Set("{}".to_string())),
         Some(r) => {
             if !r.get().starts_with('{') {
-                return Err(field_err(CODE, "custom must be a JSON object or null"));
+                return Err(field_err(
+                    CODE,
+                    "custom must be a JSON object, null or an empty array (stored as {})",
+                ));
             }
             if r.get().len() > MAX_CUSTOM_BYTES {
                 return Err(field_err(
@@ -363,6 +387,13 @@ fn custom(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
             Ok(Field::Set(r.get().to_string()))
         }
     }
+}
+
+/// `[]`, with any JSON whitespace inside.
+fn is_empty_array(raw: &str) -> bool {
+    raw.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .is_some_and(|inner| inner.trim().is_empty())
 }
 
 #[cfg(test)]
@@ -385,7 +416,7 @@ mod tests {
     fn each_field_error_names_its_field() {
         assert_eq!(code(r#"{}"#), "invalid_user_id");
         assert_eq!(code(r#"{"userId":""}"#), "invalid_user_id");
-        assert_eq!(code(r#"{"userId":123}"#), "invalid_user_id");
+        assert_eq!(code(r#"{"userId":12.5}"#), "invalid_user_id");
         assert_eq!(code(r#"{"userId":"a\u0001"}"#), "invalid_user_id");
         assert_eq!(
             code(&format!(r#"{{"userId":"{}"}}"#, "x".repeat(256))),
@@ -404,6 +435,60 @@ mod tests {
         assert_eq!(code(r#"{"userId":"u","custom":"x"}"#), "invalid_custom");
         assert_eq!(code(r#"{"userId": "#), "invalid_json");
         assert_eq!(code(r#"[1,2]"#), "invalid_json");
+    }
+
+    fn id_of(body: &str) -> String {
+        parse(body.as_bytes()).unwrap().user_id
+    }
+
+    #[test]
+    fn an_integer_user_id_is_its_decimal_text() {
+        assert_eq!(id_of(r#"{"userId":7}"#), "7");
+        assert_eq!(id_of(r#"{"userId":"7"}"#), "7");
+        assert_eq!(id_of(r#"{"userId":-7}"#), "-7");
+        assert_eq!(id_of(r#"{"userId":0}"#), "0");
+        // Beyond 2^53 (where a float would round) every digit is kept.
+        assert_eq!(
+            id_of(r#"{"userId":12345678901234567890123456789}"#),
+            "12345678901234567890123456789"
+        );
+        let longest = "9".repeat(MAX_USER_ID_BYTES);
+        assert_eq!(id_of(&format!(r#"{{"userId":{longest}}}"#)), longest);
+    }
+
+    #[test]
+    fn only_plain_integers_are_accepted() {
+        for bad in [
+            "1.5", "7.0", "1e3", "1E3", "-0", "true", "null", "[7]", "{}",
+        ] {
+            let e = parse(format!(r#"{{"userId":{bad}}}"#).as_bytes()).unwrap_err();
+            assert_eq!(e.code(), "invalid_user_id", "{bad}");
+            assert!(e.to_string().contains("integer"), "{bad}: {e}");
+        }
+        let e = parse(format!(r#"{{"userId":{}}}"#, "9".repeat(300)).as_bytes()).unwrap_err();
+        assert_eq!(e.code(), "invalid_user_id");
+        assert!(e.to_string().contains("255"), "{e}");
+        // Not JSON at all.
+        assert_eq!(code(r#"{"userId":+7}"#), "invalid_json");
+    }
+
+    #[test]
+    fn blank_name_and_image_clear_like_null() {
+        let r = parse(br#"{"userId":7,"name":"","image":""}"#).unwrap();
+        assert_eq!(r.name, Field::Clear);
+        assert_eq!(r.image, Field::Clear);
+        // Only the empty string is blank: a space is not a URL.
+        assert_eq!(code(r#"{"userId":"u","image":" "}"#), "invalid_image");
+    }
+
+    #[test]
+    fn an_empty_custom_array_is_an_empty_object() {
+        let r = parse(br#"{"userId":"u","custom":[]}"#).unwrap();
+        assert_eq!(r.custom, Field::Set("{}".to_string()));
+        let r = parse(br#"{"userId":"u","custom":[ ]}"#).unwrap();
+        assert_eq!(r.custom, Field::Set("{}".to_string()));
+        assert_eq!(code(r#"{"userId":"u","custom":[{}]}"#), "invalid_custom");
+        assert_eq!(code(r#"{"userId":"u","custom":[null]}"#), "invalid_custom");
     }
 
     #[test]

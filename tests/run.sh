@@ -8,6 +8,12 @@ need=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)   # tests/api/nginx.rs
+command -v caddy >/dev/null || need+=(caddy)                                 # tests/api/caddy.rs
+# tests/api/stacks.rs: the token guide's Node, Python, Ruby and PHP backends with their clients.
+command -v node >/dev/null || need+=(nodejs)
+/usr/bin/python3 -c 'import httpx' 2>/dev/null || need+=(python3-httpx)
+ruby -e 'require "httparty"' 2>/dev/null || need+=(ruby ruby-httparty)
+php -r 'require "GuzzleHttp/autoload.php";' 2>/dev/null || need+=(php-cli php-guzzlehttp-guzzle)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # tests/openapi.sh
 command -v curl >/dev/null || need+=(curl)
 if ((${#need[@]})); then

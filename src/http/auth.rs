@@ -2,8 +2,9 @@
 //!
 //! Keys are stored only as SHA-256 hashes. The lookup is by hash (an attacker cannot steer
 //! which hash their guess produces), and the stored hash is then compared with `subtle` in
-//! constant time. `last_used_at` is written at most once a minute per key, so authentication
-//! stays a read on the hot path.
+//! constant time. A revoked key is refused as `api_key_revoked` with its revocation date (its
+//! holder had the key, so learns nothing it could not see before). `last_used_at` is written
+//! at most once a minute per key, so authentication stays a read on the hot path.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -66,8 +67,12 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Caller, 
         .find_api_key(&hash)
         .await?
         .ok_or(ApiError::InvalidApiKey)?;
-    if !bool::from(record.hash.ct_eq(&hash)) || record.revoked {
+    if !bool::from(record.hash.ct_eq(&hash)) {
         return Err(ApiError::InvalidApiKey);
+    }
+    // The guide's first troubleshooting step ("ensure the key hasn't been revoked"), answered.
+    if let Some(revoked_at) = record.revoked_at {
+        return Err(ApiError::ApiKeyRevoked { revoked_at });
     }
     Ok(Caller {
         key_name: record.name,

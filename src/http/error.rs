@@ -16,6 +16,10 @@ use crate::store::StoreError;
 pub enum ApiError {
     #[error("Invalid API key")]
     InvalidApiKey,
+    /// A known key that an operator revoked (`chatsdk-auth api-key revoke`); 401 like
+    /// [`ApiError::InvalidApiKey`], and counted by the same failed-auth limit.
+    #[error("This API key was revoked on {}; use a current key (an operator creates one with `chatsdk-auth api-key create <name>` or POST /admin/api-keys)", http_date(*revoked_at))]
+    ApiKeyRevoked { revoked_at: i64 },
     #[error("Send exactly one X-API-Key header")]
     DuplicateApiKey,
     /// The body is not JSON, or not a JSON object.
@@ -101,6 +105,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidApiKey
+            | ApiError::ApiKeyRevoked { .. }
             | ApiError::ProxyUnauthorized
             | ApiError::MetricsUnauthorized
             | ApiError::AdminUnauthorized
@@ -129,6 +134,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidApiKey => "invalid_api_key",
+            ApiError::ApiKeyRevoked { .. } => "api_key_revoked",
             ApiError::DuplicateApiKey => "duplicate_api_key",
             ApiError::InvalidJson(_) => "invalid_json",
             ApiError::InvalidField { code, .. } => code,
@@ -203,6 +209,15 @@ impl ApiError {
         }
         resp
     }
+}
+
+/// Unix seconds as an HTTP date (`Sun, 06 Dec 2026 15:12:23 GMT`), clamped to the years
+/// 1970 to 9999 that the format (and `httpdate`, which panics beyond) can show.
+fn http_date(unix: i64) -> String {
+    const LAST: u64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    let secs = u64::try_from(unix).unwrap_or(0).min(LAST);
+    let since = std::time::Duration::from_secs(secs);
+    httpdate::fmt_http_date(std::time::UNIX_EPOCH + since)
 }
 
 impl From<StoreError> for ApiError {

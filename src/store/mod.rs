@@ -115,7 +115,8 @@ pub enum Upserted {
 pub struct ApiKeyRecord {
     pub name: String,
     pub hash: [u8; 32],
-    pub revoked: bool,
+    /// When the key was revoked (Unix seconds), if it was.
+    pub revoked_at: Option<i64>,
 }
 
 /// An API key row as `api-key list` shows it (never the key or its hash).

@@ -296,7 +296,7 @@ impl PgStore {
         let c = self.client().await?;
         let st = c
             .prepare_cached(
-                "SELECT name, hash, revoked_at IS NOT NULL FROM chatsdk_auth_api_keys WHERE hash = $1",
+                "SELECT name, hash, revoked_at FROM chatsdk_auth_api_keys WHERE hash = $1",
             )
             .await
             .map_err(map_err)?;
@@ -310,7 +310,7 @@ impl PgStore {
             ApiKeyRecord {
                 name: r.get(0),
                 hash: h,
-                revoked: r.get(2),
+                revoked_at: r.get(2),
             }
         }))
     }

@@ -6,6 +6,8 @@
 mod admin;
 /// The built binary: first start, CLI against a running server, SIGTERM, log hygiene.
 mod binary;
+/// A real Caddy with `forward_auth` to /verify in front of an upstream.
+mod caddy;
 /// Centrifugo: proxy contract tests, field by field from Centrifugo's docs.
 mod centrifugo;
 /// The generated Centrifugo config against Centrifugo's rules and the shipped configs.
@@ -23,6 +25,9 @@ mod enforce_env;
 mod enforce_ops;
 /// A real HTTP server speaking Centrifugo's server API, recording calls, failing on demand.
 mod fake_centrifugo;
+/// First contact on both backends: integer user ids, blank fields, PHP's empty `custom`, a
+/// revoked API key that says so.
+mod first_contact;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
@@ -58,6 +63,11 @@ mod process;
 mod prometheus;
 /// proptest: parsers, verifier and HTTP never panic or 5xx; accepted bodies round-trip.
 mod props;
+/// The shipped config file pins no default; the generated Centrifugo config follows the
+/// listen address.
+mod shipped_config;
+/// The token guide's Node, Python, Ruby and PHP backends, unchanged, against the built binary.
+mod stacks;
 /// POST /tokens: the contract on SQLite and PostgreSQL (shape, claims, upsert, persistence).
 mod tokens;
 /// POST /tokens refusals on both backends: validation, API keys, media type and size,

@@ -20,7 +20,7 @@ use crate::helpers::{now, TestApp};
 use crate::process::{free_port, tool};
 
 /// An HTTP upstream on 127.0.0.1:0 that counts its requests and echoes the identity headers.
-async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+pub(crate) async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));

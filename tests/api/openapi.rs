@@ -89,6 +89,7 @@ fn router_rejections_are_documented_for_every_operation() {
 fn every_api_error() -> Vec<ApiError> {
     let all = vec![
         ApiError::InvalidApiKey,
+        ApiError::ApiKeyRevoked { revoked_at: 0 },
         ApiError::InvalidJson(String::new()),
         ApiError::InvalidField {
             code: "invalid_user_id",
@@ -148,6 +149,7 @@ fn every_api_error() -> Vec<ApiError> {
     for e in &all {
         match e {
             ApiError::InvalidApiKey
+            | ApiError::ApiKeyRevoked { .. }
             | ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
             | ApiError::PayloadTooLarge(_)

@@ -252,7 +252,8 @@ fn every_accepted_request_round_trips_through_the_store() {
                             } else {
                                 format!("\"{key}\":{}", json!(v))
                             });
-                            *slot = Some(v.clone());
+                            // An empty name or image clears, like null.
+                            *slot = (raw || !v.is_empty()).then(|| v.clone());
                         }
                     };
                 let entry = model.entry(id.clone()).or_default();

@@ -25,7 +25,7 @@ async fn invalid_requests_are_400_naming_the_field_and_write_nothing(backend: Ba
         (json!({"name": "Alice"}), "invalid_user_id"),
         (json!({"userId": ""}), "invalid_user_id"),
         (json!({"userId": "   "}), "invalid_user_id"),
-        (json!({"userId": 123}), "invalid_user_id"),
+        (json!({"userId": 12.5}), "invalid_user_id"),
         (json!({"userId": null}), "invalid_user_id"),
         (json!({"userId": long}), "invalid_user_id"),
         (json!({"userId": "a\nb"}), "invalid_user_id"),

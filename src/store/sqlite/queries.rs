@@ -117,9 +117,7 @@ impl SqliteStore {
     pub fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
         let c = self.reader();
         let mut st = c
-            .prepare_cached(
-                "SELECT name, hash, revoked_at IS NOT NULL FROM api_keys WHERE hash = ?1",
-            )
+            .prepare_cached("SELECT name, hash, revoked_at FROM api_keys WHERE hash = ?1")
             .map_err(map_err)?;
         st.query_row([&hash[..]], |r| {
             let stored: Vec<u8> = r.get(1)?;
@@ -130,7 +128,7 @@ impl SqliteStore {
             Ok(ApiKeyRecord {
                 name: r.get(0)?,
                 hash: h,
-                revoked: r.get(2)?,
+                revoked_at: r.get(2)?,
             })
         })
         .optional()
