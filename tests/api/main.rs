@@ -8,6 +8,8 @@ mod admin;
 mod binary;
 /// Centrifugo: proxy contract tests and the generated Centrifugo config.
 mod centrifugo;
+/// Test CAs and server certificates (rcgen), as PEM files.
+mod certs;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
 /// tokens against the generated Centrifugo config.
 mod channels;
@@ -44,6 +46,8 @@ mod process;
 mod prometheus;
 /// proptest: parsers, verifier and HTTP never panic or 5xx; accepted bodies round-trip.
 mod props;
+/// Outbound TLS: PostgreSQL's sslmode against a TLS server, kicks over https.
+mod tls;
 /// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
 /// persistence), and SQLite's migrations.
 mod tokens;
