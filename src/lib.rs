@@ -13,6 +13,8 @@
 //! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
 //! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
 //!   generated (mode 0600) on first start.
+//! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it, and the https
+//!   client of Centrifugo's server API. A leaf.
 //! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
 //! - [`metrics`]: the owned Prometheus registry, every metric the service exports and their
 //!   closed label sets (`metrics/labels.rs`, one strum-derived enum each).
@@ -96,6 +98,7 @@ pub mod shutdown;
 pub mod store;
 pub mod subscription_tokens;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens;
 pub mod verify;
 

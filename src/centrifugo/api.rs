@@ -45,6 +45,9 @@ pub enum CentrifugoApiError {
     Api { code: u32, message: String },
     #[error("Centrifugo's server API answered something that is not its reply format")]
     BadResponse(#[source] Cause),
+    /// Only when the client is built (startup): the CA file of an https `api_url`.
+    #[error("cannot set up TLS for Centrifugo's server API (centrifugo.api_ca_file)")]
+    Tls(#[source] crate::tls::TlsError),
 }
 
 impl CentrifugoApiError {
@@ -57,6 +60,7 @@ impl CentrifugoApiError {
             CentrifugoApiError::Status(_) => ApiCallOutcome::HttpError,
             CentrifugoApiError::Api { .. } => ApiCallOutcome::ApiError,
             CentrifugoApiError::BadResponse(_) => ApiCallOutcome::BadResponse,
+            CentrifugoApiError::Tls(_) => ApiCallOutcome::Unreachable,
         }
     }
 
@@ -161,22 +165,41 @@ impl CentrifugoApi {
         let Some(base) = &config.centrifugo.api_url else {
             return Ok(None);
         };
-        Self::new(base, config.centrifugo.api_timeout, key, metrics).map(Some)
+        let ca_file = config.centrifugo.api_ca_file.as_deref();
+        Self::build(base, config.centrifugo.api_timeout, ca_file, key, metrics).map(Some)
     }
 
-    /// A client for `base` (e.g. `http://127.0.0.1:8000/api`).
+    /// A client for `base` (e.g. `http://127.0.0.1:8000/api`; an `https://` base trusts the
+    /// system's CAs).
     pub fn new(
         base: &str,
         timeout: Duration,
         key: &Secret,
         metrics: Option<CentrifugoApiMetrics>,
     ) -> Result<CentrifugoApi, CentrifugoApiError> {
-        let http = reqwest::Client::builder()
+        Self::build(base, timeout, None, key, metrics)
+    }
+
+    /// A client for `base`; an `https://` base is verified against `ca_file`'s CAs (or the
+    /// system's) through the rustls configuration of [`crate::tls`].
+    fn build(
+        base: &str,
+        timeout: Duration,
+        ca_file: Option<&std::path::Path>,
+        key: &Secret,
+        metrics: Option<CentrifugoApiMetrics>,
+    ) -> Result<CentrifugoApi, CentrifugoApiError> {
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             // Nothing reads the environment after startup: no HTTP(S)_PROXY variables.
             .no_proxy()
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(30));
+        if base.starts_with("https://") {
+            let tls = crate::tls::https_client_config(ca_file).map_err(CentrifugoApiError::Tls)?;
+            builder = builder.use_preconfigured_tls(tls).https_only(true);
+        }
+        let http = builder
             .build()
             .map_err(|e| CentrifugoApiError::BadResponse(e.into()))?;
         let mut key = HeaderValue::from_str(key.expose()).map_err(|_| {

@@ -113,8 +113,11 @@ pub enum StoreConfig {
         busy_timeout: Duration,
     },
     Postgres {
-        /// May carry a password: never printed (see the `Debug` impl).
+        /// May carry a password: never printed (see the `Debug` impl). The TLS parameters
+        /// are taken out of it into `tls`; its `sslmode` is what tokio-postgres understands.
         url: String,
+        /// libpq's `sslmode`, `sslrootcert`, `sslcert` and `sslkey` from the connection string.
+        tls: crate::tls::PgTls,
         pool_size: usize,
         timeout: Duration,
     },
@@ -129,10 +132,14 @@ impl fmt::Debug for StoreConfig {
                 .field("busy_timeout", busy_timeout)
                 .finish(),
             StoreConfig::Postgres {
-                pool_size, timeout, ..
+                pool_size,
+                timeout,
+                tls,
+                ..
             } => f
                 .debug_struct("Postgres")
                 .field("url", &"<redacted>")
+                .field("tls", tls)
                 .field("pool_size", pool_size)
                 .field("timeout", timeout)
                 .finish(),
@@ -193,6 +200,9 @@ pub struct CentrifugoConfig {
     /// Centrifugo's server API base without a trailing `/`; `None` disables active
     /// revocation (`centrifugo.api_url`).
     pub api_url: Option<String>,
+    /// The CAs an https `api_url` must chain to (`centrifugo.api_ca_file`); `None` trusts the
+    /// system's.
+    pub api_ca_file: Option<PathBuf>,
     /// Time one server-API attempt may take (`centrifugo.api_timeout_ms`).
     pub api_timeout: Duration,
     /// Time between two looks at the kick outbox (`centrifugo.kick_poll_interval_ms`).

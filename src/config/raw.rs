@@ -170,6 +170,9 @@ pub struct RawCentrifugo {
     /// Centrifugo's server API base, e.g. `http://127.0.0.1:8000/api`; empty (the default)
     /// disables active revocation. Env `CHATSDK_AUTH_CENTRIFUGO__API_URL`.
     pub api_url: String,
+    /// A PEM file of the CAs an `https://` `api_url`'s certificate must chain to; empty (the
+    /// default) trusts the system's CAs.
+    pub api_ca_file: String,
     /// Milliseconds one server-API attempt may take (connect and answer). Default 1000.
     pub api_timeout_ms: u64,
     /// Milliseconds between two looks at the kick outbox when nothing woke the delivery loop
@@ -197,6 +200,7 @@ impl Default for RawCentrifugo {
             refresh_interval_seconds: 3600,
             sidecar_url: String::new(),
             api_url: String::new(),
+            api_ca_file: String::new(),
             api_timeout_ms: 1000,
             kick_poll_interval_ms: 500,
             subscribe_patterns: vec!["chat:*".into()],

@@ -173,9 +173,27 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
             busy_timeout: Duration::from_millis(st.busy_timeout_ms),
         },
         "postgres" => {
-            match tokio_postgres::Config::from_str(&st.postgres_url) {
+            // The TLS parameters (libpq's sslmode, sslrootcert, sslcert, sslkey) are taken out
+            // first: tokio-postgres knows only some of them (src/tls.rs).
+            let (url, tls) = match crate::tls::split_postgres_url(&st.postgres_url) {
+                Ok(split) => split,
+                Err(e) => {
+                    p.push(format!(
+                        "storage.postgres_url: {e} (the value is not shown)"
+                    ));
+                    (
+                        String::new(),
+                        crate::tls::PgTls {
+                            mode: crate::tls::SslMode::Prefer,
+                            root_cert: None,
+                            client_cert: None,
+                        },
+                    )
+                }
+            };
+            match tokio_postgres::Config::from_str(&url) {
                 Ok(_) if !st.postgres_url.trim().is_empty() => {}
-                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk when storage.backend is \"postgres\" (the value is not shown)".into()),
+                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk?sslmode=verify-full when storage.backend is \"postgres\" (the value is not shown)".into()),
             }
             if st.postgres_pool_size == 0 || st.postgres_pool_size > 1024 {
                 p.push(format!(
@@ -190,7 +208,8 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
                 ));
             }
             StoreConfig::Postgres {
-                url: st.postgres_url.clone(),
+                url,
+                tls,
                 pool_size: st.postgres_pool_size,
                 timeout: Duration::from_millis(st.postgres_timeout_ms),
             }
@@ -346,17 +365,31 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         c.sidecar_url.trim_end_matches('/').to_string()
     };
     let api_url = (!c.api_url.trim().is_empty()).then(|| {
-        // Centrifugo's server API lives on its internal port; this build carries no TLS client.
-        let ok = url::Url::parse(&c.api_url)
-            .is_ok_and(|u| u.scheme() == "http" && u.host().is_some() && u.query().is_none());
+        let ok = url::Url::parse(&c.api_url).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.query().is_none()
+        });
         if !ok {
             p.push(format!(
-                "centrifugo.api_url: \"{}\" must be a plain http:// URL such as http://127.0.0.1:8000/api (Centrifugo's internal port; no query string)",
+                "centrifugo.api_url: \"{}\" must be an http:// or https:// URL such as http://127.0.0.1:8000/api (Centrifugo's internal port; no query string)",
                 c.api_url
             ));
         }
         c.api_url.trim().trim_end_matches('/').to_string()
     });
+    let api_ca_file =
+        (!c.api_ca_file.trim().is_empty()).then(|| PathBuf::from(c.api_ca_file.trim()));
+    match (&api_url, &api_ca_file) {
+        (Some(url), ca) if url.starts_with("https://") => {
+            // Read the CAs now, so a missing or empty file stops startup with its name.
+            if let Err(e) = crate::tls::https_client_config(ca.as_deref()) {
+                p.push(format!("centrifugo.api_ca_file: {}", crate::error_chain::Chain(&e)));
+            }
+        }
+        (_, Some(_)) => p.push(
+            "centrifugo.api_ca_file: is set, but centrifugo.api_url is not an https:// URL (set both, or neither)".into(),
+        ),
+        _ => {}
+    }
     if !(50..=30_000).contains(&c.api_timeout_ms) {
         p.push(format!(
             "centrifugo.api_timeout_ms: {} is out of range (50 to 30000)",
@@ -384,6 +417,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         sidecar_url,
         channel_rules,
         api_url,
+        api_ca_file,
         api_timeout: Duration::from_millis(c.api_timeout_ms),
         kick_poll_interval: Duration::from_millis(c.kick_poll_interval_ms),
         subscription_refresh_interval_seconds: c.subscription_refresh_interval_seconds as i64,

@@ -276,9 +276,10 @@ impl Store {
             }
             StoreConfig::Postgres {
                 url,
+                tls,
                 pool_size,
                 timeout,
-            } => Backend::Postgres(postgres::PgStore::open(url, *pool_size, *timeout).await?),
+            } => Backend::Postgres(postgres::PgStore::open(url, tls, *pool_size, *timeout).await?),
         };
         Ok(Store {
             backend,

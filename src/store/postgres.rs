@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use crate::error_chain::Context;
 
@@ -111,21 +110,29 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Connects (TLS as `tls` says: src/tls.rs), then creates or migrates the schema. A
+    /// connection that fails here, a certificate that does not verify included, names the
+    /// server and the `sslmode` in its error, which stops startup.
     pub async fn open(
         url: &str,
+        tls: &crate::tls::PgTls,
         pool_size: usize,
         timeout: Duration,
     ) -> Result<PgStore, StoreError> {
         let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Internal(Context::new("storage.postgres_url cannot be parsed", e).into())
         })?;
+        let connector = crate::tls::postgres_connector(tls).map_err(|e| {
+            StoreError::Internal(Context::new("storage.postgres_url: TLS settings", e).into())
+        })?;
         pg.connect_timeout(timeout);
         if pg.get_application_name().is_none() {
             pg.application_name("chatsdk-auth");
         }
+        let server = describe_server(&pg);
         let manager = Manager::from_config(
             pg,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -141,8 +148,20 @@ impl PgStore {
                 StoreError::Internal(Context::new("cannot build the PostgreSQL pool", e).into())
             })?;
         let store = PgStore { pool };
-        store.migrate().await?;
-        Ok(store)
+        match store.migrate().await {
+            Ok(()) => Ok(store),
+            Err(StoreError::Unavailable(cause)) => Err(StoreError::Unavailable(
+                Context::new(
+                    format!(
+                        "cannot connect to PostgreSQL at {server} with sslmode={}",
+                        tls.mode
+                    ),
+                    cause,
+                )
+                .into(),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -521,6 +540,24 @@ pub(super) fn user_from_row(r: &tokio_postgres::Row) -> User {
         created_at: r.get(6),
         updated_at: r.get(7),
     }
+}
+
+/// `host:port` of each server the connection string names (no user, password or database).
+fn describe_server(pg: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = pg.get_ports();
+    pg.get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            match h {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn map_pool_err(e: PoolError) -> StoreError {

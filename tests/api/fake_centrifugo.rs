@@ -60,6 +60,8 @@ pub struct FakeCentrifugo {
     pub addr: SocketAddr,
     state: Arc<State>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Serves https with this certificate when set.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl FakeCentrifugo {
@@ -77,14 +79,39 @@ impl FakeCentrifugo {
             addr,
             state,
             task: None,
+            tls: None,
         };
         f.serve(listener);
         f
     }
 
-    /// `http://127.0.0.1:<port>/api`, the sidecar's `centrifugo.api_url`.
+    /// Starts on a free loopback port serving https with this certificate chain and key (PEM).
+    pub async fn start_tls(key: &str, cert_pem: &str, key_pem: &str) -> FakeCentrifugo {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        let private = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, private)
+        .unwrap();
+        let mut f = FakeCentrifugo::start(key).await;
+        f.down();
+        f.tls = Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)));
+        f.up().await;
+        f
+    }
+
+    /// `http(s)://127.0.0.1:<port>/api`, the sidecar's `centrifugo.api_url`.
     pub fn api_url(&self) -> String {
-        format!("http://{}/api", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}/api", self.addr)
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -119,6 +146,7 @@ impl FakeCentrifugo {
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
         let state = self.state.clone();
+        let tls = self.tls.clone();
         self.task = Some(tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
@@ -126,11 +154,21 @@ impl FakeCentrifugo {
                     continue;
                 };
                 let state = state.clone();
+                let tls = tls.clone();
                 conns.spawn(async move {
                     let svc = service_fn(move |req| handle(state.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = http1::Builder::new();
+                    match tls {
+                        // A handshake the client refuses (an unknown CA) is a call never made.
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
             }
         }));

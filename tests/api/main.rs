@@ -12,6 +12,8 @@ mod caddy;
 mod centrifugo;
 /// The generated Centrifugo config against Centrifugo's rules and the shipped configs.
 mod centrifugo_config;
+/// Test CAs and server certificates (rcgen), as PEM files.
+mod certs;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
 /// tokens against the generated Centrifugo config.
 mod channels;
@@ -68,6 +70,8 @@ mod props;
 mod shipped_config;
 /// The token guide's Node, Python, Ruby and PHP backends, unchanged, against the built binary.
 mod stacks;
+/// Outbound TLS: PostgreSQL's sslmode against a TLS server, kicks over https.
+mod tls;
 /// POST /tokens: the contract on SQLite and PostgreSQL (shape, claims, upsert, persistence).
 mod tokens;
 /// POST /tokens refusals on both backends: validation, API keys, media type and size,

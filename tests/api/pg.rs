@@ -138,6 +138,8 @@ struct Cluster {
     port: u16,
     dir: PathBuf,
     bin: PathBuf,
+    /// Serve TLS (`ssl = on`) with `server.crt` and `server.key` in `dir`.
+    tls: bool,
 }
 
 impl Cluster {
@@ -149,6 +151,7 @@ impl Cluster {
             port: 0,
             dir: dir.to_path_buf(),
             bin,
+            tls: false,
         }
     }
 
@@ -177,6 +180,16 @@ impl Cluster {
             "max_connections=200",
         ] {
             args.push(a.into());
+        }
+        if self.tls {
+            for (k, f) in [
+                ("ssl_cert_file", "server.crt"),
+                ("ssl_key_file", "server.key"),
+            ] {
+                args.push("-c".into());
+                args.push(format!("{k}={}", self.dir.join(f).display()).into());
+            }
+            args.extend(["-c".into(), "ssl=on".into()]);
         }
         args
     }
@@ -319,6 +332,31 @@ impl PgServer {
             _dir: dir,
             child: Some(child),
         }
+    }
+
+    /// A cluster that also serves TLS (`ssl = on`, plaintext still accepted as by default)
+    /// with this certificate and key (PEM).
+    pub async fn start_tls(cert_pem: &str, key_pem: &str) -> PgServer {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = Cluster::new(dir.path());
+        std::fs::write(dir.path().join("server.crt"), cert_pem).unwrap();
+        let key = dir.path().join("server.key");
+        std::fs::write(&key, key_pem).unwrap();
+        // PostgreSQL refuses a key file others can read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        give_to_postgres(dir.path());
+        cluster.tls = true;
+        let child = cluster.start(|c| (c.postgres(), Stdio::null())).await;
+        PgServer {
+            cluster,
+            _dir: dir,
+            child: Some(child),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.cluster.port
     }
 
     /// The connection string tests give the service.
