@@ -9,15 +9,17 @@
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
 
+mod error;
 pub mod postgres;
 mod postgres_outbox;
 pub mod sqlite;
+
+pub use error::{Conflict, StoreError};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::api_key;
-use crate::error_chain::Cause;
 use crate::metrics::StoreTimings;
 
 use crate::config::StoreConfig;
@@ -216,26 +218,6 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
-/// Why a storage operation failed; the driver's error stays reachable through `source()`.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached or is locked beyond the busy timeout.
-    #[error("store unavailable")]
-    Unavailable(#[source] Cause),
-    /// A constraint or name conflict the caller can act on.
-    #[error("{0}")]
-    Conflict(String),
-    /// Anything else (corruption, a bug): not the caller's fault.
-    #[error("store error")]
-    Internal(#[source] Cause),
-}
-
-impl StoreError {
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
-
 /// The store the service runs on.
 pub struct Store {
     backend: Backend,
@@ -304,8 +286,14 @@ impl Store {
     }
 
     /// Notes whether a write reached a working store, for [`Store::writes_work`].
+    /// Only a success clears the flag and only `Unavailable` sets it: any other error (a
+    /// conflict, a bad row, a bug) says nothing about whether the store takes writes.
     fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        let failed = matches!(result, Err(StoreError::Unavailable(_)));
+        let failed = match &result {
+            Ok(_) => false,
+            Err(StoreError::Unavailable(_)) => true,
+            Err(_) => return result,
+        };
         if failed != self.write_failed.load(Ordering::Relaxed) {
             self.write_failed.store(failed, Ordering::Relaxed);
         }
@@ -324,7 +312,7 @@ impl Store {
             Backend::Postgres(s) => Box::pin(s.probe_write()).await,
         };
         if let Err(e) = &probe {
-            tracing::debug!(error = %e, "write probe failed");
+            tracing::debug!(error = %crate::error_chain::Chain(e), "write probe failed");
         }
         self.noted(probe).is_ok()
     }
@@ -473,19 +461,6 @@ impl Store {
         }
     }
 
-    /// Disables or enables a user; false when the user does not exist.
-    pub async fn set_user_disabled(
-        &self,
-        id: &str,
-        disabled: bool,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now).await,
-            Backend::Postgres(s) => Box::pin(s.set_user_disabled(id, disabled, now)).await,
-        }
-    }
-
     /// Applies an operator's change to a user and, in the same transaction, queues `kick` for
     /// delivery (or, for [`UserChange::Enable`], cancels the user's pending kicks with
     /// `kick.code`, which the re-enabled user must no longer receive). False, and nothing
@@ -509,14 +484,6 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(s) => s.revoke_all_tokens(valid_after).await,
             Backend::Postgres(s) => Box::pin(s.revoke_all_tokens(valid_after)).await,
-        }
-    }
-
-    /// The app-wide revocation instant (0 when none).
-    pub async fn app_tokens_valid_after(&self) -> Result<i64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.app_tokens_valid_after(),
-            Backend::Postgres(s) => Box::pin(s.app_tokens_valid_after()).await,
         }
     }
 
@@ -601,17 +568,7 @@ impl Store {
             Backend::Postgres(s) => Box::pin(s.prune_audit(before)).await,
         }
     }
-
-    /// Revokes every token of a user issued before `before`; false when the user does not exist.
-    pub async fn revoke_user_tokens(
-        &self,
-        id: &str,
-        before: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now).await,
-            Backend::Postgres(s) => Box::pin(s.revoke_user_tokens(id, before, now)).await,
-        }
-    }
 }
+
+#[cfg(test)]
+mod tests;

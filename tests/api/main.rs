@@ -44,6 +44,9 @@ mod process;
 mod prometheus;
 /// proptest: parsers, verifier and HTTP never panic or 5xx; accepted bodies round-trip.
 mod props;
+/// Store failures on the wire and in the log: fixed conflict sentences, no panic on a bad
+/// row, the whole cause chain logged.
+mod store_errors;
 /// POST /tokens: the contract on SQLite and PostgreSQL (claims, upsert, validation, keys,
 /// persistence), and SQLite's migrations.
 mod tokens;

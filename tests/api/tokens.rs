@@ -543,12 +543,7 @@ fn futures_stream(
 async fn disabled_users_get_403_and_nothing_changes(backend: Backend) {
     let t = TestApp::spawn_on(backend).await;
     t.tokens(json!({"userId": "d", "name": "Before"})).await;
-    assert!(t
-        .app
-        .store
-        .set_user_disabled("d", true, now())
-        .await
-        .unwrap());
+    t.app.actions().disable("d", now()).await.unwrap();
     let (s, b) = t.tokens(json!({"userId": "d", "name": "After"})).await;
     assert_eq!(s, 403);
     assert_eq!(b["code"], "user_disabled");
@@ -568,12 +563,7 @@ async fn disabled_users_get_403_and_nothing_changes(backend: Backend) {
             .await,
         1.0
     );
-    assert!(t
-        .app
-        .store
-        .set_user_disabled("d", false, now())
-        .await
-        .unwrap());
+    t.app.actions().enable("d", now()).await.unwrap();
     assert_eq!(
         t.tokens(json!({"userId": "d", "name": "After"})).await.0,
         200
@@ -584,12 +574,11 @@ async fn tokens_minted_after_a_revocation_are_not_revoked(backend: Backend) {
     let t = TestApp::spawn_on(backend).await;
     t.mint("r").await;
     let valid_after = now() + 1;
-    assert!(t
-        .app
-        .store
-        .revoke_user_tokens("r", valid_after, now())
+    t.app
+        .actions()
+        .revoke_user_tokens("r", Some(valid_after - 1), now())
         .await
-        .unwrap());
+        .unwrap();
     let b = t.mint("r").await;
     let (_, c) = verify_hs256(b["wsToken"].as_str().unwrap(), &t.ws_key());
     assert!(c["iat"].as_i64().unwrap() >= valid_after);
@@ -796,16 +785,13 @@ async fn the_proxies_view_of_a_disabled_and_revoked_user_matches_the_record(back
     assert_eq!(t.tokens(json!({"userId": "dr", "name": "D"})).await.0, 200);
     // A new row already refuses tokens older than itself: revoke beyond that.
     let valid_after = now() + 100;
+    // Through the operators' action, at a clock `valid_after` seconds from now.
     t.app
-        .store
-        .revoke_user_tokens("dr", valid_after, now())
+        .actions()
+        .revoke_user_tokens("dr", Some(valid_after - 1), valid_after)
         .await
         .unwrap();
-    t.app
-        .store
-        .set_user_disabled("dr", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("dr", now()).await.unwrap();
     let s = t.app.store.get_session("dr").await.unwrap().unwrap();
     assert!(s.disabled);
     assert_eq!(s.tokens_valid_after, valid_after);

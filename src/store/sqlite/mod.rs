@@ -140,7 +140,6 @@ pub(super) fn map_err(e: rusqlite::Error) -> StoreError {
             | ErrorCode::ReadOnly
             | ErrorCode::PermissionDenied
             | ErrorCode::FileLockingProtocolFailed => StoreError::Unavailable(e.into()),
-            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
             _ => StoreError::Internal(e.into()),
         },
         _ => StoreError::Internal(e.into()),
