@@ -11,7 +11,8 @@
 //! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
 //! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
 //!   generated (mode 0600) on first start.
-//! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
+//! - [`telemetry`]: tracing initialisation, the non-blocking log writer (lines are dropped,
+//!   never waited for, when stderr stalls) and the access log.
 //! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
 //! - [`centrifugo_api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.

@@ -26,6 +26,8 @@ mod keys;
 mod limits;
 /// A write lock held by another process stalls nothing; readiness follows writes.
 mod locked;
+/// A stalled log reader stalls no request; the lines it could not take are counted.
+mod log_stall;
 /// A real nginx with `auth_request /verify` in front of an upstream.
 mod nginx;
 /// The committed OpenAPI document against the router and the running server.
