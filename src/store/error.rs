@@ -39,7 +39,7 @@ pub enum Conflict {
 }
 
 impl StoreError {
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
 }

@@ -10,9 +10,9 @@
 //! Architecture invariant: this module knows nothing about HTTP.
 
 mod error;
-pub mod postgres;
+mod postgres;
 mod postgres_outbox;
-pub mod sqlite;
+mod sqlite;
 
 pub use error::{Conflict, StoreError};
 
@@ -269,12 +269,12 @@ impl Store {
     }
 
     /// Attaches the operation-duration histograms.
-    pub fn with_timings(mut self, h: StoreTimings) -> Store {
+    pub(crate) fn with_timings(mut self, h: StoreTimings) -> Store {
         self.timings = Some(h);
         self
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         timed!(
             self,
             ping,
@@ -303,7 +303,7 @@ impl Store {
     /// Whether writes work: true while the last write succeeded; after a write failed for an
     /// unavailable store, a probe write (it changes nothing but commits) decides, so readiness
     /// recovers by itself once the disk, the lock or the server does.
-    pub async fn writes_work(&self) -> bool {
+    pub(crate) async fn writes_work(&self) -> bool {
         if !self.write_failed.load(Ordering::Relaxed) {
             return true;
         }
@@ -356,7 +356,10 @@ impl Store {
         )
     }
 
-    pub async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+    pub(crate) async fn find_api_key(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
         timed!(
             self,
             authenticate_api_key,
@@ -367,7 +370,7 @@ impl Store {
         )
     }
 
-    pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
+    pub(crate) async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
         let result = timed!(
             self,
             touch_api_key,
@@ -386,7 +389,12 @@ impl Store {
         Ok(key)
     }
 
-    pub async fn insert_api_key(&self, name: &str, key: &str, now: i64) -> Result<(), StoreError> {
+    pub(crate) async fn insert_api_key(
+        &self,
+        name: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
                 s.insert_api_key(
@@ -411,7 +419,7 @@ impl Store {
 
     /// Makes the key named `name` equal `key` unless it already does (automated deployments).
     /// Returns true when something was written.
-    pub async fn ensure_api_key(
+    pub(crate) async fn ensure_api_key(
         &self,
         name: &str,
         key: &str,
@@ -439,7 +447,7 @@ impl Store {
         }
     }
 
-    pub async fn count_api_keys(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn count_api_keys(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.count_api_keys(),
             Backend::Postgres(s) => Box::pin(s.count_api_keys()).await,
@@ -465,7 +473,7 @@ impl Store {
     /// delivery (or, for [`UserChange::Enable`], cancels the user's pending kicks with
     /// `kick.code`, which the re-enabled user must no longer receive). False, and nothing
     /// written, when the user does not exist.
-    pub async fn change_user(
+    pub(crate) async fn change_user(
         &self,
         id: &str,
         change: UserChange,
@@ -488,7 +496,7 @@ impl Store {
     }
 
     /// Users ordered by id, at most `limit`, starting after the id `after`.
-    pub async fn list_users(
+    pub(crate) async fn list_users(
         &self,
         limit: usize,
         after: Option<&str>,
@@ -508,7 +516,7 @@ impl Store {
 
     /// Claims up to `limit` due kicks (`not_before_ms <= now_ms`) for `lease_ms`: no other
     /// process or replica claims them until the lease passes or the kick is finished.
-    pub async fn claim_kicks(
+    pub(crate) async fn claim_kicks(
         &self,
         now_ms: i64,
         lease_ms: i64,
@@ -521,7 +529,7 @@ impl Store {
     }
 
     /// Removes a delivered kick.
-    pub async fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
+    pub(crate) async fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.finish_kick(id).await,
             Backend::Postgres(s) => Box::pin(s.finish_kick(id)).await,
@@ -529,7 +537,7 @@ impl Store {
     }
 
     /// Puts a kick back for another attempt at `not_before_ms`.
-    pub async fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
+    pub(crate) async fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.retry_kick(id, not_before_ms).await,
             Backend::Postgres(s) => Box::pin(s.retry_kick(id, not_before_ms)).await,
@@ -545,7 +553,7 @@ impl Store {
     }
 
     /// Appends one event to the audit trail (append-only: the table refuses updates).
-    pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+    pub(crate) async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
         let result = match &self.backend {
             Backend::Sqlite(s) => s.append_audit(e).await,
             Backend::Postgres(s) => Box::pin(s.append_audit(e)).await,

@@ -51,7 +51,7 @@ impl AccessLog {
     }
 
     /// Appends one line for `e`.
-    pub fn record(&self, e: &Entry<'_>) {
+    pub(crate) fn record(&self, e: &Entry<'_>) {
         let Some((sink, format)) = &self.out else {
             return;
         };

@@ -24,7 +24,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 pub use access_log::AccessLog;
-pub use sink::DroppedLines;
+pub(crate) use sink::DroppedLines;
 use sink::LogSink;
 
 use crate::config::{LogConfig, LogFormat};

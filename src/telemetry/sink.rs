@@ -141,13 +141,13 @@ impl<'a> MakeWriter<'a> for LogSink {
 
 /// `<namespace>_log_lines_dropped_total`: the process's count of dropped log lines, read at
 /// each scrape (the count lives in this module, which has no registry).
-pub struct DroppedLines {
+pub(crate) struct DroppedLines {
     opts: Opts,
     template: IntCounter,
 }
 
 impl DroppedLines {
-    pub fn new(namespace: &str) -> Result<DroppedLines, prometheus::Error> {
+    pub(crate) fn new(namespace: &str) -> Result<DroppedLines, prometheus::Error> {
         let opts = Opts::new(
             "log_lines_dropped_total",
             "Log and access-log lines dropped because stderr did not take them in time (a stalled log reader).",

@@ -129,6 +129,9 @@ fn open_conn(
     Ok(c)
 }
 
+/// A driver error as a [`StoreError`]: a lock, I/O or permission problem is `Unavailable`;
+/// anything else, a constraint no call site expected included, is `Internal` (the call sites
+/// that expect one map it to a typed [`super::Conflict`] first).
 pub(super) fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
