@@ -10,10 +10,12 @@
 use crate::api_key;
 use crate::centrifugo::protocol::Reason;
 use crate::config::Config;
+use crate::error_chain::Chain;
 use crate::keys::{self, KeyError, Kind, Rotation};
 use crate::secrets::Secrets;
 use crate::store::{
-    audit_event, ApiKeyInfo, AuditEvent, Kick, Store, StoreError, User, UserChange, UserPage,
+    audit_event, ApiKeyInfo, AuditEvent, Conflict, Kick, Store, StoreError, User, UserChange,
+    UserPage,
 };
 
 /// The largest page `list_users` returns.
@@ -32,9 +34,10 @@ pub enum ActionError {
         field: &'static str,
         message: String,
     },
-    /// The name is taken, or another conflict the caller can act on.
+    /// The name is taken, or another conflict the caller can act on (a fixed sentence; the
+    /// driver's text is never in it).
     #[error("{0}")]
-    Conflict(String),
+    Conflict(Conflict),
     #[error("the store failed")]
     Store(#[source] StoreError),
 }
@@ -42,7 +45,7 @@ pub enum ActionError {
 impl From<StoreError> for ActionError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => ActionError::Conflict(m),
+            StoreError::Conflict { kind, .. } => ActionError::Conflict(kind),
             e => ActionError::Store(e),
         }
     }
@@ -79,7 +82,7 @@ impl Actions<'_> {
             detail,
         };
         if let Err(err) = self.store.append_audit(&e).await {
-            tracing::warn!(error = %err, event, target_kind = kind, target, "the change was made but its audit event could not be written");
+            tracing::warn!(error = %Chain(&err), event, target_kind = kind, target, "the change was made but its audit event could not be written");
         }
     }
 

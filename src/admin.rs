@@ -19,7 +19,7 @@ use crate::http::body::{self, BodyProgress};
 use crate::http::{created_json, ok_json, ApiError, Resp};
 use crate::keys::{self, KeyError, Kind};
 use crate::router::table::AdminRoute;
-use crate::store::{ApiKeyInfo, User};
+use crate::store::{ApiKeyInfo, Conflict, User};
 
 /// The `code` of a 400 for each parameter an action can refuse (and the path segment); the
 /// contract (src/openapi.json, README.md) lists these.
@@ -278,9 +278,11 @@ fn api(e: ActionError) -> ApiError {
                 .map_or("invalid_json", |(_, code)| code),
             message,
         },
-        ActionError::Conflict(message) => ApiError::Conflict {
-            code: "api_key_exists",
-            message,
+        ActionError::Conflict(kind) => ApiError::Conflict {
+            code: match kind {
+                Conflict::ApiKeyName(_) | Conflict::ApiKeyInUse => "api_key_exists",
+            },
+            message: kind.to_string(),
         },
         ActionError::Store(e) => e.into(),
     }

@@ -193,7 +193,7 @@ impl App {
                 event = pending.recv() => match event {
                     Some(e) => {
                         if let Err(err) = self.store.append_audit(&e).await {
-                            tracing::warn!(error = %err, event = %e.event, "cannot write an audit event");
+                            tracing::warn!(error = %crate::error_chain::Chain(&err), event = %e.event, "cannot write an audit event");
                         }
                     }
                     None => return,
@@ -211,7 +211,9 @@ impl App {
         match self.store.prune_audit(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned audit events past audit.retention_days"),
-            Err(e) => tracing::warn!(error = %e, "cannot prune the audit trail"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot prune the audit trail")
+            }
         }
     }
 

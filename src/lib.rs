@@ -15,7 +15,8 @@
 //!   generated (mode 0600) on first start.
 //! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it, and the https
 //!   client of Centrifugo's server API. A leaf.
-//! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
+//! - [`telemetry`]: tracing initialisation, the non-blocking log writer (lines are dropped,
+//!   never waited for, when stderr stalls) and the access log.
 //! - [`metrics`]: the owned Prometheus registry, every metric the service exports and their
 //!   closed label sets (`metrics/labels.rs`, one strum-derived enum each).
 //! - [`centrifugo::api`]: the client of Centrifugo's server API (`disconnect`, `batch`,

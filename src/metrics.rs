@@ -267,6 +267,7 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
+        registry.register(Box::new(crate::telemetry::DroppedLines::new(NAMESPACE)?))?;
         let centrifugo_api = CentrifugoApiMetrics {
             calls: counter(
                 "centrifugo_api_calls_total",

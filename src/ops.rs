@@ -41,7 +41,7 @@ pub async fn readyz(app: &App) -> Resp {
             Bytes::from_static(br#"{"status":"unavailable","error":"The token store refuses writes (disk full, read-only or locked); tokens for new or changed users would fail","code":"store_read_only"}"#),
         ),
         Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "readiness check failed");
             json(
                 StatusCode::SERVICE_UNAVAILABLE,
                 Bytes::from_static(br#"{"status":"unavailable","error":"The token store is unavailable","code":"store_unavailable"}"#),

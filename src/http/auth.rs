@@ -85,7 +85,7 @@ pub async fn record_use(store: &Store, throttle: &TouchThrottle, caller: &Caller
     if throttle.due(&caller.key_name, now) {
         // Losing a last-used timestamp is not worth failing a request over.
         if let Err(e) = store.touch_api_key(&caller.key_name, now).await {
-            tracing::warn!(error = %e, key_name = %caller.key_name, "could not record API key use");
+            tracing::warn!(error = %crate::error_chain::Chain(&e), key_name = %caller.key_name, "could not record API key use");
         }
     }
 }

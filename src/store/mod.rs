@@ -9,15 +9,17 @@
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
 
-pub mod postgres;
+mod error;
+mod postgres;
 mod postgres_outbox;
-pub mod sqlite;
+mod sqlite;
+
+pub use error::{Conflict, StoreError};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::api_key;
-use crate::error_chain::Cause;
 use crate::metrics::StoreTimings;
 
 use crate::config::StoreConfig;
@@ -217,26 +219,6 @@ pub struct AuditFilter {
     pub limit: usize,
 }
 
-/// Why a storage operation failed; the driver's error stays reachable through `source()`.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached or is locked beyond the busy timeout.
-    #[error("store unavailable")]
-    Unavailable(#[source] Cause),
-    /// A constraint or name conflict the caller can act on.
-    #[error("{0}")]
-    Conflict(String),
-    /// Anything else (corruption, a bug): not the caller's fault.
-    #[error("store error")]
-    Internal(#[source] Cause),
-}
-
-impl StoreError {
-    pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
-
 /// The store the service runs on.
 pub struct Store {
     backend: Backend,
@@ -289,12 +271,12 @@ impl Store {
     }
 
     /// Attaches the operation-duration histograms.
-    pub fn with_timings(mut self, h: StoreTimings) -> Store {
+    pub(crate) fn with_timings(mut self, h: StoreTimings) -> Store {
         self.timings = Some(h);
         self
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
+    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
         timed!(
             self,
             ping,
@@ -306,8 +288,14 @@ impl Store {
     }
 
     /// Notes whether a write reached a working store, for [`Store::writes_work`].
+    /// Only a success clears the flag and only `Unavailable` sets it: any other error (a
+    /// conflict, a bad row, a bug) says nothing about whether the store takes writes.
     fn noted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
-        let failed = matches!(result, Err(StoreError::Unavailable(_)));
+        let failed = match &result {
+            Ok(_) => false,
+            Err(StoreError::Unavailable(_)) => true,
+            Err(_) => return result,
+        };
         if failed != self.write_failed.load(Ordering::Relaxed) {
             self.write_failed.store(failed, Ordering::Relaxed);
         }
@@ -317,7 +305,7 @@ impl Store {
     /// Whether writes work: true while the last write succeeded; after a write failed for an
     /// unavailable store, a probe write (it changes nothing but commits) decides, so readiness
     /// recovers by itself once the disk, the lock or the server does.
-    pub async fn writes_work(&self) -> bool {
+    pub(crate) async fn writes_work(&self) -> bool {
         if !self.write_failed.load(Ordering::Relaxed) {
             return true;
         }
@@ -326,7 +314,7 @@ impl Store {
             Backend::Postgres(s) => Box::pin(s.probe_write()).await,
         };
         if let Err(e) = &probe {
-            tracing::debug!(error = %e, "write probe failed");
+            tracing::debug!(error = %crate::error_chain::Chain(e), "write probe failed");
         }
         self.noted(probe).is_ok()
     }
@@ -370,7 +358,10 @@ impl Store {
         )
     }
 
-    pub async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+    pub(crate) async fn find_api_key(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
         timed!(
             self,
             authenticate_api_key,
@@ -381,7 +372,7 @@ impl Store {
         )
     }
 
-    pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
+    pub(crate) async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
         let result = timed!(
             self,
             touch_api_key,
@@ -400,7 +391,12 @@ impl Store {
         Ok(key)
     }
 
-    pub async fn insert_api_key(&self, name: &str, key: &str, now: i64) -> Result<(), StoreError> {
+    pub(crate) async fn insert_api_key(
+        &self,
+        name: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
                 s.insert_api_key(
@@ -425,7 +421,7 @@ impl Store {
 
     /// Makes the key named `name` equal `key` unless it already does (automated deployments).
     /// Returns true when something was written.
-    pub async fn ensure_api_key(
+    pub(crate) async fn ensure_api_key(
         &self,
         name: &str,
         key: &str,
@@ -453,7 +449,7 @@ impl Store {
         }
     }
 
-    pub async fn count_api_keys(&self) -> Result<u64, StoreError> {
+    pub(crate) async fn count_api_keys(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.count_api_keys(),
             Backend::Postgres(s) => Box::pin(s.count_api_keys()).await,
@@ -475,24 +471,11 @@ impl Store {
         }
     }
 
-    /// Disables or enables a user; false when the user does not exist.
-    pub async fn set_user_disabled(
-        &self,
-        id: &str,
-        disabled: bool,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.set_user_disabled(id, disabled, now).await,
-            Backend::Postgres(s) => Box::pin(s.set_user_disabled(id, disabled, now)).await,
-        }
-    }
-
     /// Applies an operator's change to a user and, in the same transaction, queues `kick` for
     /// delivery (or, for [`UserChange::Enable`], cancels the user's pending kicks with
     /// `kick.code`, which the re-enabled user must no longer receive). False, and nothing
     /// written, when the user does not exist.
-    pub async fn change_user(
+    pub(crate) async fn change_user(
         &self,
         id: &str,
         change: UserChange,
@@ -514,16 +497,8 @@ impl Store {
         }
     }
 
-    /// The app-wide revocation instant (0 when none).
-    pub async fn app_tokens_valid_after(&self) -> Result<i64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.app_tokens_valid_after(),
-            Backend::Postgres(s) => Box::pin(s.app_tokens_valid_after()).await,
-        }
-    }
-
     /// Users ordered by id, at most `limit`, starting after the id `after`.
-    pub async fn list_users(
+    pub(crate) async fn list_users(
         &self,
         limit: usize,
         after: Option<&str>,
@@ -543,7 +518,7 @@ impl Store {
 
     /// Claims up to `limit` due kicks (`not_before_ms <= now_ms`) for `lease_ms`: no other
     /// process or replica claims them until the lease passes or the kick is finished.
-    pub async fn claim_kicks(
+    pub(crate) async fn claim_kicks(
         &self,
         now_ms: i64,
         lease_ms: i64,
@@ -556,7 +531,7 @@ impl Store {
     }
 
     /// Removes a delivered kick.
-    pub async fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
+    pub(crate) async fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.finish_kick(id).await,
             Backend::Postgres(s) => Box::pin(s.finish_kick(id)).await,
@@ -564,7 +539,7 @@ impl Store {
     }
 
     /// Puts a kick back for another attempt at `not_before_ms`.
-    pub async fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
+    pub(crate) async fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => s.retry_kick(id, not_before_ms).await,
             Backend::Postgres(s) => Box::pin(s.retry_kick(id, not_before_ms)).await,
@@ -580,7 +555,7 @@ impl Store {
     }
 
     /// Appends one event to the audit trail (append-only: the table refuses updates).
-    pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
+    pub(crate) async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
         let result = match &self.backend {
             Backend::Sqlite(s) => s.append_audit(e).await,
             Backend::Postgres(s) => Box::pin(s.append_audit(e)).await,
@@ -603,17 +578,7 @@ impl Store {
             Backend::Postgres(s) => Box::pin(s.prune_audit(before)).await,
         }
     }
-
-    /// Revokes every token of a user issued before `before`; false when the user does not exist.
-    pub async fn revoke_user_tokens(
-        &self,
-        id: &str,
-        before: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke_user_tokens(id, before, now).await,
-            Backend::Postgres(s) => Box::pin(s.revoke_user_tokens(id, before, now)).await,
-        }
-    }
 }
+
+#[cfg(test)]
+mod tests;

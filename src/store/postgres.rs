@@ -10,13 +10,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
-use tokio_postgres::error::SqlState;
+use tokio_postgres::types::FromSql;
+use tokio_postgres::Row;
 
 use crate::error_chain::Context;
 
 use super::{
-    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, Field, SessionUser, StoreError, Upserted,
-    User, UserPatch,
+    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, Conflict, Field, SessionUser, StoreError,
+    Upserted, User, UserPatch,
 };
 
 /// Arbitrary constant identifying this service's migration lock.
@@ -183,7 +184,8 @@ impl PgStore {
             .query_opt("SELECT version FROM chatsdk_auth_schema", &[])
             .await
             .map_err(map_err)?
-            .map(|r| r.get(0))
+            .map(|r| col::<i32>(&r, 0))
+            .transpose()?
             .unwrap_or(0);
         if version as usize > MIGRATIONS.len() {
             return Err(StoreError::Internal(
@@ -235,23 +237,23 @@ impl PgStore {
         let c = self.client().await?;
         let st = c.prepare_cached(PROFILE).await.map_err(map_err)?;
         if let Some(r) = c.query_opt(&st, &[&p.id]).await.map_err(map_err)? {
-            if r.get::<_, bool>(3) {
+            if col::<bool>(&r, 3)? {
                 return Ok(Upserted::Disabled);
             }
-            let same = |i: usize, f: &Field<&str>| {
-                let stored: Option<&str> = r.get(i);
-                match f {
+            let same = |i: usize, f: &Field<&str>| -> Result<bool, StoreError> {
+                let stored: Option<&str> = col(&r, i)?;
+                Ok(match f {
                     Field::Keep => true,
                     Field::Clear => stored.is_none(),
                     Field::Set(v) => stored == Some(*v),
-                }
+                })
             };
-            if same(0, &p.name) && same(1, &p.image) && same(2, &p.custom) {
+            if same(0, &p.name)? && same(1, &p.image)? && same(2, &p.custom)? {
                 return Ok(Upserted::Active {
                     id: p.id.to_string(),
-                    name: r.get(0),
-                    image: r.get(1),
-                    tokens_valid_after: r.get(4),
+                    name: col(&r, 0)?,
+                    image: col(&r, 1)?,
+                    tokens_valid_after: col(&r, 4)?,
                     created: false,
                 });
             }
@@ -275,11 +277,11 @@ impl PgStore {
             .map_err(map_err)?;
         Ok(match row {
             Some(r) => Upserted::Active {
-                id: r.get(0),
-                name: r.get(1),
-                image: r.get(2),
-                tokens_valid_after: r.get(3),
-                created: r.get::<_, i64>(4) == 1,
+                id: col(&r, 0)?,
+                name: col(&r, 1)?,
+                image: col(&r, 2)?,
+                tokens_valid_after: col(&r, 3)?,
+                created: col::<i64>(&r, 4)? == 1,
             },
             None => Upserted::Disabled,
         })
@@ -295,20 +297,23 @@ impl PgStore {
             .await
             .map_err(map_err)?;
         let row = c.query_opt(&st, &[&id]).await.map_err(map_err)?;
-        Ok(row.as_ref().map(user_from_row))
+        row.as_ref().map(user_from_row).transpose()
     }
 
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
         let c = self.client().await?;
         let st = c.prepare_cached(PROFILE).await.map_err(map_err)?;
         let row = c.query_opt(&st, &[&id]).await.map_err(map_err)?;
-        Ok(row.map(|r| SessionUser {
-            name: r.get(0),
-            image: r.get(1),
-            custom: r.get(2),
-            disabled: r.get(3),
-            tokens_valid_after: r.get(4),
-        }))
+        row.map(|r| {
+            Ok(SessionUser {
+                name: col(&r, 0)?,
+                image: col(&r, 1)?,
+                custom: col(&r, 2)?,
+                disabled: col(&r, 3)?,
+                tokens_valid_after: col(&r, 4)?,
+            })
+        })
+        .transpose()
     }
 
     pub async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -320,18 +325,19 @@ impl PgStore {
             .await
             .map_err(map_err)?;
         let row = c.query_opt(&st, &[&&hash[..]]).await.map_err(map_err)?;
-        Ok(row.map(|r| {
-            let stored: Vec<u8> = r.get(1);
+        row.map(|r| {
+            let stored: &[u8] = col(&r, 1)?;
             let mut h = [0u8; 32];
             if stored.len() == 32 {
-                h.copy_from_slice(&stored);
+                h.copy_from_slice(stored);
             }
-            ApiKeyRecord {
-                name: r.get(0),
+            Ok(ApiKeyRecord {
+                name: col(&r, 0)?,
                 hash: h,
-                revoked_at: r.get(2),
-            }
-        }))
+                revoked_at: col(&r, 2)?,
+            })
+        })
+        .transpose()
     }
 
     pub async fn touch_api_key(&self, name: &str, now: i64) -> Result<(), StoreError> {
@@ -359,13 +365,7 @@ impl PgStore {
                 &[&name, &prefix, &&hash[..], &now],
             )
             .await;
-        match res {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => Err(StoreError::Conflict(format!(
-                "an API key named \"{name}\" already exists (names stay taken after revocation); choose another name"
-            ))),
-            Err(e) => Err(map_err(e)),
-        }
+        res.map(|_| ()).map_err(|e| api_key_conflict(e, name))
     }
 
     pub async fn ensure_api_key(
@@ -387,7 +387,7 @@ impl PgStore {
                 &[&name, &prefix, &&hash[..], &now],
             )
             .await
-            .map_err(map_err)?;
+            .map_err(|e| api_key_conflict(e, name))?;
         Ok(n > 0)
     }
 
@@ -397,7 +397,7 @@ impl PgStore {
             .query_one("SELECT count(*) FROM chatsdk_auth_api_keys", &[])
             .await
             .map_err(map_err)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        Ok(col::<i64>(&row, 0)? as u64)
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
@@ -409,16 +409,17 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| ApiKeyInfo {
-                name: r.get(0),
-                prefix: r.get(1),
-                created_at: r.get(2),
-                last_used_at: r.get(3),
-                revoked_at: r.get(4),
+        rows.iter()
+            .map(|r| {
+                Ok(ApiKeyInfo {
+                    name: col(r, 0)?,
+                    prefix: col(r, 1)?,
+                    created_at: col(r, 2)?,
+                    last_used_at: col(r, 3)?,
+                    revoked_at: col(r, 4)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
@@ -459,18 +460,19 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        Ok(rows
-            .iter()
-            .map(|r| AuditEvent {
-                at: r.get(0),
-                event: r.get(1),
-                actor: r.get(2),
-                target_kind: r.get(3),
-                target: r.get(4),
-                source: r.get(5),
-                detail: r.get(6),
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    at: col(r, 0)?,
+                    event: col(r, 1)?,
+                    actor: col(r, 2)?,
+                    target_kind: col(r, 3)?,
+                    target: col(r, 4)?,
+                    source: col(r, 5)?,
+                    detail: col(r, 6)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
@@ -493,53 +495,27 @@ impl PgStore {
         .map(|n| n > 0)
         .map_err(map_err)
     }
-
-    pub async fn set_user_disabled(
-        &self,
-        id: &str,
-        disabled: bool,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let c = self.client().await?;
-        c.execute(
-            "UPDATE chatsdk_auth_users SET disabled = $2, updated_at = $3 WHERE id = $1",
-            &[&id, &disabled, &now],
-        )
-        .await
-        .map(|n| n > 0)
-        .map_err(map_err)
-    }
-
-    pub async fn revoke_user_tokens(
-        &self,
-        id: &str,
-        before: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let c = self.client().await?;
-        c.execute(
-            "UPDATE chatsdk_auth_users SET tokens_valid_after = GREATEST(tokens_valid_after, $2), updated_at = $3 WHERE id = $1",
-            &[&id, &before, &now],
-        )
-        .await
-        .map(|n| n > 0)
-        .map_err(map_err)
-    }
 }
 
 /// A whole [`User`] from a row that selects `id, name, image, custom, disabled,
 /// tokens_valid_after, created_at, updated_at` in that order.
-pub(super) fn user_from_row(r: &tokio_postgres::Row) -> User {
-    User {
-        id: r.get(0),
-        name: r.get(1),
-        image: r.get(2),
-        custom: r.get(3),
-        disabled: r.get(4),
-        tokens_valid_after: r.get(5),
-        created_at: r.get(6),
-        updated_at: r.get(7),
-    }
+pub(super) fn user_from_row(r: &tokio_postgres::Row) -> Result<User, StoreError> {
+    Ok(User {
+        id: col(r, 0)?,
+        name: col(r, 1)?,
+        image: col(r, 2)?,
+        custom: col(r, 3)?,
+        disabled: col(r, 4)?,
+        tokens_valid_after: col(r, 5)?,
+        created_at: col(r, 6)?,
+        updated_at: col(r, 7)?,
+    })
+}
+
+/// Column `i` of `r`; a column of another type than this version reads (a schema changed
+/// outside chatsdk-auth) is [`StoreError::BadRow`], where `Row::get` would panic.
+pub(super) fn col<'a, T: FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, StoreError> {
+    r.try_get(i).map_err(|e| StoreError::BadRow(e.into()))
 }
 
 /// `host:port` of each server the connection string names (no user, password or database).
@@ -567,9 +543,25 @@ fn map_pool_err(e: PoolError) -> StoreError {
     }
 }
 
+/// A write to the API-key table refused by its primary key (the name) or its unique hash, as a
+/// typed conflict (the driver's message, with the conflicting values, stays the source for the
+/// log); any other error as [`map_err`] sees it.
+fn api_key_conflict(e: tokio_postgres::Error, name: &str) -> StoreError {
+    let kind = match e.as_db_error().and_then(|d| d.constraint()) {
+        Some("chatsdk_auth_api_keys_pkey") => Conflict::ApiKeyName(name.to_string()),
+        Some("chatsdk_auth_api_keys_hash_key") => Conflict::ApiKeyInUse,
+        _ => return map_err(e),
+    };
+    StoreError::Conflict {
+        kind,
+        cause: e.into(),
+    }
+}
+
+/// A driver error as a [`StoreError`]: a connection or capacity problem is `Unavailable`;
+/// anything else, a constraint no call site expected included, is `Internal`.
 pub(super) fn map_err(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
-        Some(code) if *code == SqlState::UNIQUE_VIOLATION => StoreError::Conflict(e.to_string()),
         Some(code) => {
             let class = code.code().get(..2).unwrap_or("");
             // 08: connection exception, 53: insufficient resources, 57: operator intervention

@@ -5,7 +5,7 @@
 //! a row another replica is claiming is skipped, and a row it has claimed is not due again
 //! until its lease passes (delivered rows are deleted before that).
 
-use super::postgres::{map_err, user_from_row, PgStore};
+use super::postgres::{col, map_err, user_from_row, PgStore};
 use super::{Kick, PendingKick, StoreError, User, UserChange};
 
 impl PgStore {
@@ -78,7 +78,7 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        Ok(rows.iter().map(user_from_row).collect())
+        rows.iter().map(user_from_row).collect()
     }
 
     pub async fn claim_kicks(
@@ -98,16 +98,18 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        let mut out: Vec<PendingKick> = rows
+        let mut out = rows
             .iter()
-            .map(|r| PendingKick {
-                id: r.get(0),
-                user_id: r.get(1),
-                code: r.get::<_, i32>(2) as u32,
-                reason: r.get(3),
-                attempts: i64::from(r.get::<_, i32>(4)),
+            .map(|r| {
+                Ok(PendingKick {
+                    id: col(r, 0)?,
+                    user_id: col(r, 1)?,
+                    code: col::<i32>(r, 2)? as u32,
+                    reason: col(r, 3)?,
+                    attempts: i64::from(col::<i32>(r, 4)?),
+                })
             })
-            .collect();
+            .collect::<Result<Vec<PendingKick>, StoreError>>()?;
         out.sort_by_key(|k| k.id);
         Ok(out)
     }
@@ -140,7 +142,7 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+        Ok((col::<i64>(&row, 0)? as u64, col::<i64>(&row, 1)? as u64))
     }
 
     pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
@@ -154,18 +156,6 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        Ok(row.get(0))
-    }
-
-    pub async fn app_tokens_valid_after(&self) -> Result<i64, StoreError> {
-        let c = self.client().await?;
-        let row = c
-            .query_one(
-                "SELECT COALESCE((SELECT value FROM chatsdk_auth_settings WHERE key = 'tokens_valid_after'), 0)",
-                &[],
-            )
-            .await
-            .map_err(map_err)?;
-        Ok(row.get(0))
+        col(&row, 0)
     }
 }

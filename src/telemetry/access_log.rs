@@ -1,4 +1,4 @@
-//! The access log: one line per request, formatted straight into the log buffer.
+//! The access log: one line per request, formatted straight into the log buffer ([`super::sink`]).
 //!
 //! It is the service's busiest output, so it does not go through `tracing`'s generic event
 //! machinery (field visitors, `fmt::Write` plumbing, a timestamp formatted from scratch per
@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::sink::StderrSink;
+use super::sink::LogSink;
 use crate::config::LogFormat;
 
 /// One request, as the access log records it. Every string is from a closed set or has been
@@ -35,7 +35,7 @@ pub struct Entry<'a> {
 /// Where access-log lines go, if anywhere.
 #[derive(Clone, Default)]
 pub struct AccessLog {
-    out: Option<(StderrSink, LogFormat)>,
+    out: Option<(LogSink, LogFormat)>,
 }
 
 impl AccessLog {
@@ -44,18 +44,14 @@ impl AccessLog {
         AccessLog::default()
     }
 
-    pub(crate) fn new(sink: StderrSink, format: LogFormat) -> AccessLog {
+    pub(super) fn new(sink: LogSink, format: LogFormat) -> AccessLog {
         AccessLog {
             out: Some((sink, format)),
         }
     }
 
-    pub fn is_enabled(&self) -> bool {
-        self.out.is_some()
-    }
-
     /// Appends one line for `e`.
-    pub fn record(&self, e: &Entry<'_>) {
+    pub(crate) fn record(&self, e: &Entry<'_>) {
         let Some((sink, format)) = &self.out else {
             return;
         };

@@ -1,26 +1,31 @@
-//! Initialises tracing: an `EnvFilter` from `log.level` and `pretty` or `json` output on stderr.
+//! Initialises tracing: an `EnvFilter` from `log.level` and `pretty` or `json` output on stderr,
+//! written by a thread of its own so that logging never blocks a request.
 //!
-//! Children: [`sink`] (the buffer in front of stderr) and [`access_log`] (the per-request line,
+//! Children: [`sink`] (the buffer and the non-blocking writer in front of stderr, and the count
+//! of lines dropped when stderr does not drain) and [`access_log`] (the per-request line,
 //! written into the same buffer in the same [`LogFormat`]).
 //!
-//! One access-log line per request is the service's busiest output, so lines are not written
-//! one syscall each: they collect in a buffer that is written to stderr when it passes
-//! [`sink::FLUSH_BYTES`], at least every [`FLUSH_INTERVAL`] (a task on the serving runtime), at once for
-//! `WARN` and `ERROR` lines, and when the [`LogGuard`] returned by [`init`] is dropped at exit.
+//! One access-log line per request is the service's busiest output, so lines are not handed to
+//! the writer thread one by one: they collect in a buffer that is handed over when it passes
+//! [`sink::FLUSH_BYTES`], at least every [`FLUSH_INTERVAL`] (a task on the serving runtime), at
+//! once for `WARN` and `ERROR` lines, and when the [`LogGuard`] returned by [`init`] is dropped
+//! at exit (which also waits, about a second at most, for the writer thread to write it out).
 //! Colours are used only when stderr is a terminal (never in the access log, see
 //! [`access_log`], which shares the buffer).
 
-pub mod access_log;
-pub mod sink;
+pub(crate) mod access_log;
+mod sink;
 
 use std::io::IsTerminal;
 use std::time::Duration;
 
 use tracing::Level;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 pub use access_log::AccessLog;
-pub use sink::StderrSink;
+pub(crate) use sink::DroppedLines;
+use sink::LogSink;
 
 use crate::config::{LogConfig, LogFormat};
 
@@ -32,7 +37,7 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
 #[must_use = "dropping the guard flushes the log; hold it until the process exits"]
 pub fn init(log: &LogConfig) -> LogGuard {
     let filter = EnvFilter::try_new(&log.level).unwrap_or_else(|_| EnvFilter::new("info"));
-    let sink = StderrSink::default();
+    let (sink, writer) = LogSink::new(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(sink.clone())
@@ -50,13 +55,20 @@ pub fn init(log: &LogConfig) -> LogGuard {
         } else {
             AccessLog::disabled()
         };
-    LogGuard { sink, access }
+    LogGuard {
+        sink,
+        access,
+        _writer: writer,
+    }
 }
 
-/// Flushes the log buffer when dropped.
+/// Hands the log buffer to the writer thread when dropped, then waits (bounded) for the thread
+/// to write it out.
 pub struct LogGuard {
-    sink: StderrSink,
+    sink: LogSink,
     access: AccessLog,
+    /// Dropped after [`Drop::drop`] has handed the buffer over: flushes the writer thread.
+    _writer: WorkerGuard,
 }
 
 impl LogGuard {
@@ -65,9 +77,9 @@ impl LogGuard {
         self.access.clone()
     }
 
-    /// Writes buffered lines out every [`FLUSH_INTERVAL`]; spawn it on the runtime that serves.
-    /// A task rather than a thread: with one worker the whole process is then one thread, and
-    /// glibc's allocator stays on its lock-free single-thread path.
+    /// Hands buffered lines over every [`FLUSH_INTERVAL`]; spawn it on the runtime that serves.
+    /// A task rather than a timer thread: the hand-over is a memory copy under the buffer's
+    /// lock, cheap enough for a worker.
     pub fn periodic_flush(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
         let sink = self.sink.clone();
         async move {

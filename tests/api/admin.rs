@@ -321,7 +321,14 @@ async fn user_routes_show_page_and_change_users_and_kick() {
     .await;
     assert_eq!((s, b), (200, json!({"revoked_before": before})));
     assert_eq!(
-        t.app.store.app_tokens_valid_after().await.unwrap(),
+        // The app-wide instant is in force for every user (u5's own is older).
+        t.app
+            .store
+            .get_session("u5")
+            .await
+            .unwrap()
+            .unwrap()
+            .tokens_valid_after,
         before + 1
     );
     let (s, _) = admin(&t, "POST", "/admin/revoke-tokens", None).await;

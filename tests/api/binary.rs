@@ -297,8 +297,9 @@ async fn one_worker_thread_serves_and_drains() {
     );
     let c = reqwest::Client::new();
     server.wait_ready(&c).await;
-    // Two threads in all: the worker, and the SQLite writer that waits for locks so that the
-    // worker never does (no log thread, no blocking pool).
+    // Three threads in all: the worker, the SQLite writer that waits for locks so that the
+    // worker never does, and the log writer that waits for stderr so that the worker never
+    // does (no blocking pool).
     let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
         .unwrap()
         .map(|t| {
@@ -311,7 +312,7 @@ async fn one_worker_thread_serves_and_drains() {
     threads.sort();
     assert_eq!(
         threads,
-        ["chatsdk-auth", "sqlite-writer"],
+        ["chatsdk-auth", "log-writer", "sqlite-writer"],
         "threads of a one-worker server"
     );
     let (status, body) =

@@ -150,12 +150,7 @@ async fn caddy_forward_auth_lets_only_valid_rest_tokens_through() {
         let (s, body) = get(auth).await;
         assert_eq!(s, want, "{what}: {body}");
     }
-    assert!(t
-        .app
-        .store
-        .set_user_disabled("user-c", true, now())
-        .await
-        .unwrap());
+    t.app.actions().disable("user-c", now()).await.unwrap();
     let (s, body) = get(Some(format!("Bearer {token}"))).await;
     assert_eq!(s, 403, "disabled: {body}");
     assert_eq!(

@@ -201,20 +201,12 @@ async fn user_state_decides_connect_unknown_disabled_revoked() {
     );
 
     let ws = t.mint("d").await["wsToken"].as_str().unwrap().to_string();
-    t.app
-        .store
-        .set_user_disabled("d", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("d", now()).await.unwrap();
     assert_eq!(
         connect(&t, json!({"data": {"token": &ws}})).await,
         disconnect(4503, "user disabled")
     );
-    t.app
-        .store
-        .set_user_disabled("d", false, now())
-        .await
-        .unwrap();
+    t.app.actions().enable("d", now()).await.unwrap();
     assert!(connect(&t, json!({"data": {"token": &ws}}))
         .await
         .get("result")
@@ -222,8 +214,8 @@ async fn user_state_decides_connect_unknown_disabled_revoked() {
 
     let (_, c) = verify_hs256(&ws, &key);
     t.app
-        .store
-        .revoke_user_tokens("d", c["iat"].as_i64().unwrap() + 1, now())
+        .actions()
+        .revoke_user_tokens("d", c["iat"].as_i64(), now())
         .await
         .unwrap();
     assert_eq!(
@@ -335,8 +327,8 @@ async fn refresh_extends_active_users_and_expires_everyone_else() {
         );
     }
     t.app
-        .store
-        .revoke_user_tokens("r", c["iat"].as_i64().unwrap() + 1, now())
+        .actions()
+        .revoke_user_tokens("r", c["iat"].as_i64(), now())
         .await
         .unwrap();
     assert_eq!(
@@ -349,11 +341,7 @@ async fn refresh_extends_active_users_and_expires_everyone_else() {
         .1,
         expired
     );
-    t.app
-        .store
-        .set_user_disabled("r", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("r", now()).await.unwrap();
     assert_eq!(
         t.proxy("/centrifugo/refresh", &session_body("r", None, None), &[])
             .await
@@ -389,11 +377,7 @@ async fn subscribe_allows_own_and_pattern_channels_and_denies_explicitly() {
         denied,
         "anonymous users are denied"
     );
-    t.app
-        .store
-        .set_user_disabled("s", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("s", now()).await.unwrap();
     assert_eq!(
         t.proxy("/centrifugo/subscribe", &sub("chat:room-7"), &[])
             .await
@@ -413,11 +397,7 @@ async fn sub_refresh_extends_or_expires_and_subscribe_sets_expiry_when_configure
     let (s, r) = t.proxy("/centrifugo/sub_refresh", &body, &[]).await;
     assert_eq!(s, 200);
     assert!(r["result"]["expire_at"].as_i64().unwrap() > now() + 590);
-    t.app
-        .store
-        .set_user_disabled("s", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("s", now()).await.unwrap();
     assert_eq!(
         t.proxy("/centrifugo/sub_refresh", &body, &[]).await.1,
         json!({"result": {"expired": true}})
@@ -488,8 +468,8 @@ async fn subscribe_and_sub_refresh_judge_revocation_and_channels() {
         1.0
     );
     t.app
-        .store
-        .revoke_user_tokens("v", c["iat"].as_i64().unwrap() + 1, now())
+        .actions()
+        .revoke_user_tokens("v", c["iat"].as_i64(), now())
         .await
         .unwrap();
     assert_eq!(

@@ -146,11 +146,7 @@ async fn every_refusal_has_its_status_and_code_and_writes_nothing() {
     let t = app().await;
     create_user(&t, "user-123", seed_custom()).await;
     create_user(&t, "off", seed_custom()).await;
-    t.app
-        .store
-        .set_user_disabled("off", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("off", now()).await.unwrap();
     // A second key, never used successfully, so its last_used_at shows any write.
     let key = t.app.store.create_api_key("refusals", now()).await.unwrap();
     let before_user = t.app.store.get_user("user-123").await.unwrap();

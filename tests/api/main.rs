@@ -41,6 +41,8 @@ mod keys;
 mod limits;
 /// A write lock held by another process stalls nothing; readiness follows writes.
 mod locked;
+/// A stalled log reader stalls no request; the lines it could not take are counted.
+mod log_stall;
 /// SQLite's schema migrations: old databases migrated in place, unsafe or newer ones refused.
 mod migrations;
 /// A real nginx with `auth_request /verify` in front of an upstream.
@@ -70,6 +72,9 @@ mod props;
 mod shipped_config;
 /// The token guide's Node, Python, Ruby and PHP backends, unchanged, against the built binary.
 mod stacks;
+/// Store failures on the wire and in the log: fixed conflict sentences, no panic on a bad
+/// row, the whole cause chain logged.
+mod store_errors;
 /// Outbound TLS: PostgreSQL's sslmode against a TLS server, kicks over https.
 mod tls;
 /// POST /tokens: the contract on SQLite and PostgreSQL (shape, claims, upsert, persistence).

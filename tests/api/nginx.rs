@@ -234,12 +234,7 @@ async fn nginx_auth_request_lets_only_valid_rest_tokens_through() {
         let (s, body) = get(auth, Some(("X-User-Id", "user-n"))).await;
         assert_eq!(s, want, "{what}: {body}");
     }
-    assert!(t
-        .app
-        .store
-        .set_user_disabled("user-n", true, now())
-        .await
-        .unwrap());
+    t.app.actions().disable("user-n", now()).await.unwrap();
     let (s, body) = get(Some(format!("Bearer {token}")), None).await;
     assert_eq!(s, 403, "disabled: {body}");
     assert_eq!(
@@ -249,12 +244,7 @@ async fn nginx_auth_request_lets_only_valid_rest_tokens_through() {
     );
 
     // Enabled again: through again.
-    assert!(t
-        .app
-        .store
-        .set_user_disabled("user-n", false, now())
-        .await
-        .unwrap());
+    t.app.actions().enable("user-n", now()).await.unwrap();
     assert_eq!(get(Some(format!("Bearer {token}")), None).await.0, 200);
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     drop(nginx);

@@ -108,8 +108,8 @@ async fn live_rejections_are_documented() {
         assert_eq!(t.tokens(serde_json::json!({"userId": user})).await.0, 200);
     }
     t.app
-        .store
-        .set_user_disabled("off", true, chatsdk_auth::now_unix())
+        .actions()
+        .disable("off", chatsdk_auth::now_unix())
         .await
         .unwrap();
     for e in ENDPOINTS

@@ -41,12 +41,7 @@ async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
     assert_eq!(r["result"]["user"], "shared");
     assert_eq!(r["result"]["info"]["name"], "Ada");
     // Disabled through A: B refuses at once, in every callback.
-    assert!(a
-        .app
-        .store
-        .set_user_disabled("shared", true, now())
-        .await
-        .unwrap());
+    a.app.actions().disable("shared", now()).await.unwrap();
     assert_eq!(
         b.proxy("/centrifugo/connect", &connect_with(&ws), &[])
             .await

@@ -120,7 +120,7 @@ async fn the_host_name_counts_for_verify_full_only() {
         let app = start_on(url(&pg, &format!("?sslmode={mode}&{root}")))
             .await
             .unwrap_or_else(|e| panic!("{mode}: {e}"));
-        app.store.ping().await.unwrap();
+        app.store.get_user("tls-probe").await.unwrap();
         assert_eq!(service_connections_use_tls(&pg).await, Some(true), "{mode}");
         drop(app);
     }
@@ -134,7 +134,7 @@ async fn prefer_uses_tls_when_the_server_offers_it_and_disable_never_does() {
     // No sslmode at all is libpq's default, `prefer`.
     for params in ["", "?sslmode=prefer"] {
         let app = start_on(url(&pg, params)).await.unwrap();
-        app.store.ping().await.unwrap();
+        app.store.get_user("tls-probe").await.unwrap();
         assert_eq!(
             service_connections_use_tls(&pg).await,
             Some(true),
@@ -145,7 +145,7 @@ async fn prefer_uses_tls_when_the_server_offers_it_and_disable_never_does() {
         wait_no_service_connections(&pg).await;
     }
     let app = start_on(url(&pg, "?sslmode=disable")).await.unwrap();
-    app.store.ping().await.unwrap();
+    app.store.get_user("tls-probe").await.unwrap();
     assert_eq!(service_connections_use_tls(&pg).await, Some(false));
 }
 

@@ -292,16 +292,13 @@ async fn the_proxies_view_of_a_disabled_and_revoked_user_matches_the_record(back
     assert_eq!(t.tokens(json!({"userId": "dr", "name": "D"})).await.0, 200);
     // A new row already refuses tokens older than itself: revoke beyond that.
     let valid_after = now() + 100;
+    // Through the operators' action, at a clock `valid_after` seconds from now.
     t.app
-        .store
-        .revoke_user_tokens("dr", valid_after, now())
+        .actions()
+        .revoke_user_tokens("dr", Some(valid_after - 1), valid_after)
         .await
         .unwrap();
-    t.app
-        .store
-        .set_user_disabled("dr", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("dr", now()).await.unwrap();
     let s = t.app.store.get_session("dr").await.unwrap().unwrap();
     assert!(s.disabled);
     assert_eq!(s.tokens_valid_after, valid_after);

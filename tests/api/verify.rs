@@ -179,23 +179,17 @@ async fn verify_contract(backend: Backend) {
 
     // Revoked, then disabled: 403 with its own code.
     let now_s = now();
-    assert!(t
-        .app
-        .store
-        .revoke_user_tokens("user-1", now_s + 1, now_s)
+    t.app
+        .actions()
+        .revoke_user_tokens("user-1", Some(now_s), now_s)
         .await
-        .unwrap());
+        .unwrap();
     let (s, _, b) = verify(&t, Some(&bearer(token)), &[]).await;
     assert_eq!((s, b["code"].as_str()), (403, Some("token_revoked")), "{b}");
     let (_, fresh) = t.tokens(json!({"userId": "user-1"})).await;
     let fresh = fresh["token"].as_str().unwrap().to_string();
     assert_eq!(verify(&t, Some(&bearer(&fresh)), &[]).await.0, 200);
-    assert!(t
-        .app
-        .store
-        .set_user_disabled("user-1", true, now())
-        .await
-        .unwrap());
+    t.app.actions().disable("user-1", now()).await.unwrap();
     let (s, _, b) = verify(&t, Some(&bearer(&fresh)), &[]).await;
     assert_eq!((s, b["code"].as_str()), (403, Some("user_disabled")), "{b}");
 
@@ -305,11 +299,7 @@ async fn introspect_contract(backend: Backend) {
         let (s, b) = introspect(&t, &form).await;
         assert_eq!((s, b), (200, json!({"active": false})), "{form}");
     }
-    t.app
-        .store
-        .set_user_disabled("user-2", true, now())
-        .await
-        .unwrap();
+    t.app.actions().disable("user-2", now()).await.unwrap();
     for tok in [token, ws] {
         let (s, b) = introspect(&t, &format!("token={tok}")).await;
         assert_eq!((s, b), (200, json!({"active": false})));

@@ -129,6 +129,9 @@ fn open_conn(
     Ok(c)
 }
 
+/// A driver error as a [`StoreError`]: a lock, I/O or permission problem is `Unavailable`;
+/// anything else, a constraint no call site expected included, is `Internal` (the call sites
+/// that expect one map it to a typed [`super::Conflict`] first).
 pub(super) fn map_err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
@@ -140,7 +143,6 @@ pub(super) fn map_err(e: rusqlite::Error) -> StoreError {
             | ErrorCode::ReadOnly
             | ErrorCode::PermissionDenied
             | ErrorCode::FileLockingProtocolFailed => StoreError::Unavailable(e.into()),
-            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
             _ => StoreError::Internal(e.into()),
         },
         _ => StoreError::Internal(e.into()),

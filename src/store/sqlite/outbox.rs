@@ -101,16 +101,6 @@ impl SqliteStore {
             })
             .await
     }
-
-    pub fn app_tokens_valid_after(&self) -> Result<i64, StoreError> {
-        let c = self.reader();
-        c.query_row(
-            "SELECT coalesce((SELECT value FROM settings WHERE key = 'tokens_valid_after'), 0)",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(map_err)
-    }
 }
 
 /// The change and its kick, in one `IMMEDIATE` transaction on the writer connection.

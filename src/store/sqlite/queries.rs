@@ -1,12 +1,12 @@
 //! Every statement the SQLite backend runs: user upserts and lookups, API keys, revocation.
 
 use rusqlite::types::ValueRef;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use super::{map_err, SqliteStore};
 use crate::store::{
-    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, Field, SessionUser, StoreError, Upserted,
-    User, UserPatch,
+    ApiKeyInfo, ApiKeyRecord, AuditEvent, AuditFilter, Conflict, Field, SessionUser, StoreError,
+    Upserted, User, UserPatch,
 };
 
 /// What the upsert needs to know about an existing row before deciding to write, and what a
@@ -289,32 +289,6 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn set_user_disabled(
-        &self,
-        id: &str,
-        disabled: bool,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.update_one(
-            "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
-            (id.to_string(), disabled, now),
-        )
-        .await
-    }
-
-    pub async fn revoke_user_tokens(
-        &self,
-        id: &str,
-        before: i64,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.update_one(
-            "UPDATE users SET tokens_valid_after = max(tokens_valid_after, ?2), updated_at = ?3 WHERE id = ?1",
-            (id.to_string(), before, now),
-        )
-        .await
-    }
-
     /// Runs one `UPDATE` on the writer thread; true when it changed a row.
     async fn update_one<P>(&self, sql: &'static str, params: P) -> Result<bool, StoreError>
     where
@@ -410,14 +384,23 @@ fn insert_api_key(
         "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![name, prefix, &hash[..], now],
     );
-    match res {
-        Ok(_) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == ErrorCode::ConstraintViolation => {
-            Err(StoreError::Conflict(format!(
-                "an API key named \"{name}\" already exists (names stay taken after revocation); choose another name"
-            )))
-        }
-        Err(e) => Err(map_err(e)),
+    res.map(|_| ()).map_err(|e| api_key_conflict(e, name))
+}
+
+/// A write to `api_keys` refused by its primary key (the name) or its unique hash, as a typed
+/// conflict; any other error as [`map_err`] sees it.
+fn api_key_conflict(e: rusqlite::Error, name: &str) -> StoreError {
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.extended_code {
+            rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => Conflict::ApiKeyName(name.to_string()),
+            rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE => Conflict::ApiKeyInUse,
+            _ => return map_err(e),
+        },
+        _ => return map_err(e),
+    };
+    StoreError::Conflict {
+        kind,
+        cause: e.into(),
     }
 }
 
@@ -443,13 +426,7 @@ fn ensure_api_key(
                 params![name, prefix, &hash[..], now],
             )
             .map(|_| true)
-            .map_err(map_err),
-        None => c
-            .execute(
-                "INSERT INTO api_keys (name, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
-                params![name, prefix, &hash[..], now],
-            )
-            .map(|_| true)
-            .map_err(map_err),
+            .map_err(|e| api_key_conflict(e, name)),
+        None => insert_api_key(c, name, prefix, hash, now).map(|_| true),
     }
 }

@@ -14,7 +14,14 @@
 //! about `storage.busy_timeout_ms` in total however many are queued behind a lock, and a write
 //! whose caller was already answered 503 (request deadline) is never applied afterwards.
 //! Retrying is safe: a statement refused with `SQLITE_BUSY` in autocommit mode changed nothing.
+//!
+//! A job that panics (a bug in a statement's code) does not take the thread with it: the panic
+//! is caught around that job, its open transaction rolled back, and its caller answered
+//! `Internal` (500); the writes after it proceed and readiness is untouched, since the store
+//! still takes writes. Should the thread be gone all the same, every write fails as
+//! `Unavailable`, which turns `/readyz` red (see `Store::writes_work`).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -81,7 +88,18 @@ impl Writer {
                     // The caller gave up (its request deadline passed): do not write for nobody.
                     return;
                 }
-                let out = f(conn);
+                let out = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                    Ok(out) => out,
+                    Err(panic) => {
+                        // Whatever the job left open is undone, not committed by the next one.
+                        if !conn.is_autocommit() {
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
+                        break Err(StoreError::Internal(
+                            format!("a SQLite write panicked: {}", panic_message(&*panic)).into(),
+                        ));
+                    }
+                };
                 let pause = Duration::from_millis(BACKOFF_MS[attempt.min(BACKOFF_MS.len() - 1)]);
                 match out {
                     Err(StoreError::Unavailable(cause))
@@ -115,14 +133,24 @@ impl Writer {
                 ))
             }
             Err(TrySendError::Disconnected(_)) => {
-                return Err(StoreError::Internal(
+                return Err(StoreError::Unavailable(
                     "the SQLite writer thread stopped".into(),
                 ))
             }
         }
+        // Every job answers, a panicking one included: no answer means the thread is gone.
         rx.await
-            .map_err(|_| StoreError::Internal("the SQLite writer dropped a write".into()))?
+            .map_err(|_| StoreError::Unavailable("the SQLite writer thread stopped".into()))?
     }
+}
+
+/// The text a panic was raised with, when it was a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }
 
 /// True when `cause` is SQLite saying the database is locked by another connection.
@@ -131,4 +159,43 @@ fn is_busy(cause: &(dyn std::error::Error + 'static)) -> bool {
         .downcast_ref::<rusqlite::Error>()
         .and_then(rusqlite::Error::sqlite_error_code)
         .is_some_and(|c| matches!(c, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that panics (a bug in a statement's code) answers its caller with an error, and
+    /// the writer keeps serving the writes after it.
+    #[tokio::test]
+    async fn a_panicking_job_fails_alone_and_the_writer_survives() {
+        let conn = Connection::open_in_memory().unwrap();
+        let w = Writer::spawn(conn, Duration::from_millis(50)).unwrap();
+        w.run(|c| {
+            c.execute_batch("CREATE TABLE t (x)")
+                .map_err(crate::store::sqlite::map_err)
+        })
+        .await
+        .unwrap();
+        let panicked: Result<(), StoreError> = w
+            .run(|c| {
+                c.execute_batch("BEGIN; INSERT INTO t VALUES (1)").unwrap();
+                panic!("a bug in a write");
+            })
+            .await;
+        assert!(
+            matches!(&panicked, Err(StoreError::Internal(c)) if c.to_string().contains("a bug in a write")),
+            "{panicked:?}"
+        );
+        let n: i64 = w
+            .run(|c| {
+                c.execute_batch("INSERT INTO t VALUES (2)")
+                    .and_then(|_| c.query_row("SELECT count(*) FROM t", [], |r| r.get(0)))
+                    .map_err(crate::store::sqlite::map_err)
+            })
+            .await
+            .unwrap();
+        // The panicked job's open transaction was rolled back, not committed with the next.
+        assert_eq!(n, 1);
+    }
 }
