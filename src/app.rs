@@ -204,10 +204,9 @@ impl App {
     }
 
     async fn prune_audit(&self) {
-        let Some(keep) = self.config.audit.retention else {
+        let Some(before) = self.config.audit.prune_before(crate::now_unix()) else {
             return;
         };
-        let before = crate::now_unix() - keep.as_secs() as i64;
         match self.store.prune_audit(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned audit events past audit.retention_days"),

@@ -84,6 +84,16 @@ pub struct AuditConfig {
     pub retention: Option<Duration>,
 }
 
+impl AuditConfig {
+    /// The Unix time before which events are pruned at `now`; `None` when nothing is to be
+    /// pruned (events are kept forever, or the retention reaches before the epoch). Never
+    /// wraps: a retention too long for `i64` seconds prunes nothing rather than everything.
+    pub fn prune_before(&self, now: i64) -> Option<i64> {
+        let keep = i64::try_from(self.retention?.as_secs()).ok()?;
+        now.checked_sub(keep).filter(|before| *before > 0)
+    }
+}
+
 /// `[server]`, validated.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {

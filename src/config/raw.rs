@@ -264,7 +264,7 @@ impl Default for RawLimits {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudit {
-    /// Days an audit event is kept; 0 keeps events forever. Default 365.
+    /// Days an audit event is kept, 1 to 36500; 0 keeps events forever. Default 365.
     pub retention_days: u64,
 }
 

@@ -139,3 +139,44 @@ fn bad_channel_templates_are_named_by_key_with_the_reason() {
     assert!(!text.contains("channel_rules[0]"), "{text}");
     assert!(!text.contains("user_channels[1]"), "{text}");
 }
+
+#[test]
+fn prune_before_never_wraps() {
+    let now = 1_700_000_000;
+    let keep = |secs| AuditConfig {
+        retention: Some(std::time::Duration::from_secs(secs)),
+    };
+    assert_eq!(keep(86_400).prune_before(now), Some(now - 86_400));
+    assert_eq!(AuditConfig { retention: None }.prune_before(now), None);
+    // Past the epoch, and past i64: nothing is pruned (the old cast made `before` now + 1).
+    assert_eq!(keep(now as u64 + 1).prune_before(now), None);
+    assert_eq!(keep(u64::MAX).prune_before(now), None);
+    assert_eq!(keep(i64::MAX as u64 + 1).prune_before(now), None);
+}
+
+#[test]
+fn audit_retention_days_is_bounded() {
+    for bad in ["36501", "18446744073709551615"] {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHATSDK_AUTH_AUDIT__RETENTION_DAYS", bad);
+            let text = match Config::load(None) {
+                Ok(c) => panic!("retention_days = {bad} was accepted: {:?}", c.audit),
+                Err(e) => e.to_string(),
+            };
+            assert!(text.contains("audit.retention_days"), "{text}");
+            assert!(
+                text.contains("36500"),
+                "the message gives the range: {text}"
+            );
+            Ok(())
+        });
+    }
+    for (good, days) in [("36500", Some(36_500u64)), ("1", Some(1)), ("0", None)] {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("CHATSDK_AUTH_AUDIT__RETENTION_DAYS", good);
+            let c = Config::load(None).expect("in range");
+            assert_eq!(c.audit.retention.map(|d| d.as_secs() / 86_400), days);
+            Ok(())
+        });
+    }
+}

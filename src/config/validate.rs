@@ -10,8 +10,8 @@ use jsonwebtoken::Algorithm;
 
 use super::algorithm::{algorithm_name, is_asymmetric, parse_algorithm};
 use super::raw::{
-    RawAdmin, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer,
-    RawStorage, RawTokens,
+    RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
+    RawServer, RawStorage, RawTokens,
 };
 use super::{
     AdminConfig, AuditConfig, CentrifugoConfig, Config, ConfigError, LimitsConfig, LogConfig,
@@ -33,10 +33,7 @@ impl RawConfig {
         let log = log(&self.log, &mut p);
         let secrets = secrets(&self.secrets, &data_dir, &tokens, &mut p);
         let limits = limits(&self.limits, &mut p);
-        let audit = AuditConfig {
-            retention: (self.audit.retention_days > 0)
-                .then(|| Duration::from_secs(self.audit.retention_days.saturating_mul(86_400))),
-        };
+        let audit = audit(&self.audit, &mut p);
         if !p.is_empty() {
             return Err(ConfigError { problems: p });
         }
@@ -53,6 +50,24 @@ impl RawConfig {
             limits,
             audit,
         })
+    }
+}
+
+/// The longest `audit.retention_days`: a hundred years.
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
+
+/// `[audit]`: 0 keeps events forever, else 1 to [`MAX_RETENTION_DAYS`] days.
+fn audit(a: &RawAudit, p: &mut Vec<String>) -> AuditConfig {
+    let days = a.retention_days;
+    if days > MAX_RETENTION_DAYS {
+        p.push(format!(
+            "audit.retention_days: {days} is out of range; set 1 to {MAX_RETENTION_DAYS} days, or 0 to keep audit events forever"
+        ));
+    }
+    AuditConfig {
+        retention: (1..=MAX_RETENTION_DAYS)
+            .contains(&days)
+            .then(|| Duration::from_secs(days * 86_400)),
     }
 }
 
