@@ -239,7 +239,10 @@ impl App {
 async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartError> {
     let now = crate::now_unix();
     if let Some(SecretSource::Env(key)) = &config.secrets.initial_api_key {
-        if store.ensure_api_key(INITIAL_KEY_NAME, key, now).await? {
+        if store
+            .ensure_api_key(INITIAL_KEY_NAME, key.expose(), now)
+            .await?
+        {
             tracing::info!(
                 name = INITIAL_KEY_NAME,
                 "installed the API key from CHATSDK_AUTH_SECRETS__INITIAL_API_KEY"

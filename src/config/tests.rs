@@ -141,6 +141,140 @@ fn bad_channel_templates_are_named_by_key_with_the_reason() {
 }
 
 #[test]
+fn short_secret_values_from_the_environment_are_refused() {
+    // Walks the catalogue: every secret's value from the environment is refused below its
+    // minimum, with its key, its variable and what to do, never the value.
+    for spec in &SECRETS {
+        let env = spec.env_name();
+        let short = "s".repeat(spec.min_len - 1);
+        for value in ["x", short.as_str()] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(&env, value);
+                let text = match Config::load(None) {
+                    Ok(_) => panic!("{env} of {} bytes was accepted", value.len()),
+                    Err(e) => e.to_string(),
+                };
+                assert!(text.contains(spec.key), "{} missing from {text}", spec.key);
+                assert!(text.contains(&env), "{env} missing from {text}");
+                assert!(text.contains("openssl rand"), "says what to do: {text}");
+                assert!(text.contains(spec.default_file), "{text}");
+                if value.len() > 1 {
+                    assert!(!text.contains(value), "the value leaked: {text}");
+                }
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(&env, "m".repeat(spec.min_len));
+            let c = Config::load(None).expect("a value of the minimum length is accepted");
+            assert!(
+                matches!(c.secrets.get(spec.id), SecretSource::Env(v) if v.expose().len() == spec.min_len)
+            );
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn the_catalogue_covers_every_field_of_secrets_and_nothing_else() {
+    // Every `[secrets]` field is a row's value or file key (or the initial API key), and the
+    // accessors map each row to its own fields.
+    let mut raw = RawSecrets::default();
+    let fields: std::collections::BTreeSet<String> = match serde_json::to_value(&raw).unwrap() {
+        serde_json::Value::Object(m) => m.keys().cloned().collect(),
+        v => panic!("{v}"),
+    };
+    let mut expected: std::collections::BTreeSet<String> = SECRETS
+        .iter()
+        .flat_map(|s| [s.field().to_string(), format!("{}_file", s.field())])
+        .collect();
+    expected.insert(
+        catalogue::INITIAL_API_KEY
+            .trim_start_matches("secrets.")
+            .into(),
+    );
+    assert_eq!(fields, expected);
+
+    let mut named = serde_json::Map::new();
+    for f in &fields {
+        named.insert(f.clone(), serde_json::Value::String(f.clone()));
+    }
+    raw = serde_json::from_value(serde_json::Value::Object(named)).unwrap();
+    for s in &SECRETS {
+        assert_eq!(raw.value(s.id), s.field());
+        assert_eq!(raw.file(s.id), format!("{}_file", s.field()));
+        assert_eq!(catalogue::spec(s.id).key, s.key);
+        assert_eq!(s.file_key(), format!("{}_file", s.key));
+        assert_eq!(s.env_name(), env_name(s.key));
+    }
+    let debug = format!("{raw:?}");
+    assert!(
+        !debug.contains("\"rest_key\""),
+        "Debug shows no value: {debug}"
+    );
+}
+
+#[test]
+fn secret_sources_follow_the_catalogue_defaults() {
+    let dir = Path::new("data");
+    let c = RawConfig::default().validate().unwrap();
+    for (spec, source) in c.secrets.iter() {
+        assert!(
+            matches!(source, SecretSource::File(p) if p == &dir.join(spec.default_file)),
+            "{}: {source:?}",
+            spec.key
+        );
+    }
+    let mut raw = RawConfig::default();
+    raw.tokens.algorithm = "ES256".into();
+    raw.tokens.ws_audience = "centrifugo".into();
+    let c = raw.validate().unwrap();
+    for (id, file) in [
+        (SecretId::RestKey, "rest-signing-es256.pem"),
+        (SecretId::CentrifugoKey, "ws-signing-es256.pem"),
+        (SecretId::SubscriptionKey, "subscription-hmac.key"),
+    ] {
+        assert!(matches!(c.secrets.get(id), SecretSource::File(p) if p == &dir.join(file)));
+    }
+}
+
+#[test]
+fn equal_signing_keys_from_the_environment_are_refused_by_key() {
+    let same = "k".repeat(40);
+    let signing: Vec<_> = SECRETS.iter().filter(|s| s.signing).collect();
+    assert_eq!(signing.len(), 3);
+    for (i, a) in signing.iter().enumerate() {
+        for b in &signing[i + 1..] {
+            let mut raw = RawConfig::default();
+            let set = |raw: &mut RawConfig, id: SecretId| match id {
+                SecretId::RestKey => raw.secrets.rest_key = same.clone(),
+                SecretId::CentrifugoKey => raw.secrets.centrifugo_key = same.clone(),
+                SecretId::SubscriptionKey => raw.secrets.subscription_key = same.clone(),
+                other => panic!("{other:?} is not a signing key"),
+            };
+            set(&mut raw, a.id);
+            set(&mut raw, b.id);
+            let text = raw.validate().unwrap_err().to_string();
+            assert!(
+                text.contains(&format!("{}: must differ from {}", b.key, a.key)),
+                "{text}"
+            );
+            assert!(!text.contains(&same), "{text}");
+        }
+    }
+}
+
+#[test]
+fn the_readme_carries_the_catalogue_table() {
+    let readme = include_str!("../../README.md");
+    let table = catalogue::markdown_table();
+    assert!(
+        readme.contains(&table),
+        "README.md's table of secrets differs from the catalogue; paste this:\n{table}"
+    );
+}
+
+#[test]
 fn prune_before_never_wraps() {
     let now = 1_700_000_000;
     let keep = |secs| AuditConfig {

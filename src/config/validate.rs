@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::algorithm::{algorithm_name, is_asymmetric, parse_algorithm};
+use super::algorithm::{is_asymmetric, parse_algorithm};
+use super::catalogue::{Secret, INITIAL_API_KEY, SECRETS};
 use super::raw::{
     RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
     RawServer, RawStorage, RawTokens,
@@ -507,94 +508,67 @@ fn log(l: &RawLog, p: &mut Vec<String>) -> LogConfig {
     }
 }
 
-/// `[secrets]`: where each secret comes from; values only ever from the environment.
+/// `[secrets]`: where each secret of the [catalogue](super::catalogue) comes from; values only
+/// ever from the environment, each at least its minimum length, signing keys distinct.
 fn secrets(
     sec: &RawSecrets,
     data_dir: &Path,
     tokens: &TokenConfig,
     p: &mut Vec<String>,
 ) -> SecretSources {
-    // An asymmetric key has a file name of its own per algorithm, so changing the algorithm
-    // never reads the previous algorithm's key.
-    let key_file = |alg: Algorithm, prefix: &str, hmac_name: &str| {
-        if is_asymmetric(alg) {
-            format!(
-                "{prefix}-signing-{}.pem",
-                algorithm_name(alg).to_ascii_lowercase()
-            )
-        } else {
-            hmac_name.to_string()
-        }
-    };
-    let rest_file = key_file(tokens.rest_algorithm, "rest", "rest-signing.key");
-    let ws_file = key_file(tokens.ws_algorithm, "ws", "centrifugo-hmac.key");
-    let source = |value: &str, file: &str, default_name: &str| {
-        if !value.is_empty() {
-            SecretSource::Env(value.to_string())
-        } else if !file.is_empty() {
-            SecretSource::File(PathBuf::from(file))
-        } else {
-            SecretSource::File(data_dir.join(default_name))
-        }
-    };
     let initial_api_key = (!sec.initial_api_key.is_empty()).then(|| {
         if !api_key::is_well_formed(&sec.initial_api_key) {
             p.push(format!(
-                "secrets.initial_api_key: must be \"{}\" followed by at least 32 printable characters, e.g. from `chatsdk-auth api-key create` (the value is not shown)",
+                "{INITIAL_API_KEY}: must be \"{}\" followed by at least 32 printable characters; use a key from `chatsdk-auth api-key create` (the value is not shown)",
                 api_key::PREFIX
             ));
         } else if api_key::estimated_entropy_bits(&sec.initial_api_key) < api_key::MIN_ENTROPY_BITS {
-            p.push("secrets.initial_api_key: looks typed rather than random (too few distinct characters for its length); use a key from `chatsdk-auth api-key create` (the value is not shown)".into());
+            p.push(format!("{INITIAL_API_KEY}: looks typed rather than random (too few distinct characters for its length); use a key from `chatsdk-auth api-key create` (the value is not shown)"));
         }
-        SecretSource::Env(sec.initial_api_key.clone())
+        SecretSource::Env(Secret::new(sec.initial_api_key.clone()))
     });
-    let secrets = SecretSources {
-        rest_key: source(&sec.rest_key, &sec.rest_key_file, &rest_file),
-        centrifugo_key: source(&sec.centrifugo_key, &sec.centrifugo_key_file, &ws_file),
-        proxy_secret: source(
-            &sec.proxy_secret,
-            &sec.proxy_secret_file,
-            "proxy-secret.key",
-        ),
-        metrics_token: source(
-            &sec.metrics_token,
-            &sec.metrics_token_file,
-            "metrics-token.key",
-        ),
-        centrifugo_api_key: source(
-            &sec.centrifugo_api_key,
-            &sec.centrifugo_api_key_file,
-            "centrifugo-api.key",
-        ),
-        admin_token: source(&sec.admin_token, &sec.admin_token_file, "admin-token.key"),
-        initial_api_key,
-        subscription_key: source(
-            &sec.subscription_key,
-            &sec.subscription_key_file,
-            "subscription-hmac.key",
-        ),
-    };
-    for (key, v) in [
-        ("secrets.rest_key", &sec.rest_key),
-        ("secrets.centrifugo_key", &sec.centrifugo_key),
-        ("secrets.proxy_secret", &sec.proxy_secret),
-        ("secrets.metrics_token", &sec.metrics_token),
-    ] {
-        if !v.is_empty() && v.len() < 32 {
+    for s in &SECRETS {
+        let v = sec.value(s.id);
+        if !v.is_empty() && v.len() < s.min_len {
             p.push(format!(
-                "{key}: must be at least 32 bytes (the value is not shown)"
+                "{}: the value from {} is shorter than {} bytes (the value is not shown); set a random one such as `openssl rand -base64 32` prints, or unset it to have {} generated",
+                s.key,
+                s.env_name(),
+                s.min_len,
+                data_dir.join(s.default_file_for(tokens)).display(),
             ));
         }
     }
-    if !sec.rest_key.is_empty() && sec.rest_key == sec.centrifugo_key {
-        p.push("secrets.centrifugo_key: must differ from secrets.rest_key, or a wsToken would validate as a REST token".into());
+    // A signing key equal to another would make a token of one kind verify as the other.
+    let signing: Vec<_> = SECRETS.iter().filter(|s| s.signing).collect();
+    for (i, a) in signing.iter().enumerate() {
+        let va = sec.value(a.id);
+        if let Some(b) = signing[i + 1..]
+            .iter()
+            .find(|b| !va.is_empty() && sec.value(b.id) == va)
+        {
+            p.push(format!(
+                "{}: must differ from {}, or a token signed with one would verify as the other; set another value in {} (the value is not shown)",
+                b.key,
+                a.key,
+                b.env_name()
+            ));
+        }
     }
-    if !sec.subscription_key.is_empty()
-        && (sec.subscription_key == sec.rest_key || sec.subscription_key == sec.centrifugo_key)
-    {
-        p.push("secrets.subscription_key: must differ from secrets.rest_key and secrets.centrifugo_key (the value is not shown)".into());
+    let sources = SECRETS.map(|s| {
+        let (value, file) = (sec.value(s.id), sec.file(s.id));
+        if !value.is_empty() {
+            SecretSource::Env(Secret::new(value.to_string()))
+        } else if !file.is_empty() {
+            SecretSource::File(PathBuf::from(file))
+        } else {
+            SecretSource::File(data_dir.join(s.default_file_for(tokens)))
+        }
+    });
+    SecretSources {
+        sources,
+        initial_api_key,
     }
-    secrets
 }
 
 fn parse_addr(key: &str, value: &str, problems: &mut Vec<String>) -> SocketAddr {
