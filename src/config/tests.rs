@@ -275,6 +275,50 @@ fn the_readme_carries_the_catalogue_table() {
 }
 
 #[test]
+fn check_config_output_is_toml_with_every_secret_value_redacted() {
+    figment::Jail::expect_with(|jail| {
+        for s in &SECRETS {
+            jail.set_env(
+                s.env_name(),
+                format!("{}-value-0123456789abcdef0123456789", s.field()),
+            );
+        }
+        jail.set_env(
+            "CHATSDK_AUTH_STORAGE__POSTGRES_URL",
+            "postgres://u:hunter2@db/x",
+        );
+        jail.set_env("CHATSDK_AUTH_SECRETS__PROXY_SECRET_FILE", "/run/p.key");
+        let text = redacted_toml(&figment(None).unwrap()).unwrap();
+        assert!(!text.contains("-value-"), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let doc: toml::Table = text.parse().expect("the output is TOML");
+        for s in &SECRETS {
+            assert_eq!(
+                doc["secrets"][s.field()].as_str(),
+                Some("<redacted>"),
+                "{text}"
+            );
+        }
+        assert_eq!(doc["secrets"]["initial_api_key"].as_str(), Some(""));
+        assert_eq!(
+            doc["secrets"]["proxy_secret_file"].as_str(),
+            Some("/run/p.key")
+        );
+        assert_eq!(doc["storage"]["postgres_url"].as_str(), Some("<redacted>"));
+        assert_eq!(doc["server"]["listen"].as_str(), Some("127.0.0.1:8081"));
+        assert_eq!(
+            doc["centrifugo"]["subscribe_patterns"][0].as_str(),
+            Some("chat:*")
+        );
+        assert!(
+            doc["metrics"].get("require_token").is_none(),
+            "unset stays unset"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn prune_before_never_wraps() {
     let now = 1_700_000_000;
     let keep = |secs| AuditConfig {
