@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::str::FromStr;
 
+use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 
@@ -91,7 +92,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
                 .map(|m| format!(" (from {})", m.name))
                 .unwrap_or_default();
             problems.push(format!(
-                "{key}: unknown section{source}; expected one of {}",
+                "{key}: unknown section{source}; remove it or use one of {}",
                 SECTIONS.join(", ")
             ));
         }
@@ -132,7 +133,10 @@ pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
         Some(p) => {
             if !p.is_file() {
                 return Err(ConfigError {
-                    problems: vec![format!("--config: file {} does not exist", p.display())],
+                    problems: vec![format!(
+                        "--config: file {} does not exist; give the path of an existing file, or leave --config out to read {DEFAULT_CONFIG_PATH} when present",
+                        p.display()
+                    )],
                 });
             }
             fig = fig.merge(Toml::file(p));
@@ -161,5 +165,10 @@ pub(super) fn describe_figment_error(e: figment::Error) -> String {
             None => format!(" (from {})", m.name),
         })
         .unwrap_or_default();
-    format!("{key}: {}{source}", e.kind)
+    let action = match &e.kind {
+        Kind::UnknownField(..) => "remove it or correct its name",
+        Kind::MissingField(..) => "add it",
+        _ => "correct the value",
+    };
+    format!("{key}: {}{source}; {action}", e.kind)
 }

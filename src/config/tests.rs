@@ -358,3 +358,101 @@ fn audit_retention_days_is_bounded() {
         });
     }
 }
+
+/// Every problem line names its key first and says what to do.
+fn assert_actionable(problems: &[String]) {
+    const ACTIONS: [&str; 11] = [
+        "set ", "use ", "remove ", "leave ", "correct ", "add ", "raise ", "fix ", "write ",
+        "give ", "unset ",
+    ];
+    let bad: Vec<&String> = problems
+        .iter()
+        .filter(|line| {
+            let (key, rest) = line.split_once(": ").unwrap_or(("", line));
+            let key_ok = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || "._[]0123456789-".contains(c));
+            !key_ok || !ACTIONS.iter().any(|a| rest.contains(a))
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "not led by their key, or not saying what to do:\n{bad:#?}"
+    );
+}
+
+#[test]
+fn every_validation_problem_names_its_key_and_says_what_to_do() {
+    let mut a = RawConfig::default();
+    a.server.listen = "nope".into();
+    a.server.max_body_bytes = 1;
+    a.server.drain_timeout_seconds = 0;
+    a.server.header_read_timeout_seconds = 0;
+    a.server.request_timeout_seconds = 0;
+    a.server.max_connections = usize::MAX;
+    a.storage.data_dir = String::new();
+    a.storage.backend = "postgres".into();
+    a.storage.postgres_pool_size = 0;
+    a.storage.postgres_timeout_ms = 0;
+    a.tokens.ttl_seconds = 1;
+    a.tokens.algorithm = "PS256".into();
+    a.tokens.rest_algorithm = "XX".into();
+    a.tokens.jwks_publish_delay_seconds = u64::MAX;
+    a.tokens.rest_issuer = String::new();
+    a.tokens.subscription_ttl_seconds = 1;
+    a.tokens.subscription_expire_at_seconds = 1;
+    a.tokens.ws_ttl_seconds = 1;
+    a.centrifugo.proxy_secret_header = "no spaces".into();
+    a.centrifugo.refresh_interval_seconds = 1;
+    a.centrifugo.sidecar_url = "ftp://x".into();
+    a.centrifugo.api_url = "https://x".into();
+    a.centrifugo.api_timeout_ms = 1;
+    a.centrifugo.kick_poll_interval_ms = 1;
+    a.centrifugo.channel_rules = vec!["room:#{room}".into()];
+    a.centrifugo.user_channels = vec!["all:*".into()];
+    a.centrifugo.subscription_refresh_interval_seconds = 1;
+    a.admin.listen = "nope".into();
+    a.metrics.listen = "nope".into();
+    a.log.format = "xml".into();
+    a.log.level = "a=b=c".into();
+    a.secrets.rest_key = "x".into();
+    a.secrets.centrifugo_key = "k".repeat(40);
+    a.secrets.subscription_key = "k".repeat(40);
+    a.secrets.initial_api_key = "chatsdk_short".into();
+    a.limits.max_tracked_keys = 1;
+    a.limits.trusted_proxy_header = "no spaces".into();
+    a.audit.retention_days = u64::MAX;
+
+    let mut b = RawConfig::default();
+    b.storage.backend = "mysql".into();
+    b.tokens.algorithm = "ES256".into();
+    b.centrifugo.proxy_secret_header = "Authorization".into();
+    b.secrets.initial_api_key = format!("chatsdk_{}", "a".repeat(40));
+
+    let mut all = Vec::new();
+    for raw in [a, b] {
+        all.extend(raw.validate().unwrap_err().problems);
+    }
+    assert_actionable(&all);
+    let keys: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter_map(|l| l.split_once(": ").map(|(k, _)| k))
+        .collect();
+    assert!(keys.len() >= 39, "{} keys: {keys:?}", keys.len());
+
+    // And the problems found while layering: unknown keys and sections, wrong types, the
+    // secret value in a file, a missing --config file.
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "c.toml",
+            "[server]\nlisten_addr = \"x\"\n[tokens]\nttl_seconds = \"a day\"\n[secrets]\nadmin_token = \"0123456789abcdef0123456789abcdef\"\n[bogus]\nx = 1\n",
+        )?;
+        let err = Config::load(Some(Path::new("c.toml"))).unwrap_err();
+        assert!(err.problems.len() >= 4, "{err}");
+        assert_actionable(&err.problems);
+        let err = Config::load(Some(Path::new("missing.toml"))).unwrap_err();
+        assert_actionable(&err.problems);
+        Ok(())
+    });
+}

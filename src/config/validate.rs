@@ -76,7 +76,7 @@ fn audit(a: &RawAudit, p: &mut Vec<String>) -> AuditConfig {
 fn limits(l: &RawLimits, p: &mut Vec<String>) -> LimitsConfig {
     if l.max_tracked_keys < 100 || l.max_tracked_keys > 10_000_000 {
         p.push(format!(
-            "limits.max_tracked_keys: {} is out of range (100 to 10000000)",
+            "limits.max_tracked_keys: {} is out of range; set a value from 100 to 10000000",
             l.max_tracked_keys
         ));
     }
@@ -88,7 +88,7 @@ fn limits(l: &RawLimits, p: &mut Vec<String>) -> LimitsConfig {
             Ok(h) => Some(h),
             Err(_) => {
                 p.push(format!(
-                    "limits.trusted_proxy_header: \"{header}\" is not a valid HTTP header name"
+                    "limits.trusted_proxy_header: \"{header}\" is not a valid HTTP header name; set the header your reverse proxy writes the client address to, such as X-Forwarded-For, or leave it empty to use the TCP peer"
                 ));
                 None
             }
@@ -109,7 +109,7 @@ fn server(s: &RawServer, p: &mut Vec<String>) -> ServerConfig {
     let listen = parse_addr("server.listen", &s.listen, p);
     if s.max_body_bytes < 1024 || s.max_body_bytes > 16 * 1024 * 1024 {
         p.push(format!(
-            "server.max_body_bytes: {} is out of range (1024 to 16777216)",
+            "server.max_body_bytes: {} is out of range; set a value from 1024 to 16777216",
             s.max_body_bytes
         ));
     }
@@ -122,7 +122,9 @@ fn server(s: &RawServer, p: &mut Vec<String>) -> ServerConfig {
         ("server.request_timeout_seconds", s.request_timeout_seconds),
     ] {
         if v == 0 || v > 3600 {
-            p.push(format!("{key}: {v} is out of range (1 to 3600)"));
+            p.push(format!(
+                "{key}: {v} is out of range; set a value from 1 to 3600"
+            ));
         }
     }
 
@@ -176,7 +178,7 @@ pub fn derived_max_connections(fd_limit: Option<u64>) -> usize {
 /// `[storage]`: the data directory and the backend.
 fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
     if st.data_dir.trim().is_empty() {
-        p.push("storage.data_dir: must not be empty".into());
+        p.push("storage.data_dir: must not be empty; set the directory for the database and generated secrets, such as \"data\"".into());
     }
     let data_dir = PathBuf::from(&st.data_dir);
     let store = match st.backend.as_str() {
@@ -191,17 +193,17 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
         "postgres" => {
             match tokio_postgres::Config::from_str(&st.postgres_url) {
                 Ok(_) if !st.postgres_url.trim().is_empty() => {}
-                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk when storage.backend is \"postgres\" (the value is not shown)".into()),
+                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string when storage.backend is \"postgres\"; set one such as postgres://chatsdk@127.0.0.1:5432/chatsdk (a password only through CHATSDK_AUTH_STORAGE__POSTGRES_URL; the value is not shown)".into()),
             }
             if st.postgres_pool_size == 0 || st.postgres_pool_size > 1024 {
                 p.push(format!(
-                    "storage.postgres_pool_size: {} is out of range (1 to 1024)",
+                    "storage.postgres_pool_size: {} is out of range; set a value from 1 to 1024",
                     st.postgres_pool_size
                 ));
             }
             if st.postgres_timeout_ms < 10 || st.postgres_timeout_ms > 60_000 {
                 p.push(format!(
-                    "storage.postgres_timeout_ms: {} is out of range (10 to 60000)",
+                    "storage.postgres_timeout_ms: {} is out of range; set a value from 10 to 60000",
                     st.postgres_timeout_ms
                 ));
             }
@@ -213,7 +215,7 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
         }
         other => {
             p.push(format!(
-                "storage.backend: \"{other}\" is not supported (expected \"sqlite\" or \"postgres\")"
+                "storage.backend: \"{other}\" is not supported; set \"sqlite\" or \"postgres\""
             ));
             StoreConfig::Sqlite {
                 path: data_dir.join("chatsdk-auth.db"),
@@ -228,7 +230,7 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
 fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
     if t.ttl_seconds < 60 || t.ttl_seconds > 365 * 86_400 {
         p.push(format!(
-            "tokens.ttl_seconds: {} is out of range (60 to 31536000)",
+            "tokens.ttl_seconds: {} is out of range; set a value from 60 to 31536000",
             t.ttl_seconds
         ));
     }
@@ -236,7 +238,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
         Some(a) => a,
         None => {
             p.push(format!(
-                "{key}: \"{name}\" is not supported (expected HS256, HS384, HS512, RS256, ES256 or EdDSA)"
+                "{key}: \"{name}\" is not supported; set HS256, HS384, HS512, RS256, ES256 or EdDSA"
             ));
             fallback
         }
@@ -254,7 +256,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
     };
     if t.jwks_publish_delay_seconds > 7 * 86_400 {
         p.push(format!(
-            "tokens.jwks_publish_delay_seconds: {} is out of range (0 to 604800)",
+            "tokens.jwks_publish_delay_seconds: {} is out of range; set a value from 0 to 604800",
             t.jwks_publish_delay_seconds
         ));
     }
@@ -263,7 +265,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
     if is_asymmetric(rest_algorithm) && is_asymmetric(ws_algorithm) {
         let ws_aud = t.ws_audience.trim();
         if ws_aud.is_empty() || ws_aud == t.rest_audience {
-            p.push("tokens.ws_audience: must be set, and differ from tokens.rest_audience, when both token kinds use asymmetric keys (the JWKS publishes both, and Centrifugo's client.token.audience is what then refuses a REST token on the WebSocket); e.g. \"centrifugo\"".into());
+            p.push("tokens.ws_audience: must be set, and differ from tokens.rest_audience, when both token kinds use asymmetric keys (the JWKS publishes both, and Centrifugo's client.token.audience is what then refuses a REST token on the WebSocket); set it to the audience Centrifugo checks, e.g. \"centrifugo\"".into());
         }
     }
     for (key, v) in [
@@ -271,24 +273,26 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
         ("tokens.rest_audience", &t.rest_audience),
     ] {
         if v.trim().is_empty() {
-            p.push(format!("{key}: must not be empty"));
+            p.push(format!(
+                "{key}: must not be empty; set a value or remove the key to use its default"
+            ));
         }
     }
     if t.subscription_ttl_seconds < 60 || t.subscription_ttl_seconds > 365 * 86_400 {
         p.push(format!(
-            "tokens.subscription_ttl_seconds: {} is out of range (60 to 31536000)",
+            "tokens.subscription_ttl_seconds: {} is out of range; set a value from 60 to 31536000",
             t.subscription_ttl_seconds
         ));
     }
     let sub_exp = t.subscription_expire_at_seconds;
     if sub_exp != 0 && !(60..=365 * 86_400).contains(&sub_exp) {
         p.push(format!(
-            "tokens.subscription_expire_at_seconds: {sub_exp} is out of range (0, or 60 to 31536000)"
+            "tokens.subscription_expire_at_seconds: {sub_exp} is out of range; set 0 (off) or a value from 60 to 31536000"
         ));
     }
     if t.ws_ttl_seconds < 60 || t.ws_ttl_seconds > 365 * 86_400 {
         p.push(format!(
-            "tokens.ws_ttl_seconds: {} is out of range (60 to 31536000)",
+            "tokens.ws_ttl_seconds: {} is out of range; set a value from 60 to 31536000",
             t.ws_ttl_seconds
         ));
     }
@@ -319,7 +323,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         Ok(h) => h,
         Err(_) => {
             p.push(format!(
-                "centrifugo.proxy_secret_header: \"{}\" is not a valid HTTP header name",
+                "centrifugo.proxy_secret_header: \"{}\" is not a valid HTTP header name; use a name such as X-Chatsdk-Proxy-Secret",
                 c.proxy_secret_header
             ));
             http::HeaderName::from_static("x-chatsdk-proxy-secret")
@@ -345,7 +349,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
     }
     if c.refresh_interval_seconds < 10 || c.refresh_interval_seconds > 365 * 86_400 {
         p.push(format!(
-            "centrifugo.refresh_interval_seconds: {} is out of range (10 to 31536000)",
+            "centrifugo.refresh_interval_seconds: {} is out of range; set a value from 10 to 31536000",
             c.refresh_interval_seconds
         ));
     }
@@ -355,7 +359,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         if url::Url::parse(&c.sidecar_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
         {
             p.push(format!(
-                "centrifugo.sidecar_url: \"{}\" is not an http(s) URL",
+                "centrifugo.sidecar_url: \"{}\" is not an http(s) URL; set the base URL Centrifugo reaches this sidecar at, such as http://127.0.0.1:8081, or leave it empty to derive it from server.listen",
                 c.sidecar_url
             ));
         }
@@ -367,7 +371,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
             .is_ok_and(|u| u.scheme() == "http" && u.host().is_some() && u.query().is_none());
         if !ok {
             p.push(format!(
-                "centrifugo.api_url: \"{}\" must be a plain http:// URL such as http://127.0.0.1:8000/api (Centrifugo's internal port; no query string)",
+                "centrifugo.api_url: \"{}\" must be a plain http:// URL such as http://127.0.0.1:8000/api (Centrifugo's internal port; no query string), or leave it empty to turn active revocation off",
                 c.api_url
             ));
         }
@@ -375,13 +379,13 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
     });
     if !(50..=30_000).contains(&c.api_timeout_ms) {
         p.push(format!(
-            "centrifugo.api_timeout_ms: {} is out of range (50 to 30000)",
+            "centrifugo.api_timeout_ms: {} is out of range; set a value from 50 to 30000",
             c.api_timeout_ms
         ));
     }
     if !(50..=60_000).contains(&c.kick_poll_interval_ms) {
         p.push(format!(
-            "centrifugo.kick_poll_interval_ms: {} is out of range (50 to 60000)",
+            "centrifugo.kick_poll_interval_ms: {} is out of range; set a value from 50 to 60000",
             c.kick_poll_interval_ms
         ));
     }
@@ -390,7 +394,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
     let sub = c.subscription_refresh_interval_seconds;
     if sub != 0 && !(10..=365 * 86_400).contains(&sub) {
         p.push(format!(
-            "centrifugo.subscription_refresh_interval_seconds: {sub} is out of range (0, or 10 to 31536000)"
+            "centrifugo.subscription_refresh_interval_seconds: {sub} is out of range; set 0 (off) or a value from 10 to 31536000"
         ));
     }
     CentrifugoConfig {
@@ -430,11 +434,13 @@ fn channel_rules(c: &RawCentrifugo, p: &mut Vec<String>) -> ChannelRules {
     for (key, templates, kind) in lists {
         for (i, tpl) in templates.iter().enumerate() {
             match Rule::parse(tpl, kind) {
-                Err(e) => p.push(format!("{key}[{i}]: \"{tpl}\" {e}")),
+                Err(e) => p.push(format!(
+                    "{key}[{i}]: \"{tpl}\" {e}; fix or remove this entry (see the README's channel rules)"
+                )),
                 // The wsToken's `channels` fill #{userId} only, and list whole channels.
                 Ok(r) if kind == RuleKind::ServerSide && !server_side_template(&r, tpl) => {
                     p.push(format!(
-                        "{key}[{i}]: \"{tpl}\" must contain #{{userId}} and no other placeholder or *"
+                        "{key}[{i}]: \"{tpl}\" must contain #{{userId}} and no other placeholder or *; write it like \"personal:#{{userId}}\""
                     ))
                 }
                 Ok(r) => rules.push(r),
@@ -491,14 +497,14 @@ fn log(l: &RawLog, p: &mut Vec<String>) -> LogConfig {
         "json" => LogFormat::Json,
         other => {
             p.push(format!(
-                "log.format: \"{other}\" is not supported (expected \"pretty\" or \"json\")"
+                "log.format: \"{other}\" is not supported; set \"pretty\" or \"json\""
             ));
             LogFormat::Pretty
         }
     };
     if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
         p.push(format!(
-            "log.level: \"{}\" is not a valid filter (try \"info\" or \"chatsdk_auth=debug\")",
+            "log.level: \"{}\" is not a valid filter; set a level such as \"info\" or a directive such as \"chatsdk_auth=debug\"",
             l.level
         ));
     }
@@ -574,7 +580,7 @@ fn secrets(
 fn parse_addr(key: &str, value: &str, problems: &mut Vec<String>) -> SocketAddr {
     value.parse().unwrap_or_else(|_| {
         problems.push(format!(
-            "{key}: \"{value}\" is not an address like 127.0.0.1:8081"
+            "{key}: \"{value}\" is not an address; set an IP address and port such as 127.0.0.1:8081"
         ));
         SocketAddr::from(([127, 0, 0, 1], 0))
     })
