@@ -7,10 +7,11 @@
 //! - [`channels`]: channel rules (templates over the user's id and `custom`), compiled once and
 //!   matched without allocating; Centrifugo's channel-name rules. A leaf: imports nothing of ours.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
-//!   env) into a validated [`Config`]; split into `raw`, `load`, `validate` and `redact`.
+//!   env) into a validated [`Config`]; split into `raw`, `load`, `validate`, `redact` and
+//!   `catalogue` (the one table of secrets, and the zeroised [`config::Secret`]).
 //! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
-//! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
-//!   generated (mode 0600) on first start.
+//! - [`secrets`]: the catalogue's secrets (signing keys, proxy secret, tokens, API keys): read
+//!   from env or files, generated (mode 0600) on first start; `check-config` runs the same walk.
 //! - [`telemetry`]: tracing initialisation, the buffered stderr sink and the access log.
 //! - [`metrics`]: the owned Prometheus registry and every metric the service exports.
 //! - [`centrifugo_api`]: the client of Centrifugo's server API (`disconnect`, `batch`,

@@ -10,7 +10,7 @@ use super::{ConfigError, RawConfig};
 const REDACTED: &str = "<redacted>";
 
 /// The effective configuration as TOML with every secret value redacted (`check-config`): the
-/// values of the [catalogue](super::catalogue)'s keys and `storage.postgres_url` (which may
+/// values of the [`catalogue`]'s keys and `storage.postgres_url` (which may
 /// carry a password). A key left unset (such as `metrics.require_token`) is absent, so its
 /// default applies.
 pub fn redacted_toml(fig: &Figment) -> Result<String, ConfigError> {

@@ -275,6 +275,21 @@ fn the_readme_carries_the_catalogue_table() {
 }
 
 #[test]
+fn the_shipped_config_lists_every_secret_file_with_its_default() {
+    let text = include_str!("../../config/chatsdk-auth.toml");
+    let doc: toml::Table = text.parse().unwrap();
+    for s in &SECRETS {
+        let key = format!("{}_file", s.field());
+        assert_eq!(doc["secrets"][&key].as_str(), Some(""), "{key}");
+        let line = text.lines().find(|l| l.starts_with(&key)).unwrap();
+        assert!(
+            line.contains(&format!("default {}", s.default_file)),
+            "{line}"
+        );
+    }
+}
+
+#[test]
 fn check_config_output_is_toml_with_every_secret_value_redacted() {
     figment::Jail::expect_with(|jail| {
         for s in &SECRETS {
