@@ -204,10 +204,9 @@ impl App {
     }
 
     async fn prune_audit(&self) {
-        let Some(keep) = self.config.audit.retention else {
+        let Some(before) = self.config.audit.prune_before(crate::now_unix()) else {
             return;
         };
-        let before = crate::now_unix() - keep.as_secs() as i64;
         match self.store.prune_audit(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(deleted = n, "pruned audit events past audit.retention_days"),
@@ -242,7 +241,10 @@ impl App {
 async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartError> {
     let now = crate::now_unix();
     if let Some(SecretSource::Env(key)) = &config.secrets.initial_api_key {
-        if store.ensure_api_key(INITIAL_KEY_NAME, key, now).await? {
+        if store
+            .ensure_api_key(INITIAL_KEY_NAME, key.expose(), now)
+            .await?
+        {
             tracing::info!(
                 name = INITIAL_KEY_NAME,
                 "installed the API key from CHATSDK_AUTH_SECRETS__INITIAL_API_KEY"

@@ -9,10 +9,11 @@
 //! - [`centrifugo::protocol`]: Centrifugo's vocabulary: the proxy callbacks, the refusal
 //!   reasons with their error and terminal disconnect codes, the server-API methods. A leaf.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
-//!   env) into a validated [`Config`]; split into `raw`, `load`, `validate` and `redact`.
+//!   env) into a validated [`Config`]; split into `raw`, `load`, `validate`, `redact` and
+//!   `catalogue` (the one table of secrets, and the zeroised [`config::Secret`]).
 //! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
-//! - [`secrets`]: signing keys, the proxy secret and the metrics token: read from env or files,
-//!   generated (mode 0600) on first start.
+//! - [`secrets`]: the catalogue's secrets (signing keys, proxy secret, tokens, API keys): read
+//!   from env or files, generated (mode 0600) on first start; `check-config` runs the same walk.
 //! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it, and the https
 //!   client of Centrifugo's server API. A leaf.
 //! - [`telemetry`]: tracing initialisation, the non-blocking log writer (lines are dropped,

@@ -4,27 +4,16 @@
 use std::path::Path;
 use std::str::FromStr;
 
+use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 
-use super::{Config, ConfigError, RawConfig};
+use super::{catalogue, Config, ConfigError, RawConfig};
 
 /// The config file read when `--config` is not given (relative to the working directory).
 pub const DEFAULT_CONFIG_PATH: &str = "config/chatsdk-auth.toml";
 /// Prefix of every environment variable; `__` separates nested keys.
 pub const ENV_PREFIX: &str = "CHATSDK_AUTH_";
-
-/// Keys whose values are secrets: they may come from the environment, never from a config file.
-const SECRET_VALUE_KEYS: &[&str] = &[
-    "secrets.rest_key",
-    "secrets.centrifugo_key",
-    "secrets.proxy_secret",
-    "secrets.metrics_token",
-    "secrets.centrifugo_api_key",
-    "secrets.admin_token",
-    "secrets.initial_api_key",
-    "secrets.subscription_key",
-];
 
 impl Config {
     /// Layers defaults, the config file and the environment, then validates.
@@ -37,7 +26,7 @@ impl Config {
     /// Extracts and validates an already-layered figment (tests use this with `Jail`).
     pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
         let mut problems = Vec::new();
-        for key in SECRET_VALUE_KEYS {
+        for key in catalogue::value_keys() {
             if let Some(meta) = fig.find_metadata(key) {
                 let from_env = meta.name.to_lowercase().contains("environment");
                 if !from_env
@@ -45,8 +34,13 @@ impl Config {
                         .find_value(key)
                         .is_ok_and(|v| !v.as_str().unwrap_or("").is_empty())
                 {
+                    let or_file = if key == catalogue::INITIAL_API_KEY {
+                        String::new()
+                    } else {
+                        format!(", or name a file holding it with {key}_file")
+                    };
                     problems.push(format!(
-                        "{key}: secret values are not accepted from {}; set {} or use {key}_file",
+                        "{key}: secret values are not accepted from {}; remove it there and set {} instead{or_file} (the value is not shown)",
                         meta.name,
                         env_name(key)
                     ));
@@ -98,7 +92,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
                 .map(|m| format!(" (from {})", m.name))
                 .unwrap_or_default();
             problems.push(format!(
-                "{key}: unknown section{source}; expected one of {}",
+                "{key}: unknown section{source}; remove it or use one of {}",
                 SECTIONS.join(", ")
             ));
         }
@@ -139,7 +133,10 @@ pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
         Some(p) => {
             if !p.is_file() {
                 return Err(ConfigError {
-                    problems: vec![format!("--config: file {} does not exist", p.display())],
+                    problems: vec![format!(
+                        "--config: file {} does not exist; give the path of an existing file, or leave --config out to read {DEFAULT_CONFIG_PATH} when present",
+                        p.display()
+                    )],
                 });
             }
             fig = fig.merge(Toml::file(p));
@@ -168,5 +165,10 @@ pub(super) fn describe_figment_error(e: figment::Error) -> String {
             None => format!(" (from {})", m.name),
         })
         .unwrap_or_default();
-    format!("{key}: {}{source}", e.kind)
+    let action = match &e.kind {
+        Kind::UnknownField(..) => "remove it or correct its name",
+        Kind::MissingField(..) => "add it",
+        _ => "correct the value",
+    };
+    format!("{key}: {}{source}; {action}", e.kind)
 }

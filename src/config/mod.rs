@@ -3,11 +3,13 @@
 //! Split by job: [`raw`] holds what figment extracts (every field documented with its default
 //! and env name) and the defaults; [`load`] layers the sources; [`validate`] turns each section
 //! into the validated types below, collecting *every* problem with its key before failing;
-//! [`redact`] prints the effective configuration for `check-config` with secrets hidden.
+//! [`redact`] prints the effective configuration for `check-config` with secrets hidden;
+//! [`catalogue`] is the one table of secrets the others (and [`crate::secrets`]) walk.
 //! Secret values are accepted only from the environment or from files (see
 //! [`crate::secrets`]), never from a config file.
 
 pub mod algorithm;
+pub mod catalogue;
 pub mod load;
 pub mod raw;
 pub mod redact;
@@ -26,6 +28,7 @@ use jsonwebtoken::Algorithm;
 
 use crate::channels::ChannelRules;
 
+pub use catalogue::{Secret, SecretId, SecretSpec, SECRETS};
 pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
 pub use raw::{
     RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
@@ -82,6 +85,16 @@ pub struct LimitsConfig {
 pub struct AuditConfig {
     /// How long events are kept; `None` keeps them forever (`audit.retention_days = 0`).
     pub retention: Option<Duration>,
+}
+
+impl AuditConfig {
+    /// The Unix time before which events are pruned at `now`; `None` when nothing is to be
+    /// pruned (events are kept forever, or the retention reaches before the epoch). Never
+    /// wraps: a retention too long for `i64` seconds prunes nothing rather than everything.
+    pub fn prune_before(&self, now: i64) -> Option<i64> {
+        let keep = i64::try_from(self.retention?.as_secs()).ok()?;
+        now.checked_sub(keep).filter(|before| *before > 0)
+    }
 }
 
 /// `[server]`, validated.
@@ -253,7 +266,7 @@ pub struct LogConfig {
 #[derive(Clone)]
 pub enum SecretSource {
     /// The value itself, taken from the environment.
-    Env(String),
+    Env(Secret),
     /// A file; generated with fresh random bytes when missing (if the secret is generatable).
     File(PathBuf),
 }
@@ -270,23 +283,22 @@ impl fmt::Debug for SecretSource {
 /// Where each secret comes from (`[secrets]`).
 #[derive(Debug, Clone)]
 pub struct SecretSources {
-    /// The REST token's signing key.
-    pub rest_key: SecretSource,
-    /// The wsToken's signing key, shared with Centrifugo.
-    pub centrifugo_key: SecretSource,
-    /// The header value Centrifugo proves itself with on proxy calls.
-    pub proxy_secret: SecretSource,
-    /// The bearer token `/metrics` may require.
-    pub metrics_token: SecretSource,
-    /// The key this sidecar calls Centrifugo's server API with (`http_api.key`).
-    pub centrifugo_api_key: SecretSource,
-    /// The bearer token of the admin API.
-    pub admin_token: SecretSource,
+    /// One source per row of [`SECRETS`], in its order.
+    sources: [SecretSource; SECRETS.len()],
     /// An API key installed at startup; only ever from the environment.
     pub initial_api_key: Option<SecretSource>,
-    /// The subscription tokens' signing key, shared with Centrifugo as
-    /// `client.subscription_token.hmac_secret_key`.
-    pub subscription_key: SecretSource,
+}
+
+impl SecretSources {
+    /// Where the secret `id` comes from.
+    pub fn get(&self, id: SecretId) -> &SecretSource {
+        &self.sources[id as usize]
+    }
+
+    /// Every secret with where it comes from, in the order of [`SECRETS`].
+    pub fn iter(&self) -> impl Iterator<Item = (&'static SecretSpec, &SecretSource)> {
+        SECRETS.iter().zip(&self.sources)
+    }
 }
 
 /// Every problem found in the configuration, each naming its key.

@@ -6,6 +6,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::catalogue::{SecretId, SECRETS};
+
 /// Everything that can be configured, as read (before validation).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -268,7 +270,7 @@ impl Default for RawLimits {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAudit {
-    /// Days an audit event is kept; 0 keeps events forever. Default 365.
+    /// Days an audit event is kept, 1 to 36500; 0 keeps events forever. Default 365.
     pub retention_days: u64,
 }
 
@@ -340,16 +342,42 @@ pub struct RawSecrets {
     pub subscription_key_file: String,
 }
 
+impl RawSecrets {
+    /// The value of secret `id` as read (empty when unset).
+    pub fn value(&self, id: SecretId) -> &str {
+        match id {
+            SecretId::RestKey => &self.rest_key,
+            SecretId::CentrifugoKey => &self.centrifugo_key,
+            SecretId::ProxySecret => &self.proxy_secret,
+            SecretId::MetricsToken => &self.metrics_token,
+            SecretId::SubscriptionKey => &self.subscription_key,
+            SecretId::CentrifugoApiKey => &self.centrifugo_api_key,
+            SecretId::AdminToken => &self.admin_token,
+        }
+    }
+
+    /// The file key of secret `id` as read (empty when unset).
+    pub fn file(&self, id: SecretId) -> &str {
+        match id {
+            SecretId::RestKey => &self.rest_key_file,
+            SecretId::CentrifugoKey => &self.centrifugo_key_file,
+            SecretId::ProxySecret => &self.proxy_secret_file,
+            SecretId::MetricsToken => &self.metrics_token_file,
+            SecretId::SubscriptionKey => &self.subscription_key_file,
+            SecretId::CentrifugoApiKey => &self.centrifugo_api_key_file,
+            SecretId::AdminToken => &self.admin_token_file,
+        }
+    }
+}
+
+/// Shows the file keys only, never a value.
 impl fmt::Debug for RawSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RawSecrets")
-            .field("rest_key_file", &self.rest_key_file)
-            .field("centrifugo_key_file", &self.centrifugo_key_file)
-            .field("proxy_secret_file", &self.proxy_secret_file)
-            .field("metrics_token_file", &self.metrics_token_file)
-            .field("subscription_key_file", &self.subscription_key_file)
-            .field("centrifugo_api_key_file", &self.centrifugo_api_key_file)
-            .field("admin_token_file", &self.admin_token_file)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("RawSecrets");
+        for s in &SECRETS {
+            let name = format!("{}_file", s.field());
+            d.field(&name, &self.file(s.id));
+        }
+        d.finish_non_exhaustive()
     }
 }

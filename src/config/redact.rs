@@ -2,54 +2,39 @@
 
 use figment::Figment;
 
+use super::catalogue;
 use super::load::describe_figment_error;
 use super::{ConfigError, RawConfig};
 
-/// The effective configuration as TOML with every secret value redacted (`check-config`).
+/// What a set secret value is printed as.
+const REDACTED: &str = "<redacted>";
+
+/// The effective configuration as TOML with every secret value redacted (`check-config`): the
+/// values of the [`catalogue`]'s keys and `storage.postgres_url` (which may
+/// carry a password). A key left unset (such as `metrics.require_token`) is absent, so its
+/// default applies.
 pub fn redacted_toml(fig: &Figment) -> Result<String, ConfigError> {
-    let mut raw: RawConfig = fig.extract().map_err(|errors| ConfigError {
+    let raw: RawConfig = fig.extract().map_err(|errors| ConfigError {
         problems: errors.into_iter().map(describe_figment_error).collect(),
     })?;
-    for v in [
-        &mut raw.secrets.rest_key,
-        &mut raw.secrets.centrifugo_key,
-        &mut raw.secrets.proxy_secret,
-        &mut raw.secrets.metrics_token,
-        &mut raw.secrets.centrifugo_api_key,
-        &mut raw.secrets.admin_token,
-        &mut raw.secrets.initial_api_key,
-        &mut raw.secrets.subscription_key,
-        &mut raw.storage.postgres_url,
-    ] {
-        if !v.is_empty() {
-            *v = "<redacted>".into();
-        }
+    let cannot = |e: &dyn std::fmt::Display| {
+        ConfigError {
+        problems: vec![format!(
+            "(top level): cannot print the configuration as TOML ({e}); check the values `check-config` would print"
+        )],
     }
-    toml_string(&raw)
-}
-
-fn toml_string(raw: &RawConfig) -> Result<String, ConfigError> {
-    // figment re-exports no serializer; serde_json -> a hand-rolled TOML writer would be more
-    // code than it is worth, so the effective config is printed as TOML via figment's own value.
-    let value = serde_json::to_value(raw).map_err(|e| ConfigError {
-        problems: vec![format!("cannot render configuration: {e}")],
-    })?;
-    let mut out = String::new();
-    if let serde_json::Value::Object(sections) = value {
-        for (section, body) in sections {
-            out.push_str(&format!("[{section}]\n"));
-            if let serde_json::Value::Object(fields) = body {
-                for (k, v) in fields {
-                    if v.is_null() {
-                        // Unset (TOML has no null): the default described in the README applies.
-                        out.push_str(&format!("# {k} unset: default\n"));
-                    } else {
-                        out.push_str(&format!("{k} = {v}\n"));
-                    }
-                }
+    };
+    let mut doc = toml::Table::try_from(&raw).map_err(|e| cannot(&e))?;
+    for key in catalogue::value_keys().chain(["storage.postgres_url"]) {
+        if let Some((section, name)) = key.split_once('.') {
+            let value = doc
+                .get_mut(section)
+                .and_then(|s| s.get_mut(name))
+                .filter(|v| v.as_str().is_some_and(|s| !s.is_empty()));
+            if let Some(v) = value {
+                *v = toml::Value::String(REDACTED.into());
             }
-            out.push('\n');
         }
     }
-    Ok(out)
+    toml::to_string(&doc).map_err(|e| cannot(&e))
 }

@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 
-use super::algorithm::{algorithm_name, is_asymmetric, parse_algorithm};
+use super::algorithm::{is_asymmetric, parse_algorithm};
+use super::catalogue::{Secret, INITIAL_API_KEY, SECRETS};
 use super::raw::{
-    RawAdmin, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer,
-    RawStorage, RawTokens,
+    RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
+    RawServer, RawStorage, RawTokens,
 };
 use super::{
     AdminConfig, AuditConfig, CentrifugoConfig, Config, ConfigError, LimitsConfig, LogConfig,
@@ -33,10 +34,7 @@ impl RawConfig {
         let log = log(&self.log, &mut p);
         let secrets = secrets(&self.secrets, &data_dir, &tokens, &mut p);
         let limits = limits(&self.limits, &mut p);
-        let audit = AuditConfig {
-            retention: (self.audit.retention_days > 0)
-                .then(|| Duration::from_secs(self.audit.retention_days.saturating_mul(86_400))),
-        };
+        let audit = audit(&self.audit, &mut p);
         if !p.is_empty() {
             return Err(ConfigError { problems: p });
         }
@@ -56,11 +54,29 @@ impl RawConfig {
     }
 }
 
+/// The longest `audit.retention_days`: a hundred years.
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
+
+/// `[audit]`: 0 keeps events forever, else 1 to [`MAX_RETENTION_DAYS`] days.
+fn audit(a: &RawAudit, p: &mut Vec<String>) -> AuditConfig {
+    let days = a.retention_days;
+    if days > MAX_RETENTION_DAYS {
+        p.push(format!(
+            "audit.retention_days: {days} is out of range; set 1 to {MAX_RETENTION_DAYS} days, or 0 to keep audit events forever"
+        ));
+    }
+    AuditConfig {
+        retention: (1..=MAX_RETENTION_DAYS)
+            .contains(&days)
+            .then(|| Duration::from_secs(days * 86_400)),
+    }
+}
+
 /// `[limits]`.
 fn limits(l: &RawLimits, p: &mut Vec<String>) -> LimitsConfig {
     if l.max_tracked_keys < 100 || l.max_tracked_keys > 10_000_000 {
         p.push(format!(
-            "limits.max_tracked_keys: {} is out of range (100 to 10000000)",
+            "limits.max_tracked_keys: {} is out of range; set a value from 100 to 10000000",
             l.max_tracked_keys
         ));
     }
@@ -72,7 +88,7 @@ fn limits(l: &RawLimits, p: &mut Vec<String>) -> LimitsConfig {
             Ok(h) => Some(h),
             Err(_) => {
                 p.push(format!(
-                    "limits.trusted_proxy_header: \"{header}\" is not a valid HTTP header name"
+                    "limits.trusted_proxy_header: \"{header}\" is not a valid HTTP header name; set the header your reverse proxy writes the client address to, such as X-Forwarded-For, or leave it empty to use the TCP peer"
                 ));
                 None
             }
@@ -93,7 +109,7 @@ fn server(s: &RawServer, p: &mut Vec<String>) -> ServerConfig {
     let listen = parse_addr("server.listen", &s.listen, p);
     if s.max_body_bytes < 1024 || s.max_body_bytes > 16 * 1024 * 1024 {
         p.push(format!(
-            "server.max_body_bytes: {} is out of range (1024 to 16777216)",
+            "server.max_body_bytes: {} is out of range; set a value from 1024 to 16777216",
             s.max_body_bytes
         ));
     }
@@ -106,7 +122,9 @@ fn server(s: &RawServer, p: &mut Vec<String>) -> ServerConfig {
         ("server.request_timeout_seconds", s.request_timeout_seconds),
     ] {
         if v == 0 || v > 3600 {
-            p.push(format!("{key}: {v} is out of range (1 to 3600)"));
+            p.push(format!(
+                "{key}: {v} is out of range; set a value from 1 to 3600"
+            ));
         }
     }
 
@@ -160,7 +178,7 @@ pub fn derived_max_connections(fd_limit: Option<u64>) -> usize {
 /// `[storage]`: the data directory and the backend.
 fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
     if st.data_dir.trim().is_empty() {
-        p.push("storage.data_dir: must not be empty".into());
+        p.push("storage.data_dir: must not be empty; set the directory for the database and generated secrets, such as \"data\"".into());
     }
     let data_dir = PathBuf::from(&st.data_dir);
     let store = match st.backend.as_str() {
@@ -193,17 +211,17 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
             };
             match tokio_postgres::Config::from_str(&url) {
                 Ok(_) if !st.postgres_url.trim().is_empty() => {}
-                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk?sslmode=verify-full when storage.backend is \"postgres\" (the value is not shown)".into()),
+                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk?sslmode=verify-full when storage.backend is \"postgres\" (a password only through CHATSDK_AUTH_STORAGE__POSTGRES_URL; the value is not shown)".into()),
             }
             if st.postgres_pool_size == 0 || st.postgres_pool_size > 1024 {
                 p.push(format!(
-                    "storage.postgres_pool_size: {} is out of range (1 to 1024)",
+                    "storage.postgres_pool_size: {} is out of range; set a value from 1 to 1024",
                     st.postgres_pool_size
                 ));
             }
             if st.postgres_timeout_ms < 10 || st.postgres_timeout_ms > 60_000 {
                 p.push(format!(
-                    "storage.postgres_timeout_ms: {} is out of range (10 to 60000)",
+                    "storage.postgres_timeout_ms: {} is out of range; set a value from 10 to 60000",
                     st.postgres_timeout_ms
                 ));
             }
@@ -216,7 +234,7 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
         }
         other => {
             p.push(format!(
-                "storage.backend: \"{other}\" is not supported (expected \"sqlite\" or \"postgres\")"
+                "storage.backend: \"{other}\" is not supported; set \"sqlite\" or \"postgres\""
             ));
             StoreConfig::Sqlite {
                 path: data_dir.join("chatsdk-auth.db"),
@@ -231,7 +249,7 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
 fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
     if t.ttl_seconds < 60 || t.ttl_seconds > 365 * 86_400 {
         p.push(format!(
-            "tokens.ttl_seconds: {} is out of range (60 to 31536000)",
+            "tokens.ttl_seconds: {} is out of range; set a value from 60 to 31536000",
             t.ttl_seconds
         ));
     }
@@ -239,7 +257,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
         Some(a) => a,
         None => {
             p.push(format!(
-                "{key}: \"{name}\" is not supported (expected HS256, HS384, HS512, RS256, ES256 or EdDSA)"
+                "{key}: \"{name}\" is not supported; set HS256, HS384, HS512, RS256, ES256 or EdDSA"
             ));
             fallback
         }
@@ -257,7 +275,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
     };
     if t.jwks_publish_delay_seconds > 7 * 86_400 {
         p.push(format!(
-            "tokens.jwks_publish_delay_seconds: {} is out of range (0 to 604800)",
+            "tokens.jwks_publish_delay_seconds: {} is out of range; set a value from 0 to 604800",
             t.jwks_publish_delay_seconds
         ));
     }
@@ -266,7 +284,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
     if is_asymmetric(rest_algorithm) && is_asymmetric(ws_algorithm) {
         let ws_aud = t.ws_audience.trim();
         if ws_aud.is_empty() || ws_aud == t.rest_audience {
-            p.push("tokens.ws_audience: must be set, and differ from tokens.rest_audience, when both token kinds use asymmetric keys (the JWKS publishes both, and Centrifugo's client.token.audience is what then refuses a REST token on the WebSocket); e.g. \"centrifugo\"".into());
+            p.push("tokens.ws_audience: must be set, and differ from tokens.rest_audience, when both token kinds use asymmetric keys (the JWKS publishes both, and Centrifugo's client.token.audience is what then refuses a REST token on the WebSocket); set it to the audience Centrifugo checks, e.g. \"centrifugo\"".into());
         }
     }
     for (key, v) in [
@@ -274,24 +292,26 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
         ("tokens.rest_audience", &t.rest_audience),
     ] {
         if v.trim().is_empty() {
-            p.push(format!("{key}: must not be empty"));
+            p.push(format!(
+                "{key}: must not be empty; set a value or remove the key to use its default"
+            ));
         }
     }
     if t.subscription_ttl_seconds < 60 || t.subscription_ttl_seconds > 365 * 86_400 {
         p.push(format!(
-            "tokens.subscription_ttl_seconds: {} is out of range (60 to 31536000)",
+            "tokens.subscription_ttl_seconds: {} is out of range; set a value from 60 to 31536000",
             t.subscription_ttl_seconds
         ));
     }
     let sub_exp = t.subscription_expire_at_seconds;
     if sub_exp != 0 && !(60..=365 * 86_400).contains(&sub_exp) {
         p.push(format!(
-            "tokens.subscription_expire_at_seconds: {sub_exp} is out of range (0, or 60 to 31536000)"
+            "tokens.subscription_expire_at_seconds: {sub_exp} is out of range; set 0 (off) or a value from 60 to 31536000"
         ));
     }
     if t.ws_ttl_seconds < 60 || t.ws_ttl_seconds > 365 * 86_400 {
         p.push(format!(
-            "tokens.ws_ttl_seconds: {} is out of range (60 to 31536000)",
+            "tokens.ws_ttl_seconds: {} is out of range; set a value from 60 to 31536000",
             t.ws_ttl_seconds
         ));
     }
@@ -322,7 +342,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         Ok(h) => h,
         Err(_) => {
             p.push(format!(
-                "centrifugo.proxy_secret_header: \"{}\" is not a valid HTTP header name",
+                "centrifugo.proxy_secret_header: \"{}\" is not a valid HTTP header name; use a name such as X-Chatsdk-Proxy-Secret",
                 c.proxy_secret_header
             ));
             http::HeaderName::from_static("x-chatsdk-proxy-secret")
@@ -348,7 +368,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
     }
     if c.refresh_interval_seconds < 10 || c.refresh_interval_seconds > 365 * 86_400 {
         p.push(format!(
-            "centrifugo.refresh_interval_seconds: {} is out of range (10 to 31536000)",
+            "centrifugo.refresh_interval_seconds: {} is out of range; set a value from 10 to 31536000",
             c.refresh_interval_seconds
         ));
     }
@@ -358,7 +378,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         if url::Url::parse(&c.sidecar_url).map_or(true, |u| !matches!(u.scheme(), "http" | "https"))
         {
             p.push(format!(
-                "centrifugo.sidecar_url: \"{}\" is not an http(s) URL",
+                "centrifugo.sidecar_url: \"{}\" is not an http(s) URL; set the base URL Centrifugo reaches this sidecar at, such as http://127.0.0.1:8081, or leave it empty to derive it from server.listen",
                 c.sidecar_url
             ));
         }
@@ -370,7 +390,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         });
         if !ok {
             p.push(format!(
-                "centrifugo.api_url: \"{}\" must be an http:// or https:// URL such as http://127.0.0.1:8000/api (Centrifugo's internal port; no query string)",
+                "centrifugo.api_url: \"{}\" must be an http:// or https:// URL such as http://127.0.0.1:8000/api (Centrifugo's internal port; no query string), or leave it empty to turn active revocation off",
                 c.api_url
             ));
         }
@@ -392,13 +412,13 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
     }
     if !(50..=30_000).contains(&c.api_timeout_ms) {
         p.push(format!(
-            "centrifugo.api_timeout_ms: {} is out of range (50 to 30000)",
+            "centrifugo.api_timeout_ms: {} is out of range; set a value from 50 to 30000",
             c.api_timeout_ms
         ));
     }
     if !(50..=60_000).contains(&c.kick_poll_interval_ms) {
         p.push(format!(
-            "centrifugo.kick_poll_interval_ms: {} is out of range (50 to 60000)",
+            "centrifugo.kick_poll_interval_ms: {} is out of range; set a value from 50 to 60000",
             c.kick_poll_interval_ms
         ));
     }
@@ -407,7 +427,7 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
     let sub = c.subscription_refresh_interval_seconds;
     if sub != 0 && !(10..=365 * 86_400).contains(&sub) {
         p.push(format!(
-            "centrifugo.subscription_refresh_interval_seconds: {sub} is out of range (0, or 10 to 31536000)"
+            "centrifugo.subscription_refresh_interval_seconds: {sub} is out of range; set 0 (off) or a value from 10 to 31536000"
         ));
     }
     CentrifugoConfig {
@@ -448,11 +468,13 @@ fn channel_rules(c: &RawCentrifugo, p: &mut Vec<String>) -> ChannelRules {
     for (key, templates, kind) in lists {
         for (i, tpl) in templates.iter().enumerate() {
             match Rule::parse(tpl, kind) {
-                Err(e) => p.push(format!("{key}[{i}]: \"{tpl}\" {e}")),
+                Err(e) => p.push(format!(
+                    "{key}[{i}]: \"{tpl}\" {e}; fix or remove this entry (see the README's channel rules)"
+                )),
                 // The wsToken's `channels` fill #{userId} only, and list whole channels.
                 Ok(r) if kind == RuleKind::ServerSide && !server_side_template(&r, tpl) => {
                     p.push(format!(
-                        "{key}[{i}]: \"{tpl}\" must contain #{{userId}} and no other placeholder or *"
+                        "{key}[{i}]: \"{tpl}\" must contain #{{userId}} and no other placeholder or *; write it like \"personal:#{{userId}}\""
                     ))
                 }
                 Ok(r) => rules.push(r),
@@ -509,14 +531,14 @@ fn log(l: &RawLog, p: &mut Vec<String>) -> LogConfig {
         "json" => LogFormat::Json,
         other => {
             p.push(format!(
-                "log.format: \"{other}\" is not supported (expected \"pretty\" or \"json\")"
+                "log.format: \"{other}\" is not supported; set \"pretty\" or \"json\""
             ));
             LogFormat::Pretty
         }
     };
     if tracing_subscriber::EnvFilter::try_new(&l.level).is_err() {
         p.push(format!(
-            "log.level: \"{}\" is not a valid filter (try \"info\" or \"chatsdk_auth=debug\")",
+            "log.level: \"{}\" is not a valid filter; set a level such as \"info\" or a directive such as \"chatsdk_auth=debug\"",
             l.level
         ));
     }
@@ -526,100 +548,73 @@ fn log(l: &RawLog, p: &mut Vec<String>) -> LogConfig {
     }
 }
 
-/// `[secrets]`: where each secret comes from; values only ever from the environment.
+/// `[secrets]`: where each secret of the [catalogue](super::catalogue) comes from; values only
+/// ever from the environment, each at least its minimum length, signing keys distinct.
 fn secrets(
     sec: &RawSecrets,
     data_dir: &Path,
     tokens: &TokenConfig,
     p: &mut Vec<String>,
 ) -> SecretSources {
-    // An asymmetric key has a file name of its own per algorithm, so changing the algorithm
-    // never reads the previous algorithm's key.
-    let key_file = |alg: Algorithm, prefix: &str, hmac_name: &str| {
-        if is_asymmetric(alg) {
-            format!(
-                "{prefix}-signing-{}.pem",
-                algorithm_name(alg).to_ascii_lowercase()
-            )
-        } else {
-            hmac_name.to_string()
-        }
-    };
-    let rest_file = key_file(tokens.rest_algorithm, "rest", "rest-signing.key");
-    let ws_file = key_file(tokens.ws_algorithm, "ws", "centrifugo-hmac.key");
-    let source = |value: &str, file: &str, default_name: &str| {
-        if !value.is_empty() {
-            SecretSource::Env(value.to_string())
-        } else if !file.is_empty() {
-            SecretSource::File(PathBuf::from(file))
-        } else {
-            SecretSource::File(data_dir.join(default_name))
-        }
-    };
     let initial_api_key = (!sec.initial_api_key.is_empty()).then(|| {
         if !api_key::is_well_formed(&sec.initial_api_key) {
             p.push(format!(
-                "secrets.initial_api_key: must be \"{}\" followed by at least 32 printable characters, e.g. from `chatsdk-auth api-key create` (the value is not shown)",
+                "{INITIAL_API_KEY}: must be \"{}\" followed by at least 32 printable characters; use a key from `chatsdk-auth api-key create` (the value is not shown)",
                 api_key::PREFIX
             ));
         } else if api_key::estimated_entropy_bits(&sec.initial_api_key) < api_key::MIN_ENTROPY_BITS {
-            p.push("secrets.initial_api_key: looks typed rather than random (too few distinct characters for its length); use a key from `chatsdk-auth api-key create` (the value is not shown)".into());
+            p.push(format!("{INITIAL_API_KEY}: looks typed rather than random (too few distinct characters for its length); use a key from `chatsdk-auth api-key create` (the value is not shown)"));
         }
-        SecretSource::Env(sec.initial_api_key.clone())
+        SecretSource::Env(Secret::new(sec.initial_api_key.clone()))
     });
-    let secrets = SecretSources {
-        rest_key: source(&sec.rest_key, &sec.rest_key_file, &rest_file),
-        centrifugo_key: source(&sec.centrifugo_key, &sec.centrifugo_key_file, &ws_file),
-        proxy_secret: source(
-            &sec.proxy_secret,
-            &sec.proxy_secret_file,
-            "proxy-secret.key",
-        ),
-        metrics_token: source(
-            &sec.metrics_token,
-            &sec.metrics_token_file,
-            "metrics-token.key",
-        ),
-        centrifugo_api_key: source(
-            &sec.centrifugo_api_key,
-            &sec.centrifugo_api_key_file,
-            "centrifugo-api.key",
-        ),
-        admin_token: source(&sec.admin_token, &sec.admin_token_file, "admin-token.key"),
-        initial_api_key,
-        subscription_key: source(
-            &sec.subscription_key,
-            &sec.subscription_key_file,
-            "subscription-hmac.key",
-        ),
-    };
-    for (key, v) in [
-        ("secrets.rest_key", &sec.rest_key),
-        ("secrets.centrifugo_key", &sec.centrifugo_key),
-        ("secrets.proxy_secret", &sec.proxy_secret),
-        ("secrets.metrics_token", &sec.metrics_token),
-    ] {
-        if !v.is_empty() && v.len() < 32 {
+    for s in &SECRETS {
+        let v = sec.value(s.id);
+        if !v.is_empty() && v.len() < s.min_len {
             p.push(format!(
-                "{key}: must be at least 32 bytes (the value is not shown)"
+                "{}: the value from {} is shorter than {} bytes (the value is not shown); set a random one such as `openssl rand -base64 32` prints, or unset it to have {} generated",
+                s.key,
+                s.env_name(),
+                s.min_len,
+                data_dir.join(s.default_file_for(tokens)).display(),
             ));
         }
     }
-    if !sec.rest_key.is_empty() && sec.rest_key == sec.centrifugo_key {
-        p.push("secrets.centrifugo_key: must differ from secrets.rest_key, or a wsToken would validate as a REST token".into());
+    // A signing key equal to another would make a token of one kind verify as the other.
+    let signing: Vec<_> = SECRETS.iter().filter(|s| s.signing).collect();
+    for (i, a) in signing.iter().enumerate() {
+        let va = sec.value(a.id);
+        if let Some(b) = signing[i + 1..]
+            .iter()
+            .find(|b| !va.is_empty() && sec.value(b.id) == va)
+        {
+            p.push(format!(
+                "{}: must differ from {}, or a token signed with one would verify as the other; set another value in {} (the value is not shown)",
+                b.key,
+                a.key,
+                b.env_name()
+            ));
+        }
     }
-    if !sec.subscription_key.is_empty()
-        && (sec.subscription_key == sec.rest_key || sec.subscription_key == sec.centrifugo_key)
-    {
-        p.push("secrets.subscription_key: must differ from secrets.rest_key and secrets.centrifugo_key (the value is not shown)".into());
+    let sources = SECRETS.map(|s| {
+        let (value, file) = (sec.value(s.id), sec.file(s.id));
+        if !value.is_empty() {
+            SecretSource::Env(Secret::new(value.to_string()))
+        } else if !file.is_empty() {
+            SecretSource::File(PathBuf::from(file))
+        } else {
+            SecretSource::File(data_dir.join(s.default_file_for(tokens)))
+        }
+    });
+    SecretSources {
+        sources,
+        initial_api_key,
     }
-    secrets
 }
 
 fn parse_addr(key: &str, value: &str, problems: &mut Vec<String>) -> SocketAddr {
     value.parse().unwrap_or_else(|_| {
         problems.push(format!(
-            "{key}: \"{value}\" is not an address like 127.0.0.1:8081"
+            "{key}: \"{value}\" is not an address; set an IP address and port such as 127.0.0.1:8081"
         ));
         SocketAddr::from(([127, 0, 0, 1], 0))
     })

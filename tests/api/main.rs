@@ -67,6 +67,8 @@ mod process;
 mod prometheus;
 /// proptest: parsers, verifier and HTTP never panic or 5xx; accepted bodies round-trip.
 mod props;
+/// Every secret refused alike by `serve` and `check-config`: short env values, open files.
+mod secrets;
 /// The shipped config file pins no default; the generated Centrifugo config follows the
 /// listen address.
 mod shipped_config;
