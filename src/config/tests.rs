@@ -421,7 +421,7 @@ fn every_validation_problem_names_its_key_and_says_what_to_do() {
     a.centrifugo.proxy_secret_header = "no spaces".into();
     a.centrifugo.refresh_interval_seconds = 1;
     a.centrifugo.sidecar_url = "ftp://x".into();
-    a.centrifugo.api_url = "https://x".into();
+    a.centrifugo.api_url = "ftp://x".into();
     a.centrifugo.api_timeout_ms = 1;
     a.centrifugo.kick_poll_interval_ms = 1;
     a.centrifugo.channel_rules = vec!["room:#{room}".into()];

@@ -197,7 +197,7 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
                 Ok(split) => split,
                 Err(e) => {
                     p.push(format!(
-                        "storage.postgres_url: {e} (the value is not shown)"
+                        "storage.postgres_url: {e}; correct the connection string (the value is not shown)"
                     ));
                     (
                         String::new(),
@@ -211,7 +211,7 @@ fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreConfig) {
             };
             match tokio_postgres::Config::from_str(&url) {
                 Ok(_) if !st.postgres_url.trim().is_empty() => {}
-                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string such as postgres://chatsdk@127.0.0.1:5432/chatsdk?sslmode=verify-full when storage.backend is \"postgres\" (a password only through CHATSDK_AUTH_STORAGE__POSTGRES_URL; the value is not shown)".into()),
+                _ => p.push("storage.postgres_url: must be a PostgreSQL connection string when storage.backend is \"postgres\"; set one such as postgres://chatsdk@127.0.0.1:5432/chatsdk?sslmode=verify-full (a password only through CHATSDK_AUTH_STORAGE__POSTGRES_URL; the value is not shown)".into()),
             }
             if st.postgres_pool_size == 0 || st.postgres_pool_size > 1024 {
                 p.push(format!(
@@ -402,11 +402,14 @@ fn centrifugo(c: &RawCentrifugo, listen: SocketAddr, p: &mut Vec<String>) -> Cen
         (Some(url), ca) if url.starts_with("https://") => {
             // Read the CAs now, so a missing or empty file stops startup with its name.
             if let Err(e) = crate::tls::https_client_config(ca.as_deref()) {
-                p.push(format!("centrifugo.api_ca_file: {}", crate::error_chain::Chain(&e)));
+                p.push(format!(
+                    "centrifugo.api_ca_file: {}; give a readable PEM file of CA certificates",
+                    crate::error_chain::Chain(&e)
+                ));
             }
         }
         (_, Some(_)) => p.push(
-            "centrifugo.api_ca_file: is set, but centrifugo.api_url is not an https:// URL (set both, or neither)".into(),
+            "centrifugo.api_ca_file: is set, but centrifugo.api_url is not an https:// URL; set both, or neither".into(),
         ),
         _ => {}
     }
