@@ -20,7 +20,8 @@
 //! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs),
 //!   `kid`s, public JWKs, and the key ring with its rotation schedule ([`keys::LiveKeys`]).
 //! - [`jwt`]: claims, [`jwt::Signer`] and [`jwt::Verifier`] (REST tokens and wsTokens).
-//! - [`http`]: request body reading, the JSON error envelope, API-key authentication.
+//! - [`http`]: request body reading, the JSON error envelope, API-key authentication, the one
+//!   bearer parser and shared-secret comparison, the request fields several routes read.
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
 //! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels
 //!   the channel rules allow.
@@ -34,8 +35,10 @@
 //! - [`outbox`]: delivery of queued kicks through [`centrifugo_api`] (the server's loop, and
 //!   the CLI's direct attempt).
 //! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
-//! - [`router`]: the single route table and its `route` labels; per-request timing, the
-//!   request deadline, access log and metrics.
+//! - [`router`]: the single route table (each route's `route` label, path and policy: guard,
+//!   body, rejection counter), the guards enforced before every handler (`router/guard.rs`,
+//!   which hands handlers a `Ctx`); per-request timing, the request deadline, access log and
+//!   metrics. Handlers import `router::guard` for `Ctx`, never each other.
 //! - [`server`]: the accept loop over already-bound listeners (main, metrics, admin), with
 //!   graceful drain, and the kick delivery loop beside it.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
@@ -52,9 +55,8 @@
 //!   `proxy/decision.rs`.
 //! - There are no import cycles between files, except a module and its own children.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `proxy/` knows Centrifugo
-//!   codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
-//!   `subscription_tokens::count_rejection`, `proxy`'s outcome counting); `http::ApiError`
-//!   maps errors to the wire, once.
+//!   codes. Rejections are counted where each route's policy says (`router/guard.rs`; proxy
+//!   decisions by `proxy`); `http::ApiError` maps errors to the wire, once.
 //! - `jwt` and `store` know nothing about HTTP.
 //! - Nothing reads environment variables or configuration files after [`Config::load`] and
 //!   [`secrets::Secrets::load`] return, except the key ring file, which [`keys::LiveKeys`]
@@ -94,7 +96,7 @@ pub mod verify;
 
 pub use app::App;
 pub use config::Config;
-pub use server::{serve, serve_on, Listeners};
+pub use server::{serve_on, Listeners};
 
 /// Seconds since the Unix epoch, the unit of every timestamp the service stores or signs.
 pub fn now_unix() -> i64 {

@@ -39,28 +39,8 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
-/// Runs until `shutdown` resolves and in-flight requests finish (or the drain deadline passes).
-/// Returns true when the drain completed within the deadline. The admin API is served on the
-/// main listener.
-pub async fn serve(
-    listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-) -> bool {
-    serve_on(
-        Listeners {
-            main: listener,
-            metrics: metrics_listener,
-            admin: None,
-        },
-        app,
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve`] on every listener given.
+/// Serves every listener given until `shutdown` resolves and in-flight requests finish (or the
+/// drain deadline passes). Returns true when the drain completed within the deadline.
 pub async fn serve_on(
     listeners: Listeners,
     app: Arc<App>,

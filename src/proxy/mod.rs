@@ -1,5 +1,6 @@
-//! Centrifugo's HTTP proxy callbacks: caller authentication, dispatch to [`connect`],
-//! [`refresh`] and [`subscribe`], and counting of every outcome.
+//! Centrifugo's HTTP proxy callbacks: dispatch to [`connect`], [`refresh`] and [`subscribe`],
+//! and counting of every decision. The router checks the caller (the proxy secret), reads the
+//! body and counts the errors (`router/guard.rs`, declared in `router/table.rs`).
 //!
 //! [`decision`] holds the closed label sets, [`wire`] the Centrifugo wire types and codecs.
 //! Every *decision* is HTTP 200 with exactly one of `result`, `error` or `disconnect`. A non-200 answer is reserved for cases where Centrifugo should
@@ -25,19 +26,14 @@ pub mod refresh;
 pub mod subscribe;
 pub mod wire;
 
-use http::{HeaderMap, Request};
-use hyper::body::Incoming;
-use subtle::ConstantTimeEq;
-
 pub use decision::{Callback, Failure, Outcome, Reason};
 pub use wire::{
     body_of, expired, parse, reject, ConnMeta, Disconnect, Rejection, SessionRequest, UserInfo,
     WireError,
 };
 
-use crate::app::App;
-use crate::http::body::{self, BodyProgress};
 use crate::http::{ok, ApiError, Resp};
+use crate::router::guard::{count_outcome, Ctx};
 use crate::store::SessionUser;
 
 /// Checks a stored user against a session: the user, when it may continue, else the reason
@@ -56,72 +52,16 @@ pub fn session_verdict(
     }
 }
 
-/// Authenticates the caller as Centrifugo, reads the body and dispatches; counts the outcome
-/// (the router times the call).
-pub async fn handle(
-    app: &App,
-    cb: Callback,
-    req: Request<Incoming>,
-    progress: &BodyProgress,
-) -> Result<Resp, ApiError> {
-    let (parts, body) = req.into_parts();
-    if !caller_is_centrifugo(app, &parts.headers) {
-        app.metrics
-            .proxy_unauthenticated
-            .with_label_values(&[cb.label()])
-            .inc();
-        return Err(ApiError::ProxyUnauthorized);
-    }
-    let limit = app.config.server.max_body_bytes;
-    let bytes = match body::read_limited(&parts.headers, body, limit, progress).await {
-        Ok(b) => b,
-        Err(e) => {
-            count(app, cb, Outcome::Error(Failure::BadRequest));
-            return Err(e);
-        }
-    };
-    let now = crate::now_unix();
-    let result = match cb {
-        Callback::Connect => connect::decide(app, &parts.headers, &bytes, now).await,
-        Callback::Refresh => refresh::decide(app, &bytes, now).await,
-        Callback::Subscribe => subscribe::decide_subscribe(app, &bytes, now).await,
-        Callback::SubRefresh => subscribe::decide_sub_refresh(app, &bytes, now).await,
-    };
-    match result {
-        Ok((outcome, body)) => {
-            count(app, cb, outcome);
-            Ok(ok(body))
-        }
-        Err(e) => {
-            let failure = match &e {
-                ApiError::StoreUnavailable(_) => Failure::StoreUnavailable,
-                ApiError::Timeout | ApiError::RequestTimeout => Failure::Timeout,
-                ApiError::InvalidJson(_) | ApiError::InvalidField { .. } => Failure::BadRequest,
-                _ => Failure::Internal,
-            };
-            count(app, cb, Outcome::Error(failure));
-            Err(e)
-        }
-    }
-}
-
-/// Counts a call the router abandoned at the request deadline: a timeout is an outcome too.
-pub fn count_timeout(app: &App, cb: Callback) {
-    count(app, cb, Outcome::Error(Failure::Timeout));
-}
-
-fn count(app: &App, cb: Callback, outcome: Outcome) {
-    let series = app.metrics.proxy(cb);
-    match outcome {
-        Outcome::Accepted => series.accepted.inc(),
-        Outcome::Rejected(r) => series.rejected[r.index()].inc(),
-        Outcome::Error(f) => series.errors[f.index()].inc(),
-    }
-}
-
-fn caller_is_centrifugo(app: &App, headers: &HeaderMap) -> bool {
-    let expected = app.secrets.proxy_secret.expose().as_bytes();
-    headers
-        .get(&app.config.centrifugo.proxy_secret_header)
-        .is_some_and(|v| bool::from(v.as_bytes().ct_eq(expected)))
+/// Decides one proxy call the router let through (Centrifugo's secret checked, the body read)
+/// and counts the decision; an error is counted by the router.
+pub(crate) async fn handle(ctx: &Ctx<'_>, cb: Callback, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let (app, now) = (ctx.app, ctx.now);
+    let (outcome, body) = match cb {
+        Callback::Connect => connect::decide(app, ctx.headers, bytes, now).await,
+        Callback::Refresh => refresh::decide(app, bytes, now).await,
+        Callback::Subscribe => subscribe::decide_subscribe(app, bytes, now).await,
+        Callback::SubRefresh => subscribe::decide_sub_refresh(app, bytes, now).await,
+    }?;
+    count_outcome(app, cb, outcome);
+    Ok(ok(body))
 }

@@ -17,6 +17,8 @@ mod edge;
 mod enforce;
 /// A real HTTP server speaking Centrifugo's server API, recording calls, failing on demand.
 mod fake_centrifugo;
+/// The route table's guards: the failed-auth limit on every API-key route, `Allow` from the table.
+mod guards;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
