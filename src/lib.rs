@@ -81,7 +81,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
-pub mod ops;
+pub(crate) mod ops;
 pub mod outbox;
 pub mod proxy;
 pub mod router;
@@ -92,7 +92,7 @@ pub mod store;
 pub mod subscription_tokens;
 pub mod telemetry;
 pub mod tokens;
-pub mod verify;
+pub(crate) mod verify;
 
 pub use app::App;
 pub use config::Config;

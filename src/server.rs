@@ -139,7 +139,7 @@ pub async fn serve_on(
 }
 
 /// How often the key ring file is checked for a rotation (one `stat` call).
-pub const KEY_RING_POLL: Duration = Duration::from_secs(1);
+const KEY_RING_POLL: Duration = Duration::from_secs(1);
 
 /// Picks up key rotations made by `chatsdk-auth keys rotate` (here or on another replica
 /// sharing the file) without a restart.

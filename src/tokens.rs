@@ -16,9 +16,9 @@ use crate::jwt::Info;
 use crate::router::guard::Ctx;
 use crate::store::{Field, Upserted, UserPatch};
 
-pub const MAX_NAME_CHARS: usize = 255;
-pub const MAX_IMAGE_BYTES: usize = 2048;
-pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
+const MAX_NAME_CHARS: usize = 255;
+const MAX_IMAGE_BYTES: usize = 2048;
+const MAX_CUSTOM_BYTES: usize = 16 * 1024;
 
 /// The request as parsed: every field raw, so `null` and "absent" stay distinct and each
 /// field's type error can name the field.

@@ -22,15 +22,13 @@
 
 pub mod connect;
 pub mod decision;
-pub mod refresh;
-pub mod subscribe;
-pub mod wire;
+pub(crate) mod refresh;
+pub(crate) mod subscribe;
+pub(crate) mod wire;
 
 pub use decision::{Callback, Failure, Outcome, Reason};
-pub use wire::{
-    body_of, expired, parse, reject, ConnMeta, Disconnect, Rejection, SessionRequest, UserInfo,
-    WireError,
-};
+use wire::{body_of, expired, reject, UserInfo};
+pub use wire::{parse, SessionRequest};
 
 use crate::http::{ok, ApiError, Resp};
 use crate::router::guard::{count_outcome, Ctx};
@@ -38,7 +36,7 @@ use crate::store::SessionUser;
 
 /// Checks a stored user against a session: the user, when it may continue, else the reason
 /// it may not. `auth_iat` is the issue time of the token that authenticated the connection.
-pub fn session_verdict(
+pub(crate) fn session_verdict(
     user: Option<SessionUser>,
     auth_iat: Option<i64>,
 ) -> Result<SessionUser, Reason> {
