@@ -1,6 +1,8 @@
 //! The admin HTTP API (`/admin/...`): the operator actions of [`crate::actions`] over HTTP, for
 //! operators and for the customer's backend, behind `Authorization: Bearer <admin token>`
-//! (compared in constant time; every refusal counted in `chatsdk_auth_admin_unauthorized_total`).
+//! (compared in constant time by the router's guard, `router/guard.rs`, behind
+//! `limits.admin_per_ip_per_minute`; every refusal counted in
+//! `chatsdk_auth_admin_unauthorized_total`).
 //!
 //! The user id and the API-key name are one percent-encoded path segment. Action routes take
 //! an empty body or a JSON object (`{}` where they take no parameters); unknown fields are
@@ -8,16 +10,14 @@
 //! A change that queued a kick wakes the delivery loop at once. `GET /admin/keys` and
 //! `POST /admin/keys/{rest|ws}/rotate` are `chatsdk-auth keys list` and `keys rotate`.
 
-use http::{header, HeaderMap, Request};
-use hyper::body::Incoming;
+use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 
 use crate::actions::{ActionError, Changed};
 use crate::app::App;
-use crate::http::body::{self, BodyProgress};
 use crate::http::{created_json, ok_json, ApiError, Resp};
 use crate::keys::{self, KeyError, Kind};
+use crate::router::guard::Ctx;
 use crate::router::table::AdminRoute;
 use crate::store::{ApiKeyInfo, Conflict, User};
 
@@ -100,43 +100,29 @@ struct KeyRevoked<'a> {
     revoked: bool,
 }
 
-/// Answers one admin request.
-pub async fn handle(
-    app: &App,
+/// Answers one admin request the router let through (admin token checked, an action's body
+/// read: empty, or JSON).
+pub(crate) async fn handle(
+    ctx: &Ctx<'_>,
     route: AdminRoute,
-    req: Request<Incoming>,
-    peer: std::net::IpAddr,
-    progress: &BodyProgress,
+    body: &[u8],
 ) -> Result<Resp, ApiError> {
-    let (parts, body) = req.into_parts();
-    // `limits.admin_per_ip_per_minute`, before the token is even compared.
-    let client = crate::http::client_addr(
-        &parts.headers,
-        peer,
-        app.config.limits.trusted_proxy_header.as_ref(),
-    );
-    app.limits
-        .admin_call(client)
-        .map_err(|l| crate::tokens::rate_limited(app, l, client, None))?;
-    if !authorized(app, &parts.headers) {
-        app.metrics.admin_unauthorized.inc();
-        return Err(ApiError::AdminUnauthorized);
-    }
+    let app = ctx.app;
     let segment = |i: usize| -> Result<String, ApiError> {
-        let raw = parts.uri.path().split('/').nth(i).unwrap_or_default();
+        let raw = ctx.uri.path().split('/').nth(i).unwrap_or_default();
         percent_decode(raw).ok_or_else(|| ApiError::InvalidField {
             code: "invalid_path",
             message: "The path segment is not valid percent-encoded UTF-8".into(),
         })
     };
-    let now = crate::now_unix();
+    let now = ctx.now;
     let mut actions = app.actions();
-    actions.source = Some(client.to_string());
+    actions.source = Some(ctx.client.to_string());
     use AdminRoute as A;
     match route {
         A::GetUser => ok_json(&actions.show_user(&segment(3)?).await.map_err(api)?),
         A::ListUsers => {
-            let (limit, after) = list_query(parts.uri.query())?;
+            let (limit, after) = list_query(ctx.uri.query())?;
             ok_json(
                 &actions
                     .list_users(limit, after.as_deref())
@@ -146,7 +132,7 @@ pub async fn handle(
         }
         A::DisableUser | A::EnableUser => {
             let id = segment(3)?;
-            params::<NoParams>(&parts.headers, body, app, progress).await?;
+            params::<NoParams>(body)?;
             let changed = if route == A::DisableUser {
                 actions.disable(&id, now).await
             } else {
@@ -161,7 +147,7 @@ pub async fn handle(
         }
         A::RevokeUserTokens => {
             let id = segment(3)?;
-            let b = params::<RevokeBody>(&parts.headers, body, app, progress).await?;
+            let b = params::<RevokeBody>(body)?;
             let before = before_of(b.before)?;
             let (t, changed) = actions
                 .revoke_user_tokens(&id, before, now)
@@ -185,7 +171,7 @@ pub async fn handle(
             })
         }
         A::RevokeAllTokens => {
-            let b = params::<RevokeBody>(&parts.headers, body, app, progress).await?;
+            let b = params::<RevokeBody>(body)?;
             let before = before_of(b.before)?;
             let t = actions.revoke_all_tokens(before, now).await.map_err(api)?;
             ok_json(&AllRevoked { revoked_before: t })
@@ -194,13 +180,12 @@ pub async fn handle(
             api_keys: actions.list_api_keys().await.map_err(api)?,
         }),
         A::CreateApiKey => {
-            let bytes = read(&parts.headers, body, app, progress).await?;
-            let b: CreateKeyBody = if bytes.is_empty() {
+            let b: CreateKeyBody = if body.is_empty() {
                 return Err(invalid_name(
                     "name is required: send {\"name\": \"backend\"}",
                 ));
             } else {
-                serde_json::from_slice(&bytes).map_err(|e| {
+                serde_json::from_slice(body).map_err(|e| {
                     invalid_name(&format!("send {{\"name\": \"backend\"}} ({})", short(&e)))
                 })?
             };
@@ -225,7 +210,7 @@ pub async fn handle(
                     })
                 }
             };
-            params::<NoParams>(&parts.headers, body, app, progress).await?;
+            params::<NoParams>(body)?;
             let rotation = actions
                 .rotate_signing_key(&app.config, &app.secrets, kind, now)
                 .await
@@ -251,15 +236,6 @@ pub async fn handle(
     }
 }
 
-fn authorized(app: &App, headers: &HeaderMap) -> bool {
-    let expected = format!("Bearer {}", app.secrets.admin_token.expose());
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    bool::from(given.ct_eq(expected.as_bytes()))
-}
-
 fn wake(app: &App, changed: Changed) {
     if changed.kick_queued {
         app.kick_wake.notify_one();
@@ -269,7 +245,7 @@ fn wake(app: &App, changed: Changed) {
 /// The action's error on the wire.
 fn api(e: ActionError) -> ApiError {
     match e {
-        ActionError::UnknownUser(id) => ApiError::UnknownUser(id),
+        ActionError::UnknownUser(id) => ApiError::UserUnknown(id),
         ActionError::UnknownApiKey(name) => ApiError::UnknownApiKey(name),
         ActionError::Invalid { field, message } => ApiError::InvalidField {
             code: FIELD_CODES
@@ -303,42 +279,18 @@ fn short(e: &serde_json::Error) -> String {
         .to_string()
 }
 
-/// The body, at most `server.max_body_bytes`; a non-empty one must be JSON.
-async fn read(
-    headers: &HeaderMap,
-    body: Incoming,
-    app: &App,
-    progress: &BodyProgress,
-) -> Result<bytes::Bytes, ApiError> {
-    let limit = app.config.server.max_body_bytes;
-    let bytes = body::read_limited(headers, body, limit, progress).await?;
-    if !bytes.iter().all(u8::is_ascii_whitespace) && !body::is_json(headers) {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(bytes::Bytes::new());
-    }
-    Ok(bytes)
-}
-
 /// The parameters of an action route: an empty body is the defaults; otherwise a JSON object
 /// with known fields only.
-async fn params<T: serde::de::DeserializeOwned + Default>(
-    headers: &HeaderMap,
-    body: Incoming,
-    app: &App,
-    progress: &BodyProgress,
-) -> Result<T, ApiError> {
-    let bytes = read(headers, body, app, progress).await?;
-    if bytes.is_empty() {
+fn params<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
         return Ok(T::default());
     }
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::InvalidJson(
             "The body must be empty or a JSON object".into(),
         ));
     }
-    serde_json::from_slice(&bytes)
+    serde_json::from_slice(body)
         .map_err(|e| ApiError::InvalidJson(format!("Invalid request body: {}", short(&e))))
 }
 
@@ -375,22 +327,26 @@ fn list_query(query: Option<&str>) -> Result<(usize, Option<String>), ApiError> 
     Ok((limit, after))
 }
 
-/// Decodes `%XX` escapes; `None` for a bad escape or bytes that are not UTF-8.
+/// Decodes `%XX` escapes with the `percent-encoding` crate (as `url` does); `None` for a
+/// malformed escape (the crate would pass `%zz` through as it is; the path contract refuses it)
+/// or bytes that are not UTF-8.
 fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
+    let escapes_ok = b
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c == b'%')
+        .all(|(i, _)| {
+            b.get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+        });
+    if !escapes_ok {
+        return None;
     }
-    String::from_utf8(out).ok()
+    percent_decode_str(s)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
 }
 
 #[cfg(test)]
@@ -404,6 +360,8 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%FF"), None);
+        assert_eq!(percent_decode("a%"), None);
+        assert_eq!(percent_decode("100%25").as_deref(), Some("100%"));
     }
 
     #[test]

@@ -29,7 +29,8 @@
 //!   (on the blocking pool) and the `live` ring a server re-reads ([`keys::LiveKeys`]).
 //! - [`jwt`]: `claims`, [`jwt::Signer`], [`jwt::Verifier`] (REST tokens and wsTokens), and the
 //!   `prepared` HMAC path beside its differential test.
-//! - [`http`]: request body reading, the JSON error envelope, API-key authentication.
+//! - [`http`]: request body reading, the JSON error envelope, API-key authentication, the one
+//!   bearer parser and shared-secret comparison, the request fields several routes read.
 //! - [`tokens`]: `POST /tokens`: request validation, user upsert, minting of both tokens.
 //! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels
 //!   the channel rules allow.
@@ -43,8 +44,10 @@
 //! - [`outbox`]: delivery of queued kicks through [`centrifugo::api`] (the server's loop, and
 //!   the CLI's direct attempt).
 //! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
-//! - [`router`]: the single route table and its `route` labels; per-request timing, the
-//!   request deadline, access log and metrics.
+//! - [`router`]: the single route table (each route's `route` label, path and policy: guard,
+//!   body, rejection counter), the guards enforced before every handler (`router/guard.rs`,
+//!   which hands handlers a `Ctx`); per-request timing, the request deadline, access log and
+//!   metrics. Handlers import `router::guard` for `Ctx`, never each other.
 //! - [`server`]: the accept loop over already-bound listeners (main, metrics, admin), with
 //!   graceful drain, and the kick delivery loop beside it.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
@@ -64,9 +67,9 @@
 //!   labels. Metrics never imports a handler family.
 //! - There are no import cycles between files, except a module and its own children.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `centrifugo/protocol.rs`
-//!   knows Centrifugo's proxy codes. Each handler family maps its own rejections to metrics (`tokens::count_rejection`,
-//!   `subscription_tokens::count_rejection`, `proxy`'s outcome counting); `http::ApiError`
-//!   maps errors to the wire, once.
+//!   knows Centrifugo's proxy codes. Rejections are counted where each route's policy says
+//!   (`router/guard.rs`; proxy decisions by `proxy`); `http::ApiError` maps errors to the wire,
+//!   once.
 //! - `jwt` and `store` know nothing about HTTP.
 //! - Nothing reads environment variables or configuration files after [`Config::load`] and
 //!   [`secrets::Secrets::load`] return, except the key ring file, which [`keys::LiveKeys`]
@@ -90,7 +93,7 @@ pub mod jwt;
 pub mod keys;
 pub mod limits;
 pub mod metrics;
-pub mod ops;
+pub(crate) mod ops;
 pub mod outbox;
 pub mod proxy;
 pub mod router;
@@ -102,11 +105,11 @@ pub mod subscription_tokens;
 pub mod telemetry;
 pub mod tls;
 pub mod tokens;
-pub mod verify;
+pub(crate) mod verify;
 
 pub use app::App;
 pub use config::Config;
-pub use server::{serve, serve_on, Listeners};
+pub use server::{serve_on, Listeners};
 
 /// Seconds since the Unix epoch, the unit of every timestamp the service stores or signs.
 pub fn now_unix() -> i64 {

@@ -39,28 +39,8 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
-/// Runs until `shutdown` resolves and in-flight requests finish (or the drain deadline passes).
-/// Returns true when the drain completed within the deadline. The admin API is served on the
-/// main listener.
-pub async fn serve(
-    listener: TcpListener,
-    metrics_listener: Option<TcpListener>,
-    app: Arc<App>,
-    shutdown: impl Future<Output = ()>,
-) -> bool {
-    serve_on(
-        Listeners {
-            main: listener,
-            metrics: metrics_listener,
-            admin: None,
-        },
-        app,
-        shutdown,
-    )
-    .await
-}
-
-/// [`serve`] on every listener given.
+/// Serves every listener given until `shutdown` resolves and in-flight requests finish (or the
+/// drain deadline passes). Returns true when the drain completed within the deadline.
 pub async fn serve_on(
     listeners: Listeners,
     app: Arc<App>,
@@ -159,7 +139,7 @@ pub async fn serve_on(
 }
 
 /// How often the key ring file is checked for a rotation (one `stat` call).
-pub const KEY_RING_POLL: Duration = Duration::from_secs(1);
+const KEY_RING_POLL: Duration = Duration::from_secs(1);
 
 /// Picks up key rotations made by `chatsdk-auth keys rotate` (here or on another replica
 /// sharing the file) without a restart.

@@ -8,19 +8,16 @@
 //! by the rules, or nothing is minted. The endpoint writes nothing but the API key's
 //! `last_used_at`, and only after success.
 
-use std::net::IpAddr;
-
-use http::Request;
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::app::App;
 use crate::channels::{validate_channel, Subject};
-use crate::http::body::{self, BodyProgress};
-use crate::http::{auth, no_store, ok_json, ApiError, Resp};
+use crate::http::body;
+use crate::http::fields::{field_err, present, user_id};
+use crate::http::{no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
-use crate::tokens::{present, user_id};
+use crate::router::guard::Ctx;
 
 /// The most channels one request may ask tokens for.
 pub const MAX_CHANNELS: usize = 100;
@@ -56,41 +53,21 @@ struct Response<'a> {
     expires_in: i64,
 }
 
-/// Handles one `POST /tokens/subscription`.
-pub async fn handle(
-    app: &App,
-    req: Request<Incoming>,
-    peer: IpAddr,
-    progress: &BodyProgress,
-) -> Result<Resp, ApiError> {
-    let (parts, body) = req.into_parts();
-    let now = crate::now_unix();
-    // The same key check and limits as `POST /tokens` (per-user minting excepted: a
-    // subscription token writes nothing).
-    let (caller, _client) = crate::tokens::authenticate_minter(app, &parts.headers, peer).await?;
-    let limit = app.config.server.max_body_bytes;
-    let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
-    let request = parse(&bytes)?;
-    let resp = issue(app, &request, now).await?;
-    auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
-    Ok(no_store(resp))
-}
-
-/// Counts a refused `POST /tokens/subscription` under its
-/// `subscription_token_requests_rejected_total` reason. The router calls this for every error
-/// of the route, its own timeout included.
-pub fn count_rejection(app: &App, e: &ApiError) {
-    app.metrics
-        .reject_subscription(crate::tokens::reject_reason(e));
+/// Handles one `POST /tokens/subscription` the router let through: the same key check and
+/// limits as `POST /tokens` (per-user minting excepted: a subscription token writes nothing),
+/// the body a JSON object of at most `server.max_body_bytes`.
+pub(crate) async fn handle(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let request = parse(bytes)?;
+    Ok(no_store(issue(ctx.app, &request, ctx.now).await?))
 }
 
 /// Checks the user and the rules, then mints one token per channel.
-pub async fn issue(app: &App, r: &SubscriptionRequest, now: i64) -> Result<Resp, ApiError> {
+async fn issue(app: &App, r: &SubscriptionRequest, now: i64) -> Result<Resp, ApiError> {
     let user = app
         .store
         .get_session(&r.user_id)
         .await?
-        .ok_or(ApiError::UserUnknown)?;
+        .ok_or_else(|| ApiError::UserUnknown(r.user_id.clone()))?;
     if user.disabled {
         return Err(ApiError::UserDisabled);
     }
@@ -123,13 +100,6 @@ pub async fn issue(app: &App, r: &SubscriptionRequest, now: i64) -> Result<Resp,
         tokens,
         expires_in: app.signer.subscription_ttl_seconds(),
     })
-}
-
-fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        code,
-        message: message.into(),
-    }
 }
 
 /// Parses and validates a request body.

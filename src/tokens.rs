@@ -8,25 +8,20 @@
 //! Validation happens entirely before the write, and a disabled user's row is never touched,
 //! so a rejected request writes nothing.
 
-use std::net::IpAddr;
-
-use http::Request;
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::app::App;
-use crate::http::body::{self, BodyProgress};
-use crate::http::{auth, client_addr, no_store, ok_json, ApiError, Resp};
+use crate::http::body;
+use crate::http::fields::{field_err, present, user_id};
+use crate::http::{no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
-use crate::limits::Limited;
-use crate::metrics::RejectReason;
+use crate::router::guard::Ctx;
 use crate::store::{Field, Upserted, UserPatch};
 
-pub const MAX_USER_ID_BYTES: usize = 255;
-pub const MAX_NAME_CHARS: usize = 255;
-pub const MAX_IMAGE_BYTES: usize = 2048;
-pub const MAX_CUSTOM_BYTES: usize = 16 * 1024;
+const MAX_NAME_CHARS: usize = 255;
+const MAX_IMAGE_BYTES: usize = 2048;
+const MAX_CUSTOM_BYTES: usize = 16 * 1024;
 
 /// The request as parsed: every field raw, so `null` and "absent" stay distinct and each
 /// field's type error can name the field.
@@ -40,13 +35,6 @@ struct RawRequest<'a> {
     image: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     custom: Option<&'a RawValue>,
-}
-
-/// `Some(raw)` for any present value, `null` included.
-pub(crate) fn present<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<&'de RawValue>, D::Error> {
-    <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
 /// A validated request: the type is the proof.
@@ -79,101 +67,19 @@ struct TokenResponse<'a> {
     ws_expires_in: i64,
 }
 
-/// Handles one `POST /tokens`.
-pub async fn handle(
-    app: &App,
-    req: Request<Incoming>,
-    peer: IpAddr,
-    progress: &BodyProgress,
-) -> Result<Resp, ApiError> {
-    let (parts, body) = req.into_parts();
-    let now = crate::now_unix();
-    let (caller, client) = authenticate_minter(app, &parts.headers, peer).await?;
-    let limit = app.config.server.max_body_bytes;
-    let bytes = body::read_json_body(&parts.headers, body, limit, progress).await?;
-    let request = parse(&bytes)?;
-    app.limits
+/// Handles one `POST /tokens` the router let through: the caller's key is checked (and
+/// limited), the body is a JSON object of at most `server.max_body_bytes`.
+pub(crate) async fn handle(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let request = parse(bytes)?;
+    ctx.app
+        .limits
         .mint_for_user(&request.user_id)
-        .map_err(|l| rate_limited(app, l, client, Some(&caller.key_name)))?;
-    let resp = issue(app, &request, now).await?;
-    auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
-    Ok(no_store(resp))
-}
-
-/// The API-key check of every minting route, with its limits: an address that used up its
-/// failed attempts is refused before the lookup, a failed check counts against the address,
-/// and a key over `limits.mint_per_api_key_per_second` is refused. Returns the caller and the
-/// client address the limits keyed on.
-pub async fn authenticate_minter(
-    app: &App,
-    headers: &http::HeaderMap,
-    peer: IpAddr,
-) -> Result<(auth::Caller, IpAddr), ApiError> {
-    let client = client_addr(
-        headers,
-        peer,
-        app.config.limits.trusted_proxy_header.as_ref(),
-    );
-    app.limits
-        .auth_allowed(client)
-        .map_err(|l| rate_limited(app, l, client, None))?;
-    let caller = match auth::authenticate(&app.store, headers).await {
-        Ok(caller) => caller,
-        Err(e @ (ApiError::InvalidApiKey | ApiError::ApiKeyRevoked { .. })) => {
-            app.limits
-                .auth_failed(client)
-                .map_err(|l| rate_limited(app, l, client, None))?;
-            return Err(e);
-        }
-        Err(e) => return Err(e),
-    };
-    app.metrics
-        .api_key_requests
-        .with_label_values(&[&caller.key_name])
-        .inc();
-    app.limits
-        .mint_with_key(&caller.key_name)
-        .map_err(|l| rate_limited(app, l, client, Some(&caller.key_name)))?;
-    Ok((caller, client))
-}
-
-/// A 429, noted (sampled: at most one a minute per limit) for the audit trail.
-pub fn rate_limited(app: &App, l: Limited, client: IpAddr, key_name: Option<&str>) -> ApiError {
-    app.note_rate_limit_trip(l, client, key_name);
-    ApiError::RateLimited(l)
-}
-
-/// Counts a refused `POST /tokens` under its `token_requests_rejected_total` reason. The
-/// router calls this for every error of the route, its own timeout included.
-pub fn count_rejection(app: &App, e: &ApiError) {
-    app.metrics.reject(reject_reason(e));
-}
-
-/// The rejection reason label of an error of a minting route (`POST /tokens` and
-/// `POST /tokens/subscription`; `user_unknown` and `channel_forbidden` only occur on the latter).
-pub(crate) fn reject_reason(e: &ApiError) -> RejectReason {
-    match e {
-        // A revoked key counts with the unknown ones: the dashboard's reason reads "wrong,
-        // revoked or missing API key" (the answer's code tells the caller which).
-        ApiError::InvalidApiKey | ApiError::ApiKeyRevoked { .. } => RejectReason::InvalidApiKey,
-        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
-            RejectReason::InvalidRequest
-        }
-        ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
-        ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
-        ApiError::UserUnknown => RejectReason::UserUnknown,
-        ApiError::UserDisabled => RejectReason::UserDisabled,
-        ApiError::ChannelForbidden(_) => RejectReason::ChannelForbidden,
-        ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
-        ApiError::RequestTimeout => RejectReason::RequestTimeout,
-        ApiError::RateLimited(_) => RejectReason::RateLimited,
-        ApiError::Timeout => RejectReason::Timeout,
-        _ => RejectReason::InternalError,
-    }
+        .map_err(|l| ctx.rate_limited(l))?;
+    Ok(no_store(issue(ctx.app, &request, ctx.now).await?))
 }
 
 /// Upserts the user and mints both tokens.
-pub async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> {
+async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> {
     let patch = UserPatch {
         id: &r.user_id,
         name: as_str(&r.name),
@@ -246,55 +152,6 @@ pub fn parse(bytes: &[u8]) -> Result<TokenRequest, ApiError> {
         image: image(raw.image)?,
         custom: custom(raw.custom)?,
     })
-}
-
-fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
-    ApiError::InvalidField {
-        code,
-        message: message.into(),
-    }
-}
-
-/// Validates `userId` (shared with `POST /tokens/subscription`): a string, or a JSON integer
-/// standing for its decimal text, digit for digit (so ids beyond 2^53 lose nothing).
-pub(crate) fn user_id(raw: Option<&RawValue>) -> Result<String, ApiError> {
-    const CODE: &str = "invalid_user_id";
-    const ACCEPTED: &str = "userId must be a string such as \"user-123\" or an integer such as 7 (digits only: no fraction, exponent or -0); null and booleans are not accepted";
-    let Some(raw) = raw else {
-        return Err(field_err(
-            CODE,
-            "userId is required: send your user's id as a string or an integer",
-        ));
-    };
-    let id: String = match integer_text(raw.get()) {
-        Some(digits) => digits.to_string(),
-        None => serde_json::from_str(raw.get()).map_err(|_| field_err(CODE, ACCEPTED))?,
-    };
-    if id.trim().is_empty() {
-        return Err(field_err(CODE, "userId must not be empty"));
-    }
-    if id.len() > MAX_USER_ID_BYTES {
-        return Err(field_err(
-            CODE,
-            format!("userId must be a string of at most {MAX_USER_ID_BYTES} bytes or an integer of at most {MAX_USER_ID_BYTES} characters with its sign"),
-        ));
-    }
-    if id.chars().any(char::is_control) {
-        return Err(field_err(
-            CODE,
-            "userId must not contain control characters",
-        ));
-    }
-    Ok(id)
-}
-
-/// The text of a JSON integer exactly as sent: an optional `-` then digits (JSON itself has no
-/// `+` and no leading zeros). `-0` is not one: it would be a second spelling of `0`. A
-/// fraction or an exponent (`1.5`, `7.0`, `1e3`) is not an integer's text either.
-fn integer_text(raw: &str) -> Option<&str> {
-    let digits = raw.strip_prefix('-').unwrap_or(raw);
-    let plain = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
-    (plain && raw != "-0").then_some(raw)
 }
 
 /// `None` -> Keep, `null` or `""` -> Clear (blank is absent), another string -> Set.
@@ -399,6 +256,7 @@ fn is_empty_array(raw: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::fields::MAX_USER_ID_BYTES;
 
     fn code(body: &str) -> &'static str {
         parse(body.as_bytes()).unwrap_err().code()

@@ -9,15 +9,15 @@
 //! (https://centrifugal.dev/docs/server/authentication#json-web-key-support).
 
 use bytes::Bytes;
-use http::{header, HeaderMap, HeaderName, HeaderValue, Request};
-use hyper::body::Incoming;
+use http::{header, HeaderName, HeaderValue};
 use serde::Serialize;
 
 use crate::app::App;
-use crate::http::body::{self, BodyProgress};
-use crate::http::{auth, ok, ok_json, ApiError, Resp};
+use crate::http::auth::{self, Scheme};
+use crate::http::{ok, ok_json, ApiError, Resp};
 use crate::jwt::RestTokenError;
 use crate::metrics::{IntrospectResult, Verification, VerifyResult};
+use crate::router::guard::Ctx;
 use crate::store::SessionUser;
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -40,17 +40,6 @@ struct Verified<'a> {
     exp: i64,
 }
 
-/// The bearer token of `Authorization`, when there is exactly one well-formed one.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer")
-        && !token.is_empty()
-        && !token.contains(char::is_whitespace))
-    .then_some(token)
-}
-
 /// Why a user may not use a token issued at `iat`, if so.
 fn refusal(user: Option<SessionUser>, iat: i64) -> Result<SessionUser, ApiError> {
     match user {
@@ -68,9 +57,10 @@ fn refusal(user: Option<SessionUser>, iat: i64) -> Result<SessionUser, ApiError>
 }
 
 /// `GET /verify` (and the other methods gateways forward), counted by result.
-pub async fn verify(app: &App, headers: &HeaderMap) -> Result<Resp, ApiError> {
-    let result = check(app, headers).await;
-    app.metrics
+pub(crate) async fn verify(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
+    let result = check(ctx).await;
+    ctx.app
+        .metrics
         .verification(Verification::Verify(verify_result(&result)));
     result
 }
@@ -85,9 +75,11 @@ fn verify_result(answer: &Result<Resp, ApiError>) -> VerifyResult {
     }
 }
 
-async fn check(app: &App, headers: &HeaderMap) -> Result<Resp, ApiError> {
-    let now = crate::now_unix();
-    let token = bearer(headers).ok_or(invalid("invalid_token", MISSING))?;
+async fn check(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
+    let (app, now) = (ctx.app, ctx.now);
+    let token = auth::bearer(ctx.headers, Scheme::AnyCase)
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .ok_or(invalid("invalid_token", MISSING))?;
     let claims = app.verifier.verify_rest(token, now).map_err(|e| match e {
         RestTokenError::Invalid => invalid("invalid_token", INVALID),
         RestTokenError::Expired => invalid("token_expired", EXPIRED),
@@ -137,27 +129,11 @@ struct Active<'a> {
 
 const INACTIVE: &[u8] = br#"{"active":false}"#;
 
-/// `POST /introspect`.
-pub async fn introspect(
-    app: &App,
-    req: Request<Incoming>,
-    progress: &BodyProgress,
-) -> Result<Resp, ApiError> {
-    let (parts, body) = req.into_parts();
-    let now = crate::now_unix();
-    let caller = auth::authenticate(&app.store, &parts.headers).await?;
-    app.metrics
-        .api_key_requests
-        .with_label_values(&[&caller.key_name])
-        .inc();
-    let bytes = body::read_form_body(
-        &parts.headers,
-        body,
-        app.config.server.max_body_bytes,
-        progress,
-    )
-    .await?;
-    let token = url::form_urlencoded::parse(&bytes)
+/// `POST /introspect`, once the router checked the caller's API key (with its limits) and read
+/// the form.
+pub(crate) async fn introspect(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
+    let (app, now) = (ctx.app, ctx.now);
+    let token = url::form_urlencoded::parse(bytes)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
     let answer = match token {
@@ -174,7 +150,6 @@ pub async fn introspect(
     let mut resp = answer?.1;
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    auth::record_use(&app.store, &app.touch_throttle, &caller, now).await;
     Ok(resp)
 }
 
@@ -225,7 +200,7 @@ async fn introspect_token(app: &App, token: &str, now: i64) -> Result<(bool, Res
 /// `GET /.well-known/jwks.json`: the public keys of both kinds (current, next and previous)
 /// from memory. Cached by clients for a tenth of `tokens.jwks_publish_delay_seconds` (at most
 /// five minutes), so every cache has seen a new key long before it signs.
-pub fn jwks(app: &App) -> Result<Resp, ApiError> {
+pub(crate) fn jwks(app: &App) -> Result<Resp, ApiError> {
     let ring = app.keys.current();
     let mut resp = ok_json(&ring.jwks(crate::now_unix()))?;
     let max_age = (app.config.tokens.jwks_publish_delay_seconds / 10).clamp(0, 300);
@@ -242,21 +217,6 @@ pub fn jwks(app: &App) -> Result<Resp, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bearer_takes_one_well_formed_token() {
-        let h = |v: &str| {
-            let mut m = HeaderMap::new();
-            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
-            m
-        };
-        assert_eq!(bearer(&h("Bearer abc.def.ghi")), Some("abc.def.ghi"));
-        assert_eq!(bearer(&h("bearer   abc ")), Some("abc"));
-        assert_eq!(bearer(&h("Basic abc")), None);
-        assert_eq!(bearer(&h("Bearer")), None);
-        assert_eq!(bearer(&h("Bearer a b")), None);
-        assert_eq!(bearer(&HeaderMap::new()), None);
-    }
 
     #[test]
     fn messages_fit_a_www_authenticate_quoted_string() {

@@ -21,9 +21,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Map, Value};
 use strum::IntoEnumIterator;
 
-use crate::centrifugo::protocol::{Reason, Rejection};
+use crate::centrifugo::protocol::{Callback, Reason, Rejection};
 use crate::channels::RuleKind;
 use crate::config::Config;
+use crate::router::Route;
 
 /// Connection authentication mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -106,7 +107,12 @@ fn uni_transforms() -> Vec<Value> {
 
 /// The sidecar's JWKS URL, as Centrifugo reaches it.
 pub fn jwks_url(config: &Config) -> String {
-    format!("{}/.well-known/jwks.json", config.centrifugo.sidecar_url)
+    format!("{}{}", config.centrifugo.sidecar_url, Route::Jwks.path())
+}
+
+/// The URL of a proxy callback at `base`, its path from the route table.
+fn proxy_url(base: &str, cb: Callback) -> String {
+    format!("{base}{}", Route::Proxy(cb).path())
 }
 
 /// The channel namespaces the sidecar's channels need.
@@ -220,7 +226,7 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
             "connect".into(),
             json!({
                 "enabled": true,
-                "endpoint": format!("{base}/centrifugo/connect"),
+                "endpoint": proxy_url(base, Callback::Connect),
                 "timeout": "1s",
                 "http_headers": ["Authorization"],
                 "emulated_headers": ["Authorization"],
@@ -232,7 +238,7 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         "refresh".into(),
         json!({
             "enabled": true,
-            "endpoint": format!("{base}/centrifugo/refresh"),
+            "endpoint": proxy_url(base, Callback::Refresh),
             "timeout": "1s",
             "include_connection_meta": true,
             "http": static_headers,
@@ -277,13 +283,13 @@ fn v6(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
         "channel": {
             "proxy": {
                 "subscribe": {
-                    "endpoint": format!("{base}/centrifugo/subscribe"),
+                    "endpoint": proxy_url(base, Callback::Subscribe),
                     "timeout": "1s",
                     "include_connection_meta": true,
                     "http": static_headers,
                 },
                 "sub_refresh": {
-                    "endpoint": format!("{base}/centrifugo/sub_refresh"),
+                    "endpoint": proxy_url(base, Callback::SubRefresh),
                     "timeout": "1s",
                     "include_connection_meta": true,
                     "http": static_headers,
@@ -341,21 +347,18 @@ fn v5(config: &Config, s: &SecretValues<'_>, mode: Mode) -> Value {
     if mode == Mode::Proxy {
         m.insert(
             "proxy_connect_endpoint".into(),
-            json!(format!("{base}/centrifugo/connect")),
+            json!(proxy_url(base, Callback::Connect)),
         );
         m.insert("proxy_connect_timeout".into(), json!("1s"));
         // v5 forwards both real and emulated headers through this one list.
         m.insert("proxy_http_headers".into(), json!(["Authorization"]));
     }
-    for (key, path) in [
-        ("refresh", "refresh"),
-        ("subscribe", "subscribe"),
-        ("sub_refresh", "sub_refresh"),
+    for (key, cb) in [
+        ("refresh", Callback::Refresh),
+        ("subscribe", Callback::Subscribe),
+        ("sub_refresh", Callback::SubRefresh),
     ] {
-        m.insert(
-            format!("proxy_{key}_endpoint"),
-            json!(format!("{base}/centrifugo/{path}")),
-        );
+        m.insert(format!("proxy_{key}_endpoint"), json!(proxy_url(base, cb)));
         m.insert(format!("proxy_{key}_timeout"), json!("1s"));
     }
     m.insert(

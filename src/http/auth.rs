@@ -1,4 +1,6 @@
-//! Authenticates `X-API-Key`: hash, look up, compare in constant time, and note last use.
+//! Who is calling: `X-API-Key` (hash, look up, compare in constant time, note last use), and
+//! the one bearer-token parser and the one constant-time comparison of a shared secret (the
+//! admin token, the metrics token, the proxy secret).
 //!
 //! Keys are stored only as SHA-256 hashes. The lookup is by hash (an attacker cannot steer
 //! which hash their guess produces), and the stored hash is then compared with `subtle` in
@@ -9,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use http::HeaderMap;
+use http::{header, HeaderMap};
 use subtle::ConstantTimeEq;
 
 use super::ApiError;
@@ -43,6 +45,40 @@ impl TouchThrottle {
             }
         }
     }
+}
+
+/// How strictly [`bearer`] reads `Authorization`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// A token to verify (`/verify`, the connect proxy's forwarded header): the scheme `Bearer`
+    /// in any case (RFC 7235 section 2.1), spaces around the token allowed, no whitespace in it.
+    AnyCase,
+    /// A shared secret (the admin and metrics tokens): exactly `Bearer <secret>`, as the
+    /// contract documents; anything else is refused.
+    Exact,
+}
+
+/// The bearer token of `Authorization`, when there is exactly one well-formed one: the one
+/// parser of bearer tokens.
+pub fn bearer(headers: &HeaderMap, scheme: Scheme) -> Option<&[u8]> {
+    let v = headers.get(header::AUTHORIZATION)?;
+    match scheme {
+        Scheme::Exact => v.as_bytes().strip_prefix(b"Bearer "),
+        Scheme::AnyCase => {
+            let (name, token) = v.to_str().ok()?.trim().split_once(' ')?;
+            let token = token.trim();
+            (name.eq_ignore_ascii_case("bearer")
+                && !token.is_empty()
+                && !token.contains(char::is_whitespace))
+            .then_some(token.as_bytes())
+        }
+    }
+}
+
+/// True when `given` is the shared secret `expected`, compared in constant time (`subtle`; the
+/// length is not secret). A missing value never matches.
+pub fn secret_matches(given: Option<&[u8]>, expected: &[u8]) -> bool {
+    given.is_some_and(|g| bool::from(g.ct_eq(expected)))
 }
 
 /// Checks the `X-API-Key` header against the store.
@@ -87,5 +123,40 @@ pub async fn record_use(store: &Store, throttle: &TouchThrottle, caller: &Caller
         if let Err(e) = store.touch_api_key(&caller.key_name, now).await {
             tracing::warn!(error = %crate::error_chain::Chain(&e), key_name = %caller.key_name, "could not record API key use");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn bearer_takes_one_well_formed_token() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::AUTHORIZATION, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        let any = |v: &str| bearer(&h(v), Scheme::AnyCase).map(<[u8]>::to_vec);
+        assert_eq!(any("Bearer abc.def.ghi"), Some(b"abc.def.ghi".to_vec()));
+        assert_eq!(any("bearer   abc "), Some(b"abc".to_vec()));
+        assert_eq!(any("Basic abc"), None);
+        assert_eq!(any("Bearer"), None);
+        assert_eq!(any("Bearer a b"), None);
+        assert_eq!(bearer(&HeaderMap::new(), Scheme::AnyCase), None);
+        let exact = |v: &str| bearer(&h(v), Scheme::Exact).map(<[u8]>::to_vec);
+        assert_eq!(exact("Bearer s3cret"), Some(b"s3cret".to_vec()));
+        assert_eq!(exact("bearer s3cret"), None);
+        assert_eq!(exact("Bearer  s3cret"), Some(b" s3cret".to_vec()));
+        assert_eq!(bearer(&HeaderMap::new(), Scheme::Exact), None);
+    }
+
+    #[test]
+    fn a_secret_matches_only_itself() {
+        assert!(secret_matches(Some(b"s3cret"), b"s3cret"));
+        assert!(!secret_matches(Some(b"s3cre"), b"s3cret"));
+        assert!(!secret_matches(Some(b"s3cret!"), b"s3cret"));
+        assert!(!secret_matches(None, b"s3cret"));
     }
 }

@@ -1,4 +1,5 @@
-//! Reads a request body (JSON, or a form for `/introspect`): content type, size limit, then
+//! Reads a request body the way its route declares (a JSON object, an optional JSON object, a
+//! form for `/introspect`, raw bytes for Centrifugo's proxies): content type, size limit, then
 //! collection.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -86,6 +87,24 @@ pub async fn read_form_body(
         return Err(ApiError::FormRequired);
     }
     read_limited(headers, body, limit, progress).await
+}
+
+/// Collects a body that may be empty (or only whitespace, read as empty); a non-empty one must
+/// say `application/json` (415 otherwise) and be at most `limit` bytes (413).
+pub async fn read_optional_json(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    progress: &BodyProgress,
+) -> Result<Bytes, ApiError> {
+    let bytes = read_limited(headers, body, limit, progress).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Bytes::new());
+    }
+    if !is_json(headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    Ok(bytes)
 }
 
 /// Collects at most `limit` bytes of body.

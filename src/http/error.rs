@@ -7,7 +7,7 @@
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
-use super::{json, Resp};
+use super::{json, Methods, Resp};
 use crate::error_chain::{Cause, Chain};
 use crate::limits::Limited;
 use crate::store::StoreError;
@@ -51,13 +51,15 @@ pub enum ApiError {
     },
     #[error("No such endpoint; see the API section of the README")]
     NotFound,
+    /// The path is served, not with this method; `Allow` lists the methods it takes.
     #[error("Method not allowed on this endpoint; use {0}")]
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(Methods),
     #[error("This user is disabled; enable it with `chatsdk-auth user enable <id>` to issue tokens again")]
     UserDisabled,
-    /// `POST /tokens/subscription` for a user that `POST /tokens` never created.
-    #[error("No such user; call POST /tokens for this userId first")]
-    UserUnknown,
+    /// No user with this id (`POST /tokens/subscription`, the admin API): a user exists once
+    /// `POST /tokens` was called for it.
+    #[error("No user with id \"{0}\"; POST /tokens creates a user")]
+    UserUnknown(String),
     /// The channel rules do not give the user this channel (the first refused one).
     #[error(
         "The channel rules (centrifugo.channel_rules) do not allow channel \"{0}\" for this user"
@@ -69,9 +71,6 @@ pub enum ApiError {
     MetricsUnauthorized,
     #[error("Missing or wrong admin token: send Authorization: Bearer <admin token> (admin-token.key in the data directory, or CHATSDK_AUTH_SECRETS__ADMIN_TOKEN)")]
     AdminUnauthorized,
-    /// No user with this id (admin API).
-    #[error("No user with id \"{0}\"")]
-    UnknownUser(String),
     /// No active API key with this name (admin API).
     #[error("No active API key named \"{0}\"")]
     UnknownApiKey(String),
@@ -111,7 +110,7 @@ impl ApiError {
             | ApiError::AdminUnauthorized
             | ApiError::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
             ApiError::TokenRefused { .. } => StatusCode::FORBIDDEN,
-            ApiError::UnknownUser(_) | ApiError::UnknownApiKey(_) => StatusCode::NOT_FOUND,
+            ApiError::UserUnknown(_) | ApiError::UnknownApiKey(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
@@ -123,7 +122,6 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UserDisabled | ApiError::ChannelForbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::UserUnknown => StatusCode::NOT_FOUND,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::StoreUnavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
@@ -144,12 +142,11 @@ impl ApiError {
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::UserDisabled => "user_disabled",
-            ApiError::UserUnknown => "user_unknown",
+            ApiError::UserUnknown(_) => "user_unknown",
             ApiError::ChannelForbidden(_) => "channel_forbidden",
             ApiError::ProxyUnauthorized => "invalid_proxy_secret",
             ApiError::MetricsUnauthorized => "invalid_metrics_token",
             ApiError::AdminUnauthorized => "invalid_admin_token",
-            ApiError::UnknownUser(_) => "user_unknown",
             ApiError::UnknownApiKey(_) => "api_key_not_found",
             ApiError::Conflict { code, .. } => code,
             ApiError::StoreUnavailable(_) => "store_unavailable",
@@ -204,8 +201,9 @@ impl ApiError {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         if let ApiError::MethodNotAllowed(allow) = self {
-            resp.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static(allow));
+            if let Ok(v) = HeaderValue::from_str(&allow.to_string()) {
+                resp.headers_mut().insert(header::ALLOW, v);
+            }
         }
         resp
     }

@@ -7,12 +7,13 @@ use std::borrow::Cow;
 
 use base64::Engine;
 use bytes::Bytes;
-use http::{header, HeaderMap};
+use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{body_of, parse, reject, session_verdict, Outcome, Reason, UserInfo};
 use crate::app::App;
+use crate::http::auth::{bearer, Scheme};
 use crate::http::ApiError;
 use crate::jwt::TokenError;
 
@@ -61,7 +62,7 @@ struct Reply<'a> {
 }
 
 /// Decides one connect.
-pub async fn decide(
+pub(crate) async fn decide(
     app: &App,
     headers: &HeaderMap,
     bytes: &[u8],
@@ -109,14 +110,7 @@ pub async fn decide(
 
 /// The wsToken, from the forwarded bearer header or the connect data.
 fn credential<'a>(headers: &'a HeaderMap, req: &ConnectRequest<'a>) -> Option<Cow<'a, str>> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, rest) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
-        })
-        .filter(|t| !t.is_empty());
+    let bearer = bearer(headers, Scheme::AnyCase).and_then(|t| std::str::from_utf8(t).ok());
     if let Some(b) = bearer {
         return Some(Cow::Borrowed(b));
     }

@@ -25,7 +25,11 @@ struct Reply<'a> {
 }
 
 /// Decides one connection refresh.
-pub async fn decide(app: &App, bytes: &[u8], now: i64) -> Result<(Outcome, Bytes), ApiError> {
+pub(crate) async fn decide(
+    app: &App,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(Outcome, Bytes), ApiError> {
     let req: SessionRequest<'_> = parse(bytes)?;
     if req.user.is_empty() {
         return expired(super::Reason::UserUnknown);

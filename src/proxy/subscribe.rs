@@ -30,7 +30,7 @@ struct Reply {
 }
 
 /// True when the rules allow `channel` to `user` (stored as `session`).
-pub fn channel_allowed(app: &App, user: &str, session: &SessionUser, channel: &str) -> bool {
+fn channel_allowed(app: &App, user: &str, session: &SessionUser, channel: &str) -> bool {
     let rules = &app.config.centrifugo.channel_rules;
     let custom = rules.parse_custom(session.custom.as_deref());
     let subject = Subject {
@@ -62,7 +62,7 @@ async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiE
 }
 
 /// Decides one subscribe: denied explicitly, because Centrifugo treats `{}` as allowed.
-pub async fn decide_subscribe(
+pub(crate) async fn decide_subscribe(
     app: &App,
     bytes: &[u8],
     now: i64,
@@ -80,7 +80,7 @@ pub async fn decide_subscribe(
 }
 
 /// Decides one subscription refresh.
-pub async fn decide_sub_refresh(
+pub(crate) async fn decide_sub_refresh(
     app: &App,
     bytes: &[u8],
     now: i64,

@@ -1,6 +1,7 @@
 //! The single route table and the per-request wrapper: request id, timeout, in-flight gauge,
-//! latency histograms (every request; proxy calls also by callback), rejection counters and
-//! one access-log line per request.
+//! the route's policy enforced before its handler ([`guard`]), latency histograms (every
+//! request; proxy calls also by callback), rejection counters and one access-log line per
+//! request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+pub(crate) mod guard;
 pub mod table;
 
 use http::{HeaderName, HeaderValue, Request};
@@ -21,8 +23,9 @@ use crate::proxy;
 use crate::telemetry::access_log::Entry;
 use crate::{admin, ops, subscription_tokens, tokens, verify};
 
-use table::UNMATCHED;
-pub use table::{route, AdminRoute, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
+use guard::Ctx;
+pub use table::{route, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
+use table::{BodyRule, Rejections, UNMATCHED};
 
 /// Echoed (or generated) on every response.
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -37,7 +40,7 @@ impl Drop for InFlight<'_> {
 }
 
 /// Answers one request. Never fails: every error becomes its response here.
-pub async fn handle(
+pub(crate) async fn handle(
     app: Arc<App>,
     listener: Listener,
     peer: IpAddr,
@@ -45,52 +48,36 @@ pub async fn handle(
 ) -> Result<Resp, Infallible> {
     let start = Instant::now();
     app.metrics.http_in_flight.inc();
-    let _guard = InFlight(&app.metrics.http_in_flight);
+    let _in_flight = InFlight(&app.metrics.http_in_flight);
     let method = req.method().clone();
     let request_id = RequestId::of(&req);
     let has_body = !req.body().is_end_stream();
     let resolved = route(&method, req.uri().path(), listener);
     let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
-    let minting = match resolved {
-        Ok(r @ (Route::Tokens | Route::SubscriptionTokens)) => Some(r),
-        _ => None,
-    };
-    let proxy = match resolved {
-        Ok(Route::Proxy(cb)) => Some(cb),
-        _ => None,
-    };
 
     let progress = BodyProgress::default();
-    let result = match resolved {
+    let (result, policy) = match resolved {
         Ok(r) => {
+            let policy = r.policy();
             let deadline =
                 tokio::time::Instant::from_std(start) + app.config.server.request_timeout;
-            match within(deadline, dispatch(&app, r, req, peer, &progress)).await {
+            let result = match within(deadline, guarded(&app, r, req, peer, &progress)).await {
                 Some(res) => res,
-                None => {
-                    // Abandoned: no handler counted it, so the timeout is counted here, and
-                    // blamed on whoever was holding the request up.
-                    if let Some(cb) = proxy {
-                        proxy::count_timeout(&app, cb);
-                    }
-                    if progress.complete() || r.reads_no_body() {
-                        Err(ApiError::Timeout)
-                    } else {
-                        Err(ApiError::RequestTimeout)
-                    }
+                // Abandoned: blamed on whoever was holding the request up.
+                None if progress.complete() || policy.body == BodyRule::None => {
+                    Err(ApiError::Timeout)
                 }
-            }
+                None => Err(ApiError::RequestTimeout),
+            };
+            (result, Some(policy))
         }
-        Err(e) => Err(e),
+        Err(e) => (Err(e), None),
     };
     let mut resp = match result {
         Ok(resp) => resp,
         Err(e) => {
-            // Each route family maps its own rejections to its metrics.
-            match minting {
-                Some(Route::Tokens) => tokens::count_rejection(&app, &e),
-                Some(_) => subscription_tokens::count_rejection(&app, &e),
-                None => {}
+            if let Some(policy) = policy {
+                guard::count_rejection(&app, policy, &e);
             }
             e.into_response()
         }
@@ -99,7 +86,7 @@ pub async fn handle(
     let elapsed = start.elapsed();
     let seconds = elapsed.as_secs_f64();
     app.metrics.observe_request(route_index, status, seconds);
-    if let Some(cb) = proxy {
+    if let Some(Rejections::Proxy(cb)) = policy.map(|p| p.rejections) {
         // The same clock reading: a proxy call's time is its request's time.
         app.metrics.proxy(cb).duration.observe(seconds);
     }
@@ -135,25 +122,45 @@ async fn within<F: Future>(deadline: tokio::time::Instant, fut: F) -> Option<F::
     }
 }
 
-async fn dispatch(
+/// Enforces the route's policy (guard, then body), runs its handler with the context, and
+/// records an API key's use once the handler succeeded.
+async fn guarded(
     app: &App,
     route: Route,
     req: Request<Incoming>,
     peer: IpAddr,
     progress: &BodyProgress,
 ) -> Result<Resp, ApiError> {
+    let policy = route.policy();
+    let (parts, incoming) = req.into_parts();
+    let passed = guard::check(app, policy.guard, &parts.headers, peer).await?;
+    let body = guard::read_body(app, policy.body, &parts.headers, incoming, progress).await?;
+    let ctx = Ctx {
+        app,
+        headers: &parts.headers,
+        uri: &parts.uri,
+        client: passed.client,
+        now: crate::now_unix(),
+        caller: passed.caller,
+    };
+    let resp = dispatch(&ctx, route, &body).await?;
+    guard::succeeded(&ctx).await;
+    Ok(resp)
+}
+
+async fn dispatch(ctx: &Ctx<'_>, route: Route, body: &[u8]) -> Result<Resp, ApiError> {
     match route {
-        Route::Tokens => tokens::handle(app, req, peer, progress).await,
-        Route::SubscriptionTokens => subscription_tokens::handle(app, req, peer, progress).await,
-        Route::Proxy(cb) => proxy::handle(app, cb, req, progress).await,
+        Route::Tokens => tokens::handle(ctx, body).await,
+        Route::SubscriptionTokens => subscription_tokens::handle(ctx, body).await,
+        Route::Proxy(cb) => proxy::handle(ctx, cb, body).await,
         Route::Healthz => Ok(ops::healthz()),
-        Route::Readyz => Ok(ops::readyz(app).await),
-        Route::Metrics => ops::metrics(app, req.headers()),
+        Route::Readyz => Ok(ops::readyz(ctx.app).await),
+        Route::Metrics => Ok(ops::metrics(ctx.app)),
         Route::OpenApi => Ok(ops::openapi()),
-        Route::Admin(a) => admin::handle(app, a, req, peer, progress).await,
-        Route::Verify => verify::verify(app, req.headers()).await,
-        Route::Introspect => verify::introspect(app, req, progress).await,
-        Route::Jwks => verify::jwks(app),
+        Route::Admin(a) => admin::handle(ctx, a, body).await,
+        Route::Verify => verify::verify(ctx).await,
+        Route::Introspect => verify::introspect(ctx, body).await,
+        Route::Jwks => verify::jwks(ctx.app),
     }
 }
 

@@ -1,14 +1,16 @@
 //! The route table: every endpoint, the listener it is served on, its `route` metric label,
-//! and the resolution of a method and path (404 is not 405).
+//! the [`Policy`] the router enforces before its handler runs (guard, body, rejection counter),
+//! the resolution of a method and path (404 is not 405, `Allow` from the table), and each
+//! route's path for whoever must name it (the generated Centrifugo config).
 //!
 //! A leaf below the handlers: the composition root hands [`ROUTE_LABELS`] to the metrics
-//! registry without importing the request path.
+//! registry without importing the request path. `router/guard.rs` says how a policy is enforced.
 
 use http::Method;
 use strum::{EnumIter, IntoStaticStr, VariantNames};
 
 use crate::centrifugo::protocol::Callback;
-use crate::http::ApiError;
+use crate::http::{ApiError, Methods};
 
 /// The `route` metric label: one variant per value, the value being the variant's name in
 /// snake case (derived by strum); [`Route::metric_label`] names each route's.
@@ -85,9 +87,64 @@ pub enum Route {
     Jwks,
 }
 
+/// Who may call a route; checked by the router before the body is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guard {
+    /// Anyone.
+    Public,
+    /// An `X-API-Key` of the store, behind `limits.failed_auth_per_ip_per_minute` (every failed
+    /// check counts); counted per key in `chatsdk_auth_api_key_requests_total`. `mints`: also
+    /// `limits.mint_per_api_key_per_second`.
+    ApiKey { mints: bool },
+    /// Centrifugo: the proxy secret header; a refusal is counted per callback.
+    ProxySecret(Callback),
+    /// `Authorization: Bearer <admin token>`, behind `limits.admin_per_ip_per_minute` (checked
+    /// before the comparison); a refusal is counted.
+    AdminBearer,
+    /// `Authorization: Bearer <metrics token>` when `metrics.require_token`, else anyone.
+    MetricsBearer,
+}
+
+/// The body a route reads, at most `server.max_body_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRule {
+    /// Never read (an unread body closes the connection after the answer).
+    None,
+    /// `application/json`, required.
+    Json,
+    /// Empty, or `application/json` (the admin actions).
+    OptionalJson,
+    /// `application/x-www-form-urlencoded`, required (`/introspect`, RFC 7662).
+    Form,
+    /// Any bytes (Centrifugo's proxy calls; the decision parses them).
+    Raw,
+}
+
+/// The counter a route's errors (its guard's and body's included, and the router's own
+/// timeout) are counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejections {
+    /// None beyond the per-route request metrics.
+    None,
+    /// `chatsdk_auth_token_requests_rejected_total{reason}`.
+    Tokens,
+    /// `chatsdk_auth_subscription_token_requests_rejected_total{reason}`.
+    SubscriptionTokens,
+    /// The proxy outcome counters of this callback (`error` outcomes), and its duration.
+    Proxy(Callback),
+}
+
+/// What the router does for a route before and after its handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub guard: Guard,
+    pub body: BodyRule,
+    pub rejections: Rejections,
+}
+
 impl Route {
     /// The `route` metric label of this route.
-    pub fn metric_label(self) -> RouteLabel {
+    pub const fn metric_label(self) -> RouteLabel {
         match self {
             Route::Tokens => RouteLabel::Tokens,
             Route::SubscriptionTokens => RouteLabel::TokensSubscription,
@@ -119,30 +176,71 @@ impl Route {
         }
     }
 
-    /// Position in [`ROUTE_LABELS`].
-    pub fn index(self) -> usize {
-        self.metric_label() as usize
+    /// This route's policy: the one declaration of who may call it, what it reads and where
+    /// its refusals are counted. A `match` on a `Copy` enum: free on the request path.
+    pub const fn policy(self) -> Policy {
+        const fn p(guard: Guard, body: BodyRule, rejections: Rejections) -> Policy {
+            Policy {
+                guard,
+                body,
+                rejections,
+            }
+        }
+        const PUBLIC: Policy = p(Guard::Public, BodyRule::None, Rejections::None);
+        match self {
+            Route::Tokens => p(
+                Guard::ApiKey { mints: true },
+                BodyRule::Json,
+                Rejections::Tokens,
+            ),
+            Route::SubscriptionTokens => p(
+                Guard::ApiKey { mints: true },
+                BodyRule::Json,
+                Rejections::SubscriptionTokens,
+            ),
+            Route::Introspect => p(
+                Guard::ApiKey { mints: false },
+                BodyRule::Form,
+                Rejections::None,
+            ),
+            Route::Proxy(cb) => p(Guard::ProxySecret(cb), BodyRule::Raw, Rejections::Proxy(cb)),
+            Route::Metrics => p(Guard::MetricsBearer, BodyRule::None, Rejections::None),
+            Route::Healthz | Route::Readyz | Route::OpenApi | Route::Verify | Route::Jwks => PUBLIC,
+            Route::Admin(
+                AdminRoute::GetUser
+                | AdminRoute::ListUsers
+                | AdminRoute::DeleteUser
+                | AdminRoute::ListApiKeys
+                | AdminRoute::RevokeApiKey
+                | AdminRoute::ListKeys,
+            ) => p(Guard::AdminBearer, BodyRule::None, Rejections::None),
+            Route::Admin(
+                AdminRoute::DisableUser
+                | AdminRoute::EnableUser
+                | AdminRoute::RevokeUserTokens
+                | AdminRoute::RevokeAllTokens
+                | AdminRoute::CreateApiKey
+                | AdminRoute::RotateKey,
+            ) => p(Guard::AdminBearer, BodyRule::OptionalJson, Rejections::None),
+        }
     }
 
-    /// True for the routes that never read a request body.
-    pub fn reads_no_body(self) -> bool {
-        matches!(
-            self,
-            Route::Healthz
-                | Route::Readyz
-                | Route::Metrics
-                | Route::OpenApi
-                | Route::Admin(
-                    AdminRoute::GetUser
-                        | AdminRoute::ListUsers
-                        | AdminRoute::DeleteUser
-                        | AdminRoute::ListApiKeys
-                        | AdminRoute::RevokeApiKey
-                        | AdminRoute::ListKeys
-                )
-                | Route::Verify
-                | Route::Jwks
-        )
+    /// The path this route is served on (its first row in [`ENDPOINTS`]), for whoever must
+    /// name it (the generated Centrifugo config); every route has one (unit-tested).
+    pub const fn path(self) -> &'static str {
+        let mut i = 0;
+        while i < ENDPOINTS.len() {
+            if ENDPOINTS[i].route.index() == self.index() {
+                return ENDPOINTS[i].path;
+            }
+            i += 1;
+        }
+        ""
+    }
+
+    /// Position in [`ROUTE_LABELS`].
+    pub const fn index(self) -> usize {
+        self.metric_label() as usize
     }
 
     /// The `route` metric label (a closed set).
@@ -150,12 +248,12 @@ impl Route {
         self.metric_label().into()
     }
 
-    fn is_admin(self) -> bool {
+    const fn is_admin(self) -> bool {
         matches!(self, Route::Admin(_))
     }
 }
 
-/// Which listener a request arrived on. [`crate::serve`] decides it from the listeners it was
+/// Which listener a request arrived on. [`crate::serve_on`] decides it from the listeners it was
 /// given, the one source of truth for where `/metrics` and `/admin/...` are served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listener {
@@ -310,9 +408,9 @@ impl Endpoint {
 }
 
 /// Resolves a method and path; 404 for an unknown path, 405 for a known one with another method
-/// (its `Allow` lists every method the path takes).
+/// (its `Allow` lists every method the path takes here, `HEAD` wherever `GET` is).
 pub fn route(method: &Method, path: &str, listener: Listener) -> Result<Route, ApiError> {
-    let mut allowed: [Option<&'static str>; 2] = [None, None];
+    let mut allowed = Methods::default();
     for e in ENDPOINTS
         .iter()
         .filter(|e| e.matches(path) && e.served_on(listener))
@@ -320,191 +418,17 @@ pub fn route(method: &Method, path: &str, listener: Listener) -> Result<Route, A
         if method.as_str() == e.method || (e.method == "GET" && *method == Method::HEAD) {
             return Ok(e.route);
         }
-        match allowed {
-            [None, _] => allowed[0] = Some(e.method),
-            _ => allowed[1] = Some(e.method),
+        allowed = allowed.with(e.method);
+        if e.method == "GET" {
+            allowed = allowed.with("HEAD");
         }
     }
-    match allowed {
-        [None, _] => Err(ApiError::NotFound),
-        [Some(one), None] => Err(ApiError::MethodNotAllowed(one)),
-        [Some("GET"), Some("DELETE")] => Err(ApiError::MethodNotAllowed("GET, DELETE")),
-        [Some("GET"), Some("POST")] => Err(ApiError::MethodNotAllowed("GET, POST")),
-        [Some(one), Some(_)] => Err(ApiError::MethodNotAllowed(one)),
+    if allowed.is_empty() {
+        Err(ApiError::NotFound)
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use strum::IntoEnumIterator;
-
-    use super::*;
-
-    const MAIN: Listener = Listener::Main {
-        serves_metrics: true,
-        serves_admin: true,
-    };
-
-    #[test]
-    fn route_labels_are_the_documented_ones() {
-        let all = [
-            (Route::Tokens, "tokens"),
-            (Route::SubscriptionTokens, "tokens_subscription"),
-            (Route::Proxy(Callback::Connect), "centrifugo_connect"),
-            (Route::Proxy(Callback::Refresh), "centrifugo_refresh"),
-            (Route::Proxy(Callback::Subscribe), "centrifugo_subscribe"),
-            (Route::Proxy(Callback::SubRefresh), "centrifugo_sub_refresh"),
-            (Route::Healthz, "healthz"),
-            (Route::Readyz, "readyz"),
-            (Route::Metrics, "metrics"),
-            (Route::OpenApi, "openapi"),
-            (Route::Admin(AdminRoute::GetUser), "admin_get_user"),
-            (Route::Admin(AdminRoute::ListUsers), "admin_list_users"),
-            (Route::Admin(AdminRoute::DisableUser), "admin_disable_user"),
-            (Route::Admin(AdminRoute::EnableUser), "admin_enable_user"),
-            (
-                Route::Admin(AdminRoute::RevokeUserTokens),
-                "admin_revoke_user_tokens",
-            ),
-            (Route::Admin(AdminRoute::DeleteUser), "admin_delete_user"),
-            (
-                Route::Admin(AdminRoute::RevokeAllTokens),
-                "admin_revoke_all_tokens",
-            ),
-            (Route::Admin(AdminRoute::ListApiKeys), "admin_list_api_keys"),
-            (
-                Route::Admin(AdminRoute::CreateApiKey),
-                "admin_create_api_key",
-            ),
-            (
-                Route::Admin(AdminRoute::RevokeApiKey),
-                "admin_revoke_api_key",
-            ),
-            (Route::Admin(AdminRoute::ListKeys), "admin_list_keys"),
-            (Route::Admin(AdminRoute::RotateKey), "admin_rotate_key"),
-            (Route::Verify, "verify"),
-            (Route::Introspect, "introspect"),
-            (Route::Jwks, "jwks"),
-        ];
-        for (route, label) in all {
-            assert_eq!(route.label(), label);
-            assert_eq!(ROUTE_LABELS[route.index()], label);
-            assert_ne!(route.index(), UNMATCHED);
-        }
-        // Every label but `unmatched` is exactly one route's.
-        for label in RouteLabel::iter().filter(|l| *l != RouteLabel::Unmatched) {
-            let routes = all
-                .iter()
-                .filter(|(r, _)| r.metric_label() == label)
-                .count();
-            assert_eq!(routes, 1, "{label:?}");
-        }
-        assert_eq!(ROUTE_LABELS.len(), all.len() + 1);
-        // Every route has one path; only /verify takes several methods.
-        for (route, _) in all {
-            let rows: Vec<&Endpoint> = ENDPOINTS.iter().filter(|e| e.route == route).collect();
-            assert!(rows.iter().all(|e| e.path == rows[0].path), "{route:?}");
-            assert_eq!(rows.len() == 1, route != Route::Verify, "{route:?}");
-        }
-        assert_eq!(ROUTE_LABELS[UNMATCHED], "unmatched");
-    }
-
-    #[test]
-    fn not_found_is_not_method_not_allowed() {
-        let r = |m: Method, p: &str| route(&m, p, MAIN).map_err(|e| e.code());
-        assert_eq!(r(Method::POST, "/tokens"), Ok(Route::Tokens));
-        assert_eq!(
-            r(Method::POST, "/tokens/subscription"),
-            Ok(Route::SubscriptionTokens)
-        );
-        assert_eq!(
-            r(Method::GET, "/tokens/subscription"),
-            Err("method_not_allowed")
-        );
-        assert_eq!(r(Method::GET, "/tokens"), Err("method_not_allowed"));
-        assert_eq!(r(Method::POST, "/nope"), Err("not_found"));
-        assert_eq!(r(Method::POST, "/healthz"), Err("method_not_allowed"));
-        assert_eq!(r(Method::GET, "/metrics"), Ok(Route::Metrics));
-        assert_eq!(r(Method::HEAD, "/openapi.json"), Ok(Route::OpenApi));
-        assert_eq!(r(Method::POST, "/openapi.json"), Err("method_not_allowed"));
-        for m in ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] {
-            let m = Method::from_bytes(m.as_bytes()).unwrap();
-            assert_eq!(r(m, "/verify"), Ok(Route::Verify));
-        }
-        assert_eq!(r(Method::TRACE, "/verify"), Err("method_not_allowed"));
-        assert_eq!(
-            route(
-                &Method::GET,
-                "/metrics",
-                Listener::Main {
-                    serves_metrics: false,
-                    serves_admin: true,
-                }
-            )
-            .map_err(|e| e.code()),
-            Err("not_found")
-        );
-        assert_eq!(
-            route(&Method::POST, "/tokens", Listener::Metrics).map_err(|e| e.code()),
-            Err("not_found")
-        );
-        assert_eq!(
-            route(&Method::GET, "/openapi.json", Listener::Metrics).map_err(|e| e.code()),
-            Err("not_found")
-        );
-    }
-
-    #[test]
-    fn admin_paths_resolve_by_method_and_only_where_served() {
-        let r = |m: Method, p: &str| route(&m, p, MAIN).map_err(|e| e.code());
-        assert_eq!(
-            r(Method::GET, "/admin/users/a%2Fb"),
-            Ok(Route::Admin(AdminRoute::GetUser))
-        );
-        assert_eq!(
-            r(Method::DELETE, "/admin/users/a"),
-            Ok(Route::Admin(AdminRoute::DeleteUser))
-        );
-        assert_eq!(
-            r(Method::POST, "/admin/users/a/revoke-tokens"),
-            Ok(Route::Admin(AdminRoute::RevokeUserTokens))
-        );
-        match route(&Method::POST, "/admin/users/a", MAIN) {
-            Err(ApiError::MethodNotAllowed(allow)) => assert_eq!(allow, "GET, DELETE"),
-            other => panic!("{other:?}"),
-        }
-        match route(&Method::PUT, "/admin/api-keys", MAIN) {
-            Err(ApiError::MethodNotAllowed(allow)) => assert_eq!(allow, "GET, POST"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(r(Method::GET, "/admin/users//disable"), Err("not_found"));
-        assert_eq!(r(Method::GET, "/admin/users/a/b/disable"), Err("not_found"));
-        assert_eq!(
-            r(Method::POST, "/admin/api-keys"),
-            Ok(Route::Admin(AdminRoute::CreateApiKey))
-        );
-        let elsewhere = Listener::Main {
-            serves_metrics: true,
-            serves_admin: false,
-        };
-        assert_eq!(
-            route(&Method::GET, "/admin/users", elsewhere).map_err(|e| e.code()),
-            Err("not_found")
-        );
-        assert_eq!(
-            route(&Method::GET, "/admin/users", Listener::Admin).map_err(|e| e.code()),
-            Ok(Route::Admin(AdminRoute::ListUsers))
-        );
-        assert_eq!(
-            route(&Method::POST, "/tokens", Listener::Admin).map_err(|e| e.code()),
-            Err("not_found")
-        );
-        for e in &ENDPOINTS {
-            assert_eq!(
-                e.route.label().starts_with("admin_"),
-                e.route.is_admin(),
-                "{e:?}"
-            );
-        }
-    }
-}
+mod tests;

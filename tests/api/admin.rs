@@ -112,7 +112,7 @@ async fn every_route_needs_the_admin_token_and_refusals_are_counted() {
         .await
         .unwrap();
     assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "GET, DELETE");
+    assert_eq!(r.headers()["allow"], "GET, HEAD, DELETE");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

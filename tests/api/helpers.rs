@@ -153,7 +153,12 @@ impl TestApp {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(chatsdk_auth::serve(listener, None, app.clone(), async {
+        let listeners = chatsdk_auth::Listeners {
+            main: listener,
+            metrics: None,
+            admin: None,
+        };
+        let task = tokio::spawn(chatsdk_auth::serve_on(listeners, app.clone(), async {
             let _ = rx.await;
         }));
         TestApp {

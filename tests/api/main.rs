@@ -30,6 +30,8 @@ mod fake_centrifugo;
 /// First contact on both backends: integer user ids, blank fields, PHP's empty `custom`, a
 /// revoked API key that says so.
 mod first_contact;
+/// The route table's guards: the failed-auth limit on every API-key route, `Allow` from the table.
+mod guards;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;

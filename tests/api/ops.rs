@@ -25,8 +25,8 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         (reqwest::Method::GET, "/tokens", "POST"),
         (reqwest::Method::PUT, "/tokens", "POST"),
         (reqwest::Method::DELETE, "/centrifugo/connect", "POST"),
-        (reqwest::Method::POST, "/healthz", "GET"),
-        (reqwest::Method::POST, "/metrics", "GET"),
+        (reqwest::Method::POST, "/healthz", "GET, HEAD"),
+        (reqwest::Method::POST, "/metrics", "GET, HEAD"),
     ] {
         let r = t
             .client
@@ -86,7 +86,7 @@ async fn metrics_can_require_a_bearer_token_and_move_to_their_own_listener() {
         .unwrap();
     assert_eq!(r.status(), 200);
 
-    // A separate listener: /metrics there, 404 on the main one. Which listeners serve() is
+    // A separate listener: /metrics there, 404 on the main one. Which listeners serve_on() is
     // handed decides it; both are bound here on port 0.
     let tmp = tempfile::tempdir().unwrap();
     let mut raw = chatsdk_auth::config::RawConfig::default();
@@ -98,7 +98,12 @@ async fn metrics_can_require_a_bearer_token_and_move_to_their_own_listener() {
     let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let maddr = metrics.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(chatsdk_auth::serve(main, Some(metrics), app, async {
+    let listeners = chatsdk_auth::Listeners {
+        main,
+        metrics: Some(metrics),
+        admin: None,
+    };
+    let task = tokio::spawn(chatsdk_auth::serve_on(listeners, app, async {
         let _ = rx.await;
     }));
     let c = reqwest::Client::new();

@@ -1,0 +1,282 @@
+//! Enforces a route's [`Policy`] before its handler runs, and hands the handler a [`Ctx`].
+//!
+//! # Design
+//! The route table (`router/table.rs`) declares each route's policy with
+//! [`Route::policy`](super::table::Route::policy), a `const` `match` on a `Copy` enum: its
+//! [`Guard`] (who may call), its [`BodyRule`] (what it reads) and its [`Rejections`] (where its
+//! refusals are counted). The router resolves the route, then, inside the request deadline:
+//!
+//! 1. [`check`] runs the guard: `Public` passes; `ApiKey` refuses an address over
+//!    `limits.failed_auth_per_ip_per_minute` before the lookup, counts *every* failed check
+//!    against it (a missing, malformed, duplicated, unknown or revoked key alike; only an
+//!    unreachable store is not the caller's failure), counts the key in
+//!    `chatsdk_auth_api_key_requests_total` and, for a minting route, applies
+//!    `limits.mint_per_api_key_per_second`; `ProxySecret` compares Centrifugo's header and counts
+//!    a refusal per callback; `AdminBearer` applies `limits.admin_per_ip_per_minute` before the
+//!    comparison and counts a refusal; `MetricsBearer` compares when `metrics.require_token`.
+//!    The three shared secrets go through one constant-time comparison
+//!    ([`auth::secret_matches`]) and the bearer tokens through one parser ([`auth::bearer`]).
+//! 2. [`read_body`] reads the body the route declares (none, a JSON object, an optional JSON
+//!    object, a form, raw bytes), within `server.max_body_bytes`.
+//! 3. The handler gets a [`Ctx`] (the services, the request head, the client address, the
+//!    clock reading and the authenticated caller) and the body bytes: never the request, never
+//!    a chance to skip a step. After it succeeds, an API key's use is recorded (at most once a
+//!    minute per key).
+//! 4. Whatever fails (guard, body, handler, or the router's deadline), [`count_rejection`]
+//!    counts it where the policy says.
+//!
+//! A new route therefore cannot forget its limiter or its counter: it has to declare a policy
+//! to compile. Nothing here allocates or boxes: the guard is a `match`, the context a few
+//! borrowed words on the stack.
+//!
+//! Handlers import this file (for [`Ctx`]); it imports no handler, so the router (which imports
+//! both) is the only file that knows every family.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::{HeaderMap, Uri};
+use hyper::body::Incoming;
+
+use super::table::{BodyRule, Guard, Policy, Rejections};
+use crate::app::App;
+use crate::centrifugo::protocol::Callback;
+use crate::http::auth::{self, Caller, Scheme};
+use crate::http::body::{self, BodyProgress};
+use crate::http::{client_addr, ApiError};
+use crate::limits::Limited;
+use crate::metrics::ProxyFailure;
+use crate::metrics::RejectReason;
+use crate::proxy::decision::Outcome;
+
+/// What a handler is given: the shared services, the request head, who is calling and when.
+pub struct Ctx<'a> {
+    pub app: &'a App,
+    pub headers: &'a HeaderMap,
+    pub uri: &'a Uri,
+    /// The client's address: `limits.trusted_proxy_header`'s last entry for the routes whose
+    /// guard limits by address (API key, admin), else the TCP peer.
+    pub client: IpAddr,
+    /// Unix seconds, read once per request.
+    pub now: i64,
+    /// The API key that authenticated the request (`Guard::ApiKey` routes only).
+    pub caller: Option<Caller>,
+}
+
+impl Ctx<'_> {
+    /// A 429 for `l`, noted (sampled: at most one a minute per limit) for the audit trail
+    /// with the caller's key name.
+    pub fn rate_limited(&self, l: Limited) -> ApiError {
+        rate_limited(
+            self.app,
+            l,
+            self.client,
+            self.caller.as_ref().map(|c| c.key_name.as_str()),
+        )
+    }
+}
+
+fn rate_limited(app: &App, l: Limited, client: IpAddr, key_name: Option<&str>) -> ApiError {
+    app.note_rate_limit_trip(l, client, key_name);
+    ApiError::RateLimited(l)
+}
+
+/// Who passed a guard.
+pub struct Passed {
+    pub client: IpAddr,
+    pub caller: Option<Caller>,
+}
+
+/// Runs `guard` for a request from `peer` (see the module documentation).
+pub(crate) async fn check(
+    app: &App,
+    guard: Guard,
+    headers: &HeaderMap,
+    peer: IpAddr,
+) -> Result<Passed, ApiError> {
+    let client_of = || {
+        client_addr(
+            headers,
+            peer,
+            app.config.limits.trusted_proxy_header.as_ref(),
+        )
+    };
+    match guard {
+        Guard::Public => Ok(Passed {
+            client: peer,
+            caller: None,
+        }),
+        Guard::ApiKey { mints } => {
+            let client = client_of();
+            let caller = api_key(app, headers, client, mints).await?;
+            Ok(Passed {
+                client,
+                caller: Some(caller),
+            })
+        }
+        Guard::ProxySecret(cb) => {
+            let given = headers
+                .get(&app.config.centrifugo.proxy_secret_header)
+                .map(|v| v.as_bytes());
+            if !auth::secret_matches(given, app.secrets.proxy_secret.expose().as_bytes()) {
+                app.metrics
+                    .proxy_unauthenticated
+                    .with_label_values(&[cb.label()])
+                    .inc();
+                return Err(ApiError::ProxyUnauthorized);
+            }
+            Ok(Passed {
+                client: peer,
+                caller: None,
+            })
+        }
+        Guard::AdminBearer => {
+            let client = client_of();
+            app.limits
+                .admin_call(client)
+                .map_err(|l| rate_limited(app, l, client, None))?;
+            let given = auth::bearer(headers, Scheme::Exact);
+            if !auth::secret_matches(given, app.secrets.admin_token.expose().as_bytes()) {
+                app.metrics.admin_unauthorized.inc();
+                return Err(ApiError::AdminUnauthorized);
+            }
+            Ok(Passed {
+                client,
+                caller: None,
+            })
+        }
+        Guard::MetricsBearer => {
+            if app.config.metrics.require_token {
+                let given = auth::bearer(headers, Scheme::Exact);
+                if !auth::secret_matches(given, app.secrets.metrics_token.expose().as_bytes()) {
+                    return Err(ApiError::MetricsUnauthorized);
+                }
+            }
+            Ok(Passed {
+                client: peer,
+                caller: None,
+            })
+        }
+    }
+}
+
+/// The API-key guard with its limits.
+async fn api_key(
+    app: &App,
+    headers: &HeaderMap,
+    client: IpAddr,
+    mints: bool,
+) -> Result<Caller, ApiError> {
+    app.limits
+        .auth_allowed(client)
+        .map_err(|l| rate_limited(app, l, client, None))?;
+    let caller = match auth::authenticate(&app.store, headers).await {
+        Ok(caller) => caller,
+        // Not the caller's failure: the key was never checked.
+        Err(e @ ApiError::StoreUnavailable(_)) => return Err(e),
+        Err(e) => {
+            app.limits
+                .auth_failed(client)
+                .map_err(|l| rate_limited(app, l, client, None))?;
+            return Err(e);
+        }
+    };
+    app.metrics
+        .api_key_requests
+        .with_label_values(&[&caller.key_name])
+        .inc();
+    if mints {
+        app.limits
+            .mint_with_key(&caller.key_name)
+            .map_err(|l| rate_limited(app, l, client, Some(&caller.key_name)))?;
+    }
+    Ok(caller)
+}
+
+/// Reads the body `rule` declares; empty for [`BodyRule::None`] (the body is left unread).
+pub(crate) async fn read_body(
+    app: &App,
+    rule: BodyRule,
+    headers: &HeaderMap,
+    incoming: Incoming,
+    progress: &BodyProgress,
+) -> Result<Bytes, ApiError> {
+    let limit = app.config.server.max_body_bytes;
+    match rule {
+        BodyRule::None => Ok(Bytes::new()),
+        BodyRule::Json => body::read_json_body(headers, incoming, limit, progress).await,
+        BodyRule::OptionalJson => {
+            body::read_optional_json(headers, incoming, limit, progress).await
+        }
+        BodyRule::Form => body::read_form_body(headers, incoming, limit, progress).await,
+        BodyRule::Raw => body::read_limited(headers, incoming, limit, progress).await,
+    }
+}
+
+/// Records a successful request's API-key use (at most once a minute per key).
+pub(crate) async fn succeeded(ctx: &Ctx<'_>) {
+    if let Some(caller) = &ctx.caller {
+        auth::record_use(&ctx.app.store, &ctx.app.touch_throttle, caller, ctx.now).await;
+    }
+}
+
+/// Counts a refused request where its policy says. The router calls this for every error of a
+/// route, its guard's, its body's and its own timeout included.
+pub(crate) fn count_rejection(app: &App, policy: Policy, e: &ApiError) {
+    match policy.rejections {
+        Rejections::None => {}
+        Rejections::Tokens => app.metrics.reject(mint_reason(e)),
+        Rejections::SubscriptionTokens => app.metrics.reject_subscription(mint_reason(e)),
+        Rejections::Proxy(cb) => {
+            if let Some(failure) = proxy_failure(e) {
+                count_outcome(app, cb, Outcome::Error(failure));
+            }
+        }
+    }
+}
+
+/// Counts one proxy call's outcome (its decisions are counted by the proxy handler, its
+/// errors by [`count_rejection`]).
+pub fn count_outcome(app: &App, cb: Callback, outcome: Outcome) {
+    let series = app.metrics.proxy(cb);
+    match outcome {
+        Outcome::Accepted => series.accepted().inc(),
+        Outcome::Rejected(r) => series.rejected(r).inc(),
+        Outcome::Error(f) => series.failed(f).inc(),
+    }
+}
+
+/// The `error` outcome of a failed proxy call; `None` for a refused secret (counted in
+/// `chatsdk_auth_proxy_unauthenticated_total` instead: not Centrifugo calling).
+fn proxy_failure(e: &ApiError) -> Option<ProxyFailure> {
+    Some(match e {
+        ApiError::ProxyUnauthorized => return None,
+        ApiError::StoreUnavailable(_) => ProxyFailure::StoreUnavailable,
+        ApiError::Timeout | ApiError::RequestTimeout => ProxyFailure::Timeout,
+        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::PayloadTooLarge(_) => {
+            ProxyFailure::BadRequest
+        }
+        _ => ProxyFailure::InternalError,
+    })
+}
+
+/// The rejection reason label of an error of a minting route (`POST /tokens` and
+/// `POST /tokens/subscription`; `user_unknown` and `channel_forbidden` only occur on the latter).
+fn mint_reason(e: &ApiError) -> RejectReason {
+    match e {
+        ApiError::InvalidApiKey | ApiError::ApiKeyRevoked { .. } => RejectReason::InvalidApiKey,
+        ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
+            RejectReason::InvalidRequest
+        }
+        ApiError::PayloadTooLarge(_) => RejectReason::PayloadTooLarge,
+        ApiError::UnsupportedMediaType => RejectReason::UnsupportedMediaType,
+        ApiError::UserUnknown(_) => RejectReason::UserUnknown,
+        ApiError::UserDisabled => RejectReason::UserDisabled,
+        ApiError::ChannelForbidden(_) => RejectReason::ChannelForbidden,
+        ApiError::StoreUnavailable(_) => RejectReason::StoreUnavailable,
+        ApiError::RequestTimeout => RejectReason::RequestTimeout,
+        ApiError::RateLimited(_) => RejectReason::RateLimited,
+        ApiError::Timeout => RejectReason::Timeout,
+        _ => RejectReason::InternalError,
+    }
+}
