@@ -174,7 +174,7 @@ async fn an_empty_custom_array_is_stored_as_an_empty_object(backend: Backend) {
 
 async fn a_revoked_api_key_says_so_with_its_date(backend: Backend) {
     let t = TestApp::spawn_on_with(backend, |c| {
-        c.limits.failed_auth_per_ip_per_minute = 3;
+        c.limits.failed_auth_per_ip_per_minute = 4;
     })
     .await;
     let key = t.app.store.create_api_key("old", now()).await.unwrap();
@@ -215,8 +215,8 @@ async fn a_revoked_api_key_says_so_with_its_date(backend: Backend) {
     assert_eq!(r.status(), 401);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "api_key_revoked");
 
-    // An unknown key is still only "invalid"; and the failed-auth limit (3 a minute) counted
-    // the two revoked attempts above with this one.
+    // An unknown key is still only "invalid"; and the failed-auth limit (4 a minute) counted
+    // the three revoked attempts above (on every route that takes a key) with this one.
     let (s, b) = t
         .tokens_with_key(
             "chatsdk_unknownunknownunknownunknownunknown",

@@ -61,7 +61,7 @@ async fn a_stalled_log_reader_stalls_no_request_and_dropped_lines_are_counted() 
     let mut dropped = 0.0;
     // Every request writes an access-log line; far more than the pipe and the bounded queue
     // in front of it hold. Stop as soon as lines are being dropped.
-    for round in 0..40 {
+    for round in 0..160 {
         let mut batch = Vec::new();
         for _ in 0..250 {
             let (c, url) = (client.clone(), healthz.clone());
