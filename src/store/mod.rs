@@ -9,12 +9,15 @@
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
 
+mod audit_page;
 pub mod postgres;
 mod postgres_outbox;
 pub mod sqlite;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+pub use audit_page::{AuditPage, AuditQuery, AuditRow};
 
 use crate::api_key;
 use crate::error_chain::Cause;
