@@ -5,6 +5,8 @@
 //! a token or a key. Rule of thumb for a new metric: count outcomes where they are decided
 //! (`tokens`, `proxy`), time requests in `router`, time storage in `store`.
 
+pub mod recent;
+
 use std::sync::OnceLock;
 
 use prometheus::{
