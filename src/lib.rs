@@ -34,6 +34,8 @@
 //! - [`outbox`]: delivery of queued kicks through [`centrifugo_api`] (the server's loop, and
 //!   the CLI's direct attempt).
 //! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
+//! - [`console`]: the operator console (`GET /admin/`), a static page, stylesheet, script and
+//!   icon embedded in the binary, client of the admin API; the strict headers of `/admin/` answers.
 //! - [`router`]: the single route table and its `route` labels; per-request timing, the
 //!   request deadline, access log and metrics.
 //! - [`server`]: the accept loop over already-bound listeners (main, metrics, admin), with
@@ -72,6 +74,7 @@ pub mod centrifugo_config;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod doctor;
 pub mod error_chain;
 pub mod http;

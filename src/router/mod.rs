@@ -19,7 +19,7 @@ use crate::http::body::BodyProgress;
 use crate::http::{ApiError, Resp};
 use crate::proxy;
 use crate::telemetry::access_log::Entry;
-use crate::{admin, ops, subscription_tokens, tokens, verify};
+use crate::{admin, console, ops, subscription_tokens, tokens, verify};
 
 use table::UNMATCHED;
 pub use table::{route, AdminRoute, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
@@ -59,6 +59,7 @@ pub async fn handle(
         Ok(Route::Proxy(cb)) => Some(cb),
         _ => None,
     };
+    let admin_space = matches!(resolved, Ok(r) if r.is_admin());
 
     let progress = BodyProgress::default();
     let result = match resolved {
@@ -95,6 +96,10 @@ pub async fn handle(
             e.into_response()
         }
     };
+    if admin_space {
+        // The console's and the admin API's answers alike: never cached, framed or sniffed.
+        console::harden(resp.headers_mut());
+    }
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let seconds = elapsed.as_secs_f64();
@@ -154,6 +159,7 @@ async fn dispatch(
         Route::Verify => verify::verify(app, req.headers()).await,
         Route::Introspect => verify::introspect(app, req, progress).await,
         Route::Jwks => verify::jwks(app),
+        Route::ConsolePage | Route::ConsoleAsset => console::serve(app, req.uri().path()),
     }
 }
 

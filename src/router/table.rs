@@ -11,7 +11,7 @@ use crate::proxy::decision::Callback;
 
 /// The `route` label values, indexed by [`Route::index`] (the last is for requests that
 /// matched no route). The metrics registry is handed this list at startup.
-pub const ROUTE_LABELS: [&str; 26] = [
+pub const ROUTE_LABELS: [&str; 30] = [
     "tokens",
     "centrifugo_connect",
     "centrifugo_refresh",
@@ -34,9 +34,13 @@ pub const ROUTE_LABELS: [&str; 26] = [
     "admin_revoke_api_key",
     "admin_list_keys",
     "admin_rotate_key",
+    "admin_audit",
+    "admin_overview",
     "verify",
     "introspect",
     "jwks",
+    "admin_console",
+    "admin_console_asset",
     "unmatched",
 ];
 
@@ -59,6 +63,8 @@ pub enum AdminRoute {
     RevokeApiKey,
     ListKeys,
     RotateKey,
+    Audit,
+    Overview,
 }
 
 /// Every endpoint the service answers.
@@ -75,6 +81,10 @@ pub enum Route {
     Verify,
     Introspect,
     Jwks,
+    /// The operator console's page (`GET /admin/`), public: it holds no data.
+    ConsolePage,
+    /// The console's stylesheet, script and icon (`GET /admin/console/{file}`), public.
+    ConsoleAsset,
 }
 
 impl Route {
@@ -92,9 +102,11 @@ impl Route {
             Route::OpenApi => 8,
             Route::SubscriptionTokens => 9,
             Route::Admin(a) => 10 + a as usize,
-            Route::Verify => 22,
-            Route::Introspect => 23,
-            Route::Jwks => 24,
+            Route::Verify => 24,
+            Route::Introspect => 25,
+            Route::Jwks => 26,
+            Route::ConsolePage => 27,
+            Route::ConsoleAsset => 28,
         }
     }
 
@@ -113,9 +125,13 @@ impl Route {
                         | AdminRoute::ListApiKeys
                         | AdminRoute::RevokeApiKey
                         | AdminRoute::ListKeys
+                        | AdminRoute::Audit
+                        | AdminRoute::Overview
                 )
                 | Route::Verify
                 | Route::Jwks
+                | Route::ConsolePage
+                | Route::ConsoleAsset
         )
     }
 
@@ -124,8 +140,12 @@ impl Route {
         ROUTE_LABELS[self.index()]
     }
 
-    fn is_admin(self) -> bool {
-        matches!(self, Route::Admin(_))
+    /// Served where the admin API is: its routes and the console's.
+    pub fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Route::Admin(_) | Route::ConsolePage | Route::ConsoleAsset
+        )
     }
 }
 
@@ -159,7 +179,7 @@ pub struct Endpoint {
 /// when the metrics have a listener of their own, which serves only `/metrics` and `/healthz`;
 /// `/admin/...` likewise with `admin.listen`. `/verify` answers every method a gateway may
 /// forward the original request's method with (nginx `auth_request` and Envoy `ext_authz` do).
-pub const ENDPOINTS: [Endpoint; 30] = [
+pub const ENDPOINTS: [Endpoint; 34] = [
     Endpoint::post("/tokens", Route::Tokens),
     Endpoint::post("/tokens/subscription", Route::SubscriptionTokens),
     Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
@@ -203,6 +223,10 @@ pub const ENDPOINTS: [Endpoint; 30] = [
         "/admin/keys/{kind}/rotate",
         Route::Admin(AdminRoute::RotateKey),
     ),
+    Endpoint::get("/admin/audit", Route::Admin(AdminRoute::Audit)),
+    Endpoint::get("/admin/overview", Route::Admin(AdminRoute::Overview)),
+    Endpoint::get("/admin/", Route::ConsolePage),
+    Endpoint::get("/admin/console/{file}", Route::ConsoleAsset),
     Endpoint::get("/verify", Route::Verify),
     Endpoint::with("POST", "/verify", Route::Verify),
     Endpoint::with("PUT", "/verify", Route::Verify),
@@ -354,6 +378,10 @@ mod tests {
             ),
             (Route::Admin(AdminRoute::ListKeys), "admin_list_keys"),
             (Route::Admin(AdminRoute::RotateKey), "admin_rotate_key"),
+            (Route::Admin(AdminRoute::Audit), "admin_audit"),
+            (Route::Admin(AdminRoute::Overview), "admin_overview"),
+            (Route::ConsolePage, "admin_console"),
+            (Route::ConsoleAsset, "admin_console_asset"),
             (Route::Verify, "verify"),
             (Route::Introspect, "introspect"),
             (Route::Jwks, "jwks"),
