@@ -10,6 +10,7 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)   # tests/api/nginx.rs
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # tests/openapi.sh
 command -v curl >/dev/null || need+=(curl)
+command -v chromium >/dev/null && command -v chromedriver >/dev/null || need+=(chromium chromium-driver)  # tests/api/console_browser.rs
 if ((${#need[@]})); then
   echo "[test] installing ${need[*]} (Debian packages)"
   SUDO=""; ((EUID == 0)) || SUDO=sudo
