@@ -382,6 +382,34 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &Client) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // Delete asks to type the id; app-wide revocation to type REVOKE ALL.
+    click(c, "#nav a[data-view='users']").await;
+    fill(c, "#user-lookup-id", "erin\u{E007}").await;
+    wait_text(c, "#user-detail-id", "erin").await;
+    click(c, "#user-delete").await;
+    wait_text(c, "#confirm-title", "Delete user “erin”").await;
+    assert!(!find(c, "#confirm-ok").await.is_enabled().await.unwrap());
+    fill(c, "#confirm-typed", "eri").await;
+    assert!(!find(c, "#confirm-ok").await.is_enabled().await.unwrap());
+    fill(c, "#confirm-typed", "erin").await;
+    click(c, "#confirm-ok").await;
+    wait_text(c, "#user-result", "Deleted erin. Kick queued: yes").await;
+    f.wait_kick("erin", WAIT).await;
+    assert!(!displayed(c, "#user-detail").await);
+    click(c, "#nav a[data-view='overview']").await;
+    click(c, "#revoke-all").await;
+    wait_text(c, "#confirm-typed-label", "REVOKE ALL").await;
+    assert!(!find(c, "#confirm-ok").await.is_enabled().await.unwrap());
+    fill(c, "#confirm-typed", "REVOKE ALL\u{E007}").await;
+    wait_text(
+        c,
+        "#revoke-all-result",
+        "Revoked every token issued at or before",
+    )
+    .await;
+    let revoked = admin_get(t, "/admin/audit?action=app.tokens_revoked").await;
+    assert_eq!(revoked["events"].as_array().unwrap().len(), 1, "{revoked}");
+
     // Sign out: the token is gone, and a reload shows nothing but the sign-in.
     click(c, "#signout").await;
     find(c, "#signin-token").await;
