@@ -6,7 +6,7 @@
 //! still inside the window. Counters start at zero with the process, so the first sample is
 //! zero at start and a younger process reports everything since it started.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use prometheus::core::Collector;
 use prometheus::IntCounterVec;
 use serde::Serialize;
 
-use super::{Metrics, RejectReason};
+use super::Metrics;
 
 /// How often the housekeeping task samples the counters.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(10);
@@ -24,15 +24,12 @@ pub const WINDOW_SECONDS: i64 = 300;
 const MINUTES: usize = (WINDOW_SECONDS / 60) as usize;
 /// Samples kept: the window and one more.
 const KEEP: usize = (WINDOW_SECONDS as usize) / 10 + 2;
-/// Every `reason` label of both minting routes (subscription's set contains the other).
-const REASONS: [RejectReason; 12] = RejectReason::SUBSCRIPTION;
-
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Counts {
     /// `rest`, `ws`, `subscription`.
     minted: [u64; 3],
-    /// Indexed like [`REASONS`], both minting routes together.
-    rejected: [u64; 12],
+    /// By `reason` label, both minting routes together.
+    rejected: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -43,7 +40,7 @@ impl Counts {
                 m.hot.tokens_ws.get(),
                 m.hot.tokens_subscription.get(),
             ],
-            rejected: [0; 12],
+            rejected: BTreeMap::new(),
         };
         for vec in [&m.token_rejections, &m.subscription_rejections] {
             add_by_reason(vec, &mut c.rejected);
@@ -56,28 +53,25 @@ impl Counts {
     }
 
     fn rejected_total(&self) -> u64 {
-        self.rejected.iter().sum()
+        self.rejected.values().sum()
     }
 }
 
 /// Adds each `reason` series of `vec` (only those that exist: collecting creates none).
-fn add_by_reason(vec: &IntCounterVec, into: &mut [u64; 12]) {
+fn add_by_reason(vec: &IntCounterVec, into: &mut BTreeMap<String, u64>) {
     for family in vec.collect() {
         for metric in family.get_metric() {
-            let reason = metric
-                .get_label()
-                .iter()
-                .find(|l| l.name() == "reason")
-                .map(|l| l.value());
-            if let Some(i) = REASONS.iter().position(|r| Some(r.label()) == reason) {
-                into[i] += metric.get_counter().get_value() as u64;
+            let reason = metric.get_label().iter().find(|l| l.name() == "reason");
+            if let Some(reason) = reason {
+                *into.entry(reason.value().to_string()).or_default() +=
+                    metric.get_counter().get_value() as u64;
             }
         }
     }
 }
 
 /// The counters at one instant (Unix seconds).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Sample {
     at: i64,
     counts: Counts,
@@ -91,7 +85,7 @@ pub struct Recent {
 /// One reason's refusals in the window.
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct ReasonCount {
-    pub reason: &'static str,
+    pub reason: String,
     pub count: u64,
 }
 
@@ -149,7 +143,7 @@ impl Recent {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .copied()
+            .cloned()
             .collect();
         let start = now - WINDOW_SECONDS;
         // The oldest sample inside the window (else the newest, if the sampler stalled).
@@ -157,18 +151,18 @@ impl Recent {
             .iter()
             .find(|s| s.at >= start)
             .or(samples.last())
-            .copied()
-            .unwrap_or(current);
+            .cloned()
+            .unwrap_or_else(|| current.clone());
         // The counters at `t`: the last sample taken at or before it, never before `base`.
-        let at = |t: i64| -> Counts {
+        let at = |t: i64| -> &Counts {
             if t >= now {
-                return current.counts;
+                return &current.counts;
             }
             samples
                 .iter()
                 .rev()
                 .find(|s| s.at <= t && s.at >= base.at)
-                .map_or(base.counts, |s| s.counts)
+                .map_or(&base.counts, |s| &s.counts)
         };
         let mut minted_per_minute = [0; MINUTES];
         let mut rejected_per_minute = [0; MINUTES];
@@ -179,12 +173,13 @@ impl Recent {
             rejected_per_minute[i] = to.rejected_total().saturating_sub(from.rejected_total());
         }
         let d = |k: usize| current.counts.minted[k].saturating_sub(base.counts.minted[k]);
-        let rejected = REASONS
+        let rejected = current
+            .counts
+            .rejected
             .iter()
-            .enumerate()
-            .map(|(i, r)| ReasonCount {
-                reason: r.label(),
-                count: current.counts.rejected[i].saturating_sub(base.counts.rejected[i]),
+            .map(|(reason, n)| ReasonCount {
+                reason: reason.clone(),
+                count: n.saturating_sub(base.counts.rejected.get(reason).copied().unwrap_or(0)),
             })
             .filter(|r| r.count > 0)
             .collect();
@@ -229,7 +224,7 @@ mod tests {
         assert_eq!(
             w.rejected,
             vec![ReasonCount {
-                reason: "invalid_api_key",
+                reason: "invalid_api_key".into(),
                 count: 5
             }]
         );
@@ -242,9 +237,12 @@ mod tests {
         let m = metrics();
         let r = Recent::new(0);
         m.hot.tokens_rest.inc_by(10);
+        let limited = m.token_rejections.with_label_values(&["rate_limited"]);
+        limited.inc_by(4);
         for t in (10..=400).step_by(10) {
             r.sample(&m, t);
         }
+        limited.inc_by(2);
         // 10 minted before t = 10; nothing since: the last five minutes saw none.
         m.hot.tokens_subscription.inc_by(7);
         r.sample(&m, 410);
@@ -252,7 +250,14 @@ mod tests {
         assert_eq!(w.seconds, WINDOW_SECONDS);
         assert_eq!((w.minted_rest, w.minted_subscription), (0, 7));
         assert_eq!(w.minted_per_minute, [0, 0, 0, 0, 7]);
-        assert!(w.rejected.is_empty());
+        assert_eq!(
+            w.rejected,
+            vec![ReasonCount {
+                reason: "rate_limited".into(),
+                count: 2
+            }]
+        );
+        assert_eq!(w.rejected_per_minute, [0, 0, 0, 0, 2]);
         assert!(r.samples.lock().unwrap().len() <= KEEP);
     }
 }
