@@ -9,6 +9,11 @@
 //! refused. Errors use the service's `{error, code}` envelope; an unknown user or key is 404.
 //! A change that queued a kick wakes the delivery loop at once. `GET /admin/keys` and
 //! `POST /admin/keys/{rest|ws}/rotate` are `chatsdk-auth keys list` and `keys rotate`.
+//! `GET /admin/audit` and `GET /admin/overview`, the operator console's reads, are [`audit`]
+//! and [`overview`].
+
+mod audit;
+mod overview;
 
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
@@ -195,6 +200,8 @@ pub(crate) async fn handle(
                 key: &key,
             })
         }
+        A::Audit => ok_json(&audit::page(&app.store, ctx.uri.query()).await?),
+        A::Overview => ok_json(&overview::build(app).await),
         A::ListKeys => ok_json(&SigningKeys {
             keys: app.keys.current().list(now),
         }),

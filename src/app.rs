@@ -55,6 +55,8 @@ pub struct App {
     pub kick_wake: tokio::sync::Notify,
     /// The rate limits (`[limits]`).
     pub limits: Limits,
+    /// The last minutes of the token counters, for `GET /admin/overview`.
+    pub recent: crate::metrics::recent::Recent,
     /// Audit events raised on the request path (rate-limit trips), written by
     /// [`App::housekeeping`] so that a 429 never waits for the store.
     audit_queue: tokio::sync::mpsc::Sender<AuditEvent>,
@@ -138,6 +140,7 @@ impl App {
             centrifugo_api,
             kick_wake: tokio::sync::Notify::new(),
             limits,
+            recent: crate::metrics::recent::Recent::new(crate::now_unix()),
             audit_queue,
             audit_pending: Mutex::new(Some(audit_pending)),
             last_trip_minute: std::array::from_fn(|_| AtomicI64::new(i64::MIN)),
@@ -176,8 +179,9 @@ impl App {
         }
     }
 
-    /// Background work for a serving process: writes queued audit events, and prunes the
-    /// audit trail to `audit.retention_days` at start and then hourly. Runs until dropped.
+    /// Background work for a serving process: writes queued audit events, prunes the audit
+    /// trail to `audit.retention_days` at start and then hourly, and samples the token counters
+    /// for the admin overview. Runs until dropped.
     pub async fn housekeeping(self: Arc<App>) {
         let pending = self
             .audit_pending
@@ -188,6 +192,7 @@ impl App {
             return;
         };
         let mut prune = tokio::time::interval(Duration::from_secs(3600));
+        let mut sample = tokio::time::interval(crate::metrics::recent::SAMPLE_EVERY);
         loop {
             tokio::select! {
                 event = pending.recv() => match event {
@@ -199,6 +204,7 @@ impl App {
                     None => return,
                 },
                 _ = prune.tick() => self.prune_audit().await,
+                _ = sample.tick() => self.recent.sample(&self.metrics, crate::now_unix()),
             }
         }
     }

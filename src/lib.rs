@@ -44,6 +44,8 @@
 //! - [`outbox`]: delivery of queued kicks through [`centrifugo::api`] (the server's loop, and
 //!   the CLI's direct attempt).
 //! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
+//! - [`console`]: the operator console (`GET /admin/`), a static page, stylesheet, script and
+//!   icon embedded in the binary, client of the admin API; the strict headers of `/admin/` answers.
 //! - [`router`]: the single route table (each route's `route` label, path and policy: guard,
 //!   body, rejection counter), the guards enforced before every handler (`router/guard.rs`,
 //!   which hands handlers a `Ctx`); per-request timing, the request deadline, access log and
@@ -86,6 +88,7 @@ pub mod centrifugo;
 pub mod channels;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod doctor;
 pub mod error_chain;
 pub mod http;

@@ -7,6 +7,8 @@
 //! set is one enum (`metrics/labels.rs`, and Centrifugo's in `centrifugo/protocol.rs`); every
 //! value of every set is created at startup, so dashboards and alerts see zeros.
 
+pub mod recent;
+
 use std::sync::OnceLock;
 
 use prometheus::{

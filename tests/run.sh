@@ -16,6 +16,7 @@ ruby -e 'require "httparty"' 2>/dev/null || need+=(ruby ruby-httparty)
 php -r 'require "GuzzleHttp/autoload.php";' 2>/dev/null || need+=(php-cli php-guzzlehttp-guzzle)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # tests/openapi.sh
 command -v curl >/dev/null || need+=(curl)
+command -v chromium >/dev/null && command -v chromedriver >/dev/null || need+=(chromium chromium-driver)  # tests/api/console_browser.rs
 if ((${#need[@]})); then
   echo "[test] installing ${need[*]} (Debian packages)"
   SUDO=""; ((EUID == 0)) || SUDO=sudo

@@ -231,6 +231,8 @@ pub struct AdminConfig {
     /// A listener of its own for `/admin/...`; `None` serves it on the main listener
     /// (`admin.listen`).
     pub listen: Option<SocketAddr>,
+    /// Serve the operator console (`GET /admin/`) where the admin API is (`admin.console`).
+    pub console: bool,
 }
 
 /// `[metrics]`, validated.

@@ -213,12 +213,24 @@ impl Default for RawCentrifugo {
 }
 
 /// `[admin]`: the admin HTTP API.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawAdmin {
     /// Separate listen address for `/admin/...`; empty serves it on the main listener. Env
     /// `CHATSDK_AUTH_ADMIN__LISTEN`.
     pub listen: String,
+    /// Serve the operator console (`GET /admin/`) beside the admin API. Env
+    /// `CHATSDK_AUTH_ADMIN__CONSOLE`.
+    pub console: bool,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        RawAdmin {
+            listen: String::new(),
+            console: true,
+        }
+    }
 }
 
 /// `[metrics]`: the Prometheus endpoint.

@@ -509,6 +509,7 @@ fn sidecar_url_of(listen: SocketAddr) -> String {
 fn admin(a: &RawAdmin, p: &mut Vec<String>) -> AdminConfig {
     AdminConfig {
         listen: (!a.listen.trim().is_empty()).then(|| parse_addr("admin.listen", &a.listen, p)),
+        console: a.console,
     }
 }
 

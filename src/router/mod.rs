@@ -21,7 +21,7 @@ use crate::http::body::BodyProgress;
 use crate::http::{ApiError, Resp};
 use crate::proxy;
 use crate::telemetry::access_log::Entry;
-use crate::{admin, ops, subscription_tokens, tokens, verify};
+use crate::{admin, console, ops, subscription_tokens, tokens, verify};
 
 use guard::Ctx;
 pub use table::{route, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
@@ -54,6 +54,7 @@ pub(crate) async fn handle(
     let has_body = !req.body().is_end_stream();
     let resolved = route(&method, req.uri().path(), listener);
     let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
+    let admin_space = matches!(resolved, Ok(r) if r.is_admin());
 
     let progress = BodyProgress::default();
     let (result, policy) = match resolved {
@@ -82,6 +83,10 @@ pub(crate) async fn handle(
             e.into_response()
         }
     };
+    if admin_space {
+        // The console's and the admin API's answers alike: never cached, framed or sniffed.
+        console::harden(resp.headers_mut());
+    }
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let seconds = elapsed.as_secs_f64();
@@ -161,6 +166,7 @@ async fn dispatch(ctx: &Ctx<'_>, route: Route, body: &[u8]) -> Result<Resp, ApiE
         Route::Verify => verify::verify(ctx).await,
         Route::Introspect => verify::introspect(ctx, body).await,
         Route::Jwks => verify::jwks(ctx.app),
+        Route::ConsolePage | Route::ConsoleAsset => console::serve(ctx.app, ctx.uri.path()),
     }
 }
 

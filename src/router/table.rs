@@ -39,9 +39,13 @@ pub enum RouteLabel {
     AdminRevokeApiKey,
     AdminListKeys,
     AdminRotateKey,
+    AdminAudit,
+    AdminOverview,
     Verify,
     Introspect,
     Jwks,
+    AdminConsole,
+    AdminConsoleAsset,
     /// Requests that matched no route.
     Unmatched,
 }
@@ -69,6 +73,8 @@ pub enum AdminRoute {
     RevokeApiKey,
     ListKeys,
     RotateKey,
+    Audit,
+    Overview,
 }
 
 /// Every endpoint the service answers.
@@ -85,6 +91,10 @@ pub enum Route {
     Verify,
     Introspect,
     Jwks,
+    /// The operator console's page (`GET /admin/`), public: it holds no data.
+    ConsolePage,
+    /// The console's stylesheet, script and icon (`GET /admin/console/{file}`), public.
+    ConsoleAsset,
 }
 
 /// Who may call a route; checked by the router before the body is read.
@@ -169,10 +179,14 @@ impl Route {
                 AdminRoute::RevokeApiKey => RouteLabel::AdminRevokeApiKey,
                 AdminRoute::ListKeys => RouteLabel::AdminListKeys,
                 AdminRoute::RotateKey => RouteLabel::AdminRotateKey,
+                AdminRoute::Audit => RouteLabel::AdminAudit,
+                AdminRoute::Overview => RouteLabel::AdminOverview,
             },
             Route::Verify => RouteLabel::Verify,
             Route::Introspect => RouteLabel::Introspect,
             Route::Jwks => RouteLabel::Jwks,
+            Route::ConsolePage => RouteLabel::AdminConsole,
+            Route::ConsoleAsset => RouteLabel::AdminConsoleAsset,
         }
     }
 
@@ -206,13 +220,17 @@ impl Route {
             Route::Proxy(cb) => p(Guard::ProxySecret(cb), BodyRule::Raw, Rejections::Proxy(cb)),
             Route::Metrics => p(Guard::MetricsBearer, BodyRule::None, Rejections::None),
             Route::Healthz | Route::Readyz | Route::OpenApi | Route::Verify | Route::Jwks => PUBLIC,
+            // The console's page and files hold no data: every data call is the admin API's.
+            Route::ConsolePage | Route::ConsoleAsset => PUBLIC,
             Route::Admin(
                 AdminRoute::GetUser
                 | AdminRoute::ListUsers
                 | AdminRoute::DeleteUser
                 | AdminRoute::ListApiKeys
                 | AdminRoute::RevokeApiKey
-                | AdminRoute::ListKeys,
+                | AdminRoute::ListKeys
+                | AdminRoute::Audit
+                | AdminRoute::Overview,
             ) => p(Guard::AdminBearer, BodyRule::None, Rejections::None),
             Route::Admin(
                 AdminRoute::DisableUser
@@ -248,8 +266,12 @@ impl Route {
         self.metric_label().into()
     }
 
-    const fn is_admin(self) -> bool {
-        matches!(self, Route::Admin(_))
+    /// Served where the admin API is: its routes and the console's.
+    pub const fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Route::Admin(_) | Route::ConsolePage | Route::ConsoleAsset
+        )
     }
 }
 
@@ -283,7 +305,7 @@ pub struct Endpoint {
 /// when the metrics have a listener of their own, which serves only `/metrics` and `/healthz`;
 /// `/admin/...` likewise with `admin.listen`. `/verify` answers every method a gateway may
 /// forward the original request's method with (nginx `auth_request` and Envoy `ext_authz` do).
-pub const ENDPOINTS: [Endpoint; 30] = [
+pub const ENDPOINTS: [Endpoint; 34] = [
     Endpoint::post("/tokens", Route::Tokens),
     Endpoint::post("/tokens/subscription", Route::SubscriptionTokens),
     Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
@@ -327,6 +349,10 @@ pub const ENDPOINTS: [Endpoint; 30] = [
         "/admin/keys/{kind}/rotate",
         Route::Admin(AdminRoute::RotateKey),
     ),
+    Endpoint::get("/admin/audit", Route::Admin(AdminRoute::Audit)),
+    Endpoint::get("/admin/overview", Route::Admin(AdminRoute::Overview)),
+    Endpoint::get("/admin/", Route::ConsolePage),
+    Endpoint::get("/admin/console/{file}", Route::ConsoleAsset),
     Endpoint::get("/verify", Route::Verify),
     Endpoint::with("POST", "/verify", Route::Verify),
     Endpoint::with("PUT", "/verify", Route::Verify),

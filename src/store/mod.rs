@@ -9,6 +9,7 @@
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
 
+mod audit_page;
 mod error;
 mod postgres;
 mod postgres_outbox;
@@ -18,6 +19,8 @@ pub use error::{Conflict, StoreError};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+pub use audit_page::{AuditPage, AuditQuery, AuditRow};
 
 use crate::api_key;
 use crate::metrics::StoreTimings;

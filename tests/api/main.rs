@@ -17,6 +17,11 @@ mod certs;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
 /// tokens against the generated Centrifugo config.
 mod channels;
+/// The operator console: its files and headers, `GET /admin/audit` on both backends and
+/// `GET /admin/overview`.
+mod console;
+/// The operator console in a real headless Chromium through WebDriver (ChromeDriver).
+mod console_browser;
 /// The HTTP edge: connection cap, unread bodies, half-close, key headers, cache, /metrics.
 mod edge;
 /// Active revocation: the server-API client, kicks from every action and entry point.

@@ -1,0 +1,79 @@
+//! The operator console: `GET /admin/` and `GET /admin/console/{file}`, a static page,
+//! stylesheet, one JavaScript module and an icon embedded in the binary, served where the admin
+//! API is unless `admin.console = false`; and [`harden`], the headers every answer under
+//! `/admin/` carries.
+//!
+//! The page holds no data and needs no token: it is a client of the documented admin API, with
+//! the admin token the operator types kept in `sessionStorage` and sent as
+//! `Authorization: Bearer` by `fetch` (no cookie, so nothing a forged cross-site request could
+//! ride on). The CSP allows nothing but this origin: no inline script or style, no frames.
+
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Response};
+use http_body_util::Full;
+
+use crate::app::App;
+use crate::http::{ApiError, Resp};
+
+/// `Content-Security-Policy` of every `/admin/` answer: this origin only, no inline code, no
+/// plugins, no framing, no `<base>` rewriting, forms post nowhere else.
+pub const CSP: &str = "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'; form-action 'self'";
+
+/// The console's files: name under `/admin/console/`, content type, bytes.
+const ASSETS: [(&str, &str, &[u8]); 3] = [
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_bytes!("console.css"),
+    ),
+    (
+        "console.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("console.js"),
+    ),
+    ("icon.svg", "image/svg+xml", include_bytes!("icon.svg")),
+];
+
+/// The page itself (`GET /admin/`).
+const PAGE: &[u8] = include_bytes!("index.html");
+
+/// Answers `GET /admin/` or `GET /admin/console/{file}`; 404 when the console is off or the
+/// file is not one of the console's.
+pub fn serve(app: &App, path: &str) -> Result<Resp, ApiError> {
+    if !app.config.admin.console {
+        return Err(ApiError::NotFound);
+    }
+    let (content_type, body) = if path == "/admin/" {
+        ("text/html; charset=utf-8", PAGE)
+    } else {
+        let name = path.strip_prefix("/admin/console/").unwrap_or_default();
+        ASSETS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, t, b)| (*t, *b))
+            .ok_or(ApiError::NotFound)?
+    };
+    let mut r = Response::new(Full::new(Bytes::from_static(body)));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Ok(r)
+}
+
+/// The strict headers of every answer under `/admin/` (the console's files and the admin API's
+/// JSON alike, errors included): never cached, framed, sniffed or sent a referrer from.
+pub fn harden(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
