@@ -21,6 +21,7 @@ const SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
 /// Top-level modules that are lower layers as a whole.
 const LOWER: &[&str] = &[
     "error_chain",
+    "tls",
     "api_key",
     "channels",
     "config",
@@ -38,6 +39,7 @@ const LOWER: &[&str] = &[
 const LOWER_CHILDREN: &[[&str; 2]] = &[["centrifugo", "protocol"], ["centrifugo", "api"]];
 /// Handler families: each may use its own children, never another family.
 const HANDLERS: &[&str] = &[
+    "console",
     "tokens",
     "subscription_tokens",
     "admin",

@@ -342,6 +342,8 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &Client) {
     click(c, "#rotate-rest").await;
     wait_text(c, "#confirm-title", "REST").await;
     click(c, "#confirm-ok").await;
+    // The rotation runs on the blocking pool: read the ring once the page says it is done.
+    wait_text(c, "#rotate-result", "Rotated the").await;
     let new_rest = current_kid(&admin_get(t, "/admin/keys").await, "rest");
     assert_ne!(new_rest, old_rest);
     wait_text(c, "#rotate-result", &format!("new kid {new_rest}")).await;
