@@ -203,9 +203,20 @@ impl App {
                     }
                     None => return,
                 },
-                _ = prune.tick() => self.prune_audit().await,
+                _ = prune.tick() => {
+                    self.prune_audit().await;
+                    self.prune_shared_limits().await;
+                }
                 _ = sample.tick() => self.recent.sample(&self.metrics, crate::now_unix()),
             }
+        }
+    }
+
+    /// Forgets the shared limit buckets that are full again (PostgreSQL; nothing on SQLite).
+    async fn prune_shared_limits(&self) {
+        let now_ms = crate::now_unix().saturating_mul(1000);
+        if let Err(e) = self.store.prune_shared_limits(now_ms).await {
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot prune the shared limit buckets");
         }
     }
 

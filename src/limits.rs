@@ -384,6 +384,13 @@ impl Limits {
         let Err(limited) = l.check(client_key(ip)) else {
             return Ok(());
         };
+        self.block(ip, limited.retry_after);
+        Err(limited)
+    }
+
+    /// Refuses API-key checks from `ip` for `retry_after`: its failed-auth budget is used up,
+    /// here or in the bucket the replicas share.
+    pub fn block(&self, ip: IpAddr, retry_after: Duration) {
         let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         if blocked.len() >= self.max_keys {
@@ -391,9 +398,10 @@ impl Limits {
         }
         if blocked.len() < self.max_keys {
             let key = self.blocked_hasher.hash_one(client_key(ip));
-            blocked.insert(key, now + limited.retry_after);
+            let until = now + retry_after;
+            let entry = blocked.entry(key).or_insert(until);
+            *entry = (*entry).max(until);
         }
-        Err(limited)
     }
 }
 

@@ -41,13 +41,15 @@ use hyper::body::Incoming;
 use super::table::{BodyRule, Guard, Policy, Rejections};
 use crate::app::App;
 use crate::centrifugo::protocol::Callback;
+use crate::error_chain::Chain;
 use crate::http::auth::{self, Caller, Scheme};
 use crate::http::body::{self, BodyProgress};
 use crate::http::{client_addr, ApiError};
-use crate::limits::Limited;
+use crate::limits::{self, Limit, Limited};
 use crate::metrics::ProxyFailure;
 use crate::metrics::RejectReason;
 use crate::proxy::decision::Outcome;
+use crate::store::SharedVerdict;
 
 /// What a handler is given: the shared services, the request head, who is calling and when.
 pub struct Ctx<'a> {
@@ -135,6 +137,7 @@ pub(crate) async fn check(
             app.limits
                 .admin_call(client)
                 .map_err(|l| rate_limited(app, l, client, None))?;
+            shared(app, Limit::AdminPerIp, client).await?;
             let given = auth::bearer(headers, Scheme::Exact);
             if !auth::secret_matches(given, app.secrets.admin_token.expose().as_bytes()) {
                 app.metrics.admin_unauthorized.inc();
@@ -178,6 +181,7 @@ async fn api_key(
             app.limits
                 .auth_failed(client)
                 .map_err(|l| rate_limited(app, l, client, None))?;
+            shared(app, Limit::FailedAuthPerIp, client).await?;
             return Err(e);
         }
     };
@@ -191,6 +195,43 @@ async fn api_key(
             .map_err(|l| rate_limited(app, l, client, Some(&caller.key_name)))?;
     }
     Ok(caller)
+}
+
+/// Counts one event of `limit` for `client` in the bucket every replica shares (PostgreSQL;
+/// nothing on SQLite): a failed API-key check, or an admin call. Over the shared budget, the
+/// address is refused here too until the bucket refills, without asking again. A store that
+/// cannot count leaves the per-process limit in charge (logged): the key check or the admin
+/// token comparison still decides, and the local limiter still counts.
+async fn shared(app: &App, limit: Limit, client: IpAddr) -> Result<(), ApiError> {
+    let per_minute = match limit {
+        Limit::FailedAuthPerIp => app.config.limits.failed_auth_per_ip_per_minute,
+        Limit::AdminPerIp => app.config.limits.admin_per_ip_per_minute,
+        Limit::MintPerUser | Limit::MintPerApiKey => return Ok(()),
+    };
+    if per_minute == 0 || !app.store.shares_limits() {
+        return Ok(());
+    }
+    let key = format!("{}:{:032x}", limit.label(), limits::client_key(client));
+    match app.store.count_shared(&key, per_minute, now_ms()).await {
+        Ok(SharedVerdict::Allowed) => Ok(()),
+        Ok(SharedVerdict::Limited(retry_after)) => {
+            if limit == Limit::FailedAuthPerIp {
+                app.limits.block(client, retry_after);
+            }
+            let l = Limited { limit, retry_after };
+            Err(rate_limited(app, l, client, None))
+        }
+        Err(e) => {
+            tracing::warn!(error = %Chain(&e), limit = limit.label(), "cannot count a limit the replicas share; this replica's own limit still applies");
+            Ok(())
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Reads the body `rule` declares; empty for [`BodyRule::None`] (the body is left unread).

@@ -13,9 +13,11 @@ mod audit_page;
 mod error;
 mod postgres;
 mod postgres_outbox;
+mod shared_limits;
 mod sqlite;
 
 pub use error::{Conflict, StoreError};
+pub use shared_limits::SharedVerdict;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;

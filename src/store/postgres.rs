@@ -84,6 +84,13 @@ $$;
 CREATE TRIGGER chatsdk_auth_audit_events_append_only BEFORE UPDATE ON chatsdk_auth_audit_events
     FOR EACH ROW EXECUTE FUNCTION chatsdk_auth_audit_append_only();
 "#,
+    // The abuse limits every replica shares (src/store/shared_limits.rs).
+    r#"
+CREATE TABLE chatsdk_auth_limits (
+    key TEXT PRIMARY KEY,
+    tat_ms BIGINT NOT NULL
+);
+"#,
 ];
 
 const UPSERT: &str =

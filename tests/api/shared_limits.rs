@@ -1,0 +1,121 @@
+//! Abuse limits shared by replicas on one PostgreSQL: wrong API keys or admin calls spread over
+//! three replicas get the budget of one; a request with a valid key writes nothing there.
+
+use serde_json::json;
+
+use crate::helpers::{use_postgres, TestApp};
+use crate::pg;
+
+const ADMIN: &str = "admin-token-for-the-shared-limit-tests-0123456789";
+
+/// Three replicas on one new database, sharing their secrets, with `f` applied to each.
+async fn replicas(f: impl Fn(&mut chatsdk_auth::config::RawConfig)) -> (Vec<TestApp>, String) {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap().keep();
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        let u = url.clone();
+        // One data dir: the replicas share the test API key file, as in tests/api/postgres.rs.
+        let t = TestApp::start_in(&tmp.join("data"), |c| {
+            use_postgres(c, u);
+            c.secrets.rest_key = "r".repeat(40);
+            c.secrets.centrifugo_key = "w".repeat(40);
+            c.secrets.proxy_secret = "p".repeat(40);
+            c.secrets.admin_token = ADMIN.into();
+            f(c);
+        })
+        .await;
+        out.push(t);
+    }
+    (out, url)
+}
+
+async fn limit_rows(url: &str) -> i64 {
+    let (db, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.query_one("SELECT count(*) FROM chatsdk_auth_limits", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_spread_over_three_replicas_get_the_budget_of_one() {
+    const BUDGET: u32 = 6;
+    let (apps, _) = replicas(|c| c.limits.failed_auth_per_ip_per_minute = BUDGET).await;
+    let wrong = "chatsdk_wrongwrongwrongwrongwrongwrongwrongwrong1";
+    let (mut refused_401, mut limited_429) = (0, 0);
+    for i in 0..30 {
+        let (s, b) = apps[i % 3]
+            .tokens_with_key(wrong, json!({"userId": "u"}))
+            .await;
+        match s {
+            401 => refused_401 += 1,
+            429 => {
+                assert_eq!(b["code"], "rate_limited");
+                limited_429 += 1;
+            }
+            other => panic!("{other}: {b}"),
+        }
+    }
+    // Each replica alone would allow BUDGET wrong keys (18 in all); shared, the bucket allows
+    // BUDGET, and each other replica at most the one attempt that learns it is over.
+    assert!(
+        (BUDGET..=BUDGET + 2).contains(&refused_401),
+        "{refused_401} wrong keys were checked, {limited_429} refused"
+    );
+    // And every replica now refuses the address before looking a key up.
+    for t in &apps {
+        let (s, _) = t.tokens_with_key(&t.key, json!({"userId": "u"})).await;
+        assert_eq!(s, 429, "even a valid key waits out the address's refill");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_calls_spread_over_three_replicas_get_the_budget_of_one() {
+    const BUDGET: u32 = 5;
+    let (apps, _) = replicas(|c| c.limits.admin_per_ip_per_minute = BUDGET).await;
+    let mut ok = 0;
+    for i in 0..15 {
+        let t = &apps[i % 3];
+        let r = t
+            .client
+            .get(t.url("/admin/api-keys"))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => assert!(r.headers().contains_key("retry-after")),
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(ok, BUDGET, "one budget for the three replicas");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_valid_key_writes_nothing_to_the_shared_buckets() {
+    let (apps, url) = replicas(|_| {}).await;
+    for (i, t) in apps.iter().enumerate() {
+        for n in 0..5 {
+            let (s, b) = t.tokens(json!({"userId": format!("u{i}-{n}")})).await;
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    assert_eq!(
+        limit_rows(&url).await,
+        0,
+        "no statement on the success path"
+    );
+    let (s, _) = apps[0]
+        .tokens_with_key(
+            "chatsdk_wrongwrongwrongwrongwrongwrongwrongwrong1",
+            json!({"userId": "u"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    assert_eq!(limit_rows(&url).await, 1, "one row per address and limit");
+}
