@@ -13,6 +13,7 @@ mod audit_page;
 mod error;
 mod postgres;
 mod postgres_outbox;
+mod postgres_tls;
 mod shared_limits;
 mod sqlite;
 

@@ -137,7 +137,7 @@ impl PgStore {
         if pg.get_application_name().is_none() {
             pg.application_name("chatsdk-auth");
         }
-        let server = describe_server(&pg);
+        let server = super::postgres_tls::describe_server(&pg);
         let manager = Manager::from_config(
             pg,
             connector,
@@ -157,7 +157,10 @@ impl PgStore {
             })?;
         let store = PgStore { pool };
         match store.migrate().await {
-            Ok(()) => Ok(store),
+            Ok(()) => {
+                super::postgres_tls::say_how_encrypted(&store, &server, tls).await;
+                Ok(store)
+            }
             Err(StoreError::Unavailable(cause)) => Err(StoreError::Unavailable(
                 Context::new(
                     format!(
@@ -523,24 +526,6 @@ pub(super) fn user_from_row(r: &tokio_postgres::Row) -> Result<User, StoreError>
 /// outside chatsdk-auth) is [`StoreError::BadRow`], where `Row::get` would panic.
 pub(super) fn col<'a, T: FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, StoreError> {
     r.try_get(i).map_err(|e| StoreError::BadRow(e.into()))
-}
-
-/// `host:port` of each server the connection string names (no user, password or database).
-fn describe_server(pg: &tokio_postgres::Config) -> String {
-    use tokio_postgres::config::Host;
-    let ports = pg.get_ports();
-    pg.get_hosts()
-        .iter()
-        .enumerate()
-        .map(|(i, h)| {
-            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match h {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn map_pool_err(e: PoolError) -> StoreError {
