@@ -15,7 +15,8 @@
 #
 # Knobs (env):
 #   BACKEND=sqlite|postgres  postgres: a private cluster (tests/bench/pg.sh) in DB_DIR, pinned
-#                            to CPU 1 beside wrk, a fresh database per run
+#                            to CPU 1 beside wrk, a fresh database per run; PG_TLS=1 serves
+#                            it over TLS and connects with sslmode=verify-full
 #   DB_DIR=/dev/shm          where the data lives; a disk path (e.g. /var/tmp) includes fsyncs
 #   SEED=10000 USERS=SEED TOKENS=1000  world size, /tokens id pool, signed token pairs
 #   ORDER=random|once        random: replay the token pool at random (default); once: use the
