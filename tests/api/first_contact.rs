@@ -1,33 +1,10 @@
-//! First contact with the data backends really send (issue "Seed stacks"), on SQLite and on
+//! First contact with the data real backends send (Rails and Laravel user tables), on SQLite and on
 //! PostgreSQL alike: integer user ids, blank fields, PHP's empty `custom`, and a revoked API key
 //! that says so. The guide's four backends themselves run in tests/api/stacks.rs.
 
 use serde_json::{json, Value};
 
-use crate::helpers::{now, verify_hs256, Backend, TestApp};
-
-/// Runs each named test once per backend, as `first_contact::sqlite::<name>` and
-/// `first_contact::postgres::<name>`.
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::helpers::Backend::Sqlite).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(crate::helpers::Backend::Postgres).await;
-                }
-            )+
-        }
-    };
-}
+use crate::helpers::{now, on_both_backends, verify_hs256, Backend, TestApp};
 
 on_both_backends!(
     an_integer_user_id_is_the_user_of_its_decimal_text,
