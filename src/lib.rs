@@ -82,6 +82,7 @@ pub mod app;
 pub mod centrifugo;
 pub mod channels;
 pub mod cli;
+pub mod cli_keys;
 pub mod config;
 pub mod doctor;
 pub mod error_chain;

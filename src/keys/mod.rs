@@ -30,6 +30,8 @@ mod material;
 mod ring;
 mod rotation;
 mod schedule;
+mod sealed;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +45,8 @@ pub use material::{generate, Key, PreparedHmac};
 pub use ring::{ring_path, KeyInfo, KeyRing, RING_FILE};
 pub use rotation::{rotate, Rotation};
 pub use schedule::{KeySet, Schedule};
+pub use sealed::Kek;
+pub use shared::{load_ring, rewrap, Rewrap, RingStore};
 
 /// Which token a key signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,4 +156,17 @@ pub enum KeyError {
     Aborted(#[source] tokio::task::JoinError),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The ring in PostgreSQL does not open with this secret: a replica refuses to start.
+    #[error("cannot decrypt the signing keys in PostgreSQL: they were encrypted with the key-encryption secret {stored}, and this process has secrets.key_encryption_key {ours}; it refuses to use them. Give every replica the same secret (CHATSDK_AUTH_SECRETS__KEY_ENCRYPTION_KEY or secrets.key_encryption_key_file), or after changing it run `chatsdk-auth keys rewrap --old-key-file <file of the old secret>`")]
+    RingDecrypt { stored: String, ours: String },
+    #[error("cannot encrypt the key ring")]
+    Seal,
+    #[error("the key ring in PostgreSQL cannot be read or written")]
+    RingStore(#[from] crate::store::StoreError),
+    #[error("secrets.key_encryption_key is not loaded; it is needed with storage.backend = \"postgres\"")]
+    NoKeyEncryptionKey,
+    #[error("keys rewrap: the key ring is in PostgreSQL only with storage.backend = \"postgres\"; with SQLite it is the file keyring.json, which is not encrypted")]
+    RewrapNeedsPostgres,
+    #[error("keys rewrap: there is no key ring in PostgreSQL yet (start a server first); nothing to re-encrypt")]
+    RewrapNothing,
 }

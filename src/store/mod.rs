@@ -11,10 +11,12 @@
 
 mod error;
 mod postgres;
+mod postgres_keyring;
 mod postgres_outbox;
 mod sqlite;
 
 pub use error::{Conflict, StoreError};
+pub use postgres_keyring::SealedRing;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;

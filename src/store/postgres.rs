@@ -84,6 +84,17 @@ $$;
 CREATE TRIGGER chatsdk_auth_audit_events_append_only BEFORE UPDATE ON chatsdk_auth_audit_events
     FOR EACH ROW EXECUTE FUNCTION chatsdk_auth_audit_append_only();
 "#,
+    // The signing-key ring, encrypted (src/store/postgres_keyring.rs): one row.
+    r#"
+CREATE TABLE chatsdk_auth_signing_keys (
+    id SMALLINT PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    kek_id TEXT NOT NULL,
+    nonce BYTEA NOT NULL,
+    ciphertext BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
 ];
 
 const UPSERT: &str =
