@@ -149,16 +149,25 @@ impl PgStore {
             )
             .into());
         }
-        tx.execute(
-            "INSERT INTO chatsdk_auth_signing_keys (id, version, kek_id, nonce, ciphertext, updated_at)
+        // Written only over the version read (besides the lock): a lost update is refused.
+        let n = tx
+            .execute(
+                "INSERT INTO chatsdk_auth_signing_keys (id, version, kek_id, nonce, ciphertext, updated_at)
              VALUES (1, $1, $2, $3, $4, extract(epoch FROM now())::bigint)
              ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, kek_id = EXCLUDED.kek_id,
                  nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
-                 updated_at = EXCLUDED.updated_at",
-            &[&new.version, &new.kek_id, &new.nonce, &new.ciphertext],
-        )
-        .await
-        .map_err(map_err)?;
+                 updated_at = EXCLUDED.updated_at
+             WHERE chatsdk_auth_signing_keys.version = EXCLUDED.version - 1",
+                &[&new.version, &new.kek_id, &new.nonce, &new.ciphertext],
+            )
+            .await
+            .map_err(map_err)?;
+        if n != 1 {
+            return Err(StoreError::Internal(
+                "the key ring changed while it was being changed; nothing was written".into(),
+            )
+            .into());
+        }
         tx.commit().await.map_err(map_err)?;
         Ok(out)
     }
