@@ -14,14 +14,18 @@
 //! key signs and which keys verify or are published is decided from that schedule and the
 //! clock, so nothing has to happen at the moment a rotation takes effect. A running server
 //! re-reads the file when its modification time, size or inode changes ([`LiveKeys`]); replicas
-//! share it the way they share the key files. A ring file that cannot be read keeps the keys
+//! share it the way they share the key files. With `storage.backend = "postgres"` the ring is
+//! instead one encrypted row of the database (`shared`, `sealed`), polled by version. A ring file that cannot be read keeps the keys
 //! already loaded (and says so in the log): verification and the JWKS never depend on it.
 //!
 //! - `material`: one key ([`Key`]) parsed from its secret or PEM, and new key material.
 //! - `schedule`: when a key signs and verifies ([`Schedule`]), the keys of one kind ([`KeySet`]).
 //! - `ring`: both kinds ([`KeyRing`]) and the ring file: read, locked, replaced atomically.
+//! - `sealed`: the ring encrypted for PostgreSQL ([`Kek`]: AES-256-GCM, aws-lc-rs).
+//! - `shared`: where the ring lives ([`RingStore`]: the file, or one row in PostgreSQL shared by
+//!   every replica, seeded by the first one), and [`rewrap`] (a new key-encryption secret).
 //! - `rotation`: the one rotation ([`rotate`]), shared by the CLI and the admin API.
-//! - `live`: the ring the server runs on, re-read when the file changes ([`LiveKeys`]).
+//! - `live`: the ring the server runs on, re-read when the file or the row changes ([`LiveKeys`]).
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
 
