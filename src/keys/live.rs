@@ -103,6 +103,12 @@ impl LiveKeys {
                 true
             }
             Ok(None) => false,
+            // A database outage is reported by the requests that need it (503) and by
+            // readiness; the keys in memory serve on, so once a second at debug only.
+            Err(KeyError::RingStore(e)) if e.is_unavailable() => {
+                tracing::debug!(error = %crate::error_chain::Chain(&e), "key ring version not read; the keys in effect stay");
+                false
+            }
             Err(e) => {
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring not reloaded; the keys in effect stay");
                 false

@@ -173,4 +173,6 @@ pub enum KeyError {
     RewrapNeedsPostgres,
     #[error("keys rewrap: there is no key ring in PostgreSQL yet (start a server first); nothing to re-encrypt")]
     RewrapNothing,
+    #[error("keys rewrap: the key ring is encrypted with the key-encryption secret {stored}, and --old-key-file holds {given}; give the file of the secret that encrypted it")]
+    RewrapWrongOld { stored: String, given: String },
 }

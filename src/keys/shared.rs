@@ -186,6 +186,12 @@ pub async fn rewrap(
                     },
                 ));
             }
+            if s.kek_id != old.id() {
+                return Err(KeyError::RewrapWrongOld {
+                    stored: s.kek_id,
+                    given: old.id().to_string(),
+                });
+            }
             let file = old.open(&s)?;
             let sealed = new.seal(&file, s.version + 1)?;
             let done = Rewrap {

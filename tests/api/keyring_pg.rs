@@ -298,6 +298,13 @@ async fn keys_rewrap_reencrypts_and_replicas_with_the_new_secret_start() {
     std::fs::create_dir_all(&ops).unwrap();
     let old_file = ops.join("old-kek");
     chatsdk_auth::secrets::write_new(&old_file, KEK).unwrap();
+    // The wrong old secret is named as such, and changes nothing.
+    let wrong_file = ops.join("wrong-kek");
+    chatsdk_auth::secrets::write_new(&wrong_file, &"x".repeat(43)).unwrap();
+    let wrong = rewrap(&ops, &url, KEK2, &wrong_file);
+    let stderr = String::from_utf8_lossy(&wrong.stderr).into_owned();
+    assert!(!wrong.status.success());
+    assert!(stderr.contains("--old-key-file holds"), "{stderr}");
     let out = rewrap(&ops, &url, KEK2, &old_file);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{stderr}");
