@@ -197,7 +197,7 @@ impl Actions<'_> {
         })
     }
 
-    /// Rotates the signing key of `kind` ([`keys::rotate`]: under the key ring file's lock, off
+    /// Rotates the signing key of `kind` ([`keys::rotate`]: under the key ring's lock, off
     /// the async workers) and records it in the audit trail: the kind, and the key ids in the
     /// detail (never key material). A refused rotation changes and records nothing.
     pub async fn rotate_signing_key(
@@ -207,7 +207,7 @@ impl Actions<'_> {
         kind: Kind,
         now: i64,
     ) -> Result<Rotation, KeyError> {
-        let r = keys::rotate(config, secrets, kind, now).await?;
+        let r = keys::rotate(config, secrets, self.store, kind, now).await?;
         self.audit(
             audit_event::SIGNING_KEY_ROTATED,
             "signing_key",

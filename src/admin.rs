@@ -228,8 +228,8 @@ pub(crate) async fn handle(
                     },
                     other => ApiError::Internal(Box::new(other)),
                 })?;
-            // This server follows at once; the others within a second (they watch the file).
-            app.keys.reload_if_changed();
+            // This server follows at once; the others within a second (they watch the ring).
+            app.keys.refresh(&app.store).await;
             ok_json(&rotation)
         }
         A::RevokeApiKey => {

@@ -92,9 +92,9 @@ impl App {
         for path in &created {
             tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
         }
-        let keys = Arc::new(LiveKeys::load(&config, &secrets)?);
         let metrics = Metrics::new(ROUTE_LABELS)?;
         let store = Store::open(&config.store).await?;
+        let keys = Arc::new(LiveKeys::open(&config, &secrets, &store).await?);
         install_first_key(&config, &store).await?;
         let api = CentrifugoApi::from_config(
             &config,

@@ -10,9 +10,10 @@ use clap::{Parser, Subcommand};
 use crate::actions::{ActionError, Actions, Changed};
 use crate::centrifugo::api::CentrifugoApi;
 use crate::centrifugo::config::{self as centrifugo_config, Mode, SecretValues, Version, WsKey};
+pub use crate::cli_keys::keys_command;
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
-use crate::keys::{algorithm_name, is_asymmetric, KeyRing, Kind};
+use crate::keys::{is_asymmetric, Kind};
 use crate::now_unix;
 use crate::outbox;
 use crate::secrets::Secrets;
@@ -112,6 +113,13 @@ pub enum KeysCommand {
         #[arg(value_enum)]
         kind: KeyKind,
     },
+    /// PostgreSQL only: re-encrypt the stored signing keys under the configured
+    /// key-encryption secret (`secrets.key_encryption_key`), from the old one.
+    Rewrap {
+        /// A file (mode 0600) holding the old key-encryption secret.
+        #[arg(long)]
+        old_key_file: PathBuf,
+    },
 }
 
 /// Which signing key `keys rotate` rotates ([`Kind`], as the command line spells it).
@@ -179,7 +187,9 @@ pub enum UserCommand {
 }
 
 /// Runs an operator command's storage work on a small single-threaded runtime.
-fn block_on<T>(f: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(
+    f: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -192,7 +202,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(Config::load(cli.config.as_deref())?)
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(&config.store)
         .await
         .context("cannot open the store")
@@ -391,7 +401,7 @@ pub fn centrifugo_config_command(
         centrifugo_config::generate(&config, &values, mode, version)
     } else {
         let (secrets, _) = Secrets::load(&config)?;
-        let ring = KeyRing::load(&config, &secrets)?;
+        let ring = crate::cli_keys::ring(&config, &secrets)?;
         let now = now_unix();
         let current = ring.ws.signing(now);
         let ws_key = if !is_asymmetric(current.alg) {
@@ -427,83 +437,6 @@ pub fn centrifugo_config_command(
         centrifugo_config::generate(&config, &values, mode, version)
     };
     println!("{}", serde_json::to_string_pretty(&doc)?);
-    Ok(())
-}
-
-/// `keys ...`.
-pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
-    let config = load_config(cli)?;
-    let (secrets, created) = Secrets::load(&config)?;
-    for path in &created {
-        eprintln!("generated a new secret: {} (mode 0600)", path.display());
-    }
-    let now = now_unix();
-    match cmd {
-        KeysCommand::List { json } => {
-            let ring = KeyRing::load(&config, &secrets)?;
-            let rows = ring.list(now);
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} EXPIRES_AT",
-                    "KIND", "KID", "ALG", "STATE", "SIGNS_FROM", "SIGNS_UNTIL"
-                );
-                let t = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-                for r in rows {
-                    println!(
-                        "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} {}",
-                        r.kind,
-                        r.kid,
-                        r.alg,
-                        r.state,
-                        r.signs_from,
-                        t(r.signs_until),
-                        t(r.expires_at)
-                    );
-                }
-            }
-        }
-        KeysCommand::Rotate { kind } => {
-            let kind = Kind::from(*kind);
-            let r = block_on(async {
-                let store = open_store(&config).await?;
-                let actions = Actions {
-                    store: &store,
-                    kicks: false,
-                    actor: "cli",
-                    source: None,
-                };
-                Ok(actions
-                    .rotate_signing_key(&config, &secrets, kind, now)
-                    .await?)
-            })?;
-            eprintln!(
-                "rotated the {} key: {} ({}) replaces {}",
-                kind.label(),
-                r.new_kid,
-                algorithm_name(r.alg),
-                r.old_kid
-            );
-            if r.signs_from > now {
-                eprintln!(
-                    "the new key is published in /.well-known/jwks.json now and signs from {} (in {} s); the old key stays published until {}",
-                    r.signs_from,
-                    r.signs_from - now,
-                    r.old_expires_at
-                );
-            } else {
-                eprintln!(
-                    "the new key signs now; the old key verifies until {} (when its last token expires)",
-                    r.old_expires_at
-                );
-            }
-            if kind == Kind::Ws && !is_asymmetric(r.alg) {
-                eprintln!("give Centrifugo the new key now: `chatsdk-auth centrifugo-config` writes it with hmac_previous_secret_key (Centrifugo >= 6.6.1), so existing wsTokens keep connecting");
-            }
-            println!("{}", r.new_kid);
-        }
-    }
     Ok(())
 }
 

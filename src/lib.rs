@@ -25,8 +25,10 @@
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas.
 //! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs):
-//!   `material`, `schedule`, the `ring` file (locked, replaced atomically), the one `rotation`
-//!   (on the blocking pool) and the `live` ring a server re-reads ([`keys::LiveKeys`]).
+//!   `material`, `schedule`, the `ring` file (locked, replaced atomically), the ring `shared`
+//!   in PostgreSQL (`sealed` with AES-256-GCM under the key-encryption secret, seeded by the
+//!   first replica, [`keys::rewrap`]), where it lives ([`keys::RingStore`]), the one `rotation`
+//!   and the `live` ring a server re-reads ([`keys::LiveKeys`]).
 //! - [`jwt`]: `claims`, [`jwt::Signer`], [`jwt::Verifier`] (REST tokens and wsTokens), and the
 //!   `prepared` HMAC path beside its differential test.
 //! - [`http`]: request body reading, the JSON error envelope, API-key authentication, the one
@@ -57,6 +59,7 @@
 //! - [`centrifugo::config`]: the Centrifugo config generated from this sidecar's settings.
 //! - [`doctor`]: `chatsdk-auth doctor`, the end-to-end check of revocation.
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
+//! - [`cli_keys`]: `chatsdk-auth keys list|rotate|rewrap`, on the ring where it lives.
 //!
 //! # Architecture invariants
 //! - The lower layers (`error_chain`, `api_key`, `channels`, `centrifugo::protocol`, `config`,
@@ -87,6 +90,7 @@ pub mod app;
 pub mod centrifugo;
 pub mod channels;
 pub mod cli;
+pub mod cli_keys;
 pub mod config;
 pub mod console;
 pub mod doctor;

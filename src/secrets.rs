@@ -43,6 +43,9 @@ pub struct Secrets {
     pub centrifugo_api_key: Secret,
     /// Bearer token of the admin API.
     pub admin_token: Secret,
+    /// Encrypts the signing keys stored in PostgreSQL (`crate::keys`); `None` unless
+    /// `storage.backend = "postgres"`.
+    pub key_encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,14 +90,25 @@ impl Secrets {
         ensure_data_dir(&config.data_dir)?;
         let (mut values, created) = walk(config, Missing::Generate)?;
         // `walk` returns one value per catalogue row, in its order; generating leaves none out.
-        let secrets = Secrets::try_from_fn(|id| {
-            values
-                .get_mut(id as usize)
-                .and_then(Option::take)
-                .ok_or(SecretsError::Generate {
-                    path: config.data_dir.clone(),
-                })
-        })?;
+        // A secret this store needs is never left out: generating fills every missing one.
+        let secrets = Secrets::try_from_fn(
+            |id| {
+                let value = values.get_mut(id as usize).and_then(Option::take);
+                match (
+                    value,
+                    crate::config::catalogue::spec(id).needed_with(&config.store),
+                ) {
+                    (Some(v), _) => Ok(Some(v)),
+                    (None, false) => Ok(None),
+                    (None, true) => Err(SecretsError::Generate {
+                        path: config.data_dir.clone(),
+                    }),
+                }
+            },
+            |_| SecretsError::Generate {
+                path: config.data_dir.clone(),
+            },
+        )?;
         Ok((secrets, created))
     }
 
@@ -105,9 +119,9 @@ impl Secrets {
         walk(config, Missing::Note).map(|(_, missing)| missing)
     }
 
-    /// The secret of catalogue row `id`.
-    pub fn get(&self, id: SecretId) -> &Secret {
-        match id {
+    /// The secret of catalogue row `id` (`None` for one this store does not need).
+    pub fn get(&self, id: SecretId) -> Option<&Secret> {
+        Some(match id {
             SecretId::RestKey => &self.rest_key,
             SecretId::CentrifugoKey => &self.centrifugo_key,
             SecretId::ProxySecret => &self.proxy_secret,
@@ -115,19 +129,25 @@ impl Secrets {
             SecretId::SubscriptionKey => &self.subscription_key,
             SecretId::CentrifugoApiKey => &self.centrifugo_api_key,
             SecretId::AdminToken => &self.admin_token,
-        }
+            SecretId::KeyEncryptionKey => return self.key_encryption_key.as_ref(),
+        })
     }
 
-    /// Builds the set from one value per catalogue row.
-    fn try_from_fn<E>(mut f: impl FnMut(SecretId) -> Result<Secret, E>) -> Result<Secrets, E> {
+    /// Builds the set from one value per catalogue row (`None` only for an optional one).
+    fn try_from_fn<E>(
+        mut f: impl FnMut(SecretId) -> Result<Option<Secret>, E>,
+        missing: impl Fn(SecretId) -> E,
+    ) -> Result<Secrets, E> {
+        let mut req = |id| f(id)?.ok_or_else(|| missing(id));
         Ok(Secrets {
-            rest_key: f(SecretId::RestKey)?,
-            centrifugo_key: f(SecretId::CentrifugoKey)?,
-            proxy_secret: f(SecretId::ProxySecret)?,
-            metrics_token: f(SecretId::MetricsToken)?,
-            subscription_key: f(SecretId::SubscriptionKey)?,
-            centrifugo_api_key: f(SecretId::CentrifugoApiKey)?,
-            admin_token: f(SecretId::AdminToken)?,
+            rest_key: req(SecretId::RestKey)?,
+            centrifugo_key: req(SecretId::CentrifugoKey)?,
+            proxy_secret: req(SecretId::ProxySecret)?,
+            metrics_token: req(SecretId::MetricsToken)?,
+            subscription_key: req(SecretId::SubscriptionKey)?,
+            centrifugo_api_key: req(SecretId::CentrifugoApiKey)?,
+            admin_token: req(SecretId::AdminToken)?,
+            key_encryption_key: f(SecretId::KeyEncryptionKey)?,
         })
     }
 }
@@ -143,6 +163,10 @@ fn walk(
     let mut files = Vec::new();
     let mut values = Vec::with_capacity(SECRETS.len());
     for (spec, source) in config.secrets.iter() {
+        if !spec.needed_with(&config.store) {
+            values.push(None);
+            continue;
+        }
         let value = match source {
             SecretSource::Env(v) => Some(v.clone()),
             SecretSource::File(path) if path.exists() => Some(read_spec_file(path, spec)?),
@@ -337,11 +361,32 @@ mod tests {
         assert!(matches!(read_file(&p), Err(SecretsError::TooOpen { .. })));
     }
 
-    /// A config whose data directory is `dir`.
+    /// A config whose data directory is `dir`, on PostgreSQL (so that every secret of the
+    /// catalogue is needed; nothing here connects).
     fn config_in(dir: &Path) -> Config {
         let mut raw = crate::config::RawConfig::default();
         raw.storage.data_dir = dir.display().to_string();
+        raw.storage.backend = "postgres".into();
+        raw.storage.postgres_url = "postgres://chatsdk@127.0.0.1:1/chatsdk".into();
         raw.validate().unwrap()
+    }
+
+    #[test]
+    fn the_key_encryption_secret_is_neither_read_nor_generated_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut raw = crate::config::RawConfig::default();
+        raw.storage.data_dir = dir.path().display().to_string();
+        let c = raw.validate().unwrap();
+        let kek = crate::config::catalogue::spec(SecretId::KeyEncryptionKey);
+        let path = dir.path().join(kek.default_file);
+        assert!(!Secrets::check(&c).unwrap().contains(&path));
+        let (secrets, created) = Secrets::load(&c).unwrap();
+        assert_eq!(created.len(), SECRETS.len() - 1);
+        assert!(!path.exists() && secrets.key_encryption_key.is_none());
+        // An unreadable file of it is not even looked at.
+        fs::write(&path, "short").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(Secrets::load(&c).is_ok());
     }
 
     /// What `serve` and `check-config` say about `dir`: `Ok` or the error's text each.
@@ -416,7 +461,12 @@ mod tests {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600, "{}", spec.key);
             let text = fs::read_to_string(&path).unwrap();
-            assert_eq!(secrets.get(spec.id).expose(), text.trim(), "{}", spec.key);
+            assert_eq!(
+                secrets.get(spec.id).unwrap().expose(),
+                text.trim(),
+                "{}",
+                spec.key
+            );
             assert!(text.trim().len() >= spec.min_len);
         }
         // The named fields are the catalogue's rows.
@@ -428,9 +478,13 @@ mod tests {
             (&secrets.subscription_key, "secrets.subscription_key"),
             (&secrets.centrifugo_api_key, "secrets.centrifugo_api_key"),
             (&secrets.admin_token, "secrets.admin_token"),
+            (
+                secrets.key_encryption_key.as_ref().unwrap(),
+                "secrets.key_encryption_key",
+            ),
         ] {
             let spec = SECRETS.iter().find(|s| s.key == key).unwrap();
-            assert_eq!(field, secrets.get(spec.id), "{key}");
+            assert_eq!(Some(field), secrets.get(spec.id), "{key}");
         }
         assert!(Secrets::check(&c).unwrap().is_empty());
         let (again, created) = Secrets::load(&c).unwrap();

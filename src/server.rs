@@ -8,7 +8,7 @@
 //! streak and the recovery are logged. Clients that half-close their socket after sending a
 //! request still get the answer (`half_close`).
 //!
-//! A background task re-reads the key ring file when it changes ([`KEY_RING_POLL`]).
+//! A background task re-reads the key ring (file or PostgreSQL) when it changes ([`KEY_RING_POLL`]).
 //!
 //! Shutdown order: readiness flips to 503, the listeners close (no new connections), every
 //! open connection is told to finish its current request and close, and the whole drain is
@@ -138,17 +138,18 @@ pub async fn serve_on(
     }
 }
 
-/// How often the key ring file is checked for a rotation (one `stat` call).
-const KEY_RING_POLL: Duration = Duration::from_secs(1);
+/// How often the key ring is checked for a rotation (one `stat` call on the ring file, or on
+/// PostgreSQL one read of the ring's version).
+pub const KEY_RING_POLL: Duration = Duration::from_secs(1);
 
 /// Picks up key rotations made by `chatsdk-auth keys rotate` (here or on another replica
-/// sharing the file) without a restart.
+/// sharing the file or the database) without a restart.
 async fn watch_key_ring(app: Arc<App>) {
     let mut tick = tokio::time::interval(KEY_RING_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        app.keys.reload_if_changed();
+        app.keys.refresh(&app.store).await;
     }
 }
 

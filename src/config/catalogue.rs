@@ -47,6 +47,7 @@ pub enum SecretId {
     SubscriptionKey,
     CentrifugoApiKey,
     AdminToken,
+    KeyEncryptionKey,
 }
 
 /// Which token's algorithm decides a signing key's material and file name.
@@ -71,6 +72,14 @@ pub enum Generator {
     },
 }
 
+/// When the service reads (and generates) a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needed {
+    Always,
+    /// Only with `storage.backend = "postgres"`.
+    Postgres,
+}
+
 /// One secret: everything the service knows about it.
 #[derive(Debug, Clone, Copy)]
 pub struct SecretSpec {
@@ -90,13 +99,15 @@ pub struct SecretSpec {
     /// Where Centrifugo's (v6) config holds the same value, when it is shared with Centrifugo.
     pub centrifugo: Option<&'static str>,
     pub description: &'static str,
+    /// When it is read, generated and checked.
+    pub needed: Needed,
 }
 
 /// The shortest secret accepted: 32 bytes, what a generated one has before encoding.
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// Every secret the service reads, in the order they are loaded (and generated).
-pub const SECRETS: [SecretSpec; 7] = [
+pub const SECRETS: [SecretSpec; 8] = [
     SecretSpec {
         id: SecretId::RestKey,
         key: "secrets.rest_key",
@@ -109,6 +120,7 @@ pub const SECRETS: [SecretSpec; 7] = [
         signing: true,
         centrifugo: None,
         description: "REST signing key",
+        needed: Needed::Always,
     },
     SecretSpec {
         id: SecretId::CentrifugoKey,
@@ -122,6 +134,7 @@ pub const SECRETS: [SecretSpec; 7] = [
         signing: true,
         centrifugo: Some("client.token.hmac_secret_key"),
         description: "wsToken signing key (Centrifugo HMAC key)",
+        needed: Needed::Always,
     },
     SecretSpec {
         id: SecretId::ProxySecret,
@@ -132,6 +145,7 @@ pub const SECRETS: [SecretSpec; 7] = [
         signing: false,
         centrifugo: Some("client.proxy.refresh.http.static_headers"),
         description: "Proxy secret (every proxy's static header)",
+        needed: Needed::Always,
     },
     SecretSpec {
         id: SecretId::MetricsToken,
@@ -142,6 +156,7 @@ pub const SECRETS: [SecretSpec; 7] = [
         signing: false,
         centrifugo: None,
         description: "Metrics token",
+        needed: Needed::Always,
     },
     SecretSpec {
         id: SecretId::SubscriptionKey,
@@ -152,6 +167,7 @@ pub const SECRETS: [SecretSpec; 7] = [
         signing: true,
         centrifugo: Some("client.subscription_token.hmac_secret_key"),
         description: "Subscription HMAC key",
+        needed: Needed::Always,
     },
     SecretSpec {
         id: SecretId::CentrifugoApiKey,
@@ -162,6 +178,7 @@ pub const SECRETS: [SecretSpec; 7] = [
         signing: false,
         centrifugo: Some("http_api.key"),
         description: "Centrifugo server-API key",
+        needed: Needed::Always,
     },
     SecretSpec {
         id: SecretId::AdminToken,
@@ -172,6 +189,18 @@ pub const SECRETS: [SecretSpec; 7] = [
         signing: false,
         centrifugo: None,
         description: "Admin API token",
+        needed: Needed::Always,
+    },
+    SecretSpec {
+        id: SecretId::KeyEncryptionKey,
+        key: "secrets.key_encryption_key",
+        default_file: "key-encryption.key",
+        generator: Generator::RandomToken,
+        min_len: MIN_SECRET_BYTES,
+        signing: false,
+        centrifugo: None,
+        description: "Key-encryption secret of the signing keys in PostgreSQL (`storage.backend = \"postgres\"` only; the same on every replica)",
+        needed: Needed::Postgres,
     },
 ];
 
@@ -182,7 +211,7 @@ pub const INITIAL_API_KEY: &str = "secrets.initial_api_key";
 // Row `i` of the table is the id whose discriminant is `i`: checked when compiling, so
 // [`spec`]'s index is always in bounds and right.
 const _: () = {
-    assert!(SECRETS.len() == SecretId::AdminToken as usize + 1);
+    assert!(SECRETS.len() == SecretId::KeyEncryptionKey as usize + 1);
     let mut i = 0;
     while i < SECRETS.len() {
         assert!(
@@ -218,6 +247,15 @@ impl SecretSpec {
     /// The environment variable of its value (`CHATSDK_AUTH_SECRETS__REST_KEY`).
     pub fn env_name(&self) -> String {
         super::env_name(self.key)
+    }
+
+    /// Whether the service reads it with this store (a secret not needed is neither read nor
+    /// generated).
+    pub fn needed_with(&self, store: &super::StoreConfig) -> bool {
+        match self.needed {
+            Needed::Always => true,
+            Needed::Postgres => matches!(store, super::StoreConfig::Postgres { .. }),
+        }
     }
 
     /// The token algorithm that decides its material, for a signing key.

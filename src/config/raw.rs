@@ -352,6 +352,11 @@ pub struct RawSecrets {
     pub subscription_key: String,
     /// Subscription-token HMAC key file; empty means `<data_dir>/subscription-hmac.key`.
     pub subscription_key_file: String,
+    /// Key-encryption secret value (env `CHATSDK_AUTH_SECRETS__KEY_ENCRYPTION_KEY`): encrypts
+    /// the signing keys stored in PostgreSQL; read only with `storage.backend = "postgres"`.
+    pub key_encryption_key: String,
+    /// Key-encryption secret file; empty means `<data_dir>/key-encryption.key`.
+    pub key_encryption_key_file: String,
 }
 
 impl RawSecrets {
@@ -365,6 +370,7 @@ impl RawSecrets {
             SecretId::SubscriptionKey => &self.subscription_key,
             SecretId::CentrifugoApiKey => &self.centrifugo_api_key,
             SecretId::AdminToken => &self.admin_token,
+            SecretId::KeyEncryptionKey => &self.key_encryption_key,
         }
     }
 
@@ -378,6 +384,7 @@ impl RawSecrets {
             SecretId::SubscriptionKey => &self.subscription_key_file,
             SecretId::CentrifugoApiKey => &self.centrifugo_api_key_file,
             SecretId::AdminToken => &self.admin_token_file,
+            SecretId::KeyEncryptionKey => &self.key_encryption_key_file,
         }
     }
 }

@@ -29,6 +29,7 @@ pub(super) fn fixtures() -> (TokenConfig, Secrets) {
         subscription_key: Secret::new("s".repeat(40)),
         centrifugo_api_key: Secret::new("c".repeat(40)),
         admin_token: Secret::new("a".repeat(40)),
+        key_encryption_key: None,
     };
     (cfg, secrets)
 }
@@ -309,6 +310,7 @@ fn key_confusion_an_hmac_token_keyed_with_the_public_key_is_refused() {
         subscription_key: Secret::new("s".repeat(40)),
         centrifugo_api_key: Secret::new("c".repeat(40)),
         admin_token: Secret::new("a".repeat(40)),
+        key_encryption_key: None,
     };
     let k = keys(&cfg, &s);
     let ring = k.current();

@@ -1,13 +1,17 @@
-//! [`LiveKeys`]: the key ring the server runs on, re-read when the ring file changes (that is
-//! how a rotation, by this server, the CLI or another replica, reaches a running server).
+//! [`LiveKeys`]: the key ring the server runs on, re-read when the ring file changes, or on
+//! PostgreSQL when the stored ring's version changes (that is how a rotation, by this server,
+//! the CLI or another replica, reaches a running server).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::ring::{read_ring, ring_path};
+use super::sealed::Kek;
+use super::shared::{self, RingStore};
 use super::{KeyError, KeyRing};
 use crate::config::{Config, TokenConfig};
 use crate::secrets::Secrets;
+use crate::store::Store;
 
 /// Identity of the ring file as last read: changes when it is replaced or rewritten.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +37,8 @@ pub struct LiveKeys {
     stamp: Mutex<Option<Stamp>>,
     /// What the configured keys are built from; `None` for a fixed ring.
     source: Option<(TokenConfig, Secrets)>,
+    /// On PostgreSQL: the key-encryption key and the version of the ring in effect.
+    shared: Option<(Kek, tokio::sync::Mutex<i64>)>,
 }
 
 impl LiveKeys {
@@ -46,7 +52,68 @@ impl LiveKeys {
             path,
             stamp: Mutex::new(before),
             source: Some((config.tokens.clone(), secrets.clone())),
+            shared: None,
         })
+    }
+
+    /// Loads the ring from where this configuration keeps it ([`RingStore`]): the ring file,
+    /// or PostgreSQL, where the first replica seeds it with its configured keys. Any error
+    /// stops startup, a ring this process cannot decrypt included.
+    pub async fn open(
+        config: &Config,
+        secrets: &Secrets,
+        store: &Store,
+    ) -> Result<LiveKeys, KeyError> {
+        let kek = match RingStore::of(config, secrets, store)? {
+            RingStore::File(_) => return LiveKeys::load(config, secrets),
+            RingStore::Postgres { kek, .. } => kek,
+        };
+        let (ring, version) = shared::load_or_seed(store, &kek, &config.tokens, secrets).await?;
+        tracing::info!(version, kek = kek.id(), "key ring loaded from PostgreSQL");
+        Ok(LiveKeys {
+            ring: RwLock::new(Arc::new(ring)),
+            path: PathBuf::new(),
+            stamp: Mutex::new(None),
+            source: Some((config.tokens.clone(), secrets.clone())),
+            shared: Some((kek, tokio::sync::Mutex::new(version))),
+        })
+    }
+
+    /// Installs the ring's latest version when it changed: on PostgreSQL one read of the
+    /// version (the stored ring only when it changed), else [`LiveKeys::reload_if_changed`].
+    /// Returns true when a new ring was installed. A ring that cannot be read or decrypted
+    /// keeps the ring in effect (logged).
+    pub async fn refresh(&self, store: &Store) -> bool {
+        let (Some((kek, version)), Some((tokens, secrets))) = (&self.shared, &self.source) else {
+            return self.reload_if_changed();
+        };
+        // Held until the new ring is installed, so two refreshes never install an older
+        // version over a newer one.
+        let mut version = version.lock().await;
+        match shared::load_if_newer(store, kek, tokens, secrets, Some(*version)).await {
+            Ok(Some((ring, v))) => {
+                tracing::info!(
+                    version = v,
+                    rest_signing = %ring.rest.signing(crate::now_unix()).kid,
+                    ws_signing = %ring.ws.signing(crate::now_unix()).kid,
+                    "key ring reloaded from PostgreSQL"
+                );
+                *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+                *version = v;
+                true
+            }
+            Ok(None) => false,
+            // A database outage is reported by the requests that need it (503) and by
+            // readiness; the keys in memory serve on, so once a second at debug only.
+            Err(KeyError::RingStore(e)) if e.is_unavailable() => {
+                tracing::debug!(error = %crate::error_chain::Chain(&e), "key ring version not read; the keys in effect stay");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring not reloaded; the keys in effect stay");
+                false
+            }
+        }
     }
 
     /// A fixed ring (tests and benchmarks): never re-read.
@@ -56,6 +123,7 @@ impl LiveKeys {
             path: PathBuf::new(),
             stamp: Mutex::new(None),
             source: None,
+            shared: None,
         }
     }
 

@@ -14,14 +14,18 @@
 //! key signs and which keys verify or are published is decided from that schedule and the
 //! clock, so nothing has to happen at the moment a rotation takes effect. A running server
 //! re-reads the file when its modification time, size or inode changes ([`LiveKeys`]); replicas
-//! share it the way they share the key files. A ring file that cannot be read keeps the keys
+//! share it the way they share the key files. With `storage.backend = "postgres"` the ring is
+//! instead one encrypted row of the database (`shared`, `sealed`), polled by version. A ring file that cannot be read keeps the keys
 //! already loaded (and says so in the log): verification and the JWKS never depend on it.
 //!
 //! - `material`: one key ([`Key`]) parsed from its secret or PEM, and new key material.
 //! - `schedule`: when a key signs and verifies ([`Schedule`]), the keys of one kind ([`KeySet`]).
 //! - `ring`: both kinds ([`KeyRing`]) and the ring file: read, locked, replaced atomically.
+//! - `sealed`: the ring encrypted for PostgreSQL ([`Kek`]: AES-256-GCM, aws-lc-rs).
+//! - `shared`: where the ring lives ([`RingStore`]: the file, or one row in PostgreSQL shared by
+//!   every replica, seeded by the first one), and [`rewrap`] (a new key-encryption secret).
 //! - `rotation`: the one rotation ([`rotate`]), shared by the CLI and the admin API.
-//! - `live`: the ring the server runs on, re-read when the file changes ([`LiveKeys`]).
+//! - `live`: the ring the server runs on, re-read when the file or the row changes ([`LiveKeys`]).
 //!
 //! Architecture invariant: this module knows nothing about HTTP.
 
@@ -30,6 +34,8 @@ mod material;
 mod ring;
 mod rotation;
 mod schedule;
+mod sealed;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +49,8 @@ pub use material::{generate, Key, PreparedHmac};
 pub use ring::{ring_path, KeyInfo, KeyRing, RING_FILE};
 pub use rotation::{rotate, Rotation};
 pub use schedule::{KeySet, Schedule};
+pub use sealed::Kek;
+pub use shared::{load_ring, rewrap, Rewrap, RingStore};
 
 /// Which token a key signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,4 +160,19 @@ pub enum KeyError {
     Aborted(#[source] tokio::task::JoinError),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The ring in PostgreSQL does not open with this secret: a replica refuses to start.
+    #[error("cannot decrypt the signing keys in PostgreSQL: they were encrypted with the key-encryption secret {stored}, and this process has secrets.key_encryption_key {ours}; it refuses to use them. Give every replica the same secret (CHATSDK_AUTH_SECRETS__KEY_ENCRYPTION_KEY or secrets.key_encryption_key_file), or after changing it run `chatsdk-auth keys rewrap --old-key-file <file of the old secret>`")]
+    RingDecrypt { stored: String, ours: String },
+    #[error("cannot encrypt the key ring")]
+    Seal,
+    #[error("the key ring in PostgreSQL cannot be read or written")]
+    RingStore(#[from] crate::store::StoreError),
+    #[error("secrets.key_encryption_key is not loaded; it is needed with storage.backend = \"postgres\"")]
+    NoKeyEncryptionKey,
+    #[error("keys rewrap: the key ring is in PostgreSQL only with storage.backend = \"postgres\"; with SQLite it is the file keyring.json, which is not encrypted")]
+    RewrapNeedsPostgres,
+    #[error("keys rewrap: there is no key ring in PostgreSQL yet (start a server first); nothing to re-encrypt")]
+    RewrapNothing,
+    #[error("keys rewrap: the key ring is encrypted with the key-encryption secret {stored}, and --old-key-file holds {given}; give the file of the secret that encrypted it")]
+    RewrapWrongOld { stored: String, given: String },
 }

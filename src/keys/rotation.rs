@@ -1,7 +1,9 @@
 //! Key rotation, one implementation for the CLI (`chatsdk-auth keys rotate`) and the admin API
-//! (`POST /admin/keys/{rest|ws}/rotate`), both through `crate::actions::Actions`: the ring file
-//! is read, changed and replaced under its lock ([`super::ring::RingLock`]), on tokio's
-//! blocking pool (RSA key generation and file I/O never hold an async worker).
+//! (`POST /admin/keys/{rest|ws}/rotate`), both through `crate::actions::Actions`: the ring
+//! ([`RingStore`]) is read, changed and replaced under its lock (the ring file's
+//! [`super::ring::RingLock`], or PostgreSQL's advisory lock in one transaction), with the
+//! change computed on tokio's blocking pool (RSA key generation and file I/O never hold an
+//! async worker).
 
 use std::path::Path;
 
@@ -9,11 +11,13 @@ use jsonwebtoken::Algorithm;
 use serde::Serialize;
 
 use super::ring::{read_ring, ring_path, write_ring, RingFile, RingLock, StoredKey, RING_VERSION};
+use super::shared::{self, RingStore, PG_RING};
 use super::{
     algorithm_name, generate, is_asymmetric, Key, KeyError, KeyRing, Kind, Refusal, Schedule,
 };
 use crate::config::{Config, TokenConfig};
 use crate::secrets::Secrets;
+use crate::store::Store;
 
 /// What a rotation did.
 #[derive(Debug, Serialize)]
@@ -35,21 +39,33 @@ pub struct Rotation {
 /// "next" until then); the old key signs until the new one starts and verifies until the last
 /// token it signed has expired. Keys whose tokens have all expired are dropped.
 ///
-/// Runs on the blocking pool under the ring file's lock, so concurrent rotations (in this
-/// process or another) take turns: each sees the ring the previous one wrote. A refusal
-/// ([`KeyError::Refused`]) changes nothing.
+/// Runs under the ring's lock (the file's, or PostgreSQL's in one transaction), so
+/// concurrent rotations (in this process, another, or another replica) take turns: each sees
+/// the ring the previous one wrote. A refusal ([`KeyError::Refused`]) changes nothing.
 pub async fn rotate(
     config: &Config,
     secrets: &Secrets,
+    store: &Store,
     kind: Kind,
     now: i64,
 ) -> Result<Rotation, KeyError> {
     let tokens = config.tokens.clone();
-    let secrets = secrets.clone();
-    let path = ring_path(config);
-    tokio::task::spawn_blocking(move || rotate_locked(&tokens, &secrets, &path, kind, now))
-        .await
-        .map_err(KeyError::Aborted)?
+    let owned = secrets.clone();
+    match RingStore::of(config, secrets, store)? {
+        RingStore::File(_) => {
+            let path = ring_path(config);
+            tokio::task::spawn_blocking(move || rotate_locked(&tokens, &owned, &path, kind, now))
+                .await
+                .map_err(KeyError::Aborted)?
+        }
+        RingStore::Postgres { store, kek } => {
+            let t = tokens.clone();
+            shared::change(store, &kek, &tokens, secrets, move |file| {
+                rotated(&t, &owned, Path::new(PG_RING), Some(file), kind, now)
+            })
+            .await
+        }
+    }
 }
 
 /// [`rotate`] on the calling thread, holding the ring file's lock from the read to the write.

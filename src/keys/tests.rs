@@ -105,7 +105,17 @@ fn secrets() -> Secrets {
         subscription_key: Secret::new("s".repeat(40)),
         centrifugo_api_key: Secret::new("c".repeat(40)),
         admin_token: Secret::new("a".repeat(40)),
+        key_encryption_key: None,
     }
+}
+
+/// A SQLite store outside the data directory (the ring stays the file there).
+async fn sqlite_store(dir: &std::path::Path) -> crate::store::Store {
+    let mut raw = crate::config::RawConfig::default();
+    raw.storage.data_dir = dir.to_string_lossy().into_owned();
+    crate::store::Store::open(&raw.validate().unwrap().store)
+        .await
+        .unwrap()
 }
 
 /// Rotations at once (each on the blocking pool, as the admin API runs them) take turns on the
@@ -117,11 +127,13 @@ async fn concurrent_rotations_take_turns_and_keep_every_key() {
     raw.storage.data_dir = tmp.path().to_string_lossy().into_owned();
     let config = Arc::new(raw.validate().unwrap());
     let secrets = Arc::new(secrets());
+    let db = tempfile::tempdir().unwrap();
+    let store = Arc::new(sqlite_store(db.path()).await);
     let now = crate::now_unix();
     let tasks: Vec<_> = (0..8)
         .map(|_| {
-            let (config, secrets) = (config.clone(), secrets.clone());
-            tokio::spawn(async move { rotate(&config, &secrets, Kind::Rest, now).await })
+            let (config, secrets, store) = (config.clone(), secrets.clone(), store.clone());
+            tokio::spawn(async move { rotate(&config, &secrets, &store, Kind::Rest, now).await })
         })
         .collect();
     let mut new_kids = Vec::new();
@@ -154,10 +166,14 @@ async fn a_refused_rotation_names_why_and_changes_nothing() {
     raw.storage.data_dir = tmp.path().to_string_lossy().into_owned();
     let config = raw.validate().unwrap();
     let s = secrets();
+    let db = tempfile::tempdir().unwrap();
+    let store = sqlite_store(db.path()).await;
     let now = crate::now_unix();
-    rotate(&config, &s, Kind::Ws, now).await.unwrap();
+    rotate(&config, &s, &store, Kind::Ws, now).await.unwrap();
     let before = std::fs::read_to_string(ring_path(&config)).unwrap();
-    let err = rotate(&config, &s, Kind::Ws, now).await.unwrap_err();
+    let err = rotate(&config, &s, &store, Kind::Ws, now)
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, KeyError::Refused(Refusal::PreviousHmac { .. })),
         "{err:?}"
@@ -167,4 +183,56 @@ async fn a_refused_rotation_names_why_and_changes_nothing() {
         "{err}"
     );
     assert_eq!(std::fs::read_to_string(ring_path(&config)).unwrap(), before);
+}
+
+/// The sealed ring opens with its secret only, at its own version only, and shows no key
+/// material.
+#[test]
+fn a_sealed_ring_opens_with_its_secret_at_its_version_only() {
+    use super::ring::StoredKey;
+    use super::sealed::Kek;
+    let s = secrets();
+    let ring = KeyRing::configured(
+        &crate::config::RawConfig::default()
+            .validate()
+            .unwrap()
+            .tokens,
+        &s,
+    )
+    .unwrap();
+    let file = super::ring::RingFile {
+        version: super::ring::RING_VERSION,
+        rest: vec![StoredKey::of(&ring.rest.all()[0])],
+        ws: vec![StoredKey::of(&ring.ws.all()[0])],
+    };
+    let kek = Kek::new(&Secret::new("k".repeat(43))).unwrap();
+    let other = Kek::new(&Secret::new("o".repeat(43))).unwrap();
+    assert_eq!(kek.id().len(), 16);
+    assert_ne!(kek.id(), other.id());
+    let a = kek.seal(&file, 3).unwrap();
+    let b = kek.seal(&file, 3).unwrap();
+    assert_ne!(a.nonce, b.nonce, "a fresh nonce per write");
+    assert_eq!(a.nonce.len(), 12);
+    let plain = String::from_utf8_lossy(&a.ciphertext).into_owned();
+    assert!(!plain.contains(&"r".repeat(20)) && !plain.contains("material"));
+    let opened = kek.open(&a).unwrap();
+    assert_eq!(opened.rest[0].schedule, file.rest[0].schedule);
+    let err = other.open(&a).unwrap_err();
+    assert!(
+        matches!(&err, KeyError::RingDecrypt { stored, ours } if stored == kek.id() && ours == other.id()),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("cannot decrypt"), "{err}");
+    let mut moved = a.clone();
+    moved.version = 4;
+    assert!(matches!(
+        kek.open(&moved),
+        Err(KeyError::RingDecrypt { .. })
+    ));
+    let mut flipped = a;
+    flipped.ciphertext[0] ^= 1;
+    assert!(matches!(
+        kek.open(&flipped),
+        Err(KeyError::RingDecrypt { .. })
+    ));
 }

@@ -12,12 +12,14 @@
 mod audit_page;
 mod error;
 mod postgres;
+mod postgres_keyring;
 mod postgres_outbox;
 mod postgres_tls;
 mod shared_limits;
 mod sqlite;
 
 pub use error::{Conflict, StoreError};
+pub use postgres_keyring::SealedRing;
 pub use shared_limits::SharedVerdict;
 
 use std::sync::atomic::{AtomicBool, Ordering};

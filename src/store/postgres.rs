@@ -91,6 +91,17 @@ CREATE TABLE chatsdk_auth_limits (
     tat_ms BIGINT NOT NULL
 );
 "#,
+    // The signing-key ring, encrypted (src/store/postgres_keyring.rs): one row.
+    r#"
+CREATE TABLE chatsdk_auth_signing_keys (
+    id SMALLINT PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    kek_id TEXT NOT NULL,
+    nonce BYTEA NOT NULL,
+    ciphertext BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
 ];
 
 const UPSERT: &str =

@@ -53,11 +53,14 @@ pub fn keys(v: &Value) -> std::collections::BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
-/// Points a config at PostgreSQL, with a short pool timeout so an outage answers quickly.
+/// Points a config at PostgreSQL, with a short pool timeout so an outage answers quickly, and
+/// one key-encryption secret for every app of the test (replicas must share it: the signing
+/// keys are stored encrypted with it, tests/api/keyring_pg.rs).
 pub fn use_postgres(c: &mut RawConfig, url: String) {
     c.storage.backend = "postgres".into();
     c.storage.postgres_url = url;
     c.storage.postgres_timeout_ms = 500;
+    c.secrets.key_encryption_key = "key-encryption-secret-of-the-tests-0123456789".into();
 }
 
 /// The database a test's apps share: the data dir's SQLite file, or a new PostgreSQL database.

@@ -42,6 +42,8 @@ mod guards;
 mod helpers;
 /// Concurrent key rotations (admin API, CLI beside the server): no key is ever lost.
 mod key_rotation;
+/// Signing keys in PostgreSQL: replicas share one encrypted ring, rotations, rewrap.
+mod keyring_pg;
 /// Signing keys: every algorithm through PyJWT, startup refusal, rotation end to end.
 mod keys;
 /// Rate limits on POST /tokens (never on the proxies).

@@ -24,6 +24,7 @@ fn secrets() -> Secrets {
         subscription_key: Secret::new("s".repeat(43)),
         centrifugo_api_key: Secret::new("c".repeat(43)),
         admin_token: Secret::new("a".repeat(43)),
+        key_encryption_key: None,
     }
 }
 

@@ -1,0 +1,174 @@
+//! The signing-key ring in PostgreSQL (`chatsdk_auth_signing_keys`, one row): stored and read
+//! as an opaque, encrypted [`SealedRing`] (sealing and opening it is `crate::keys`'s), changed
+//! only in a transaction holding an advisory lock, so replicas and the CLI take turns, and
+//! versioned, so a replica notices a change with one cheap read.
+
+use std::future::Future;
+
+use super::postgres::{col, map_err, PgStore};
+use super::{Backend, Store, StoreError};
+
+/// Arbitrary constant identifying the key ring's advisory lock (the migration lock's neighbour).
+const KEY_RING_LOCK: i64 = 0x6368_6174_7364_6b02;
+
+/// The key ring as stored: encrypted, with what is needed to open it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedRing {
+    /// Bumped by one on every write (the first write is version 1).
+    pub version: i64,
+    /// Which key-encryption secret sealed it (a SHA-256 prefix of the secret).
+    pub kek_id: String,
+    /// The AEAD nonce (random, one per write).
+    pub nonce: Vec<u8>,
+    /// The ring's JSON, encrypted, with its tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedRing")
+            .field("version", &self.version)
+            .field("kek_id", &self.kek_id)
+            .finish_non_exhaustive()
+    }
+}
+
+const SELECT: &str =
+    "SELECT version, kek_id, nonce, ciphertext FROM chatsdk_auth_signing_keys WHERE id = 1";
+
+fn sealed(r: &tokio_postgres::Row) -> Result<SealedRing, StoreError> {
+    Ok(SealedRing {
+        version: col(r, 0)?,
+        kek_id: col(r, 1)?,
+        nonce: col(r, 2)?,
+        ciphertext: col(r, 3)?,
+    })
+}
+
+fn sqlite_has_no_ring() -> StoreError {
+    StoreError::Internal(
+        "the key ring is kept in the store only with storage.backend = \"postgres\"".into(),
+    )
+}
+
+impl Store {
+    /// Whether the key ring lives in the store (PostgreSQL) rather than in `keyring.json`.
+    pub fn keeps_key_ring(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The stored ring's version (`None` before the first write): the cheap read a replica
+    /// polls to notice a rotation.
+    pub async fn key_ring_version(&self) -> Result<Option<i64>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(sqlite_has_no_ring()),
+            Backend::Postgres(s) => Box::pin(s.key_ring_version()).await,
+        }
+    }
+
+    /// The stored ring (`None` before the first write).
+    pub async fn load_key_ring(&self) -> Result<Option<SealedRing>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(sqlite_has_no_ring()),
+            Backend::Postgres(s) => Box::pin(s.load_key_ring()).await,
+        }
+    }
+
+    /// Changes the ring in one transaction under the key ring's advisory lock: `change` gets
+    /// the stored ring and returns the one to write (its version must be the stored one plus
+    /// one, or 1 for the first) or `None` to write nothing, and a result. Concurrent changes,
+    /// from any replica or the CLI, take turns, each seeing what the previous one wrote.
+    pub async fn change_key_ring<T, E, F, Fut>(&self, change: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(Option<SealedRing>) -> Fut,
+        Fut: Future<Output = Result<(Option<SealedRing>, T), E>>,
+    {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(sqlite_has_no_ring().into()),
+            Backend::Postgres(s) => Box::pin(s.change_key_ring(change)).await,
+        }
+    }
+}
+
+impl PgStore {
+    async fn key_ring_version(&self) -> Result<Option<i64>, StoreError> {
+        let c = self.client().await?;
+        c.query_opt(
+            "SELECT version FROM chatsdk_auth_signing_keys WHERE id = 1",
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .map(|r| col::<i64>(&r, 0))
+        .transpose()
+    }
+
+    async fn load_key_ring(&self) -> Result<Option<SealedRing>, StoreError> {
+        let c = self.client().await?;
+        c.query_opt(SELECT, &[])
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(sealed)
+            .transpose()
+    }
+
+    async fn change_key_ring<T, E, F, Fut>(&self, change: F) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(Option<SealedRing>) -> Fut,
+        Fut: Future<Output = Result<(Option<SealedRing>, T), E>>,
+    {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_RING_LOCK])
+            .await
+            .map_err(map_err)?;
+        let current = tx
+            .query_opt(SELECT, &[])
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(sealed)
+            .transpose()?;
+        let expected = current.as_ref().map_or(1, |c| c.version + 1);
+        let (new, out) = change(current).await?;
+        let Some(new) = new else {
+            // Nothing to write: the transaction ends (and the lock is released) on drop.
+            return Ok(out);
+        };
+        if new.version != expected {
+            return Err(StoreError::Internal(
+                format!(
+                    "key ring version {} written over version {}",
+                    new.version,
+                    expected - 1
+                )
+                .into(),
+            )
+            .into());
+        }
+        // Written only over the version read (besides the lock): a lost update is refused.
+        let n = tx
+            .execute(
+                "INSERT INTO chatsdk_auth_signing_keys (id, version, kek_id, nonce, ciphertext, updated_at)
+             VALUES (1, $1, $2, $3, $4, extract(epoch FROM now())::bigint)
+             ON CONFLICT (id) DO UPDATE SET version = EXCLUDED.version, kek_id = EXCLUDED.kek_id,
+                 nonce = EXCLUDED.nonce, ciphertext = EXCLUDED.ciphertext,
+                 updated_at = EXCLUDED.updated_at
+             WHERE chatsdk_auth_signing_keys.version = EXCLUDED.version - 1",
+                &[&new.version, &new.kek_id, &new.nonce, &new.ciphertext],
+            )
+            .await
+            .map_err(map_err)?;
+        if n != 1 {
+            return Err(StoreError::Internal(
+                "the key ring changed while it was being changed; nothing was written".into(),
+            )
+            .into());
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,333 @@
+//! The signing keys in PostgreSQL (`storage.backend = "postgres"`): replicas with data
+//! directories of their own (so nothing but the database and the key-encryption secret is
+//! shared) agree on one key ring, follow a rotation made on any of them, keep every key when
+//! two rotate at once, refuse to start on a key-encryption secret that cannot decrypt the ring,
+//! never show key material to the database, and start again after `keys rewrap`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use chatsdk_auth::config::RawConfig;
+use chatsdk_auth::keys::KeyRing;
+use serde_json::Value;
+
+use crate::helpers::{start_app, use_postgres, TestApp};
+use crate::pg;
+use crate::process::BIN;
+
+const KEK: &str = "kek-one-kek-one-kek-one-kek-one-kek-one-kek";
+const KEK2: &str = "kek-two-kek-two-kek-two-kek-two-kek-two-kek";
+
+/// A replica on `url` with its own data directory (its own generated key files) and `kek`.
+fn replica(url: &str, kek: &str) -> impl FnOnce(&mut RawConfig) {
+    let (url, kek) = (url.to_string(), kek.to_string());
+    move |c| {
+        use_postgres(c, url);
+        c.secrets.key_encryption_key = kek;
+    }
+}
+
+/// Starts a replica in a directory of its own under `root`; the test API key of the first
+/// replica (stored in the shared database) is handed to the others.
+async fn start(root: &Path, name: &str, url: &str, kek: &str) -> TestApp {
+    let dir = root.join(name);
+    let first = root.join("a").join("test-key.txt");
+    if first.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&first, dir.join("test-key.txt")).unwrap();
+    }
+    TestApp::start_in(&dir, replica(url, kek)).await
+}
+
+fn bearer(t: &TestApp) -> String {
+    format!("Bearer {}", t.app.secrets.admin_token.expose())
+}
+
+/// The kids of `kind` that `GET /admin/keys` lists.
+async fn listed(t: &TestApp, kind: &str) -> BTreeSet<String> {
+    let r = t
+        .client
+        .get(t.url("/admin/keys"))
+        .header("Authorization", bearer(t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    b["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["kind"] == kind)
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `POST /admin/keys/rest/rotate` on `t`: the new kid.
+async fn rotate_rest(t: &TestApp) -> String {
+    let r = t
+        .client
+        .post(t.url("/admin/keys/rest/rotate"))
+        .header("Authorization", bearer(t))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    b["new_kid"].as_str().unwrap().to_string()
+}
+
+/// The kid of a REST token `t` mints now.
+async fn signing_kid(t: &TestApp) -> String {
+    let token = t.mint("kid-probe").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
+}
+
+/// Waits (up to `limit`) until `t` lists `want` as its rest keys.
+async fn until_listed(t: &TestApp, want: &BTreeSet<String>, limit: Duration) -> BTreeSet<String> {
+    let start = Instant::now();
+    loop {
+        let got = listed(t, "rest").await;
+        if &got == want || start.elapsed() > limit {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn verify_status(t: &TestApp, token: &str) -> u16 {
+    crate::verify::verify(t, Some(&format!("Bearer {token}")), &[])
+        .await
+        .0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_share_the_ring_and_follow_a_rotation_within_two_seconds() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start(tmp.path(), "a", &url, KEK).await;
+    let b = start(tmp.path(), "b", &url, KEK).await;
+    let c = start(tmp.path(), "c", &url, KEK).await;
+    // Each replica generated key files of its own; the ring is the first replica's.
+    let own = |t: &TestApp| {
+        let ring = KeyRing::configured(&t.app.config.tokens, &t.app.secrets).unwrap();
+        (ring.rest.all()[0].kid.clone(), ring.ws.all()[0].kid.clone())
+    };
+    let (a_rest, a_ws) = own(&a);
+    assert_ne!(own(&b).0, a_rest, "the replicas' local key files differ");
+    for t in [&a, &b, &c] {
+        assert_eq!(listed(t, "rest").await, BTreeSet::from([a_rest.clone()]));
+        assert_eq!(listed(t, "ws").await, BTreeSet::from([a_ws.clone()]));
+        assert_eq!(signing_kid(t).await, a_rest);
+    }
+    let old = a.mint("before").await["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let new_kid = rotate_rest(&a).await;
+    let rotated = Instant::now();
+    assert_eq!(
+        signing_kid(&a).await,
+        new_kid,
+        "the rotating replica at once"
+    );
+    for t in [&b, &c] {
+        loop {
+            let kid = signing_kid(t).await;
+            if kid == new_kid {
+                break;
+            }
+            assert!(
+                rotated.elapsed() < Duration::from_secs(2),
+                "a replica still signs with {kid} 2 s after the rotation to {new_kid}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let both = BTreeSet::from([a_rest.clone(), new_kid.clone()]);
+    for t in [&a, &b, &c] {
+        assert_eq!(listed(t, "rest").await, both);
+        assert_eq!(verify_status(t, &old).await, 200, "the old key's token");
+        let fresh = t.mint("after").await["token"].as_str().unwrap().to_string();
+        for u in [&a, &b, &c] {
+            assert_eq!(verify_status(u, &fresh).await, 200, "the new key's token");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_rotations_at_once_on_two_replicas_keep_every_key() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start(tmp.path(), "a", &url, KEK).await;
+    let b = start(tmp.path(), "b", &url, KEK).await;
+    let mut every = listed(&a, "rest").await;
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(rotate_rest(&a), rotate_rest(&b));
+        assert_ne!(x, y);
+        every.extend([x, y]);
+    }
+    assert_eq!(every.len(), 7, "the first key and six new ones: {every:?}");
+    for t in [&a, &b] {
+        let got = until_listed(t, &every, Duration::from_secs(2)).await;
+        assert_eq!(got, every, "a key that signed was lost");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_cannot_decrypt_the_ring_refuses_to_start_and_the_others_serve() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start(tmp.path(), "a", &url, KEK).await;
+    let mut raw = RawConfig::default();
+    raw.storage.data_dir = tmp.path().join("b").to_string_lossy().into_owned();
+    replica(&url, KEK2)(&mut raw);
+    let err = start_app(raw.validate().unwrap())
+        .await
+        .err()
+        .expect("a replica with another key-encryption secret started");
+    let text = chatsdk_auth::error_chain::Chain(&err).to_string();
+    assert!(
+        text.contains("cannot decrypt the signing keys in PostgreSQL"),
+        "{text}"
+    );
+    let id = |s: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(s.as_bytes())[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    assert!(
+        text.contains(&id(KEK)) && text.contains(&id(KEK2)),
+        "{text}"
+    );
+    assert!(!text.contains(KEK) && !text.contains(KEK2), "{text}");
+    // The replica that can decrypt keeps serving.
+    assert_eq!(
+        a.tokens(serde_json::json!({"userId": "still"})).await.0,
+        200
+    );
+    rotate_rest(&a).await;
+    assert_eq!(listed(&a, "rest").await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_never_shows_the_key_material() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let ws_secret = "w".repeat(40);
+    let a = TestApp::start_in(&tmp.path().join("a"), |c| {
+        replica(&url, KEK)(c);
+        c.tokens.rest_algorithm = "ES256".into();
+        c.secrets.centrifugo_key = ws_secret.clone();
+    })
+    .await;
+    rotate_rest(&a).await;
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = db
+        .query_one(
+            "SELECT kek_id, nonce, ciphertext, row_to_json(k)::text FROM chatsdk_auth_signing_keys k",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (kek_id, nonce, ciphertext, text): (String, Vec<u8>, Vec<u8>, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(kek_id.len(), 16);
+    assert_eq!(nonce.len(), 12);
+    let b64 = |s: &[u8]| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
+    };
+    let pem = std::fs::read_to_string(a.dir.join("rest-signing-es256.pem")).unwrap();
+    let der_line = pem.lines().nth(1).unwrap().to_string();
+    let contains = |hay: &[u8], needle: &[u8]| hay.windows(needle.len()).any(|w| w == needle);
+    for needle in [
+        "BEGIN",
+        "PRIVATE",
+        "material",
+        &der_line,
+        &ws_secret,
+        &b64(ws_secret.as_bytes()),
+        KEK,
+        &b64(KEK.as_bytes()),
+    ] {
+        assert!(
+            !contains(&ciphertext, needle.as_bytes()),
+            "{needle} in the ciphertext"
+        );
+        assert!(!text.contains(needle), "{needle} in the row");
+    }
+}
+
+/// `chatsdk-auth keys rewrap` in `dir`, on `url`, with `new` as the configured secret.
+fn rewrap(dir: &Path, url: &str, new: &str, old_file: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["keys", "rewrap", "--old-key-file"])
+        .arg(old_file)
+        .current_dir(dir)
+        .env("CHATSDK_AUTH_STORAGE__BACKEND", "postgres")
+        .env("CHATSDK_AUTH_STORAGE__POSTGRES_URL", url)
+        .env("CHATSDK_AUTH_SECRETS__KEY_ENCRYPTION_KEY", new)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rewrap_reencrypts_and_replicas_with_the_new_secret_start() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut a = start(tmp.path(), "a", &url, KEK).await;
+    rotate_rest(&a).await;
+    let kids = listed(&a, "rest").await;
+    let ws = listed(&a, "ws").await;
+    let old_token = a.mint("old").await["token"].as_str().unwrap().to_string();
+    a.stop().await;
+
+    let ops = tmp.path().join("ops");
+    std::fs::create_dir_all(&ops).unwrap();
+    let old_file = ops.join("old-kek");
+    chatsdk_auth::secrets::write_new(&old_file, KEK).unwrap();
+    // The wrong old secret is named as such, and changes nothing.
+    let wrong_file = ops.join("wrong-kek");
+    chatsdk_auth::secrets::write_new(&wrong_file, &"x".repeat(43)).unwrap();
+    let wrong = rewrap(&ops, &url, KEK2, &wrong_file);
+    let stderr = String::from_utf8_lossy(&wrong.stderr).into_owned();
+    assert!(!wrong.status.success());
+    assert!(stderr.contains("--old-key-file holds"), "{stderr}");
+    let out = rewrap(&ops, &url, KEK2, &old_file);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("re-encrypted"), "{stderr}");
+    assert!(!stderr.contains(KEK) && !stderr.contains(KEK2), "{stderr}");
+    // Run again: already done, nothing changes.
+    let again = rewrap(&ops, &url, KEK2, &old_file);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already"));
+
+    // A replica on the new secret starts with the same keys; one on the old secret does not.
+    let b = start(tmp.path(), "b", &url, KEK2).await;
+    assert_eq!(listed(&b, "rest").await, kids);
+    assert_eq!(listed(&b, "ws").await, ws);
+    assert_eq!(verify_status(&b, &old_token).await, 200);
+    let mut raw = RawConfig::default();
+    raw.storage.data_dir = tmp.path().join("c").to_string_lossy().into_owned();
+    replica(&url, KEK)(&mut raw);
+    let err = start_app(raw.validate().unwrap()).await.err().unwrap();
+    assert!(chatsdk_auth::error_chain::Chain(&err)
+        .to_string()
+        .contains("cannot decrypt"));
+    // Rotations go on under the new secret.
+    rotate_rest(&b).await;
+    assert_eq!(listed(&b, "rest").await.len(), kids.len() + 1);
+}
