@@ -16,6 +16,7 @@ ruby -e 'require "httparty"' 2>/dev/null || need+=(ruby ruby-httparty)
 php -r 'require "GuzzleHttp/autoload.php";' 2>/dev/null || need+=(php-cli php-guzzlehttp-guzzle)
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # tests/openapi.sh
 command -v curl >/dev/null || need+=(curl)
+command -v openssl >/dev/null || need+=(openssl)   # tests/replicas.sh: the TLS PostgreSQL's certificates
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || need+=(chromium chromium-driver)  # tests/api/console_browser.rs
 if ((${#need[@]})); then
   echo "[test] installing ${need[*]} (Debian packages)"
@@ -34,5 +35,7 @@ echo "[test] Python tools (schemathesis, PyJWT) into target/venv"
 bash tests/venv.sh
 echo "[test] cargo test"
 cargo test --locked --lib --bins --tests   # no doctests: the crate has none, and an empty run would close the log
+echo "[test] the README's runbook: three replicas on one PostgreSQL over TLS"
+bash tests/replicas.sh
 echo "[test] API contract: openapi-spec-validator, then schemathesis against the built binary"
 bash tests/openapi.sh
