@@ -63,8 +63,9 @@
 //!
 //! # Architecture invariants
 //! - The lower layers (`error_chain`, `api_key`, `channels`, `centrifugo::protocol`, `config`,
-//!   `limits`, `secrets`, `telemetry`, `metrics`, `centrifugo::api`, `store`, `keys`, `jwt`)
-//!   never import handlers (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`),
+//!   `limits`, `secrets`, `tls`, `telemetry`, `metrics`, `centrifugo::api`, `store`, `keys`, `jwt`)
+//!   never import handlers (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`, `admin`,
+//!   `console`),
 //!   `router`, `app` or `cli`. Every closed label set is one enum whose values are derived, and
 //!   the metrics registry creates every value at startup: its own sets are in `metrics/labels.rs`,
 //!   Centrifugo's in the leaf `centrifugo/protocol.rs` (which metrics, `actions`,
