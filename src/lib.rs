@@ -78,8 +78,9 @@
 //!   once.
 //! - `jwt` and `store` know nothing about HTTP.
 //! - Nothing reads environment variables or configuration files after [`Config::load`] and
-//!   [`secrets::Secrets::load`] return, except the key ring file, which [`keys::LiveKeys`]
-//!   re-reads when it changes (that is how a rotation reaches a running server).
+//!   [`secrets::Secrets::load`] return, except the key ring (its file, or its row on
+//!   PostgreSQL), which [`keys::LiveKeys`] re-reads when it changes (that is how a rotation
+//!   reaches a running server).
 //! - There are no global statics, metrics included: everything hangs off [`App`].
 //! - No API key, secret or full token is ever logged, returned in an error or used as a label.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
