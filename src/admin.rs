@@ -28,8 +28,9 @@ use crate::store::{ApiKeyInfo, Conflict, User};
 
 /// The `code` of a 400 for each parameter an action can refuse (and the path segment); the
 /// contract (src/openapi.json, README.md) lists these.
-pub const FIELD_CODES: [(&str, &str); 4] = [
+pub const FIELD_CODES: [(&str, &str); 5] = [
     ("before", "invalid_before"),
+    ("filter", "invalid_filter"),
     ("limit", "invalid_limit"),
     ("name", "invalid_name"),
     ("path", "invalid_path"),

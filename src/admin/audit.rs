@@ -47,9 +47,21 @@ pub fn parse(query: Option<&str>) -> Result<AuditQuery, ApiError> {
                     })?),
                 }
             }
-            "action" => q.action = given,
-            "actor" => q.actor = given,
-            "subject" => q.subject = given,
+            "action" | "actor" | "subject" => {
+                // Stored values never hold control characters (PostgreSQL refuses a NUL in
+                // TEXT outright): such a filter is the caller's mistake, not a 500.
+                if given.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
+                    return Err(ApiError::InvalidField {
+                        code: "invalid_filter",
+                        message: format!("{k} must not contain control characters"),
+                    });
+                }
+                match k.as_ref() {
+                    "action" => q.action = given,
+                    "actor" => q.actor = given,
+                    _ => q.subject = given,
+                }
+            }
             _ => {}
         }
     }
@@ -78,6 +90,9 @@ mod tests {
             ("limit=x", "invalid_limit"),
             ("before=-1", "invalid_before"),
             ("before=1.5", "invalid_before"),
+            ("actor=%00", "invalid_filter"),
+            ("subject=a%0Ab", "invalid_filter"),
+            ("action=%7F", "invalid_filter"),
         ] {
             assert_eq!(parse(Some(bad)).unwrap_err().code(), code, "{bad}");
         }

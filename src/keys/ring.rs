@@ -128,8 +128,8 @@ pub fn ring_path(config: &Config) -> PathBuf {
     config.data_dir.join(RING_FILE)
 }
 
-/// The key ring file as stored.
-#[derive(Debug, Default, Serialize, Deserialize)]
+/// The key ring file as stored. No `Debug`: it holds private keys.
+#[derive(Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RingFile {
     pub(super) version: u32,
@@ -139,8 +139,8 @@ pub(super) struct RingFile {
     pub(super) ws: Vec<StoredKey>,
 }
 
-/// One key as stored in the ring file.
-#[derive(Debug, Serialize, Deserialize)]
+/// One key as stored in the ring file. No `Debug`: `material` is a private key.
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StoredKey {
     kid: String,

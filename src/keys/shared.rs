@@ -97,12 +97,28 @@ pub(super) async fn load_if_newer(
     known: Option<i64>,
 ) -> Result<Option<(KeyRing, i64)>, KeyError> {
     let version = store.key_ring_version().await?;
-    if version.is_none() || version == known {
-        return Ok(None);
+    match (version, known) {
+        (None, _) => return Ok(None),
+        (Some(v), Some(k)) if v == k => return Ok(None),
+        // Versions only grow: a lower one is an older row put back (a restored backup, or a
+        // write by someone without the key-encryption secret), which would bring retired
+        // keys back. Keep the ring in force and say so.
+        (Some(v), Some(k)) if v < k => {
+            tracing::warn!(
+                stored = v,
+                in_force = k,
+                "the key ring in PostgreSQL is older than the one in force; not loaded"
+            );
+            return Ok(None);
+        }
+        _ => {}
     }
     let Some(sealed) = store.load_key_ring().await? else {
         return Ok(None);
     };
+    if known.is_some_and(|k| sealed.version <= k) {
+        return Ok(None);
+    }
     let file = kek.open(&sealed)?;
     let ring = KeyRing::from_parts(tokens, secrets, PG_RING.as_ref(), Some(&file))?;
     Ok(Some((ring, sealed.version)))
