@@ -51,8 +51,18 @@ impl SslMode {
             "require" => SslMode::Require,
             "verify-ca" => SslMode::VerifyCa,
             "verify-full" => SslMode::VerifyFull,
-            // libpq's `allow` tries plaintext first: never a choice worth offering.
-            other => return Err(TlsError::BadMode(other.to_string())),
+            // libpq's `allow` tries plaintext first: never a choice worth offering. The value
+            // is named only when it looks like a mode: never echo what could be a password.
+            other => {
+                let looks_like_a_mode =
+                    other.len() <= 16 && other.bytes().all(|b| b.is_ascii_lowercase() || b == b'-');
+                let shown = if looks_like_a_mode {
+                    other.to_string()
+                } else {
+                    "(not shown)".into()
+                };
+                return Err(TlsError::BadMode(shown));
+            }
         })
     }
 
@@ -96,6 +106,10 @@ pub enum TlsError {
     Unsupported(String),
     #[error("sslcert and sslkey go together: give both or neither")]
     HalfClientCert,
+    #[error("sslrootcert=system needs sslmode=verify-full (as in libpq): with the system's CAs only the host name says whose certificate it is")]
+    SystemRootsNeedVerifyFull,
+    #[error("the key=value connection string is malformed: {0}")]
+    Malformed(&'static str),
     #[error("the connection string cannot be parsed")]
     Unparseable(#[source] url::ParseError),
     #[error("cannot read {what} from {path}")]
@@ -133,7 +147,7 @@ pub fn split_postgres_url(url: &str) -> Result<(String, PgTls), TlsError> {
     let (rest, params) = if is_uri {
         split_uri(trimmed)?
     } else {
-        split_key_values(trimmed)
+        split_key_values(trimmed)?
     };
     if let Some((k, _)) = params
         .iter()
@@ -148,10 +162,16 @@ pub fn split_postgres_url(url: &str) -> Result<(String, PgTls), TlsError> {
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
     };
+    let system_roots = get("sslrootcert").as_deref() == Some("system");
     let mut mode = match get("sslmode") {
         Some(m) => SslMode::parse(&m)?,
+        // libpq 16: `sslrootcert=system` makes verify-full the default.
+        None if system_roots => SslMode::VerifyFull,
         None => SslMode::Prefer,
     };
+    if system_roots && mode != SslMode::VerifyFull {
+        return Err(TlsError::SystemRootsNeedVerifyFull);
+    }
     let root_cert = get("sslrootcert")
         .filter(|v| v != "system")
         .map(PathBuf::from);
@@ -190,26 +210,28 @@ type Params = Vec<(String, String)>;
 
 fn split_uri(uri: &str) -> Result<(String, Params), TlsError> {
     let mut parsed = url::Url::parse(uri).map_err(TlsError::Unparseable)?;
-    let mut keep: Params = Vec::new();
+    let mut keep: Vec<&str> = Vec::new();
     let mut tls: Params = Vec::new();
-    for (k, v) in parsed.query_pairs() {
+    let query = parsed.query().map(str::to_string).unwrap_or_default();
+    // Pair by pair on the raw query, so what is kept goes back exactly as written (decoding and
+    // re-encoding would turn a `%20` into a `+`, which tokio-postgres keeps as a plus).
+    for raw in query.split('&').filter(|p| !p.is_empty()) {
+        let Some((k, v)) = url::form_urlencoded::parse(raw.as_bytes()).next() else {
+            continue;
+        };
         if TLS_KEYS.contains(&k.as_ref()) || UNSUPPORTED_KEYS.contains(&k.as_ref()) {
             tls.push((k.into_owned(), v.into_owned()));
         } else {
-            keep.push((k.into_owned(), v.into_owned()));
+            keep.push(raw);
         }
     }
-    if keep.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(&keep);
-    }
+    parsed.set_query((!keep.is_empty()).then(|| keep.join("&")).as_deref());
     Ok((parsed.to_string(), tls))
 }
 
 /// libpq's `key=value` form: whitespace-separated pairs, a value optionally in single quotes
 /// with `\'` and `\\` escapes. The pairs that are not TLS parameters are written back quoted.
-fn split_key_values(s: &str) -> (String, Params) {
+fn split_key_values(s: &str) -> Result<(String, Params), TlsError> {
     let mut keep = Vec::new();
     let mut tls = Vec::new();
     let mut chars = s.chars().peekable();
@@ -220,6 +242,9 @@ fn split_key_values(s: &str) -> (String, Params) {
             key.push(c);
         }
         if key.is_empty() {
+            if chars.peek().is_some() {
+                return Err(TlsError::Malformed("a value without a key"));
+            }
             break;
         }
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
@@ -227,12 +252,19 @@ fn split_key_values(s: &str) -> (String, Params) {
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         let mut value = String::new();
         if chars.next_if_eq(&'\'').is_some() {
+            let mut closed = false;
             while let Some(c) = chars.next() {
                 match c {
                     '\\' => value.extend(chars.next()),
-                    '\'' => break,
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
                     c => value.push(c),
                 }
+            }
+            if !closed {
+                return Err(TlsError::Malformed("a quoted value is not closed"));
             }
         } else {
             while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
@@ -250,7 +282,7 @@ fn split_key_values(s: &str) -> (String, Params) {
         .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
         .collect::<Vec<_>>()
         .join(" ");
-    (rest, tls)
+    Ok((rest, tls))
 }
 
 /// The rustls configuration of a PostgreSQL connection with these settings. Reads the CA and
@@ -523,6 +555,41 @@ mod tests {
         let parsed: tokio_postgres::Config = rest.parse().unwrap();
         assert_eq!(parsed.get_password(), Some(&b"a b'c"[..]));
         assert_eq!(split("host = db").0, "host='db' sslmode=prefer");
+    }
+
+    #[test]
+    fn kept_query_values_go_back_as_written() {
+        let (rest, _) =
+            split("postgres://u@db/x?options=-c%20a%3Db&sslmode=require&password=a%20b");
+        let c: tokio_postgres::Config = rest.parse().unwrap();
+        assert_eq!(c.get_options(), Some("-c a=b"));
+        assert_eq!(c.get_password(), Some(&b"a b"[..]));
+    }
+
+    #[test]
+    fn system_roots_mean_verify_full() {
+        let t = split("postgres://u@db/x?sslrootcert=system").1;
+        assert_eq!((t.mode, t.root_cert), (SslMode::VerifyFull, None));
+        for weak in ["disable", "prefer", "require", "verify-ca"] {
+            let e = split_postgres_url(&format!(
+                "postgres://db/x?sslrootcert=system&sslmode={weak}"
+            ));
+            assert!(
+                matches!(e, Err(TlsError::SystemRootsNeedVerifyFull)),
+                "{weak}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_key_values_are_refused_without_echoing_them() {
+        let e = |u: &str| split_postgres_url(u).unwrap_err().to_string();
+        let unclosed = e("host=db sslmode='require password=hunter2");
+        assert!(unclosed.contains("not closed"), "{unclosed}");
+        assert!(!unclosed.contains("hunter2"), "{unclosed}");
+        assert!(e("host=db =x password=p").contains("without a key"));
+        let long = e("host=db sslmode=hunter2-hunter2-hunter2");
+        assert!(!long.contains("hunter2"), "{long}");
     }
 
     #[test]
