@@ -295,6 +295,9 @@ pub struct Limits {
     /// attempt: read before each API-key check. Bounded like the limiters.
     blocked: Mutex<HashMap<u64, Instant>>,
     blocked_hasher: RandomState,
+    /// Addresses whose API-key check failed lately, until when: with limits shared through
+    /// PostgreSQL, their next checks first read the shared bucket (`router/guard.rs`).
+    watched: Mutex<HashMap<u64, Instant>>,
     max_keys: usize,
 }
 
@@ -326,6 +329,7 @@ impl Limits {
             ),
             blocked: Mutex::new(HashMap::new()),
             blocked_hasher: RandomState::new(),
+            watched: Mutex::new(HashMap::new()),
             max_keys: c.max_tracked_keys,
         }
     }
@@ -386,6 +390,31 @@ impl Limits {
         };
         self.block(ip, limited.retry_after);
         Err(limited)
+    }
+
+    /// Notes that an API-key check from `ip` failed: it stays watched for `for_how_long`.
+    pub fn watch(&self, ip: IpAddr, for_how_long: Duration) {
+        let mut watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if watched.len() >= self.max_keys {
+            watched.retain(|_, until| *until > now);
+        }
+        if watched.len() < self.max_keys {
+            let key = self.blocked_hasher.hash_one(client_key(ip));
+            watched.insert(key, now + for_how_long);
+        }
+    }
+
+    /// Whether an API-key check from `ip` failed within its watch (see [`Limits::watch`]).
+    pub fn watched(&self, ip: IpAddr) -> bool {
+        let watched = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if watched.is_empty() {
+            return false;
+        }
+        let key = self.blocked_hasher.hash_one(client_key(ip));
+        watched
+            .get(&key)
+            .is_some_and(|until| *until > Instant::now())
     }
 
     /// Refuses API-key checks from `ip` for `retry_after`: its failed-auth budget is used up,

@@ -137,7 +137,7 @@ pub(crate) async fn check(
             app.limits
                 .admin_call(client)
                 .map_err(|l| rate_limited(app, l, client, None))?;
-            shared(app, Limit::AdminPerIp, client).await?;
+            shared(app, Limit::AdminPerIp, client, Shared::Count).await?;
             let given = auth::bearer(headers, Scheme::Exact);
             if !auth::secret_matches(given, app.secrets.admin_token.expose().as_bytes()) {
                 app.metrics.admin_unauthorized.inc();
@@ -173,15 +173,19 @@ async fn api_key(
     app.limits
         .auth_allowed(client)
         .map_err(|l| rate_limited(app, l, client, None))?;
+    if app.store.shares_limits() && app.limits.watched(client) {
+        // Failed lately: the budget may be spent on another replica; ask before testing a key.
+        shared(app, Limit::FailedAuthPerIp, client, Shared::Peek).await?;
+    }
     let caller = match auth::authenticate(&app.store, headers).await {
         Ok(caller) => caller,
         // Not the caller's failure: the key was never checked.
         Err(e @ ApiError::StoreUnavailable(_)) => return Err(e),
         Err(e) => {
-            app.limits
-                .auth_failed(client)
-                .map_err(|l| rate_limited(app, l, client, None))?;
-            shared(app, Limit::FailedAuthPerIp, client).await?;
+            let local = app.limits.auth_failed(client);
+            // Counted in the shared bucket even when this replica's own limit just ran out.
+            shared(app, Limit::FailedAuthPerIp, client, Shared::Count).await?;
+            local.map_err(|l| rate_limited(app, l, client, None))?;
             return Err(e);
         }
     };
@@ -197,12 +201,23 @@ async fn api_key(
     Ok(caller)
 }
 
-/// Counts one event of `limit` for `client` in the bucket every replica shares (PostgreSQL;
-/// nothing on SQLite): a failed API-key check, or an admin call. Over the shared budget, the
-/// address is refused here too until the bucket refills, without asking again. A store that
-/// cannot count leaves the per-process limit in charge (logged): the key check or the admin
-/// token comparison still decides, and the local limiter still counts.
-async fn shared(app: &App, limit: Limit, client: IpAddr) -> Result<(), ApiError> {
+/// What [`shared`] does with the bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shared {
+    /// Count one event.
+    Count,
+    /// Only ask whether one more would conform.
+    Peek,
+}
+
+/// The bucket of `limit` for `client` that every replica shares (PostgreSQL; nothing on
+/// SQLite): counts a failed API-key check or an admin call, or peeks before the key check of
+/// an address that failed lately. Over the shared budget, the address is refused here too
+/// until the bucket refills, without asking again. A failed key check keeps the address
+/// watched for a minute (a full refill). A store that cannot answer leaves the per-process
+/// limit in charge (logged): the key check or the admin token comparison still decides, and
+/// the local limiter still counts.
+async fn shared(app: &App, limit: Limit, client: IpAddr, what: Shared) -> Result<(), ApiError> {
     let per_minute = match limit {
         Limit::FailedAuthPerIp => app.config.limits.failed_auth_per_ip_per_minute,
         Limit::AdminPerIp => app.config.limits.admin_per_ip_per_minute,
@@ -211,8 +226,15 @@ async fn shared(app: &App, limit: Limit, client: IpAddr) -> Result<(), ApiError>
     if per_minute == 0 || !app.store.shares_limits() {
         return Ok(());
     }
+    if limit == Limit::FailedAuthPerIp && what == Shared::Count {
+        app.limits.watch(client, std::time::Duration::from_secs(60));
+    }
     let key = format!("{}:{:032x}", limit.label(), limits::client_key(client));
-    match app.store.count_shared(&key, per_minute, now_ms()).await {
+    let answer = match what {
+        Shared::Count => app.store.count_shared(&key, per_minute, now_ms()).await,
+        Shared::Peek => app.store.peek_shared(&key, per_minute, now_ms()).await,
+    };
+    match answer {
         Ok(SharedVerdict::Allowed) => Ok(()),
         Ok(SharedVerdict::Limited(retry_after)) => {
             if limit == Limit::FailedAuthPerIp {
@@ -222,7 +244,7 @@ async fn shared(app: &App, limit: Limit, client: IpAddr) -> Result<(), ApiError>
             Err(rate_limited(app, l, client, None))
         }
         Err(e) => {
-            tracing::warn!(error = %Chain(&e), limit = limit.label(), "cannot count a limit the replicas share; this replica's own limit still applies");
+            tracing::warn!(error = %Chain(&e), limit = limit.label(), "cannot ask a limit the replicas share; this replica's own limit still applies");
             Ok(())
         }
     }

@@ -88,7 +88,8 @@ CREATE TRIGGER chatsdk_auth_audit_events_append_only BEFORE UPDATE ON chatsdk_au
     r#"
 CREATE TABLE chatsdk_auth_limits (
     key TEXT PRIMARY KEY,
-    tat_ms BIGINT NOT NULL
+    tat_ms BIGINT NOT NULL,
+    conformed BOOLEAN NOT NULL DEFAULT TRUE
 );
 "#,
     // The signing-key ring, encrypted (src/store/postgres_keyring.rs): one row.

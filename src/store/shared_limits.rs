@@ -8,8 +8,10 @@
 //! WHERE`, a row lock), whichever replica runs it. A client's budget is `per_minute` events in a
 //! burst, refilled at `per_minute` a minute, exactly as the per-process limiter's. The
 //! per-process limiters stay in front (`crate::limits`): they answer without a round trip, and
-//! the shared bucket is only asked when an event must be counted, never on a success path of
-//! `POST /tokens`. SQLite serves one instance: nothing to share, no statement.
+//! the shared bucket is only asked when an event must be counted, or, for an address whose key
+//! check failed within the last minute, read before its next check (so N replicas cannot each
+//! test a guess once the shared budget is spent). A client that has not failed lately costs
+//! no statement. SQLite serves one instance: nothing to share, no statement.
 
 use std::time::Duration;
 
@@ -25,15 +27,40 @@ pub enum SharedVerdict {
     Limited(Duration),
 }
 
-/// One event: the bucket's new arrival time when it conformed, else the stored one.
-const COUNT: &str = "WITH cur AS (SELECT tat_ms FROM chatsdk_auth_limits WHERE key = $1::text),
-up AS (
-    INSERT INTO chatsdk_auth_limits AS l (key, tat_ms) VALUES ($1::text, $2::bigint + $3::bigint)
-    ON CONFLICT (key) DO UPDATE SET tat_ms = GREATEST(l.tat_ms, $2::bigint) + $3::bigint
-    WHERE GREATEST(l.tat_ms, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint
-    RETURNING tat_ms
-)
-SELECT (SELECT tat_ms FROM up), (SELECT tat_ms FROM cur)";
+/// One event, decided on the locked row (never on a snapshot): the bucket's arrival time
+/// after it, and whether it conformed (the time moves only when it did).
+const COUNT: &str = "INSERT INTO chatsdk_auth_limits AS l (key, tat_ms, conformed)
+VALUES ($1::text, $2::bigint + $3::bigint, TRUE)
+ON CONFLICT (key) DO UPDATE SET
+    conformed = GREATEST(l.tat_ms, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint,
+    tat_ms = CASE WHEN GREATEST(l.tat_ms, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint
+        THEN GREATEST(l.tat_ms, $2::bigint) + $3::bigint ELSE l.tat_ms END
+RETURNING tat_ms, conformed";
+
+/// The bucket's arrival time, read without counting anything.
+const PEEK: &str = "SELECT tat_ms FROM chatsdk_auth_limits WHERE key = $1::text";
+
+/// The emission interval and the burst, in milliseconds, of a budget of `per_minute`: `n`
+/// events at once from a full bucket, one more every `60000 / n` ms. A budget above 60,000 a
+/// minute counts as 60,000 (the interval stays at least a millisecond).
+fn shape(per_minute: u32) -> (i64, i64) {
+    let n = i64::from(per_minute.clamp(1, 60_000));
+    let interval = 60_000 / n;
+    (interval, interval * n)
+}
+
+/// The verdict on a stored arrival time: the next event conforms once
+/// `max(tat, t) + interval - t <= burst`.
+fn verdict(tat: i64, now_ms: i64, (interval, burst): (i64, i64)) -> SharedVerdict {
+    let next = tat + interval - burst;
+    if next <= now_ms {
+        SharedVerdict::Allowed
+    } else {
+        SharedVerdict::Limited(Duration::from_millis(
+            u64::try_from(next - now_ms).unwrap_or(1),
+        ))
+    }
+}
 
 impl Store {
     /// True when limits are shared with other replicas (the PostgreSQL backend).
@@ -55,6 +82,20 @@ impl Store {
         }
     }
 
+    /// Whether one more event of the shared bucket `key` would conform now, counting nothing;
+    /// one read on PostgreSQL, none on SQLite.
+    pub(crate) async fn peek_shared(
+        &self,
+        key: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<SharedVerdict, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(SharedVerdict::Allowed),
+            Backend::Postgres(s) => Box::pin(s.peek_shared(key, per_minute, now_ms)).await,
+        }
+    }
+
     /// Deletes the buckets that are full again (nothing to remember); returns how many.
     pub(crate) async fn prune_shared_limits(&self, now_ms: i64) -> Result<u64, StoreError> {
         match &self.backend {
@@ -71,28 +112,36 @@ impl PgStore {
         per_minute: u32,
         now_ms: i64,
     ) -> Result<SharedVerdict, StoreError> {
-        let n = i64::from(per_minute.max(1));
-        // The emission interval, and the burst: `n` events at once from a full bucket.
-        let interval = 60_000 / n;
-        let burst = interval * n;
+        let (interval, burst) = shape(per_minute);
         let c = self.client().await?;
         let st = c.prepare_cached(COUNT).await.map_err(map_err)?;
         let row = c
             .query_one(&st, &[&key, &now_ms, &interval, &burst])
             .await
             .map_err(map_err)?;
-        let updated: Option<i64> = row.try_get(0).map_err(|e| StoreError::BadRow(e.into()))?;
-        let stored: Option<i64> = row.try_get(1).map_err(|e| StoreError::BadRow(e.into()))?;
-        Ok(match (updated, stored) {
-            (Some(_), _) => SharedVerdict::Allowed,
-            // Refused: the next event conforms once `stored + interval - t <= burst`.
-            (None, stored) => {
-                let at = stored.unwrap_or(now_ms) + interval - burst;
-                SharedVerdict::Limited(Duration::from_millis(
-                    u64::try_from(at - now_ms).unwrap_or(0).max(1),
-                ))
-            }
+        let tat: i64 = row.try_get(0).map_err(|e| StoreError::BadRow(e.into()))?;
+        let conformed: bool = row.try_get(1).map_err(|e| StoreError::BadRow(e.into()))?;
+        Ok(if conformed {
+            SharedVerdict::Allowed
+        } else {
+            verdict(tat, now_ms, (interval, burst))
         })
+    }
+
+    async fn peek_shared(
+        &self,
+        key: &str,
+        per_minute: u32,
+        now_ms: i64,
+    ) -> Result<SharedVerdict, StoreError> {
+        let c = self.client().await?;
+        let st = c.prepare_cached(PEEK).await.map_err(map_err)?;
+        let row = c.query_opt(&st, &[&key]).await.map_err(map_err)?;
+        let Some(row) = row else {
+            return Ok(SharedVerdict::Allowed);
+        };
+        let tat: i64 = row.try_get(0).map_err(|e| StoreError::BadRow(e.into()))?;
+        Ok(verdict(tat, now_ms, shape(per_minute)))
     }
 
     async fn prune_shared_limits(&self, now_ms: i64) -> Result<u64, StoreError> {
@@ -103,5 +152,26 @@ impl PgStore {
         )
         .await
         .map_err(map_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_one_per_interval() {
+        let shape = shape(60);
+        assert_eq!(shape, (1000, 60_000));
+        // A bucket 60 events ahead is full: the next one conforms one interval later.
+        assert_eq!(
+            verdict(60_000, 0, shape),
+            SharedVerdict::Limited(Duration::from_millis(1000))
+        );
+        assert_eq!(verdict(60_000, 1000, shape), SharedVerdict::Allowed);
+        assert_eq!(verdict(0, 0, shape), SharedVerdict::Allowed);
+        // A budget above 60,000 a minute still limits (one a millisecond), never turns off.
+        assert_eq!(super::shape(1_000_000), (1, 60_000));
+        assert_eq!(super::shape(0), (60_000, 60_000));
     }
 }

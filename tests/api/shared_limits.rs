@@ -74,6 +74,52 @@ async fn wrong_keys_spread_over_three_replicas_get_the_budget_of_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_the_budget_is_spent_three_replicas_test_one_key_per_refill_not_three() {
+    // 60 a minute: one more every second once the burst is spent.
+    let (apps, _) = replicas(|c| c.limits.failed_auth_per_ip_per_minute = 60).await;
+    let wrong = "chatsdk_wrongwrongwrongwrongwrongwrongwrongwrong1";
+    let mut i = 0;
+    // Spend the burst.
+    loop {
+        let (s, _) = apps[i % 3]
+            .tokens_with_key(wrong, json!({"userId": "u"}))
+            .await;
+        i += 1;
+        if s == 429 || i > 200 {
+            break;
+        }
+    }
+    // Then guess round-robin, one request every 50 ms, for 3.5 s. A guess is tested when its
+    // key is looked up, whatever the answer (a wrong key found over the budget is a 429 too):
+    // count the lookups. The bucket refills about 3 times, so about 3 may be tested; replicas
+    // that looked only at their own block would test one a second each (about 10).
+    let lookups =
+        r#"chatsdk_auth_store_operation_duration_seconds_count{operation="authenticate_api_key"}"#;
+    let mut before = 0.0;
+    for t in &apps {
+        before += t.metric(lookups).await;
+    }
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(3500) {
+        let (s, b) = apps[i % 3]
+            .tokens_with_key(wrong, json!({"userId": "u"}))
+            .await;
+        i += 1;
+        assert!(s == 401 || s == 429, "{s}: {b}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut after = 0.0;
+    for t in &apps {
+        after += t.metric(lookups).await;
+    }
+    let tested = after - before;
+    assert!(
+        tested <= 5.0,
+        "{tested} keys tested in 3.5 s after the budget was spent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_calls_spread_over_three_replicas_get_the_budget_of_one() {
     const BUDGET: u32 = 5;
     let (apps, _) = replicas(|c| c.limits.admin_per_ip_per_minute = BUDGET).await;
