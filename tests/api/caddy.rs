@@ -5,7 +5,7 @@
 //! endpoint or automatic HTTPS.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -13,19 +13,12 @@ use serde_json::Value;
 
 use crate::helpers::{now, TestApp};
 use crate::nginx::upstream;
-use crate::process::{free_port, tool};
+use crate::process::{free_port, tool, KillOnDrop};
 
 /// `caddy run` in the foreground, every file under a temp prefix; killed on drop.
 struct Caddy {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
-}
-
-impl Drop for Caddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Caddy {
@@ -73,10 +66,13 @@ http://127.0.0.1:{port} {{
                 .stderr(std::fs::File::create(&log).unwrap())
                 .spawn()
                 .expect("start caddy");
-            let mut c = Caddy { child, port };
+            let mut c = Caddy {
+                child: KillOnDrop(child),
+                port,
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                if c.child.try_wait().unwrap().is_some() {
+                if c.child.0.try_wait().unwrap().is_some() {
                     break; // Exited: most likely the port was taken; try another.
                 }
                 if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -92,7 +88,7 @@ http://127.0.0.1:{port} {{
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let _ = c.child.wait();
+            let _ = c.child.0.wait();
         }
         panic!(
             "caddy did not start: {}",

@@ -25,7 +25,7 @@ fn ring_kids(ring: &Path, kind: &str) -> BTreeSet<String> {
 }
 
 /// The kids of one kind `GET /admin/keys` lists.
-async fn listed_kids(
+pub(crate) async fn listed_kids(
     c: &reqwest::Client,
     base: &str,
     bearer: &str,

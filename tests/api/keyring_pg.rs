@@ -45,24 +45,9 @@ fn bearer(t: &TestApp) -> String {
     format!("Bearer {}", t.app.secrets.admin_token.expose())
 }
 
-/// The kids of `kind` that `GET /admin/keys` lists.
+/// The kids of `kind` that `GET /admin/keys` lists on `t`.
 async fn listed(t: &TestApp, kind: &str) -> BTreeSet<String> {
-    let r = t
-        .client
-        .get(t.url("/admin/keys"))
-        .header("Authorization", bearer(t))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let b: Value = r.json().await.unwrap();
-    b["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|k| k["kind"] == kind)
-        .map(|k| k["kid"].as_str().unwrap().to_string())
-        .collect()
+    crate::key_rotation::listed_kids(&t.client, &t.url(""), &bearer(t), kind).await
 }
 
 /// `POST /admin/keys/rest/rotate` on `t`: the new kid.

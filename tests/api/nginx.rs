@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::helpers::{now, TestApp};
-use crate::process::{free_port, tool};
+use crate::process::{free_port, tool, KillOnDrop};
 
 /// An HTTP upstream on 127.0.0.1:0 that counts its requests and echoes the identity headers.
 pub(crate) async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
@@ -62,15 +62,8 @@ pub(crate) async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 
 /// nginx in the foreground, one process, every path under a temp prefix; killed on drop.
 struct Nginx {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Nginx {
@@ -130,10 +123,13 @@ http {{
                 .stderr(Stdio::inherit())
                 .spawn()
                 .expect("start nginx");
-            let mut n = Nginx { child, port };
+            let mut n = Nginx {
+                child: KillOnDrop(child),
+                port,
+            };
             let deadline = Instant::now() + Duration::from_secs(10);
             loop {
-                if n.child.try_wait().unwrap().is_some() {
+                if n.child.0.try_wait().unwrap().is_some() {
                     break; // Exited: most likely the port was taken; try another.
                 }
                 if tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -145,7 +141,7 @@ http {{
                 assert!(Instant::now() < deadline, "nginx did not listen in 10 s");
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            let _ = n.child.wait();
+            let _ = n.child.0.wait();
         }
         panic!("nginx did not start (see its log above)");
     }
