@@ -80,15 +80,7 @@ fn sqlite_page(
             |r| {
                 Ok(AuditRow {
                     id: r.get(0)?,
-                    event: AuditEvent {
-                        at: r.get(1)?,
-                        event: r.get(2)?,
-                        actor: r.get(3)?,
-                        target_kind: r.get(4)?,
-                        target: r.get(5)?,
-                        source: r.get(6)?,
-                        detail: r.get(7)?,
-                    },
+                    event: super::sqlite::audit_event_from_row(r, 1)?,
                 })
             },
         )
@@ -114,19 +106,14 @@ async fn postgres_page(
         )
         .await
         .map_err(map_err)?;
-    Ok(rows
-        .iter()
-        .map(|r| AuditRow {
-            id: r.get(0),
-            event: AuditEvent {
-                at: r.get(1),
-                event: r.get(2),
-                actor: r.get(3),
-                target_kind: r.get(4),
-                target: r.get(5),
-                source: r.get(6),
-                detail: r.get(7),
-            },
+    // `try_get` through the backend's own helpers: a column of another type is a 500, never
+    // a panic.
+    rows.iter()
+        .map(|r| {
+            Ok(AuditRow {
+                id: super::postgres::col(r, 0)?,
+                event: super::postgres::audit_event_from_row(r, 1)?,
+            })
         })
-        .collect())
+        .collect()
 }

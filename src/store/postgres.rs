@@ -482,19 +482,7 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    at: col(r, 0)?,
-                    event: col(r, 1)?,
-                    actor: col(r, 2)?,
-                    target_kind: col(r, 3)?,
-                    target: col(r, 4)?,
-                    source: col(r, 5)?,
-                    detail: col(r, 6)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|r| audit_event_from_row(r, 0)).collect()
     }
 
     pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
@@ -531,6 +519,20 @@ pub(super) fn user_from_row(r: &tokio_postgres::Row) -> Result<User, StoreError>
         tokens_valid_after: col(r, 5)?,
         created_at: col(r, 6)?,
         updated_at: col(r, 7)?,
+    })
+}
+
+/// An [`AuditEvent`] from a row that selects `at, event, actor, target_kind, target, source,
+/// detail` in that order, from column `first` on.
+pub(super) fn audit_event_from_row(r: &Row, first: usize) -> Result<AuditEvent, StoreError> {
+    Ok(AuditEvent {
+        at: col(r, first)?,
+        event: col(r, first + 1)?,
+        actor: col(r, first + 2)?,
+        target_kind: col(r, first + 3)?,
+        target: col(r, first + 4)?,
+        source: col(r, first + 5)?,
+        detail: col(r, first + 6)?,
     })
 }
 

@@ -257,15 +257,7 @@ impl SqliteStore {
             .map_err(map_err)?;
         let rows = st
             .query_map(params![f.since.unwrap_or(i64::MIN), f.user, limit], |r| {
-                Ok(AuditEvent {
-                    at: r.get(0)?,
-                    event: r.get(1)?,
-                    actor: r.get(2)?,
-                    target_kind: r.get(3)?,
-                    target: r.get(4)?,
-                    source: r.get(5)?,
-                    detail: r.get(6)?,
-                })
+                audit_event_from_row(r, 0)
             })
             .map_err(map_err)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(map_err)
@@ -306,6 +298,23 @@ impl SqliteStore {
 
 /// A whole [`User`] from a row that selects `id, name, image, custom, disabled,
 /// tokens_valid_after, created_at, updated_at` in that order.
+/// An [`AuditEvent`] from a row that selects `at, event, actor, target_kind, target, source,
+/// detail` in that order, from column `first` on.
+pub(in crate::store) fn audit_event_from_row(
+    r: &rusqlite::Row<'_>,
+    first: usize,
+) -> rusqlite::Result<AuditEvent> {
+    Ok(AuditEvent {
+        at: r.get(first)?,
+        event: r.get(first + 1)?,
+        actor: r.get(first + 2)?,
+        target_kind: r.get(first + 3)?,
+        target: r.get(first + 4)?,
+        source: r.get(first + 5)?,
+        detail: r.get(first + 6)?,
+    })
+}
+
 pub(super) fn user_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
     Ok(User {
         id: r.get(0)?,
