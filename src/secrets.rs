@@ -329,6 +329,22 @@ pub fn write_new(path: &Path, value: &str) -> Result<(), SecretsError> {
         })
 }
 
+/// Fixed, distinct secrets of the right length, for the unit tests of the layers that take
+/// [`Secrets`].
+#[cfg(test)]
+pub(crate) fn fixture() -> Secrets {
+    Secrets {
+        rest_key: Secret::new("r".repeat(40)),
+        centrifugo_key: Secret::new("w".repeat(40)),
+        proxy_secret: Secret::new("p".repeat(40)),
+        metrics_token: Secret::new("m".repeat(40)),
+        subscription_key: Secret::new("s".repeat(40)),
+        centrifugo_api_key: Secret::new("c".repeat(40)),
+        admin_token: Secret::new("a".repeat(40)),
+        key_encryption_key: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use super::*;
 use crate::channels::{ChannelRules, Rule, RuleKind};
 use crate::config::TokenConfig;
 use crate::keys::{KeyRing, LiveKeys};
-use crate::secrets::{Secret, Secrets};
+use crate::secrets::Secrets;
 
 pub(super) fn keys(cfg: &TokenConfig, s: &Secrets) -> Arc<LiveKeys> {
     Arc::new(LiveKeys::fixed(KeyRing::configured(cfg, s).unwrap()))
@@ -21,16 +21,7 @@ pub(super) fn fixtures() -> (TokenConfig, Secrets) {
         .validate()
         .unwrap()
         .tokens;
-    let secrets = Secrets {
-        rest_key: Secret::new("r".repeat(40)),
-        centrifugo_key: Secret::new("w".repeat(40)),
-        proxy_secret: Secret::new("p".repeat(40)),
-        metrics_token: Secret::new("m".repeat(40)),
-        subscription_key: Secret::new("s".repeat(40)),
-        centrifugo_api_key: Secret::new("c".repeat(40)),
-        admin_token: Secret::new("a".repeat(40)),
-        key_encryption_key: None,
-    };
+    let secrets = crate::secrets::fixture();
     (cfg, secrets)
 }
 
@@ -304,13 +295,7 @@ fn key_confusion_an_hmac_token_keyed_with_the_public_key_is_refused() {
     let cfg = raw.validate().unwrap().tokens;
     let s = Secrets {
         rest_key: crate::keys::generate(Algorithm::RS256).unwrap(),
-        centrifugo_key: Secret::new("w".repeat(40)),
-        proxy_secret: Secret::new("p".repeat(40)),
-        metrics_token: Secret::new("m".repeat(40)),
-        subscription_key: Secret::new("s".repeat(40)),
-        centrifugo_api_key: Secret::new("c".repeat(40)),
-        admin_token: Secret::new("a".repeat(40)),
-        key_encryption_key: None,
+        ..crate::secrets::fixture()
     };
     let k = keys(&cfg, &s);
     let ring = k.current();

@@ -97,16 +97,7 @@ fn schedule_decides_signing_verifying_and_publication() {
 }
 
 fn secrets() -> Secrets {
-    Secrets {
-        rest_key: Secret::new("r".repeat(40)),
-        centrifugo_key: Secret::new("w".repeat(40)),
-        proxy_secret: Secret::new("p".repeat(40)),
-        metrics_token: Secret::new("m".repeat(40)),
-        subscription_key: Secret::new("s".repeat(40)),
-        centrifugo_api_key: Secret::new("c".repeat(40)),
-        admin_token: Secret::new("a".repeat(40)),
-        key_encryption_key: None,
-    }
+    crate::secrets::fixture()
 }
 
 /// A SQLite store outside the data directory (the ring stays the file there).
