@@ -7,17 +7,17 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::helpers::{now, TestApp};
 use crate::nginx::upstream;
-use crate::process::{free_port, tool, KillOnDrop};
+use crate::process::{serve_on_free_port, tool, KillOnDrop};
 
 /// `caddy run` in the foreground, every file under a temp prefix; killed on drop.
 struct Caddy {
-    child: KillOnDrop,
+    /// Kept for its `Drop`: the server stops with the test.
+    _child: KillOnDrop,
     port: u16,
 }
 
@@ -51,49 +51,30 @@ http://127.0.0.1:{port} {{
     async fn start(prefix: &Path, sidecar: &str, upstream: &str) -> Caddy {
         let bin = tool("caddy");
         let log = prefix.join("caddy.log");
-        for _ in 0..5 {
-            let port = free_port();
-            let conf = prefix.join("Caddyfile");
-            std::fs::write(&conf, Self::caddyfile(port, sidecar, upstream)).unwrap();
-            let child = Command::new(&bin)
-                .args(["run", "--adapter", "caddyfile", "--config"])
-                .arg(&conf)
-                // Caddy's own files (autosave, storage) under the prefix, not $HOME.
-                .env("HOME", prefix)
-                .env("XDG_CONFIG_HOME", prefix.join("config"))
-                .env("XDG_DATA_HOME", prefix.join("data"))
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .expect("start caddy");
-            let mut c = Caddy {
-                child: KillOnDrop(child),
-                port,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if c.child.0.try_wait().unwrap().is_some() {
-                    break; // Exited: most likely the port was taken; try another.
-                }
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return c;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "caddy did not listen in 10 s: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let _ = c.child.0.wait();
+        let (child, port) = serve_on_free_port(
+            "caddy",
+            |port| {
+                let conf = prefix.join("Caddyfile");
+                std::fs::write(&conf, Self::caddyfile(port, sidecar, upstream)).unwrap();
+                Command::new(&bin)
+                    .args(["run", "--adapter", "caddyfile", "--config"])
+                    .arg(&conf)
+                    // Caddy's own files (autosave, storage) under the prefix, not $HOME.
+                    .env("HOME", prefix)
+                    .env("XDG_CONFIG_HOME", prefix.join("config"))
+                    .env("XDG_DATA_HOME", prefix.join("data"))
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .expect("start caddy")
+            },
+            || std::fs::read_to_string(&log).unwrap_or_default(),
+        )
+        .await;
+        Caddy {
+            _child: child,
+            port,
         }
-        panic!(
-            "caddy did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
     }
 }
 

@@ -7,7 +7,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -17,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::helpers::{now, TestApp};
-use crate::process::{free_port, tool, KillOnDrop};
+use crate::process::{serve_on_free_port, tool, KillOnDrop};
 
 /// An HTTP upstream on 127.0.0.1:0 that counts its requests and echoes the identity headers.
 pub(crate) async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
@@ -62,7 +61,8 @@ pub(crate) async fn upstream() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 
 /// nginx in the foreground, one process, every path under a temp prefix; killed on drop.
 struct Nginx {
-    child: KillOnDrop,
+    /// Kept for its `Drop`: the server stops with the test.
+    _child: KillOnDrop,
     port: u16,
 }
 
@@ -108,42 +108,30 @@ http {{
     /// Starts nginx on a free port (again on another one when the port was taken meanwhile).
     async fn start(prefix: &Path, sidecar: &str, upstream: &str) -> Nginx {
         let bin = tool("nginx");
-        for _ in 0..5 {
-            let port = free_port();
-            let conf = prefix.join("nginx.conf");
-            std::fs::write(&conf, Self::config(port, prefix, sidecar, upstream)).unwrap();
-            let child = Command::new(&bin)
-                .arg("-p")
-                .arg(prefix)
-                .arg("-c")
-                .arg(&conf)
-                .arg("-e")
-                .arg("stderr")
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .expect("start nginx");
-            let mut n = Nginx {
-                child: KillOnDrop(child),
-                port,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if n.child.0.try_wait().unwrap().is_some() {
-                    break; // Exited: most likely the port was taken; try another.
-                }
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return n;
-                }
-                assert!(Instant::now() < deadline, "nginx did not listen in 10 s");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            let _ = n.child.0.wait();
+        let (child, port) = serve_on_free_port(
+            "nginx",
+            |port| {
+                let conf = prefix.join("nginx.conf");
+                std::fs::write(&conf, Self::config(port, prefix, sidecar, upstream)).unwrap();
+                Command::new(&bin)
+                    .arg("-p")
+                    .arg(prefix)
+                    .arg("-c")
+                    .arg(&conf)
+                    .arg("-e")
+                    .arg("stderr")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .expect("start nginx")
+            },
+            || "see its log above".into(),
+        )
+        .await;
+        Nginx {
+            _child: child,
+            port,
         }
-        panic!("nginx did not start (see its log above)");
     }
 }
 

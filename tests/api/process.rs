@@ -143,6 +143,39 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts a server on a free loopback port: `spawn(port)` starts it, and it is up once the port
+/// accepts a connection. A process that exits first (most likely the port was taken meanwhile)
+/// is tried again on another port, five times at most; `log()` is shown with a failure.
+pub async fn serve_on_free_port(
+    what: &str,
+    mut spawn: impl FnMut(u16) -> Child,
+    log: impl Fn() -> String,
+) -> (KillOnDrop, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = KillOnDrop(spawn(port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.0.try_wait().unwrap().is_some() {
+                break;
+            }
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
+                return (child, port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not listen in 10 s: {}",
+                log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    panic!("{what} did not start: {}", log());
+}
+
 /// Runs the CLI in `dir` and returns its output, whatever the exit status.
 pub fn cli(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
