@@ -540,6 +540,8 @@ async function loadAudit() {
 
 function wire() {
   $('signin-form').addEventListener('submit', signIn);
+  // Disabled in the page until now: Enter before this script ran submits nothing.
+  $('signin-submit').disabled = false;
   $('signout').addEventListener('click', () => signOut());
   window.addEventListener('hashchange', route);
   $('overview-refresh').addEventListener('click', loadOverview);

@@ -17,7 +17,7 @@ use crate::http::{ApiError, Resp};
 
 /// `Content-Security-Policy` of every `/admin/` answer: this origin only, no inline code, no
 /// plugins, no framing, no `<base>` rewriting, forms post nowhere else.
-pub const CSP: &str = "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'; form-action 'self'";
+pub const CSP: &str = "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'; form-action 'none'";
 
 /// The console's files: name under `/admin/console/`, content type, bytes.
 const ASSETS: [(&str, &str, &[u8]); 3] = [

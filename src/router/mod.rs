@@ -54,7 +54,11 @@ pub(crate) async fn handle(
     let has_body = !req.body().is_end_stream();
     let resolved = route(&method, req.uri().path(), listener);
     let route_index = resolved.as_ref().map_or(UNMATCHED, |r| r.index());
-    let admin_space = matches!(resolved, Ok(r) if r.is_admin());
+    // Every answer under `/admin/` (and every answer of the admin listener) is hardened, the
+    // unrouted ones (404, 405) included.
+    let admin_space = matches!(resolved, Ok(r) if r.is_admin())
+        || listener == Listener::Admin
+        || is_admin_path(req.uri().path());
 
     let progress = BodyProgress::default();
     let (result, policy) = match resolved {
@@ -112,6 +116,12 @@ pub(crate) async fn handle(
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(resp)
+}
+
+/// `/admin` and everything under `/admin/`, routed or not.
+fn is_admin_path(path: &str) -> bool {
+    path.strip_prefix("/admin")
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 /// Runs `fut` until `deadline`; `None` when the deadline passes first. The timer is armed only

@@ -289,3 +289,31 @@ async fn overview_reports_readiness_keys_and_the_last_minutes() {
     );
     assert!(r["seconds"].as_i64().unwrap() <= 300);
 }
+
+/// The strict headers are on every answer under `/admin/`, the unrouted ones too: an unknown
+/// path (404), a method the route does not take (405), a missing console file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrouted_admin_answers_are_strict_too() {
+    let t = TestApp::spawn().await;
+    for (method, path, status) in [
+        ("GET", "/admin/nothing-here", 404),
+        ("GET", "/admin/console/missing.css", 404),
+        ("GET", "/admin", 404),
+        ("DELETE", "/admin/overview", 405),
+        ("POST", "/admin/", 405),
+    ] {
+        let r = t
+            .client
+            .request(method.parse().unwrap(), t.url(path))
+            .header("Authorization", bearer(&t))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{method} {path}");
+        assert_strict(&r);
+    }
+    // Outside /admin/ the console's policy is not applied.
+    let r = get(&t, "/administrator", None).await;
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("content-security-policy").is_none());
+}
