@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use jsonwebtoken::Algorithm;
 
 use crate::api_key;
-use crate::config::catalogue::{Generator, SecretId, SecretSpec, MIN_SECRET_BYTES};
+use crate::config::catalogue::{why_differ, Generator, SecretId, SecretSpec, MIN_SECRET_BYTES};
 use crate::config::{Config, SecretSource, SECRETS};
 
 pub use crate::config::catalogue::Secret;
@@ -69,8 +69,8 @@ pub enum SecretsError {
     TooShort { path: PathBuf, min: usize },
     #[error("secret file {path} is readable by other users (mode {mode:o}); run chmod 600 on it")]
     TooOpen { path: PathBuf, mode: u32 },
-    #[error("{0} and {1} hold the same value; they must differ (replace one, or delete its file to have a new one generated)")]
-    SameKeys(&'static str, &'static str),
+    #[error("{0} and {1} hold the same value; they must differ ({2}): replace one, or delete its file to have a new one generated")]
+    SameKeys(&'static str, &'static str, String),
     #[error("cannot generate a signing key for {}", path.display())]
     Generate { path: PathBuf },
 }
@@ -185,15 +185,10 @@ fn walk(
         };
         values.push(value);
     }
-    let signing: Vec<_> = SECRETS
-        .iter()
-        .zip(&values)
-        .filter_map(|(spec, v)| v.as_ref().filter(|_| spec.signing).map(|v| (spec.key, v)))
-        .collect();
-    for (i, (a, va)) in signing.iter().enumerate() {
-        if let Some((b, _)) = signing[i + 1..].iter().find(|(_, vb)| vb == va) {
-            return Err(SecretsError::SameKeys(a, b));
-        }
+    if let Some((a, b)) = crate::config::catalogue::equal_pair(|id| {
+        values.get(id as usize)?.as_ref().map(Secret::expose)
+    }) {
+        return Err(SecretsError::SameKeys(a.key, b.key, why_differ(a, b)));
     }
     Ok((values, files))
 }
@@ -459,6 +454,30 @@ mod tests {
                 assert!(err.contains(a.key) && err.contains(b.key), "{err}");
                 assert_eq!(check, Err(err));
             }
+        }
+    }
+
+    #[test]
+    fn secret_files_of_different_holders_that_are_equal_are_refused_by_load_and_check() {
+        use crate::config::catalogue::spec;
+        for (a, b) in [
+            (SecretId::MetricsToken, SecretId::AdminToken),
+            (SecretId::ProxySecret, SecretId::KeyEncryptionKey),
+            (SecretId::RestKey, SecretId::KeyEncryptionKey),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let same = api_key::random_token();
+            for id in [a, b] {
+                write_new(&dir.path().join(spec(id).default_file), &same).unwrap();
+            }
+            let (load, check) = both(dir.path());
+            let err = load.expect_err("equal secrets of different holders");
+            assert!(
+                err.contains(spec(a).key) && err.contains(spec(b).key),
+                "{err}"
+            );
+            assert!(!err.contains(&same), "{err}");
+            assert_eq!(check, Err(err));
         }
     }
 

@@ -12,6 +12,7 @@
 use std::fmt;
 
 use jsonwebtoken::Algorithm;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::algorithm::{algorithm_name, is_asymmetric};
@@ -72,6 +73,35 @@ pub enum Generator {
     },
 }
 
+/// Who a secret is given to besides this service. A value known to one holder must not open
+/// what another's protects: the metrics scraper must not hold the admin token, Centrifugo
+/// must not hold the key that opens the ring, an operator's browser no proxy secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder {
+    /// Nobody: only this service reads it (the REST signing key).
+    Nobody,
+    /// Centrifugo (its config carries the value).
+    Centrifugo,
+    /// Whatever scrapes `/metrics`.
+    MetricsScraper,
+    /// The operator's console or scripts (admin API).
+    Operator,
+    /// The replicas sharing the key ring in PostgreSQL, and whoever restores it.
+    KeyRingKeeper,
+}
+
+impl Holder {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Holder::Nobody => "this service alone",
+            Holder::Centrifugo => "Centrifugo",
+            Holder::MetricsScraper => "the metrics scraper",
+            Holder::Operator => "the operator",
+            Holder::KeyRingKeeper => "the key ring's keepers",
+        }
+    }
+}
+
 /// When the service reads (and generates) a secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needed {
@@ -98,6 +128,8 @@ pub struct SecretSpec {
     pub signing: bool,
     /// Where Centrifugo's (v6) config holds the same value, when it is shared with Centrifugo.
     pub centrifugo: Option<&'static str>,
+    /// Who else is given the value: secrets of different holders must differ ([`equal_pair`]).
+    pub holder: Holder,
     pub description: &'static str,
     /// When it is read, generated and checked.
     pub needed: Needed,
@@ -119,6 +151,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: true,
         centrifugo: None,
+        holder: Holder::Nobody,
         description: "REST signing key",
         needed: Needed::Always,
     },
@@ -133,6 +166,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: true,
         centrifugo: Some("client.token.hmac_secret_key"),
+        holder: Holder::Centrifugo,
         description: "wsToken signing key (Centrifugo HMAC key)",
         needed: Needed::Always,
     },
@@ -144,6 +178,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: false,
         centrifugo: Some("client.proxy.refresh.http.static_headers"),
+        holder: Holder::Centrifugo,
         description: "Proxy secret (every proxy's static header)",
         needed: Needed::Always,
     },
@@ -155,6 +190,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: false,
         centrifugo: None,
+        holder: Holder::MetricsScraper,
         description: "Metrics token",
         needed: Needed::Always,
     },
@@ -166,6 +202,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: true,
         centrifugo: Some("client.subscription_token.hmac_secret_key"),
+        holder: Holder::Centrifugo,
         description: "Subscription HMAC key",
         needed: Needed::Always,
     },
@@ -177,6 +214,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: false,
         centrifugo: Some("http_api.key"),
+        holder: Holder::Centrifugo,
         description: "Centrifugo server-API key",
         needed: Needed::Always,
     },
@@ -188,6 +226,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: false,
         centrifugo: None,
+        holder: Holder::Operator,
         description: "Admin API token",
         needed: Needed::Always,
     },
@@ -199,6 +238,7 @@ pub const SECRETS: [SecretSpec; 8] = [
         min_len: MIN_SECRET_BYTES,
         signing: false,
         centrifugo: None,
+        holder: Holder::KeyRingKeeper,
         description: "Key-encryption secret of the signing keys in PostgreSQL (`storage.backend = \"postgres\"` only; the same on every replica)",
         needed: Needed::Postgres,
     },
@@ -231,6 +271,52 @@ pub fn spec(id: SecretId) -> &'static SecretSpec {
 /// `check-config`.
 pub fn value_keys() -> impl Iterator<Item = &'static str> {
     SECRETS.iter().map(|s| s.key).chain([INITIAL_API_KEY])
+}
+
+/// Whether `a` and `b` must hold different values: always when their holders differ (one
+/// holder must not hold what protects another's), and always when either signs (a token of
+/// one kind would verify as another, or a key that signs would be shown to a holder).
+pub fn must_differ(a: &SecretSpec, b: &SecretSpec) -> bool {
+    a.holder != b.holder || a.signing || b.signing
+}
+
+/// The first pair of secrets that hold the same value although they [`must_differ`], given
+/// each row's value (`None` or empty for one not set): the one distinctness check, shared by
+/// validation (environment values) and [`crate::secrets::Secrets::load`] (files).
+pub fn equal_pair<'v>(
+    value: impl Fn(SecretId) -> Option<&'v str>,
+) -> Option<(&'static SecretSpec, &'static SecretSpec)> {
+    let values: Vec<_> = SECRETS
+        .iter()
+        .map(|s| value(s.id).filter(|v| !v.is_empty()))
+        .collect();
+    for (i, a) in SECRETS.iter().enumerate() {
+        let Some(va) = values[i] else { continue };
+        for (j, b) in SECRETS.iter().enumerate().skip(i + 1) {
+            if values[j].is_some_and(|vb| {
+                // Constant time: these are secrets, and the check runs on every start.
+                must_differ(a, b) && bool::from(va.as_bytes().ct_eq(vb.as_bytes()))
+            }) {
+                return Some((a, b));
+            }
+        }
+    }
+    None
+}
+
+/// Why `a` and `b` must differ, for the refusal's sentence.
+pub fn why_differ(a: &SecretSpec, b: &SecretSpec) -> String {
+    if a.signing && b.signing {
+        "or a token signed with one would verify as the other".into()
+    } else if a.holder != b.holder {
+        format!(
+            "one is given to {}, the other to {}",
+            a.holder.describe(),
+            b.holder.describe()
+        )
+    } else {
+        "a signing key is never shared with another secret".into()
+    }
 }
 
 impl SecretSpec {

@@ -264,6 +264,60 @@ fn equal_signing_keys_from_the_environment_are_refused_by_key() {
     }
 }
 
+/// Sets the raw value of secret `id`.
+fn set_secret(raw: &mut RawConfig, id: SecretId, v: &str) {
+    let s = &mut raw.secrets;
+    let field = match id {
+        SecretId::RestKey => &mut s.rest_key,
+        SecretId::CentrifugoKey => &mut s.centrifugo_key,
+        SecretId::ProxySecret => &mut s.proxy_secret,
+        SecretId::MetricsToken => &mut s.metrics_token,
+        SecretId::SubscriptionKey => &mut s.subscription_key,
+        SecretId::CentrifugoApiKey => &mut s.centrifugo_api_key,
+        SecretId::AdminToken => &mut s.admin_token,
+        SecretId::KeyEncryptionKey => &mut s.key_encryption_key,
+    };
+    *field = v.to_string();
+}
+
+#[test]
+fn secrets_of_different_holders_must_differ() {
+    use SecretId::*;
+    let same = "q".repeat(48);
+    for (a, b) in [
+        (MetricsToken, AdminToken),
+        (ProxySecret, AdminToken),
+        (CentrifugoApiKey, AdminToken),
+        (RestKey, KeyEncryptionKey),
+        (CentrifugoKey, KeyEncryptionKey),
+        (ProxySecret, KeyEncryptionKey),
+        (CentrifugoKey, ProxySecret),
+    ] {
+        let mut raw = RawConfig::default();
+        set_secret(&mut raw, a, &same);
+        set_secret(&mut raw, b, &same);
+        let text = raw.validate().unwrap_err().to_string();
+        let (sa, sb) = (catalogue::spec(a), catalogue::spec(b));
+        assert!(
+            text.contains(&format!("{}: must differ from {}", sb.key, sa.key)),
+            "{a:?} = {b:?}: {text}"
+        );
+        assert!(!text.contains(&same), "{text}");
+    }
+    // Two values Centrifugo alone holds, neither signing, may be equal.
+    let mut raw = RawConfig::default();
+    set_secret(&mut raw, ProxySecret, &same);
+    set_secret(&mut raw, CentrifugoApiKey, &same);
+    raw.validate().unwrap();
+    // Every pair of rows is decided by the catalogue's rule.
+    for (i, a) in SECRETS.iter().enumerate() {
+        for b in &SECRETS[i + 1..] {
+            let shared = a.holder == b.holder && !a.signing && !b.signing;
+            assert_eq!(catalogue::must_differ(a, b), !shared, "{} {}", a.key, b.key);
+        }
+    }
+}
+
 #[test]
 fn the_readme_carries_the_catalogue_table() {
     let readme = include_str!("../../README.md");

@@ -515,21 +515,15 @@ fn secrets(
             ));
         }
     }
-    // A signing key equal to another would make a token of one kind verify as the other.
-    let signing: Vec<_> = SECRETS.iter().filter(|s| s.signing).collect();
-    for (i, a) in signing.iter().enumerate() {
-        let va = sec.value(a.id);
-        if let Some(b) = signing[i + 1..]
-            .iter()
-            .find(|b| !va.is_empty() && sec.value(b.id) == va)
-        {
-            p.push(format!(
-                "{}: must differ from {}, or a token signed with one would verify as the other; set another value in {} (the value is not shown)",
-                b.key,
-                a.key,
-                b.env_name()
-            ));
-        }
+    // Secrets of different holders, and signing keys, must differ: the catalogue's one rule.
+    if let Some((a, b)) = super::catalogue::equal_pair(|id| Some(sec.value(id))) {
+        p.push(format!(
+            "{}: must differ from {} ({}); set another value in {} (the value is not shown)",
+            b.key,
+            a.key,
+            super::catalogue::why_differ(a, b),
+            b.env_name()
+        ));
     }
     let sources = SECRETS.map(|s| {
         let (value, file) = (sec.value(s.id), sec.file(s.id));

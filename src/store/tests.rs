@@ -50,3 +50,34 @@ async fn only_a_successful_write_clears_the_failed_write_flag() {
     holder.execute_batch("ROLLBACK").unwrap();
     assert!(store.writes_work().await);
 }
+
+/// A database file restored with a mode others can read (and its WAL) is set back to 0600 at
+/// open; a new one is created 0600.
+#[tokio::test]
+async fn a_database_readable_by_others_is_set_back_to_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("t.db");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let store = Store::open(&sqlite_config(tmp.path())).await.unwrap();
+    store.upsert_user(&patch("u1"), 1).await.unwrap();
+    assert_eq!(mode(&db), 0o600);
+    // A copy that kept its WAL, both restored world-readable.
+    let restored = tmp.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    for f in ["t.db", "t.db-wal"] {
+        if !tmp.path().join(f).exists() {
+            continue;
+        }
+        std::fs::copy(tmp.path().join(f), restored.join(f)).unwrap();
+        std::fs::set_permissions(restored.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    drop(store);
+    let store = Store::open(&sqlite_config(&restored)).await.unwrap();
+    assert_eq!(mode(&restored.join("t.db")), 0o600);
+    if let Ok(m) = std::fs::metadata(restored.join("t.db-wal")) {
+        assert_eq!(m.permissions().mode() & 0o777, 0o600);
+    }
+    // The data is still there (the file was fixed, not replaced).
+    assert!(store.get_user("u1").await.unwrap().is_some());
+}

@@ -62,13 +62,8 @@ impl SqliteStore {
             crate::secrets::ensure_data_dir(parent)
                 .map_err(|e| StoreError::Unavailable(e.into()))?;
         }
-        let existed = path.exists();
+        owner_only(path)?;
         let writer = open_conn(path, busy_timeout, false)?;
-        if !existed {
-            // The database holds key hashes and user profiles: owner-only, like the secrets.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-        }
         writer
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(map_err)?;
@@ -102,6 +97,67 @@ impl SqliteStore {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// The database holds key hashes and user profiles: owner-only, like the secret files. A new
+/// one is created 0600 before SQLite opens it; an existing one (or its `-wal`/`-shm`) that
+/// group or others can read, as a restore that lost its mode leaves it, is set back to 0600
+/// with a warning; one whose mode cannot be changed stops startup.
+fn owner_only(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let refuse = |file: &Path, e: std::io::Error| {
+        StoreError::Unavailable(
+            Context::new(
+                format!(
+                    "the SQLite database {} is readable by other users and its mode cannot be set to 0600; run chmod 600 on it",
+                    file.display()
+                ),
+                e,
+            )
+            .into(),
+        )
+    };
+    if !path.exists() {
+        return match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            // Created meanwhile (another process): checked as an existing one below.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => owner_only(path),
+            Err(e) => Err(StoreError::Unavailable(
+                Context::new(
+                    format!("cannot create SQLite database {}", path.display()),
+                    e,
+                )
+                .into(),
+            )),
+        };
+    }
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(name.into());
+    }
+    for file in &files {
+        let Ok(meta) = std::fs::metadata(file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| refuse(file, e))?;
+            tracing::warn!(
+                file = %file.display(),
+                was = format!("{mode:o}"),
+                "the SQLite database was readable by other users; its mode is now 0600"
+            );
+        }
+    }
+    Ok(())
 }
 
 fn open_conn(
