@@ -23,7 +23,8 @@
 //! - [`centrifugo::api`]: the client of Centrifugo's server API (`disconnect`, `batch`,
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
-//!   connections, queries, migrations) by default, PostgreSQL for several replicas.
+//!   connections, queries, migrations) by default, PostgreSQL for several replicas (its
+//!   concurrent profile and API-key reads coalesced into shared statements, `postgres_batch`).
 //! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs):
 //!   `material`, `schedule`, the `ring` file (locked, replaced atomically), the ring `shared`
 //!   in PostgreSQL (`sealed` with AES-256-GCM under the key-encryption secret, seeded by the

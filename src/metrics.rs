@@ -22,8 +22,8 @@ use crate::centrifugo::protocol::{ApiMethod, Callback, Reason};
 mod labels;
 
 pub use labels::{
-    ApiCallOutcome, DecisionOutcome, IntrospectResult, ProxyFailure, RejectReason, StatusClass,
-    StoreOperation, TokenKind, UpsertResult, Verification, VerifyResult, NO_REASON,
+    ApiCallOutcome, BatchLookup, DecisionOutcome, IntrospectResult, ProxyFailure, RejectReason,
+    StatusClass, StoreOperation, TokenKind, UpsertResult, Verification, VerifyResult, NO_REASON,
 };
 
 const NAMESPACE: &str = "chatsdk_auth";
@@ -32,6 +32,11 @@ const NAMESPACE: &str = "chatsdk_auth";
 /// Centrifugo's 1 s proxy timeout and a little beyond.
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Distinct ids (or keys) in one coalesced PostgreSQL statement (`storage.postgres_batch_max`
+/// is at most 1000).
+const BATCH_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1000.0,
 ];
 /// Storage operations are faster still.
 const STORE_BUCKETS: &[f64] = &[
@@ -75,6 +80,8 @@ pub struct Metrics {
     pub http_in_flight: IntGauge,
     /// Storage operation time, by `operation`.
     pub store_duration: HistogramVec,
+    /// Distinct ids (or keys) per coalesced PostgreSQL statement, by `lookup`.
+    pub store_batch_size: HistogramVec,
     /// Users written by `POST /tokens`, by `result` (`created`, `updated`).
     pub users_upserted: IntCounterVec,
     /// Authenticated requests, by API key `key_name`.
@@ -158,6 +165,10 @@ pub struct StoreTimings {
     pub get_user: Histogram,
     pub authenticate_api_key: Histogram,
     pub touch_api_key: Histogram,
+    /// `store_batch_size{lookup="profile"}`.
+    pub profile_batch: Histogram,
+    /// `store_batch_size{lookup="api_key"}`.
+    pub api_key_batch: Histogram,
 }
 
 impl Metrics {
@@ -240,6 +251,12 @@ impl Metrics {
             "Time spent in one storage operation, by operation.",
             &["operation"],
             STORE_BUCKETS,
+        )?;
+        let store_batch_size = histogram(
+            "store_batch_size",
+            "Distinct ids (or keys) read by one coalesced PostgreSQL statement, by lookup (profile, api_key).",
+            &["lookup"],
+            BATCH_BUCKETS,
         )?;
         let users_upserted = counter(
             "users_upserted_total",
@@ -372,6 +389,7 @@ impl Metrics {
             http_duration,
             http_in_flight,
             store_duration,
+            store_batch_size,
             users_upserted,
             api_key_requests,
             verifications,
@@ -409,6 +427,9 @@ impl Metrics {
         }
         for op in StoreOperation::iter() {
             self.store_duration.with_label_values(&[op.label()]);
+        }
+        for l in BatchLookup::iter() {
+            self.store_batch_size.with_label_values(&[l.label()]);
         }
         for method in ApiMethod::iter() {
             for outcome in ApiCallOutcome::iter() {
@@ -449,6 +470,12 @@ impl Metrics {
             get_user: h(StoreOperation::GetUser),
             authenticate_api_key: h(StoreOperation::AuthenticateApiKey),
             touch_api_key: h(StoreOperation::TouchApiKey),
+            profile_batch: self
+                .store_batch_size
+                .with_label_values(&[BatchLookup::Profile.label()]),
+            api_key_batch: self
+                .store_batch_size
+                .with_label_values(&[BatchLookup::ApiKey.label()]),
         }
     }
 

@@ -133,7 +133,20 @@ pub enum StoreConfig {
         tls: crate::tls::PgTls,
         pool_size: usize,
         timeout: Duration,
+        /// How concurrent lookups are gathered into one statement.
+        batch: PgBatch,
     },
+}
+
+/// `storage.postgres_coalesce`, `postgres_batch_max` and `postgres_batch_window_us`, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgBatch {
+    /// False: every lookup is a statement of its own.
+    pub coalesce: bool,
+    /// Distinct ids (or keys) in one statement at most.
+    pub max: usize,
+    /// How long a lookup waits for others while a statement of its kind is in flight.
+    pub window: Duration,
 }
 
 impl fmt::Debug for StoreConfig {
@@ -148,6 +161,7 @@ impl fmt::Debug for StoreConfig {
                 pool_size,
                 timeout,
                 tls,
+                batch,
                 ..
             } => f
                 .debug_struct("Postgres")
@@ -155,6 +169,7 @@ impl fmt::Debug for StoreConfig {
                 .field("tls", tls)
                 .field("pool_size", pool_size)
                 .field("timeout", timeout)
+                .field("batch", batch)
                 .finish(),
         }
     }

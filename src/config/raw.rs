@@ -82,6 +82,14 @@ pub struct RawStorage {
     pub postgres_pool_size: usize,
     /// Milliseconds to wait for a pool connection or a connect before answering 503. Default 1000.
     pub postgres_timeout_ms: u64,
+    /// Gather concurrent profile and API-key lookups into one statement each
+    /// (src/store/postgres_batch.rs). Default true.
+    pub postgres_coalesce: bool,
+    /// Distinct ids (or keys) one gathered statement reads at most. Default 64.
+    pub postgres_batch_max: usize,
+    /// Microseconds a lookup waits for others to join it, only while another statement of its
+    /// kind is already in flight (never when the replica is idle). Default 0.
+    pub postgres_batch_window_us: u64,
 }
 
 impl Default for RawStorage {
@@ -94,6 +102,9 @@ impl Default for RawStorage {
             postgres_url: String::new(),
             postgres_pool_size: 16,
             postgres_timeout_ms: 1000,
+            postgres_coalesce: true,
+            postgres_batch_max: 64,
+            postgres_batch_window_us: 0,
         }
     }
 }

@@ -29,6 +29,7 @@ label_fn!(
     DecisionOutcome,
     StatusClass,
     StoreOperation,
+    BatchLookup,
     VerifyResult,
     IntrospectResult,
     Verification,
@@ -146,6 +147,16 @@ pub enum StoreOperation {
     TouchApiKey,
 }
 
+/// `lookup` of `store_batch_size`: which coalesced PostgreSQL read a statement served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum BatchLookup {
+    /// A user's profile and state (the proxies, `/verify`, the read before an upsert).
+    Profile,
+    /// An API key by its hash.
+    ApiKey,
+}
+
 /// `result` of `token_verifications_total{endpoint="verify"}`: `valid`, or the error code
 /// `/verify` answered with (parsed from it: the code and the label are one string).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, EnumCount, EnumString, IntoStaticStr)]
@@ -240,6 +251,7 @@ mod tests {
             labels::<StoreOperation>(),
             "ping upsert_user get_user authenticate_api_key touch_api_key"
         );
+        assert_eq!(labels::<BatchLookup>(), "profile api_key");
         assert_eq!(
             labels::<VerifyResult>(),
             "valid invalid_token token_expired wrong_token_type user_disabled token_revoked \

@@ -77,6 +77,9 @@ fn every_label_value_starts_at_zero() {
             &[("operation", op.label())],
         );
     }
+    for l in BatchLookup::iter() {
+        add("store_batch_size_count", &[("lookup", l.label())]);
+    }
     for method in ApiMethod::iter() {
         for outcome in ApiCallOutcome::iter() {
             add(

@@ -12,6 +12,7 @@
 mod audit_page;
 mod error;
 mod postgres;
+mod postgres_batch;
 mod postgres_keyring;
 mod postgres_outbox;
 mod postgres_tls;
@@ -269,7 +270,10 @@ impl Store {
                 tls,
                 pool_size,
                 timeout,
-            } => Backend::Postgres(postgres::PgStore::open(url, tls, *pool_size, *timeout).await?),
+                batch,
+            } => Backend::Postgres(
+                postgres::PgStore::open(url, tls, *pool_size, *timeout, batch).await?,
+            ),
         };
         Ok(Store {
             backend,
@@ -280,6 +284,12 @@ impl Store {
 
     /// Attaches the operation-duration histograms.
     pub(crate) fn with_timings(mut self, h: StoreTimings) -> Store {
+        if let Backend::Postgres(postgres::PgStore {
+            lookups: Some(l), ..
+        }) = &self.backend
+        {
+            l.observe_sizes(&h);
+        }
         self.timings = Some(h);
         self
     }

@@ -5,6 +5,7 @@
 //! `StoreError::Unavailable` (503, and Centrifugo's retry) instead of a hung request. The schema
 //! is created and migrated at start under an advisory lock, so replicas starting together do not
 //! race. `custom` is stored as TEXT, byte for byte as the caller sent it (JSONB would reorder).
+//! Profile and API-key reads are coalesced into shared statements (src/store/postgres_batch.rs).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -127,6 +128,8 @@ const PROFILE: &str = "SELECT name, image, custom, disabled,
 
 pub struct PgStore {
     pool: Pool,
+    /// Profile and API-key reads gathered into shared statements (`storage.postgres_coalesce`).
+    pub(super) lookups: Option<super::postgres_batch::Lookups>,
 }
 
 impl PgStore {
@@ -138,6 +141,7 @@ impl PgStore {
         tls: &crate::tls::PgTls,
         pool_size: usize,
         timeout: Duration,
+        batch: &crate::config::PgBatch,
     ) -> Result<PgStore, StoreError> {
         let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Internal(Context::new("storage.postgres_url cannot be parsed", e).into())
@@ -167,7 +171,10 @@ impl PgStore {
             .map_err(|e| {
                 StoreError::Internal(Context::new("cannot build the PostgreSQL pool", e).into())
             })?;
-        let store = PgStore { pool };
+        let lookups = batch
+            .coalesce
+            .then(|| super::postgres_batch::Lookups::new(&pool, pool_size, batch, timeout));
+        let store = PgStore { pool, lookups };
         match store.migrate().await {
             Ok(()) => {
                 super::postgres_tls::say_how_encrypted(&store, &server, tls).await;
@@ -256,30 +263,26 @@ impl PgStore {
     /// only for a new user or a changed profile; a disabled user or an unchanged profile is
     /// answered from the read. A write that commits between the two is ordered after this call.
     pub async fn upsert_user(&self, p: &UserPatch<'_>, now: i64) -> Result<Upserted, StoreError> {
-        let c = self.client().await?;
-        let st = c.prepare_cached(PROFILE).await.map_err(map_err)?;
-        if let Some(r) = c.query_opt(&st, &[&p.id]).await.map_err(map_err)? {
-            if col::<bool>(&r, 3)? {
+        if let Some(u) = self.get_session(p.id).await? {
+            if u.disabled {
                 return Ok(Upserted::Disabled);
             }
-            let same = |i: usize, f: &Field<&str>| -> Result<bool, StoreError> {
-                let stored: Option<&str> = col(&r, i)?;
-                Ok(match f {
-                    Field::Keep => true,
-                    Field::Clear => stored.is_none(),
-                    Field::Set(v) => stored == Some(*v),
-                })
+            let same = |stored: &Option<String>, f: &Field<&str>| match f {
+                Field::Keep => true,
+                Field::Clear => stored.is_none(),
+                Field::Set(v) => stored.as_deref() == Some(*v),
             };
-            if same(0, &p.name)? && same(1, &p.image)? && same(2, &p.custom)? {
+            if same(&u.name, &p.name) && same(&u.image, &p.image) && same(&u.custom, &p.custom) {
                 return Ok(Upserted::Active {
                     id: p.id.to_string(),
-                    name: col(&r, 0)?,
-                    image: col(&r, 1)?,
-                    tokens_valid_after: col(&r, 4)?,
+                    name: u.name,
+                    image: u.image,
+                    tokens_valid_after: u.tokens_valid_after,
                     created: false,
                 });
             }
         }
+        let c = self.client().await?;
         let st = c.prepare_cached(UPSERT).await.map_err(map_err)?;
         let row = c
             .query_opt(
@@ -323,6 +326,9 @@ impl PgStore {
     }
 
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
+        if let Some(l) = &self.lookups {
+            return l.profiles.get(id.to_string()).await;
+        }
         let c = self.client().await?;
         let st = c.prepare_cached(PROFILE).await.map_err(map_err)?;
         let row = c.query_opt(&st, &[&id]).await.map_err(map_err)?;
@@ -339,6 +345,9 @@ impl PgStore {
     }
 
     pub async fn find_api_key(&self, hash: &[u8; 32]) -> Result<Option<ApiKeyRecord>, StoreError> {
+        if let Some(l) = &self.lookups {
+            return l.api_keys.get(hash.to_vec()).await;
+        }
         let c = self.client().await?;
         let st = c
             .prepare_cached(
@@ -542,7 +551,7 @@ pub(super) fn col<'a, T: FromSql<'a>>(r: &'a Row, i: usize) -> Result<T, StoreEr
     r.try_get(i).map_err(|e| StoreError::BadRow(e.into()))
 }
 
-fn map_pool_err(e: PoolError) -> StoreError {
+pub(super) fn map_pool_err(e: PoolError) -> StoreError {
     match e {
         PoolError::Backend(e) => map_err(e),
         other => StoreError::Unavailable(Context::new("PostgreSQL pool", other).into()),

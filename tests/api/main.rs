@@ -17,6 +17,8 @@ mod certs;
 /// Channel rules: POST /tokens/subscription, the rules in both channel proxies, subscription
 /// tokens against the generated Centrifugo config.
 mod channels;
+/// Coalesced PostgreSQL lookups: same answers as single lookups, fresh, 503 in an outage.
+mod coalesce;
 /// The operator console: its files and headers, `GET /admin/audit` on both backends and
 /// `GET /admin/overview`.
 mod console;

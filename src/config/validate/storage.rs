@@ -58,11 +58,28 @@ pub(super) fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreCo
                     st.postgres_timeout_ms
                 ));
             }
+            if st.postgres_batch_max == 0 || st.postgres_batch_max > 1000 {
+                p.push(format!(
+                    "storage.postgres_batch_max: {} is out of range; set a value from 1 to 1000",
+                    st.postgres_batch_max
+                ));
+            }
+            if st.postgres_batch_window_us > 1000 {
+                p.push(format!(
+                    "storage.postgres_batch_window_us: {} is out of range; set a value from 0 to 1000",
+                    st.postgres_batch_window_us
+                ));
+            }
             StoreConfig::Postgres {
                 url,
                 tls,
                 pool_size: st.postgres_pool_size,
                 timeout: Duration::from_millis(st.postgres_timeout_ms),
+                batch: super::super::PgBatch {
+                    coalesce: st.postgres_coalesce,
+                    max: st.postgres_batch_max,
+                    window: Duration::from_micros(st.postgres_batch_window_us),
+                },
             }
         }
         other => {
