@@ -1,8 +1,11 @@
 //! Serves HTTP/1.1 on already-bound listeners until the shutdown future resolves, then drains.
 //!
-//! At most `server.max_connections` client connections are open at once (both listeners
-//! together); one more is accepted and closed at once, and counted, so that a flood of idle
-//! connections can neither exhaust the open-file limit nor make good requests queue. A failed
+//! Each listener has its own accept task and its own connection budget
+//! (`server.max_connections` for the main one, `admin.max_connections` and
+//! `metrics.max_connections` for `admin.listen` and `metrics.listen`), so a flood of the
+//! public listener can neither delay the operator's accepts nor take their slots. Past its
+//! budget, one more connection is accepted and closed at once, and counted, so that a flood of
+//! idle connections can neither exhaust the open-file limit nor make good requests queue. A failed
 //! `accept()` (usually `EMFILE`) is counted and followed by a pause that doubles from 1 ms up to
 //! 1 s and resets on the next success, as tokio's mini-redis does; only the first failure of a
 //! streak and the recovery are logged. Clients that half-close their socket after sending a
@@ -47,9 +50,9 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()>,
 ) -> bool {
     let Listeners {
-        main: listener,
-        metrics: metrics_listener,
-        admin: admin_listener,
+        main,
+        metrics,
+        admin,
     } = listeners;
     let mut builder = http1::Builder::new();
     builder
@@ -57,33 +60,107 @@ pub async fn serve_on(
         .header_read_timeout(app.config.server.header_read_timeout)
         .half_close(true)
         .keep_alive(true);
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(builder);
+    let graceful = Arc::new(GracefulShutdown::new());
     // The kick delivery loop runs beside the listeners and stops when they do.
     let (stop_kicks, kicks_stopped) = tokio::sync::oneshot::channel::<()>();
     let kicks = tokio::spawn(crate::outbox::run(app.clone(), async {
         let _ = kicks_stopped.await;
     }));
-    let main = Listener::Main {
-        serves_metrics: metrics_listener.is_none(),
-        serves_admin: admin_listener.is_none(),
+    let main_kind = Listener::Main {
+        serves_metrics: metrics.is_none(),
+        serves_admin: admin.is_none(),
     };
-    tokio::pin!(shutdown);
-    let max = app.config.server.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
-    app.metrics.connections_max.set(max as i64);
-    let mut backoff = Backoff::default();
+    // Each listener its own accept task and its own budget: a flood on one never delays or
+    // starves the others' accepts.
+    let mut budgets = vec![(main, main_kind, app.config.server.max_connections)];
+    budgets.extend(metrics.map(|l| (l, Listener::Metrics, app.config.metrics.max_connections)));
+    budgets.extend(admin.map(|l| (l, Listener::Admin, app.config.admin.max_connections)));
+    let total: usize = budgets.iter().map(|(_, _, max)| max).sum();
+    app.metrics.connections_max.set(total as i64);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let accepts: Vec<_> = budgets
+        .into_iter()
+        .map(|(listener, which, max)| {
+            tokio::spawn(accept_loop(Accepting {
+                listener,
+                which,
+                slots: Arc::new(Semaphore::new(max)),
+                app: app.clone(),
+                builder: builder.clone(),
+                graceful: graceful.clone(),
+                stop: stopped.clone(),
+            }))
+        })
+        .collect();
+    drop(stopped);
     let housekeeping = tokio::spawn(app.clone().housekeeping());
     let watcher = tokio::spawn(watch_key_ring(app.clone()));
 
+    shutdown.await;
+
+    app.set_not_ready();
+    let _ = stop_kicks.send(());
+    drop(kicks);
+    housekeeping.abort();
+    watcher.abort();
+    // Every accept task drops its listener (no new connections) and is done before the drain.
+    let _ = stop.send(true);
+    for task in accepts {
+        let _ = task.await;
+    }
+    let drain = async {
+        match Arc::try_unwrap(graceful) {
+            Ok(graceful) => graceful.shutdown().await,
+            // Unreachable: the accept tasks, the only other holders, have ended.
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = drain => {
+            tracing::info!("drained; all connections closed");
+            true
+        }
+        _ = tokio::time::sleep(app.config.server.drain_timeout) => {
+            tracing::warn!(timeout_s = app.config.server.drain_timeout.as_secs(), "drain deadline passed; closing remaining connections");
+            false
+        }
+    }
+}
+
+/// One listener's accept task and what it needs.
+struct Accepting {
+    listener: TcpListener,
+    which: Listener,
+    /// This listener's connection budget.
+    slots: Arc<Semaphore>,
+    app: Arc<App>,
+    builder: Arc<http1::Builder>,
+    graceful: Arc<GracefulShutdown>,
+    /// Turns true when the server stops.
+    stop: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Accepts on one listener until told to stop, within its budget: a connection over it is
+/// accepted and closed at once (counted), and a failed accept backs off (see the module docs).
+async fn accept_loop(a: Accepting) {
+    let Accepting {
+        listener,
+        which,
+        slots,
+        app,
+        builder,
+        graceful,
+        mut stop,
+    } = a;
+    let mut backoff = Backoff::default();
     loop {
-        let (stream, which) = tokio::select! {
+        let accepted = tokio::select! {
             biased;
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => (accepted, main),
-            accepted = accept_optional(metrics_listener.as_ref()) => (accepted, Listener::Metrics),
-            accepted = accept_optional(admin_listener.as_ref()) => (accepted, Listener::Admin),
+            _ = stop.wait_for(|s| *s) => break,
+            accepted = listener.accept() => accepted,
         };
-        let (stream, peer) = match stream {
+        let (stream, peer) = match accepted {
             Ok(accepted) => {
                 backoff.succeeded();
                 accepted
@@ -93,7 +170,7 @@ pub async fn serve_on(
                 let pause = backoff.failed(&e);
                 tokio::select! {
                     biased;
-                    _ = &mut shutdown => break,
+                    _ = stop.wait_for(|s| *s) => break,
                     _ = tokio::time::sleep(pause) => continue,
                 }
             }
@@ -104,9 +181,9 @@ pub async fn serve_on(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
         let open = OpenConnection::new(app.clone(), slot);
         let peer = peer.ip();
+        let app = app.clone();
         let svc = service_fn(move |req| router::handle(app.clone(), which, peer, req));
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
         let watched = graceful.watch(conn);
@@ -116,25 +193,6 @@ pub async fn serve_on(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
-    }
-
-    app.set_not_ready();
-    let _ = stop_kicks.send(());
-    drop(kicks);
-    housekeeping.abort();
-    watcher.abort();
-    drop(listener);
-    drop(metrics_listener);
-    drop(admin_listener);
-    tokio::select! {
-        _ = graceful.shutdown() => {
-            tracing::info!("drained; all connections closed");
-            true
-        }
-        _ = tokio::time::sleep(app.config.server.drain_timeout) => {
-            tracing::warn!(timeout_s = app.config.server.drain_timeout.as_secs(), "drain deadline passed; closing remaining connections");
-            false
-        }
     }
 }
 
@@ -150,15 +208,6 @@ async fn watch_key_ring(app: Arc<App>) {
     loop {
         tick.tick().await;
         app.keys.refresh(&app.store).await;
-    }
-}
-
-async fn accept_optional(
-    l: Option<&TcpListener>,
-) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
-    match l {
-        Some(l) => l.accept().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -113,8 +113,8 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     /// Tokio worker threads; `None` means one per CPU (`server.worker_threads = 0`).
     pub worker_threads: Option<usize>,
-    /// Open client connections at most (`server.max_connections`, or derived from the
-    /// open-file limit when 0).
+    /// Open client connections at most on the main listener (`server.max_connections`, or
+    /// derived from the open-file limit when 0).
     pub max_connections: usize,
 }
 
@@ -248,6 +248,8 @@ pub struct AdminConfig {
     pub listen: Option<SocketAddr>,
     /// Serve the operator console (`GET /admin/`) where the admin API is (`admin.console`).
     pub console: bool,
+    /// Open connections at most on `admin.listen` (`admin.max_connections`).
+    pub max_connections: usize,
 }
 
 /// `[metrics]`, validated.
@@ -259,6 +261,8 @@ pub struct MetricsConfig {
     /// Whether `/metrics` needs `Authorization: Bearer <metrics token>`
     /// (`metrics.require_token`; unset: unless `/metrics` is served on a loopback address).
     pub require_token: bool,
+    /// Open connections at most on `metrics.listen` (`metrics.max_connections`).
+    pub max_connections: usize,
 }
 
 /// The one log format, used by tracing's events and the access log alike (`log.format`).

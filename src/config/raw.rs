@@ -40,9 +40,10 @@ pub struct RawServer {
     pub request_timeout_seconds: u64,
     /// Tokio worker threads; 0 means one per CPU. Default 0.
     pub worker_threads: usize,
-    /// Open client connections at most; one more is accepted and closed at once. 0 (the
-    /// default) derives it from the open-file limit, leaving headroom for the database, the
-    /// listeners and logs (see `config::validate::derived_max_connections`).
+    /// Open client connections at most on the main listener; one more is accepted and closed
+    /// at once. 0 (the default) derives it from the open-file limit, leaving headroom for the
+    /// database, the other listeners' budgets and logs (see
+    /// `config::validate::derived_max_connections`).
     pub max_connections: usize,
 }
 
@@ -233,19 +234,28 @@ pub struct RawAdmin {
     /// Serve the operator console (`GET /admin/`) beside the admin API. Env
     /// `CHATSDK_AUTH_ADMIN__CONSOLE`.
     pub console: bool,
+    /// Open connections at most on `admin.listen`, its own budget (the main listener's
+    /// connections never take it). Default 64; unused without `admin.listen`.
+    pub max_connections: usize,
 }
+
+/// `admin.max_connections` when unset.
+pub const DEFAULT_ADMIN_CONNECTIONS: usize = 64;
+/// `metrics.max_connections` when unset.
+pub const DEFAULT_METRICS_CONNECTIONS: usize = 16;
 
 impl Default for RawAdmin {
     fn default() -> Self {
         RawAdmin {
             listen: String::new(),
             console: true,
+            max_connections: DEFAULT_ADMIN_CONNECTIONS,
         }
     }
 }
 
 /// `[metrics]`: the Prometheus endpoint.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawMetrics {
     /// Separate listen address for `/metrics`; empty serves it on the main listener.
@@ -253,6 +263,19 @@ pub struct RawMetrics {
     /// Require `Authorization: Bearer <secrets.metrics_token>` on `/metrics`. Unset (the
     /// default): required unless the listener serving `/metrics` is bound to a loopback address.
     pub require_token: Option<bool>,
+    /// Open connections at most on `metrics.listen`, its own budget. Default 16; unused
+    /// without `metrics.listen`.
+    pub max_connections: usize,
+}
+
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            listen: String::new(),
+            require_token: None,
+            max_connections: DEFAULT_METRICS_CONNECTIONS,
+        }
+    }
 }
 
 /// `[limits]`: rate limits, per process (see `limits.rs`). 0 turns a limit off.

@@ -482,7 +482,9 @@ fn every_validation_problem_names_its_key_and_says_what_to_do() {
     a.centrifugo.user_channels = vec!["all:*".into()];
     a.centrifugo.subscription_refresh_interval_seconds = 1;
     a.admin.listen = "nope".into();
+    a.admin.max_connections = 0;
     a.metrics.listen = "nope".into();
+    a.metrics.max_connections = usize::MAX;
     a.log.format = "xml".into();
     a.log.level = "a=b=c".into();
     a.secrets.rest_key = "x".into();
@@ -524,4 +526,49 @@ fn every_validation_problem_names_its_key_and_says_what_to_do() {
         assert_actionable(&err.problems);
         Ok(())
     });
+}
+
+/// Each listener's connection budget: bounded, and together below the open-file limit; a
+/// derived main budget leaves room for the others'.
+#[test]
+fn listener_budgets_are_bounded_and_fit_the_open_file_limit() {
+    let mut raw = RawConfig::default();
+    raw.admin.listen = "127.0.0.1:0".into();
+    raw.metrics.listen = "127.0.0.1:0".into();
+    let c = raw.validate().unwrap();
+    assert_eq!(c.admin.max_connections, 64);
+    assert_eq!(c.metrics.max_connections, 16);
+    let alone = RawConfig::default()
+        .validate()
+        .unwrap()
+        .server
+        .max_connections;
+    assert_eq!(c.server.max_connections, alone.saturating_sub(80).max(16));
+
+    for (admin, metrics, bad) in [
+        (0, 16, "admin.max_connections"),
+        (64, 10_001, "metrics.max_connections"),
+    ] {
+        let mut raw = RawConfig::default();
+        raw.admin.max_connections = admin;
+        raw.metrics.max_connections = metrics;
+        let problems = raw.validate().unwrap_err().problems;
+        assert!(problems.iter().any(|p| p.starts_with(bad)), "{problems:?}");
+    }
+
+    if let Some(limit) = super::validate::open_file_limit().filter(|l| *l > 100) {
+        let mut raw = RawConfig::default();
+        raw.admin.listen = "127.0.0.1:0".into();
+        raw.server.max_connections = (limit - 10) as usize;
+        let problems = raw.validate().unwrap_err().problems;
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.starts_with("server.max_connections: ") && p.contains("admin.listen")),
+            "{problems:?}"
+        );
+        // Without a listener of its own, the admin budget is not counted.
+        raw.admin.listen = String::new();
+        raw.validate().unwrap();
+    }
 }

@@ -27,7 +27,7 @@ impl RawConfig {
     /// Turns raw values into a [`Config`], listing every problem by key.
     pub fn validate(&self) -> Result<Config, ConfigError> {
         let mut p = Vec::new();
-        let server = server(&self.server, &mut p);
+        let mut server = server(&self.server, &mut p);
         let (data_dir, store) = storage(&self.storage, &mut p);
         let tokens = tokens(&self.tokens, &mut p);
         let centrifugo = centrifugo(&self.centrifugo, server.listen, &mut p);
@@ -37,6 +37,7 @@ impl RawConfig {
         let secrets = secrets(&self.secrets, &data_dir, &tokens, &mut p);
         let limits = limits(&self.limits, &mut p);
         let audit = audit(&self.audit, &mut p);
+        budgets(&self.server, &mut server, &admin, &metrics, &mut p);
         if !p.is_empty() {
             return Err(ConfigError { problems: p });
         }
@@ -442,6 +443,48 @@ fn admin(a: &RawAdmin, p: &mut Vec<String>) -> AdminConfig {
     AdminConfig {
         listen: (!a.listen.trim().is_empty()).then(|| parse_addr("admin.listen", &a.listen, p)),
         console: a.console,
+        max_connections: listener_budget("admin.max_connections", a.max_connections, p),
+    }
+}
+
+/// The most connections `admin.max_connections` or `metrics.max_connections` may allow.
+pub const MAX_LISTENER_BUDGET: usize = 10_000;
+
+fn listener_budget(key: &str, n: usize, p: &mut Vec<String>) -> usize {
+    if n == 0 || n > MAX_LISTENER_BUDGET {
+        p.push(format!(
+            "{key}: {n} is out of range; set a value from 1 to {MAX_LISTENER_BUDGET}"
+        ));
+    }
+    n
+}
+
+/// Each listener has a budget of its own; together they stay below the open-file limit. A
+/// derived main budget (`server.max_connections = 0`) leaves room for the other listeners'.
+fn budgets(
+    raw: &RawServer,
+    server: &mut ServerConfig,
+    admin: &AdminConfig,
+    metrics: &MetricsConfig,
+    p: &mut Vec<String>,
+) {
+    let others = admin
+        .listen
+        .map_or(0, |_| admin.max_connections)
+        .saturating_add(metrics.listen.map_or(0, |_| metrics.max_connections));
+    if others == 0 {
+        return;
+    }
+    let fd_limit = open_file_limit();
+    if raw.max_connections == 0 {
+        server.max_connections = server.max_connections.saturating_sub(others).max(16);
+    } else if let Some(l) = fd_limit {
+        let n = server.max_connections;
+        if n.saturating_add(others) as u64 >= l {
+            p.push(format!(
+                "server.max_connections: {n} plus the budgets of admin.listen and metrics.listen ({others}) is not below the open-file limit ({l}); raise the limit (ulimit -n, LimitNOFILE=) or lower a budget"
+            ));
+        }
     }
 }
 
@@ -457,6 +500,7 @@ fn metrics(m: &RawMetrics, main_listen: SocketAddr, p: &mut Vec<String>) -> Metr
     MetricsConfig {
         listen: metrics_listen,
         require_token: m.require_token.unwrap_or(!served_on.ip().is_loopback()),
+        max_connections: listener_budget("metrics.max_connections", m.max_connections, p),
     }
 }
 

@@ -50,6 +50,8 @@ mod keyring_pg;
 mod keys;
 /// Rate limits on POST /tokens (never on the proxies).
 mod limits;
+/// Each listener's own accept task and connection budget, under a real connection flood.
+mod listeners;
 /// A write lock held by another process stalls nothing; readiness follows writes.
 mod locked;
 /// A stalled log reader stalls no request; the lines it could not take are counted.
