@@ -18,11 +18,10 @@ mod overview;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
-use crate::actions::{ActionError, Changed};
-use crate::app::App;
+use crate::actions::ActionError;
 use crate::http::{created_json, ok_json, ApiError, Resp};
 use crate::keys::{self, KeyError, Kind};
-use crate::router::guard::Ctx;
+use crate::router::context::Admin;
 use crate::router::table::AdminRoute;
 use crate::store::{ApiKeyInfo, Conflict, User};
 
@@ -109,26 +108,23 @@ struct KeyRevoked<'a> {
 /// Answers one admin request the router let through (admin token checked, an action's body
 /// read: empty, or JSON).
 pub(crate) async fn handle(
-    ctx: &Ctx<'_>,
+    ctx: &Admin<'_>,
     route: AdminRoute,
     body: &[u8],
 ) -> Result<Resp, ApiError> {
-    let app = ctx.app;
-    let segment = |i: usize| -> Result<String, ApiError> {
-        let raw = ctx.uri.path().split('/').nth(i).unwrap_or_default();
-        percent_decode(raw).ok_or_else(|| ApiError::InvalidField {
+    let segment = |name: &str| -> Result<String, ApiError> {
+        percent_decode(ctx.param(name)).ok_or_else(|| ApiError::InvalidField {
             code: "invalid_path",
             message: "The path segment is not valid percent-encoded UTF-8".into(),
         })
     };
     let now = ctx.now;
-    let mut actions = app.actions();
-    actions.source = Some(ctx.client.to_string());
+    let actions = &ctx.actions;
     use AdminRoute as A;
     match route {
-        A::GetUser => ok_json(&actions.show_user(&segment(3)?).await.map_err(api)?),
+        A::GetUser => ok_json(&actions.show_user(&segment("id")?).await.map_err(api)?),
         A::ListUsers => {
-            let (limit, after) = list_query(ctx.uri.query())?;
+            let (limit, after) = list_query(ctx.query)?;
             ok_json(
                 &actions
                     .list_users(limit, after.as_deref())
@@ -137,7 +133,7 @@ pub(crate) async fn handle(
             )
         }
         A::DisableUser | A::EnableUser => {
-            let id = segment(3)?;
+            let id = segment("id")?;
             params::<NoParams>(body)?;
             let changed = if route == A::DisableUser {
                 actions.disable(&id, now).await
@@ -145,21 +141,21 @@ pub(crate) async fn handle(
                 actions.enable(&id, now).await
             }
             .map_err(api)?;
-            wake(app, changed);
+            ctx.wake(changed);
             ok_json(&UserChanged {
                 user: actions.show_user(&id).await.map_err(api)?,
                 kick_queued: changed.kick_queued,
             })
         }
         A::RevokeUserTokens => {
-            let id = segment(3)?;
+            let id = segment("id")?;
             let b = params::<RevokeBody>(body)?;
             let before = before_of(b.before)?;
             let (t, changed) = actions
                 .revoke_user_tokens(&id, before, now)
                 .await
                 .map_err(api)?;
-            wake(app, changed);
+            ctx.wake(changed);
             ok_json(&UserRevoked {
                 user: actions.show_user(&id).await.map_err(api)?,
                 revoked_before: t,
@@ -167,9 +163,9 @@ pub(crate) async fn handle(
             })
         }
         A::DeleteUser => {
-            let id = segment(3)?;
+            let id = segment("id")?;
             let changed = actions.delete_user(&id, now).await.map_err(api)?;
-            wake(app, changed);
+            ctx.wake(changed);
             ok_json(&UserDeleted {
                 id: &id,
                 deleted: true,
@@ -201,13 +197,13 @@ pub(crate) async fn handle(
                 key: &key,
             })
         }
-        A::Audit => ok_json(&audit::page(&app.store, ctx.uri.query()).await?),
-        A::Overview => ok_json(&overview::build(app).await),
+        A::Audit => ok_json(&audit::page(&ctx.audit, ctx.query).await?),
+        A::Overview => ok_json(&overview::build(ctx).await),
         A::ListKeys => ok_json(&SigningKeys {
-            keys: app.keys.current().list(now),
+            keys: ctx.keys.current().list(now),
         }),
         A::RotateKey => {
-            let kind = match segment(3)?.as_str() {
+            let kind = match segment("kind")?.as_str() {
                 "rest" => Kind::Rest,
                 "ws" => Kind::Ws,
                 _ => {
@@ -219,34 +215,23 @@ pub(crate) async fn handle(
                 }
             };
             params::<NoParams>(body)?;
-            let rotation = actions
-                .rotate_signing_key(&app.config, &app.secrets, kind, now)
-                .await
-                .map_err(|e| match e {
-                    KeyError::Refused(refusal) => ApiError::Conflict {
-                        code: "rotation_refused",
-                        message: refusal.to_string(),
-                    },
-                    other => ApiError::Internal(Box::new(other)),
-                })?;
-            // This server follows at once; the others within a second (they watch the ring).
-            app.keys.refresh(&app.store).await;
+            let rotation = ctx.rotate(kind).await.map_err(|e| match e {
+                KeyError::Refused(refusal) => ApiError::Conflict {
+                    code: "rotation_refused",
+                    message: refusal.to_string(),
+                },
+                other => ApiError::Internal(Box::new(other)),
+            })?;
             ok_json(&rotation)
         }
         A::RevokeApiKey => {
-            let name = segment(3)?;
+            let name = segment("name")?;
             actions.revoke_api_key(&name, now).await.map_err(api)?;
             ok_json(&KeyRevoked {
                 name: &name,
                 revoked: true,
             })
         }
-    }
-}
-
-fn wake(app: &App, changed: Changed) {
-    if changed.kick_queued {
-        app.kick_wake.notify_one();
     }
 }
 

@@ -57,14 +57,61 @@ pub struct App {
     pub limits: Limits,
     /// The last minutes of the token counters, for `GET /admin/overview`.
     pub recent: crate::metrics::recent::Recent,
-    /// Audit events raised on the request path (rate-limit trips), written by
-    /// [`App::housekeeping`] so that a 429 never waits for the store.
-    audit_queue: tokio::sync::mpsc::Sender<AuditEvent>,
-    audit_pending: Mutex<Option<tokio::sync::mpsc::Receiver<AuditEvent>>>,
-    /// Per [`Limit`], the minute (Unix seconds / 60) of the last audited trip: sampling.
-    last_trip_minute: [AtomicI64; 4],
+    /// Rate-limit refusals noted for the audit trail (sampled).
+    pub trips: TripLog,
     /// False once shutdown starts, so `/readyz` sends load balancers elsewhere while draining.
     ready: AtomicBool,
+}
+
+/// Rate-limit refusals raised on the request path, queued as audit events that
+/// [`App::housekeeping`] writes, so that a 429 never waits for the store.
+pub struct TripLog {
+    queue: tokio::sync::mpsc::Sender<AuditEvent>,
+    pending: Mutex<Option<tokio::sync::mpsc::Receiver<AuditEvent>>>,
+    /// Per [`Limit`], the minute (Unix seconds / 60) of the last audited trip: sampling.
+    last_minute: [AtomicI64; 4],
+}
+
+impl TripLog {
+    fn new() -> TripLog {
+        let (queue, pending) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
+        TripLog {
+            queue,
+            pending: Mutex::new(Some(pending)),
+            last_minute: std::array::from_fn(|_| AtomicI64::new(i64::MIN)),
+        }
+    }
+
+    /// Notes a rate-limit refusal: the first of each minute per limit becomes an audit event
+    /// (sampled, so a flood of 429s costs no writes); every one is counted by its handler.
+    pub fn note(&self, l: Limited, client: IpAddr, key_name: Option<&str>) {
+        let index = match l.limit {
+            Limit::MintPerUser => 0,
+            Limit::MintPerApiKey => 1,
+            Limit::FailedAuthPerIp => 2,
+            Limit::AdminPerIp => 3,
+        };
+        let now = crate::now_unix();
+        let minute = now / 60;
+        if self.last_minute[index].swap(minute, Ordering::Relaxed) == minute {
+            return;
+        }
+        let event = AuditEvent {
+            at: now,
+            event: audit_event::RATE_LIMIT_TRIPPED.into(),
+            actor: key_name.unwrap_or("anonymous").into(),
+            target_kind: None,
+            target: None,
+            source: Some(client.to_string()),
+            detail: Some(format!(
+                "{} (first refusal this minute; later ones are counted in chatsdk_auth_token_requests_rejected_total)",
+                l.limit.label()
+            )),
+        };
+        if self.queue.try_send(event).is_err() {
+            tracing::debug!("audit queue full; a rate-limit trip was not recorded");
+        }
+    }
 }
 
 /// Why the service could not start; each names what it was doing.
@@ -126,7 +173,6 @@ impl App {
         let verifier = Verifier::new(&config.tokens, keys.clone());
         let store = store.with_timings(metrics.store_timings());
         let limits = Limits::new(&config.limits);
-        let (audit_queue, audit_pending) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
         App {
             config,
             signer,
@@ -141,41 +187,8 @@ impl App {
             kick_wake: tokio::sync::Notify::new(),
             limits,
             recent: crate::metrics::recent::Recent::new(crate::now_unix()),
-            audit_queue,
-            audit_pending: Mutex::new(Some(audit_pending)),
-            last_trip_minute: std::array::from_fn(|_| AtomicI64::new(i64::MIN)),
+            trips: TripLog::new(),
             ready: AtomicBool::new(true),
-        }
-    }
-
-    /// Notes a rate-limit refusal: the first of each minute per limit becomes an audit event
-    /// (sampled, so a flood of 429s costs no writes); every one is counted by its handler.
-    pub fn note_rate_limit_trip(&self, l: Limited, client: IpAddr, key_name: Option<&str>) {
-        let index = match l.limit {
-            Limit::MintPerUser => 0,
-            Limit::MintPerApiKey => 1,
-            Limit::FailedAuthPerIp => 2,
-            Limit::AdminPerIp => 3,
-        };
-        let now = crate::now_unix();
-        let minute = now / 60;
-        if self.last_trip_minute[index].swap(minute, Ordering::Relaxed) == minute {
-            return;
-        }
-        let event = AuditEvent {
-            at: now,
-            event: audit_event::RATE_LIMIT_TRIPPED.into(),
-            actor: key_name.unwrap_or("anonymous").into(),
-            target_kind: None,
-            target: None,
-            source: Some(client.to_string()),
-            detail: Some(format!(
-                "{} (first refusal this minute; later ones are counted in chatsdk_auth_token_requests_rejected_total)",
-                l.limit.label()
-            )),
-        };
-        if self.audit_queue.try_send(event).is_err() {
-            tracing::debug!("audit queue full; a rate-limit trip was not recorded");
         }
     }
 
@@ -184,7 +197,8 @@ impl App {
     /// for the admin overview. Runs until dropped.
     pub async fn housekeeping(self: Arc<App>) {
         let pending = self
-            .audit_pending
+            .trips
+            .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take();

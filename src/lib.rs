@@ -38,7 +38,7 @@
 //! - [`subscription_tokens`]: `POST /tokens/subscription`: subscription JWTs for the channels
 //!   the channel rules allow.
 //! - [`proxy`]: Centrifugo's HTTP proxy callbacks (connect, refresh, subscribe, sub_refresh);
-//!   `proxy/decision.rs` holds a call's outcome, `proxy/wire.rs` the wire types.
+//!   `proxy/wire.rs` the wire types (a call's outcome is [`metrics::ProxyOutcome`]).
 //! - [`verify`]: `GET /verify` (forward auth), `POST /introspect` (RFC 7662) and
 //!   `GET /.well-known/jwks.json` (served from the key ring in memory).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
@@ -50,9 +50,11 @@
 //! - [`console`]: the operator console (`GET /admin/`), a static page, stylesheet, script and
 //!   icon embedded in the binary, client of the admin API; the strict headers of `/admin/` answers.
 //! - [`router`]: the single route table (each route's `route` label, path and policy: guard,
-//!   body, rejection counter), the guards enforced before every handler (`router/guard.rs`,
-//!   which hands handlers a `Ctx`); per-request timing, the request deadline, access log and
-//!   metrics. Handlers import `router::guard` for `Ctx`, never each other.
+//!   body, rejection counter), the guards enforced before every handler (`router/guard.rs`),
+//!   the typed context each route family's handler gets (`router/context.rs`: only the
+//!   services its routes need, the checked caller, never the [`App`]); per-request timing, the
+//!   request deadline, access log and metrics. Handlers import `router::context`, never each
+//!   other, never `app` (tests/layering.rs).
 //! - [`server`]: the accept loop over already-bound listeners (main, metrics, admin), with
 //!   graceful drain, and the kick delivery loop beside it.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.

@@ -122,7 +122,26 @@ pub struct ProxySeries {
     failed: Vec<IntCounter>,
 }
 
+/// What a proxy call decided: accepted, rejected for a Centrifugo [`Reason`], or failed with a
+/// [`ProxyFailure`]. The proxy handler returns it, and it is counted once, in its callback's
+/// [`ProxySeries`].
+#[derive(Debug, Clone, Copy)]
+pub enum ProxyOutcome {
+    Accepted,
+    Rejected(Reason),
+    Error(ProxyFailure),
+}
+
 impl ProxySeries {
+    /// Counts one call's outcome.
+    pub fn count(&self, outcome: ProxyOutcome) {
+        match outcome {
+            ProxyOutcome::Accepted => self.accepted.inc(),
+            ProxyOutcome::Rejected(r) => self.rejected(r).inc(),
+            ProxyOutcome::Error(f) => self.failed(f).inc(),
+        }
+    }
+
     /// `outcome="accepted"`.
     pub fn accepted(&self) -> &IntCounter {
         &self.accepted

@@ -10,8 +10,8 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 
-use crate::app::App;
 use crate::http::{json, Resp};
+use crate::router::context::{Ops, Readiness};
 
 pub(crate) fn healthz() -> Resp {
     json(StatusCode::OK, Bytes::from_static(br#"{"status":"ok"}"#))
@@ -24,34 +24,19 @@ pub(crate) fn openapi() -> Resp {
     json(StatusCode::OK, Bytes::from_static(OPENAPI_JSON.as_bytes()))
 }
 
-pub(crate) async fn readyz(app: &App) -> Resp {
-    if !app.is_ready() {
-        return json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Bytes::from_static(br#"{"status":"draining","error":"The service is shutting down","code":"draining"}"#),
-        );
-    }
-    match app.store.ping().await {
-        Ok(()) if app.store.writes_work().await => {
-            json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#))
-        }
-        Ok(()) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Bytes::from_static(br#"{"status":"unavailable","error":"The token store refuses writes (disk full, read-only or locked); tokens for new or changed users would fail","code":"store_read_only"}"#),
-        ),
-        Err(e) => {
-            tracing::warn!(error = %crate::error_chain::Chain(&e), "readiness check failed");
-            json(
-                StatusCode::SERVICE_UNAVAILABLE,
-                Bytes::from_static(br#"{"status":"unavailable","error":"The token store is unavailable","code":"store_unavailable"}"#),
-            )
-        }
-    }
+pub(crate) async fn readyz(ctx: &Ops<'_>) -> Resp {
+    let body: &'static [u8] = match ctx.status.readiness().await {
+        Readiness::Ready => return json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#)),
+        Readiness::Draining => br#"{"status":"draining","error":"The service is shutting down","code":"draining"}"#,
+        Readiness::ReadOnly => br#"{"status":"unavailable","error":"The token store refuses writes (disk full, read-only or locked); tokens for new or changed users would fail","code":"store_read_only"}"#,
+        Readiness::Unavailable => br#"{"status":"unavailable","error":"The token store is unavailable","code":"store_unavailable"}"#,
+    };
+    json(StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(body))
 }
 
 /// The Prometheus text; the router checked the bearer token when `metrics.require_token`.
-pub(crate) fn metrics(app: &App) -> Resp {
-    let mut r = json(StatusCode::OK, app.metrics.encode());
+pub(crate) fn metrics(ctx: &Ops<'_>) -> Resp {
+    let mut r = json(StatusCode::OK, ctx.status.metrics.encode());
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -11,13 +11,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::app::App;
 use crate::channels::{validate_channel, Subject};
 use crate::http::body;
 use crate::http::fields::{field_err, present, user_id};
 use crate::http::{no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
-use crate::router::guard::Ctx;
+use crate::router::context::Minting;
 
 /// The most channels one request may ask tokens for.
 pub const MAX_CHANNELS: usize = 100;
@@ -56,14 +55,15 @@ struct Response<'a> {
 /// Handles one `POST /tokens/subscription` the router let through: the same key check and
 /// limits as `POST /tokens` (per-user minting excepted: a subscription token writes nothing),
 /// the body a JSON object of at most `server.max_body_bytes`.
-pub(crate) async fn handle(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
+pub(crate) async fn handle(ctx: &Minting<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
     let request = parse(bytes)?;
-    Ok(no_store(issue(ctx.app, &request, ctx.now).await?))
+    Ok(no_store(issue(ctx, &request).await?))
 }
 
 /// Checks the user and the rules, then mints one token per channel.
-async fn issue(app: &App, r: &SubscriptionRequest, now: i64) -> Result<Resp, ApiError> {
-    let user = app
+async fn issue(ctx: &Minting<'_>, r: &SubscriptionRequest) -> Result<Resp, ApiError> {
+    let now = ctx.now;
+    let user = ctx
         .store
         .get_session(&r.user_id)
         .await?
@@ -71,7 +71,7 @@ async fn issue(app: &App, r: &SubscriptionRequest, now: i64) -> Result<Resp, Api
     if user.disabled {
         return Err(ApiError::UserDisabled);
     }
-    let rules = &app.config.centrifugo.channel_rules;
+    let rules = ctx.channel_rules;
     let custom = rules.parse_custom(user.custom.as_deref());
     let subject = Subject {
         user_id: &r.user_id,
@@ -86,19 +86,16 @@ async fn issue(app: &App, r: &SubscriptionRequest, now: i64) -> Result<Resp, Api
     };
     let mut tokens = Vec::with_capacity(r.channels.len());
     for channel in &r.channels {
-        let token = app
+        let token = ctx
             .signer
             .mint_subscription(&r.user_id, channel, info, now)
             .map_err(|e| ApiError::Internal(e.into()))?;
         tokens.push(Issued { channel, token });
     }
-    app.metrics
-        .hot
-        .tokens_subscription
-        .inc_by(tokens.len() as u64);
+    ctx.counters.tokens_subscription.inc_by(tokens.len() as u64);
     ok_json(&Response {
         tokens,
-        expires_in: app.signer.subscription_ttl_seconds(),
+        expires_in: ctx.signer.subscription_ttl_seconds(),
     })
 }
 

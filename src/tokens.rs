@@ -11,12 +11,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::app::App;
 use crate::http::body;
 use crate::http::fields::{field_err, present, user_id};
 use crate::http::{no_store, ok_json, ApiError, Resp};
 use crate::jwt::Info;
-use crate::router::guard::Ctx;
+use crate::router::context::Minting;
 use crate::store::{Field, Upserted, UserPatch};
 
 const MAX_NAME_CHARS: usize = 255;
@@ -69,24 +68,24 @@ struct TokenResponse<'a> {
 
 /// Handles one `POST /tokens` the router let through: the caller's key is checked (and
 /// limited), the body is a JSON object of at most `server.max_body_bytes`.
-pub(crate) async fn handle(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
+pub(crate) async fn handle(ctx: &Minting<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
     let request = parse(bytes)?;
-    ctx.app
-        .limits
+    ctx.limits
         .mint_for_user(&request.user_id)
         .map_err(|l| ctx.rate_limited(l))?;
-    Ok(no_store(issue(ctx.app, &request, ctx.now).await?))
+    Ok(no_store(issue(ctx, &request).await?))
 }
 
 /// Upserts the user and mints both tokens.
-async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> {
+async fn issue(ctx: &Minting<'_>, r: &TokenRequest) -> Result<Resp, ApiError> {
+    let now = ctx.now;
     let patch = UserPatch {
         id: &r.user_id,
         name: as_str(&r.name),
         image: as_str(&r.image),
         custom: as_str(&r.custom),
     };
-    let (id, name, image, valid_after, created) = match app.store.upsert_user(&patch, now).await? {
+    let (id, name, image, valid_after, created) = match ctx.store.upsert_user(&patch, now).await? {
         Upserted::Active {
             id,
             name,
@@ -96,7 +95,7 @@ async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> 
         } => (id, name, image, tokens_valid_after, created),
         Upserted::Disabled => return Err(ApiError::UserDisabled),
     };
-    let hot = &app.metrics.hot;
+    let hot = ctx.counters;
     if created {
         hot.users_created.inc();
     } else {
@@ -115,7 +114,7 @@ async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> 
         name: name.as_deref(),
         image: image.as_deref(),
     };
-    let minted = app
+    let minted = ctx
         .signer
         .mint(&id, info, iat)
         .map_err(|e| ApiError::Internal(e.into()))?;
@@ -129,8 +128,8 @@ async fn issue(app: &App, r: &TokenRequest, now: i64) -> Result<Resp, ApiError> 
             name: name.as_deref(),
             image: image.as_deref(),
         },
-        expires_in: app.signer.ttl_seconds(),
-        ws_expires_in: app.signer.ws_ttl_seconds(),
+        expires_in: ctx.signer.ttl_seconds(),
+        ws_expires_in: ctx.signer.ws_ttl_seconds(),
     })
 }
 

@@ -12,12 +12,11 @@ use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue};
 use serde::Serialize;
 
-use crate::app::App;
 use crate::http::auth::{self, Scheme};
 use crate::http::{ok, ok_json, ApiError, Resp};
 use crate::jwt::RestTokenError;
-use crate::metrics::{IntrospectResult, Verification, VerifyResult};
-use crate::router::guard::Ctx;
+use crate::metrics::{IntrospectResult, Verification as Verifications, VerifyResult};
+use crate::router::context::Verification;
 use crate::store::SessionUser;
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -57,11 +56,10 @@ fn refusal(user: Option<SessionUser>, iat: i64) -> Result<SessionUser, ApiError>
 }
 
 /// `GET /verify` (and the other methods gateways forward), counted by result.
-pub(crate) async fn verify(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
+pub(crate) async fn verify(ctx: &Verification<'_>) -> Result<Resp, ApiError> {
     let result = check(ctx).await;
-    ctx.app
-        .metrics
-        .verification(Verification::Verify(verify_result(&result)));
+    ctx.metrics
+        .verification(Verifications::Verify(verify_result(&result)));
     result
 }
 
@@ -75,17 +73,17 @@ fn verify_result(answer: &Result<Resp, ApiError>) -> VerifyResult {
     }
 }
 
-async fn check(ctx: &Ctx<'_>) -> Result<Resp, ApiError> {
-    let (app, now) = (ctx.app, ctx.now);
+async fn check(ctx: &Verification<'_>) -> Result<Resp, ApiError> {
+    let now = ctx.now;
     let token = auth::bearer(ctx.headers, Scheme::AnyCase)
         .and_then(|t| std::str::from_utf8(t).ok())
         .ok_or(invalid("invalid_token", MISSING))?;
-    let claims = app.verifier.verify_rest(token, now).map_err(|e| match e {
+    let claims = ctx.verifier.verify_rest(token, now).map_err(|e| match e {
         RestTokenError::Invalid => invalid("invalid_token", INVALID),
         RestTokenError::Expired => invalid("token_expired", EXPIRED),
         RestTokenError::WrongTokenType => invalid("wrong_token_type", WRONG_TYPE),
     })?;
-    let user = refusal(app.store.get_session(&claims.sub).await?, claims.iat)?;
+    let user = refusal(ctx.store.get_session(&claims.sub).await?, claims.iat)?;
     let mut resp = ok(crate::http::to_json_vec(&Verified {
         sub: &claims.sub,
         exp: claims.exp,
@@ -131,17 +129,16 @@ const INACTIVE: &[u8] = br#"{"active":false}"#;
 
 /// `POST /introspect`, once the router checked the caller's API key (with its limits) and read
 /// the form.
-pub(crate) async fn introspect(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
-    let (app, now) = (ctx.app, ctx.now);
+pub(crate) async fn introspect(ctx: &Verification<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
     let token = url::form_urlencoded::parse(bytes)
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned());
     let answer = match token {
-        Some(t) => introspect_token(app, &t, now).await,
+        Some(t) => introspect_token(ctx, &t).await,
         None => Ok((false, ok(Bytes::from_static(INACTIVE)))),
     };
-    app.metrics
-        .verification(Verification::Introspect(match &answer {
+    ctx.metrics
+        .verification(Verifications::Introspect(match &answer {
             Ok((true, _)) => IntrospectResult::Active,
             Ok((false, _)) => IntrospectResult::Inactive,
             Err(ApiError::StoreUnavailable(_)) => IntrospectResult::StoreUnavailable,
@@ -154,11 +151,12 @@ pub(crate) async fn introspect(ctx: &Ctx<'_>, bytes: &[u8]) -> Result<Resp, ApiE
 }
 
 /// Whether `token` is active, and the answer saying so.
-async fn introspect_token(app: &App, token: &str, now: i64) -> Result<(bool, Resp), ApiError> {
+async fn introspect_token(ctx: &Verification<'_>, token: &str) -> Result<(bool, Resp), ApiError> {
+    let now = ctx.now;
     let inactive = || Ok((false, ok(Bytes::from_static(INACTIVE))));
-    match app.verifier.verify_rest(token, now) {
+    match ctx.verifier.verify_rest(token, now) {
         Ok(c) => {
-            if refusal(app.store.get_session(&c.sub).await?, c.iat).is_err() {
+            if refusal(ctx.store.get_session(&c.sub).await?, c.iat).is_err() {
                 return inactive();
             }
             let aud = serde_json::Value::String(c.aud.clone());
@@ -174,9 +172,9 @@ async fn introspect_token(app: &App, token: &str, now: i64) -> Result<(bool, Res
             })
             .map(|r| (true, r))
         }
-        Err(RestTokenError::WrongTokenType) => match app.verifier.verify(token, now) {
+        Err(RestTokenError::WrongTokenType) => match ctx.verifier.verify(token, now) {
             Ok(c) => {
-                if refusal(app.store.get_session(&c.sub).await?, c.iat).is_err() {
+                if refusal(ctx.store.get_session(&c.sub).await?, c.iat).is_err() {
                     return inactive();
                 }
                 ok_json(&Active {
@@ -200,10 +198,10 @@ async fn introspect_token(app: &App, token: &str, now: i64) -> Result<(bool, Res
 /// `GET /.well-known/jwks.json`: the public keys of both kinds (current, next and previous)
 /// from memory. Cached by clients for a tenth of `tokens.jwks_publish_delay_seconds` (at most
 /// five minutes), so every cache has seen a new key long before it signs.
-pub(crate) fn jwks(app: &App) -> Result<Resp, ApiError> {
-    let ring = app.keys.current();
-    let mut resp = ok_json(&ring.jwks(crate::now_unix()))?;
-    let max_age = (app.config.tokens.jwks_publish_delay_seconds / 10).clamp(0, 300);
+pub(crate) fn jwks(ctx: &Verification<'_>) -> Result<Resp, ApiError> {
+    let ring = ctx.keys.current();
+    let mut resp = ok_json(&ring.jwks(ctx.now))?;
+    let max_age = (ctx.jwks_publish_delay / 10).clamp(0, 300);
     let cc = if max_age == 0 {
         HeaderValue::from_static("no-cache")
     } else {

@@ -6,7 +6,9 @@
 //!   client `centrifugo/api.rs` or `centrifugo_api.rs`) never names a handler (tokens,
 //!   subscription_tokens, admin, verify, ops, proxy), the router, the CLI or `app`; `jwt` and
 //!   `store` never name `http`.
-//! - No handler names another handler family (a family's own children are its own).
+//! - No handler names another handler family (a family's own children are its own), and no
+//!   handler file mentions `App` or names `app` at all: a handler gets its family's context
+//!   (`router/context.rs`), never the whole application.
 //! - lib.rs's `# Layout` map lists every top-level module, and nothing else.
 //!
 //! A module `foo` is `src/foo.rs` or `src/foo/` alike, so the rules hold while files become
@@ -362,6 +364,41 @@ fn violations(rel: &Path, text: &str) -> Vec<String> {
     out
 }
 
+/// Every mention of `App` (the identifier, as a whole word, in code) or path into `app` in a
+/// handler file (`rel` under src/, its text `text`), as `src/<file>:<line>: …`; nothing for
+/// any other file.
+fn app_mentions(rel: &Path, text: &str) -> Vec<String> {
+    let module = module_of(rel);
+    let Some(family) = handler_family(&module) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in references(&module, text) {
+        if r.path.first().is_some_and(|t| t == "app" || t == "App") {
+            out.push(format!(
+                "src/{}:{}: handler `{family}` names crate::{}",
+                rel.display(),
+                r.line,
+                r.path.join("::")
+            ));
+        }
+    }
+    let code = code_only(text);
+    let b = code.as_bytes();
+    for (pos, _) in code.match_indices("App") {
+        let before = pos.checked_sub(1).map(|i| b[i]);
+        let after = b.get(pos + 3).copied();
+        if !before.is_some_and(is_ident) && !after.is_some_and(is_ident) {
+            let line = code[..pos].matches('\n').count() + 1;
+            out.push(format!(
+                "src/{}:{line}: handler `{family}` mentions `App`",
+                rel.display()
+            ));
+        }
+    }
+    out
+}
+
 /// Every library file under `dir`, relative to src/ (main.rs and build.rs are not the library).
 fn library_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -397,6 +434,54 @@ fn lower_layers_never_import_handlers_and_handlers_never_import_each_other() {
         all.len(),
         all.join("\n")
     );
+}
+
+#[test]
+fn no_handler_file_mentions_app() {
+    let mut files = Vec::new();
+    library_files(Path::new(SRC), &mut files);
+    let handlers = files
+        .iter()
+        .filter(|f| handler_family(&module_of(f)).is_some())
+        .count();
+    assert!(handlers >= HANDLERS.len(), "only {handlers} handler files");
+    let mut all = Vec::new();
+    for rel in &files {
+        let text = std::fs::read_to_string(Path::new(SRC).join(rel)).unwrap();
+        all.extend(app_mentions(rel, &text));
+    }
+    assert!(
+        all.is_empty(),
+        "a handler must get its family's context (router/context.rs), never the App:\n{}",
+        all.join("\n")
+    );
+}
+
+#[test]
+fn the_app_check_sees_every_way_a_handler_could_name_the_app() {
+    let handler = Path::new("admin/audit.rs");
+    for text in [
+        "use crate::App;\n",
+        "use crate::app::App;\n",
+        "use crate::{app, http};\n",
+        "fn f(x: &crate::app::TripLog) {}\n",
+        "fn f(a: &App) {}\n",
+        "fn f(a: Arc<App>) {}\n",
+    ] {
+        assert!(
+            !app_mentions(handler, text).is_empty(),
+            "not caught: {text}"
+        );
+    }
+    for text in [
+        "// App in a comment\nfn f() {}\n",
+        "const S: &str = \"App\";\n",
+        "fn f(a: &AppConfig, b: Happy) {}\n",
+    ] {
+        assert_eq!(app_mentions(handler, text), Vec::<String>::new(), "{text}");
+    }
+    // Only handler files are held to it: the router builds the contexts from the App.
+    assert!(app_mentions(Path::new("router/context.rs"), "use crate::app::App;\n").is_empty());
 }
 
 #[test]

@@ -6,15 +6,16 @@
 
 use crate::actions::MAX_PAGE;
 use crate::http::ApiError;
-use crate::store::{AuditPage, AuditQuery, Store};
+use crate::router::context::AuditReader;
+use crate::store::{AuditPage, AuditQuery};
 
 /// Default page size.
 const DEFAULT_LIMIT: usize = 50;
 
 /// The page `query` asks for.
-pub async fn page(store: &Store, query: Option<&str>) -> Result<AuditPage, ApiError> {
+pub async fn page(reader: &AuditReader<'_>, query: Option<&str>) -> Result<AuditPage, ApiError> {
     let q = parse(query)?;
-    Ok(store.audit_page(&q).await?)
+    Ok(reader.page(&q).await?)
 }
 
 /// Parses the query string; a bad `limit` or `before` is a 400 naming it.

@@ -5,10 +5,9 @@
 
 use serde::Serialize;
 
-use crate::app::App;
-use crate::config::StoreConfig;
 use crate::keys::KeyInfo;
 use crate::metrics::recent::Window;
+use crate::router::context::Admin;
 
 #[derive(Serialize)]
 pub struct Overview {
@@ -30,28 +29,16 @@ pub struct Overview {
     pub recent: Window,
 }
 
-pub async fn build(app: &App) -> Overview {
-    let now = crate::now_unix();
-    let status = if !app.is_ready() {
-        "draining"
-    } else {
-        match app.store.ping().await {
-            Ok(()) if app.store.writes_work().await => "ready",
-            Ok(()) => "read_only",
-            Err(_) => "unavailable",
-        }
-    };
+pub async fn build(ctx: &Admin<'_>) -> Overview {
+    let (now, s) = (ctx.now, &ctx.status);
     Overview {
         version: env!("CARGO_PKG_VERSION"),
         now,
-        store_backend: match app.config.store {
-            StoreConfig::Sqlite { .. } => "sqlite",
-            StoreConfig::Postgres { .. } => "postgres",
-        },
-        status,
-        revocation_active: app.centrifugo_api.is_some(),
-        kicks_pending: app.metrics.kicks_pending.get(),
-        keys: app.keys.current().list(now),
-        recent: app.recent.window(&app.metrics, now),
+        store_backend: s.store_backend,
+        status: s.readiness().await.label(),
+        revocation_active: s.revocation_active,
+        kicks_pending: s.metrics.kicks_pending.get(),
+        keys: ctx.keys.current().list(now),
+        recent: s.recent.window(s.metrics, now),
     }
 }

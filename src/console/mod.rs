@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Response};
 use http_body_util::Full;
 
-use crate::app::App;
 use crate::http::{ApiError, Resp};
 
 /// `Content-Security-Policy` of every `/admin/` answer: this origin only, no inline code, no
@@ -37,26 +36,33 @@ const ASSETS: [(&str, &str, &[u8]); 3] = [
 /// The page itself (`GET /admin/`).
 const PAGE: &[u8] = include_bytes!("index.html");
 
-/// Answers `GET /admin/` or `GET /admin/console/{file}`; 404 when the console is off or the
-/// file is not one of the console's.
-pub fn serve(app: &App, path: &str) -> Result<Resp, ApiError> {
-    if !app.config.admin.console {
+/// Answers `GET /admin/`; 404 when the console is off (`admin.console = false`).
+pub fn page(enabled: bool) -> Result<Resp, ApiError> {
+    if !enabled {
         return Err(ApiError::NotFound);
     }
-    let (content_type, body) = if path == "/admin/" {
-        ("text/html; charset=utf-8", PAGE)
-    } else {
-        let name = path.strip_prefix("/admin/console/").unwrap_or_default();
-        ASSETS
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, t, b)| (*t, *b))
-            .ok_or(ApiError::NotFound)?
-    };
+    Ok(file("text/html; charset=utf-8", PAGE))
+}
+
+/// Answers `GET /admin/console/{file}` for the file the route names; 404 when the console is
+/// off or the file is not one of the console's.
+pub fn asset(enabled: bool, name: &str) -> Result<Resp, ApiError> {
+    if !enabled {
+        return Err(ApiError::NotFound);
+    }
+    let (content_type, body) = ASSETS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, t, b)| (*t, *b))
+        .ok_or(ApiError::NotFound)?;
+    Ok(file(content_type, body))
+}
+
+fn file(content_type: &'static str, body: &'static [u8]) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from_static(body)));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Ok(r)
+    r
 }
 
 /// The strict headers of every answer under `/admin/` (the console's files and the admin API's

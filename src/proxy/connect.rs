@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::{body_of, parse, reject, session_verdict, Outcome, Reason, UserInfo};
-use crate::app::App;
 use crate::http::auth::{bearer, Scheme};
 use crate::http::ApiError;
 use crate::jwt::TokenError;
+use crate::router::context::Proxy;
 
 /// The fields of the connect request Centrifugo sends
 /// (https://centrifugal.dev/docs/server/proxy#connect-proxy) that a decision reads.
@@ -62,22 +62,18 @@ struct Reply<'a> {
 }
 
 /// Decides one connect.
-pub(crate) async fn decide(
-    app: &App,
-    headers: &HeaderMap,
-    bytes: &[u8],
-    now: i64,
-) -> Result<(Outcome, Bytes), ApiError> {
+pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, Bytes), ApiError> {
+    let now = ctx.now;
     let req: ConnectRequest<'_> = parse(bytes)?;
-    let Some(token) = credential(headers, &req) else {
+    let Some(token) = credential(ctx.headers, &req) else {
         return reject(Reason::NoCredentials);
     };
-    let claims = match app.verifier.verify(&token, now) {
+    let claims = match ctx.verifier.verify(&token, now) {
         Ok(c) => c,
         Err(TokenError::Expired) => return reject(Reason::TokenExpired),
         Err(TokenError::Invalid) => return reject(Reason::TokenInvalid),
     };
-    let user = match session_verdict(app.store.get_session(&claims.sub).await?, Some(claims.iat)) {
+    let user = match session_verdict(ctx.store.get_session(&claims.sub).await?, Some(claims.iat)) {
         Ok(user) => user,
         Err(reason) => return reject(reason),
     };
@@ -92,14 +88,13 @@ pub(crate) async fn decide(
             // Never beyond the token's own expiry; the refresh proxy extends from there.
             expire_at: claims
                 .exp
-                .min(now + app.config.centrifugo.refresh_interval_seconds),
+                .min(now + ctx.centrifugo.refresh_interval_seconds),
             info: UserInfo::of(&user),
             meta: Meta {
                 iat: claims.iat,
                 custom,
             },
-            channels: app
-                .config
+            channels: ctx
                 .centrifugo
                 .channel_rules
                 .server_side_channels(&claims.sub),

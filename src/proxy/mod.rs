@@ -2,7 +2,7 @@
 //! and counting of every decision. The router checks the caller (the proxy secret), reads the
 //! body and counts the errors (`router/guard.rs`, declared in `router/table.rs`).
 //!
-//! [`decision`] holds what a handler decided, [`wire`] the Centrifugo wire types and codecs;
+//! [`Outcome`] is what a handler decided, [`wire`] the Centrifugo wire types and codecs;
 //! the callbacks, refusal reasons and their codes are [`crate::centrifugo::protocol`]'s.
 //! Every *decision* is HTTP 200 with exactly one of `result`, `error` or `disconnect`. A non-200 answer is reserved for cases where Centrifugo should
 //! treat the call as failed and retry: a missing shared secret (401, not Centrifugo calling),
@@ -22,19 +22,18 @@
 //! | channel not allowed | — | — | error 403 |
 
 pub mod connect;
-pub mod decision;
 pub(crate) mod refresh;
 pub(crate) mod subscribe;
 pub(crate) mod wire;
 
 pub use crate::centrifugo::protocol::{Callback, Disconnect, Reason, Rejection, WireError};
 pub use crate::metrics::ProxyFailure;
-pub use decision::Outcome;
+pub use crate::metrics::ProxyOutcome as Outcome;
 use wire::{body_of, expired, reject, UserInfo};
 pub use wire::{parse, SessionRequest};
 
 use crate::http::{ok, ApiError, Resp};
-use crate::router::guard::{count_outcome, Ctx};
+use crate::router::context::Proxy;
 use crate::store::SessionUser;
 
 /// Checks a stored user against a session: the user, when it may continue, else the reason
@@ -55,14 +54,13 @@ pub(crate) fn session_verdict(
 
 /// Decides one proxy call the router let through (Centrifugo's secret checked, the body read)
 /// and counts the decision; an error is counted by the router.
-pub(crate) async fn handle(ctx: &Ctx<'_>, cb: Callback, bytes: &[u8]) -> Result<Resp, ApiError> {
-    let (app, now) = (ctx.app, ctx.now);
+pub(crate) async fn handle(ctx: &Proxy<'_>, cb: Callback, bytes: &[u8]) -> Result<Resp, ApiError> {
     let (outcome, body) = match cb {
-        Callback::Connect => connect::decide(app, ctx.headers, bytes, now).await,
-        Callback::Refresh => refresh::decide(app, bytes, now).await,
-        Callback::Subscribe => subscribe::decide_subscribe(app, bytes, now).await,
-        Callback::SubRefresh => subscribe::decide_sub_refresh(app, bytes, now).await,
+        Callback::Connect => connect::decide(ctx, bytes).await,
+        Callback::Refresh => refresh::decide(ctx, bytes).await,
+        Callback::Subscribe => subscribe::decide_subscribe(ctx, bytes).await,
+        Callback::SubRefresh => subscribe::decide_sub_refresh(ctx, bytes).await,
     }?;
-    count_outcome(app, cb, outcome);
+    ctx.series.count(outcome);
     Ok(ok(body))
 }

@@ -9,8 +9,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{body_of, expired, parse, session_verdict, Outcome, SessionRequest, UserInfo};
-use crate::app::App;
 use crate::http::ApiError;
+use crate::router::context::Proxy;
 
 #[derive(Serialize)]
 struct RefreshResult<'a> {
@@ -25,22 +25,18 @@ struct Reply<'a> {
 }
 
 /// Decides one connection refresh.
-pub(crate) async fn decide(
-    app: &App,
-    bytes: &[u8],
-    now: i64,
-) -> Result<(Outcome, Bytes), ApiError> {
+pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, Bytes), ApiError> {
     let req: SessionRequest<'_> = parse(bytes)?;
     if req.user.is_empty() {
         return expired(super::Reason::UserUnknown);
     }
-    let user = match session_verdict(app.store.get_session(&req.user).await?, req.auth_iat()) {
+    let user = match session_verdict(ctx.store.get_session(&req.user).await?, req.auth_iat()) {
         Ok(user) => user,
         Err(reason) => return expired(reason),
     };
     let reply = Reply {
         result: RefreshResult {
-            expire_at: now + app.config.centrifugo.refresh_interval_seconds,
+            expire_at: ctx.now + ctx.centrifugo.refresh_interval_seconds,
             info: UserInfo::of(&user),
         },
     };

@@ -13,9 +13,9 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{body_of, expired, parse, reject, session_verdict, Outcome, Reason, SessionRequest};
-use crate::app::App;
 use crate::channels::Subject;
 use crate::http::ApiError;
+use crate::router::context::Proxy;
 use crate::store::SessionUser;
 
 #[derive(Serialize)]
@@ -30,8 +30,8 @@ struct Reply {
 }
 
 /// True when the rules allow `channel` to `user` (stored as `session`).
-fn channel_allowed(app: &App, user: &str, session: &SessionUser, channel: &str) -> bool {
-    let rules = &app.config.centrifugo.channel_rules;
+fn channel_allowed(ctx: &Proxy<'_>, user: &str, session: &SessionUser, channel: &str) -> bool {
+    let rules = &ctx.centrifugo.channel_rules;
     let custom = rules.parse_custom(session.custom.as_deref());
     let subject = Subject {
         user_id: user,
@@ -41,7 +41,7 @@ fn channel_allowed(app: &App, user: &str, session: &SessionUser, channel: &str) 
 }
 
 /// What subscribe and sub_refresh both decide: why the user may not have the channel, if so.
-async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiError> {
+async fn channel_verdict(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<Option<Reason>, ApiError> {
     let req: SessionRequest<'_> = parse(bytes)?;
     let Some(channel) = req.channel.as_deref().filter(|c| !c.is_empty()) else {
         return Err(ApiError::InvalidJson(
@@ -51,11 +51,11 @@ async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiE
     if req.user.is_empty() {
         return Ok(Some(Reason::ChannelForbidden));
     }
-    let session = match session_verdict(app.store.get_session(&req.user).await?, req.auth_iat()) {
+    let session = match session_verdict(ctx.store.get_session(&req.user).await?, req.auth_iat()) {
         Ok(s) => s,
         Err(reason) => return Ok(Some(reason)),
     };
-    if !channel_allowed(app, &req.user, &session, channel) {
+    if !channel_allowed(ctx, &req.user, &session, channel) {
         return Ok(Some(Reason::ChannelForbidden));
     }
     Ok(None)
@@ -63,14 +63,14 @@ async fn channel_verdict(app: &App, bytes: &[u8]) -> Result<Option<Reason>, ApiE
 
 /// Decides one subscribe: denied explicitly, because Centrifugo treats `{}` as allowed.
 pub(crate) async fn decide_subscribe(
-    app: &App,
+    ctx: &Proxy<'_>,
     bytes: &[u8],
-    now: i64,
 ) -> Result<(Outcome, Bytes), ApiError> {
-    if let Some(reason) = channel_verdict(app, bytes).await? {
+    let now = ctx.now;
+    if let Some(reason) = channel_verdict(ctx, bytes).await? {
         return reject(reason);
     }
-    let interval = app.config.centrifugo.subscription_refresh_interval_seconds;
+    let interval = ctx.centrifugo.subscription_refresh_interval_seconds;
     let reply = Reply {
         result: SubscribeResult {
             expire_at: (interval > 0).then_some(now + interval),
@@ -81,17 +81,17 @@ pub(crate) async fn decide_subscribe(
 
 /// Decides one subscription refresh.
 pub(crate) async fn decide_sub_refresh(
-    app: &App,
+    ctx: &Proxy<'_>,
     bytes: &[u8],
-    now: i64,
 ) -> Result<(Outcome, Bytes), ApiError> {
-    if let Some(reason) = channel_verdict(app, bytes).await? {
+    let now = ctx.now;
+    if let Some(reason) = channel_verdict(ctx, bytes).await? {
         return expired(reason);
     }
     // A zero interval would clear the expiry for good
     // (https://centrifugal.dev/docs/server/proxy#sub-refresh-proxy); extend instead.
-    let interval = match app.config.centrifugo.subscription_refresh_interval_seconds {
-        0 => app.config.centrifugo.refresh_interval_seconds,
+    let interval = match ctx.centrifugo.subscription_refresh_interval_seconds {
+        0 => ctx.centrifugo.refresh_interval_seconds,
         n => n,
     };
     let body = format!(r#"{{"result":{{"expire_at":{}}}}}"#, now + interval);

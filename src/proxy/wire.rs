@@ -9,10 +9,10 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::decision::Outcome;
 use crate::centrifugo::protocol::Reason;
 use crate::error_chain::Context;
 use crate::http::ApiError;
+use crate::metrics::ProxyOutcome as Outcome;
 use crate::store::SessionUser;
 
 /// The connection meta the sidecar sets (connect result) or mints (wsToken `meta`), sent back

@@ -1,4 +1,4 @@
-//! Enforces a route's [`Policy`] before its handler runs, and hands the handler a [`Ctx`].
+//! Enforces a route's [`Policy`] before its handler runs.
 //!
 //! # Design
 //! The route table (`router/table.rs`) declares each route's policy with
@@ -18,10 +18,10 @@
 //!    ([`auth::secret_matches`]) and the bearer tokens through one parser ([`auth::bearer`]).
 //! 2. [`read_body`] reads the body the route declares (none, a JSON object, an optional JSON
 //!    object, a form, raw bytes), within `server.max_body_bytes`.
-//! 3. The handler gets a [`Ctx`] (the services, the request head, the client address, the
-//!    clock reading and the authenticated caller) and the body bytes: never the request, never
-//!    a chance to skip a step. After it succeeds, an API key's use is recorded (at most once a
-//!    minute per key).
+//! 3. The handler gets its family's context (`router/context.rs`: the slice of the services
+//!    its routes need, the request facts, the authenticated caller) and the body bytes: never
+//!    the request, never the [`App`], never a chance to skip a step. After it succeeds, an API
+//!    key's use is recorded (at most once a minute per key).
 //! 4. Whatever fails (guard, body, handler, or the router's deadline), [`count_rejection`]
 //!    counts it where the policy says.
 //!
@@ -29,57 +29,27 @@
 //! to compile. Nothing here allocates or boxes: the guard is a `match`, the context a few
 //! borrowed words on the stack.
 //!
-//! Handlers import this file (for [`Ctx`]); it imports no handler, so the router (which imports
-//! both) is the only file that knows every family.
+//! It imports no handler, so the router is the only file that knows every family.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
-use http::{HeaderMap, Uri};
+use http::HeaderMap;
 use hyper::body::Incoming;
 
 use super::table::{BodyRule, Guard, Policy, Rejections};
 use crate::app::App;
-use crate::centrifugo::protocol::Callback;
 use crate::error_chain::Chain;
 use crate::http::auth::{self, Caller, Scheme};
 use crate::http::body::{self, BodyProgress};
 use crate::http::{client_addr, ApiError};
 use crate::limits::{self, Limit, Limited};
-use crate::metrics::ProxyFailure;
 use crate::metrics::RejectReason;
-use crate::proxy::decision::Outcome;
+use crate::metrics::{ProxyFailure, ProxyOutcome};
 use crate::store::SharedVerdict;
 
-/// What a handler is given: the shared services, the request head, who is calling and when.
-pub struct Ctx<'a> {
-    pub app: &'a App,
-    pub headers: &'a HeaderMap,
-    pub uri: &'a Uri,
-    /// The client's address: `limits.trusted_proxy_header`'s last entry for the routes whose
-    /// guard limits by address (API key, admin), else the TCP peer.
-    pub client: IpAddr,
-    /// Unix seconds, read once per request.
-    pub now: i64,
-    /// The API key that authenticated the request (`Guard::ApiKey` routes only).
-    pub caller: Option<Caller>,
-}
-
-impl Ctx<'_> {
-    /// A 429 for `l`, noted (sampled: at most one a minute per limit) for the audit trail
-    /// with the caller's key name.
-    pub fn rate_limited(&self, l: Limited) -> ApiError {
-        rate_limited(
-            self.app,
-            l,
-            self.client,
-            self.caller.as_ref().map(|c| c.key_name.as_str()),
-        )
-    }
-}
-
 fn rate_limited(app: &App, l: Limited, client: IpAddr, key_name: Option<&str>) -> ApiError {
-    app.note_rate_limit_trip(l, client, key_name);
+    app.trips.note(l, client, key_name);
     ApiError::RateLimited(l)
 }
 
@@ -276,13 +246,6 @@ pub(crate) async fn read_body(
     }
 }
 
-/// Records a successful request's API-key use (at most once a minute per key).
-pub(crate) async fn succeeded(ctx: &Ctx<'_>) {
-    if let Some(caller) = &ctx.caller {
-        auth::record_use(&ctx.app.store, &ctx.app.touch_throttle, caller, ctx.now).await;
-    }
-}
-
 /// Counts a refused request where its policy says. The router calls this for every error of a
 /// route, its guard's, its body's and its own timeout included.
 pub(crate) fn count_rejection(app: &App, policy: Policy, e: &ApiError) {
@@ -292,20 +255,9 @@ pub(crate) fn count_rejection(app: &App, policy: Policy, e: &ApiError) {
         Rejections::SubscriptionTokens => app.metrics.reject_subscription(mint_reason(e)),
         Rejections::Proxy(cb) => {
             if let Some(failure) = proxy_failure(e) {
-                count_outcome(app, cb, Outcome::Error(failure));
+                app.metrics.proxy(cb).count(ProxyOutcome::Error(failure));
             }
         }
-    }
-}
-
-/// Counts one proxy call's outcome (its decisions are counted by the proxy handler, its
-/// errors by [`count_rejection`]).
-pub fn count_outcome(app: &App, cb: Callback, outcome: Outcome) {
-    let series = app.metrics.proxy(cb);
-    match outcome {
-        Outcome::Accepted => series.accepted().inc(),
-        Outcome::Rejected(r) => series.rejected(r).inc(),
-        Outcome::Error(f) => series.failed(f).inc(),
     }
 }
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Instant;
 
+pub mod context;
 pub(crate) mod guard;
 pub mod table;
 
@@ -17,13 +18,14 @@ use http::{HeaderName, HeaderValue, Request};
 use hyper::body::{Body, Incoming};
 
 use crate::app::App;
+use crate::http::auth::{self, Caller};
 use crate::http::body::BodyProgress;
 use crate::http::{ApiError, Resp};
 use crate::proxy;
 use crate::telemetry::access_log::Entry;
 use crate::{admin, console, ops, subscription_tokens, tokens, verify};
 
-use guard::Ctx;
+use context::{Admin, Facts, Minting, Ops, Proxy, Verification};
 pub use table::{route, Endpoint, Listener, Route, ENDPOINTS, ROUTE_LABELS};
 use table::{BodyRule, Rejections, UNMATCHED};
 
@@ -150,33 +152,55 @@ async fn guarded(
     let (parts, incoming) = req.into_parts();
     let passed = guard::check(app, policy.guard, &parts.headers, peer).await?;
     let body = guard::read_body(app, policy.body, &parts.headers, incoming, progress).await?;
-    let ctx = Ctx {
-        app,
+    let facts = Facts {
         headers: &parts.headers,
         uri: &parts.uri,
         client: passed.client,
         now: crate::now_unix(),
-        caller: passed.caller,
     };
-    let resp = dispatch(&ctx, route, &body).await?;
-    guard::succeeded(&ctx).await;
+    let resp = dispatch(app, route, &facts, passed.caller.as_ref(), &body).await?;
+    if let Some(caller) = &passed.caller {
+        auth::record_use(&app.store, &app.touch_throttle, caller, facts.now).await;
+    }
     Ok(resp)
 }
 
-async fn dispatch(ctx: &Ctx<'_>, route: Route, body: &[u8]) -> Result<Resp, ApiError> {
+/// Builds the route family's context and runs its handler. `caller` is the API key an
+/// `ApiKey` guard checked (the route table declares that guard for every route that takes
+/// one, unit-tested).
+async fn dispatch(
+    app: &App,
+    route: Route,
+    f: &Facts<'_>,
+    caller: Option<&Caller>,
+    body: &[u8],
+) -> Result<Resp, ApiError> {
+    let minting = || {
+        caller
+            .map(|c| Minting::new(app, f, c))
+            .ok_or(ApiError::Internal(
+                "a minting route without an API-key guard".into(),
+            ))
+    };
     match route {
-        Route::Tokens => tokens::handle(ctx, body).await,
-        Route::SubscriptionTokens => subscription_tokens::handle(ctx, body).await,
-        Route::Proxy(cb) => proxy::handle(ctx, cb, body).await,
+        Route::Tokens => tokens::handle(&minting()?, body).await,
+        Route::SubscriptionTokens => subscription_tokens::handle(&minting()?, body).await,
+        Route::Proxy(cb) => {
+            proxy::handle(&Proxy::new(app, f, app.metrics.proxy(cb)), cb, body).await
+        }
         Route::Healthz => Ok(ops::healthz()),
-        Route::Readyz => Ok(ops::readyz(ctx.app).await),
-        Route::Metrics => Ok(ops::metrics(ctx.app)),
+        Route::Readyz => Ok(ops::readyz(&Ops::new(app)).await),
+        Route::Metrics => Ok(ops::metrics(&Ops::new(app))),
         Route::OpenApi => Ok(ops::openapi()),
-        Route::Admin(a) => admin::handle(ctx, a, body).await,
-        Route::Verify => verify::verify(ctx).await,
-        Route::Introspect => verify::introspect(ctx, body).await,
-        Route::Jwks => verify::jwks(ctx.app),
-        Route::ConsolePage | Route::ConsoleAsset => console::serve(ctx.app, ctx.uri.path()),
+        Route::Admin(a) => admin::handle(&Admin::new(app, f, route), a, body).await,
+        Route::Verify => verify::verify(&Verification::new(app, f)).await,
+        Route::Introspect => verify::introspect(&Verification::new(app, f), body).await,
+        Route::Jwks => verify::jwks(&Verification::new(app, f)),
+        Route::ConsolePage => console::page(app.config.admin.console),
+        Route::ConsoleAsset => console::asset(
+            app.config.admin.console,
+            table::param(route, f.uri.path(), "file").unwrap_or_default(),
+        ),
     }
 }
 

@@ -433,6 +433,23 @@ impl Endpoint {
     }
 }
 
+/// The segment of `path` (still percent-encoded) that `route`'s endpoint names `{name}`;
+/// `None` when its path has no such parameter. `path` is one the router resolved to `route`.
+pub fn param<'p>(route: Route, path: &'p str, name: &str) -> Option<&'p str> {
+    let e = ENDPOINTS
+        .iter()
+        .find(|e| e.route == route && e.matches(path))?;
+    e.path
+        .split('/')
+        .zip(path.split('/'))
+        .find(|(want, _)| {
+            want.strip_prefix('{')
+                .and_then(|w| w.strip_suffix('}'))
+                .is_some_and(|w| w == name)
+        })
+        .map(|(_, got)| got)
+}
+
 /// Resolves a method and path; 404 for an unknown path, 405 for a known one with another method
 /// (its `Allow` lists every method the path takes here, `HEAD` wherever `GET` is).
 pub fn route(method: &Method, path: &str, listener: Listener) -> Result<Route, ApiError> {

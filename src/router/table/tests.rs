@@ -245,3 +245,42 @@ fn admin_paths_resolve_by_method_and_only_where_served() {
         );
     }
 }
+
+#[test]
+fn the_minting_routes_are_behind_the_api_key_guard() {
+    // The router hands their handlers the checked caller; this guard is what produces it.
+    for r in [Route::Tokens, Route::SubscriptionTokens] {
+        assert_eq!(r.policy().guard, Guard::ApiKey { mints: true }, "{r:?}");
+    }
+}
+
+#[test]
+fn path_parameters_are_read_by_the_name_the_table_gives_them() {
+    let user = Route::Admin(AdminRoute::RevokeUserTokens);
+    assert_eq!(
+        param(user, "/admin/users/a%2Fb/revoke-tokens", "id"),
+        Some("a%2Fb")
+    );
+    assert_eq!(param(user, "/admin/users/a/revoke-tokens", "name"), None);
+    let rotate = Route::Admin(AdminRoute::RotateKey);
+    assert_eq!(param(rotate, "/admin/keys/ws/rotate", "kind"), Some("ws"));
+    let key = Route::Admin(AdminRoute::RevokeApiKey);
+    assert_eq!(
+        param(key, "/admin/api-keys/backend", "name"),
+        Some("backend")
+    );
+    assert_eq!(
+        param(Route::ConsoleAsset, "/admin/console/console.js", "file"),
+        Some("console.js")
+    );
+    // A path of another route names nothing.
+    assert_eq!(param(Route::ConsoleAsset, "/admin/users/x", "file"), None);
+    // Every `{name}` in the table is found by its name.
+    for e in ENDPOINTS.iter() {
+        for seg in e.path.split('/').filter(|s| s.starts_with('{')) {
+            let name = &seg[1..seg.len() - 1];
+            let concrete = e.path.replace(seg, "v");
+            assert_eq!(param(e.route, &concrete, name), Some("v"), "{}", e.path);
+        }
+    }
+}

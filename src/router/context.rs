@@ -1,0 +1,291 @@
+//! What each route family's handler is given: the slice of the services its routes need, the
+//! facts of the request it reads, and for an API-key route the [`Caller`] the guard checked
+//! (not an `Option`). The router builds one per request from the [`App`], which no handler can
+//! reach: the types say what a handler may touch, as the route table says who may call it.
+//!
+//! | family | context | services |
+//! |---|---|---|
+//! | `POST /tokens`, `POST /tokens/subscription` | [`Minting`] | signer, store, limits, channel rules, token counters |
+//! | `/centrifugo/*` | [`Proxy`] | verifier, store, Centrifugo settings (channel rules, intervals) |
+//! | `/verify`, `/introspect`, JWKS | [`Verification`] | verifier, store, key ring, verification counters |
+//! | `/admin/...` | [`Admin`] | actions, audit reader, key ring, status |
+//! | `/healthz`, `/readyz`, `/metrics` | [`Ops`] | readiness, metrics registry |
+//!
+//! Building one is a few borrowed words on the stack: nothing allocates. Capabilities that need
+//! more of the app than a handler may see (noting a rate-limit trip, rotating a signing key,
+//! waking the kick loop) are methods over private fields.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, Uri};
+
+use super::table::{self, Route};
+use crate::actions::{Actions, Changed};
+use crate::app::{App, TripLog};
+use crate::channels::ChannelRules;
+use crate::config::{CentrifugoConfig, Config, StoreConfig};
+use crate::error_chain::Chain;
+use crate::http::auth::Caller;
+use crate::http::ApiError;
+use crate::jwt::{Signer, Verifier};
+use crate::keys::{KeyError, Kind, LiveKeys, Rotation};
+use crate::limits::{Limited, Limits};
+use crate::metrics::{Hot, Metrics, ProxySeries};
+use crate::secrets::Secrets;
+use crate::store::{AuditPage, AuditQuery, Store, StoreError};
+
+/// The request facts the router read once: its head, the client's address (the trusted proxy
+/// header's last entry for the routes whose guard limits by address, else the TCP peer) and
+/// the clock reading (Unix seconds).
+pub(super) struct Facts<'a> {
+    pub headers: &'a HeaderMap,
+    pub uri: &'a Uri,
+    pub client: IpAddr,
+    pub now: i64,
+}
+
+/// `POST /tokens` and `POST /tokens/subscription`.
+pub struct Minting<'a> {
+    pub signer: &'a Signer,
+    pub store: &'a Store,
+    pub limits: &'a Limits,
+    pub channel_rules: &'a ChannelRules,
+    pub counters: &'a Hot,
+    /// The API key the guard checked.
+    pub caller: &'a Caller,
+    pub now: i64,
+    client: IpAddr,
+    trips: &'a TripLog,
+}
+
+impl<'a> Minting<'a> {
+    pub(super) fn new(app: &'a App, f: &Facts<'_>, caller: &'a Caller) -> Minting<'a> {
+        Minting {
+            signer: &app.signer,
+            store: &app.store,
+            limits: &app.limits,
+            channel_rules: &app.config.centrifugo.channel_rules,
+            counters: &app.metrics.hot,
+            caller,
+            now: f.now,
+            client: f.client,
+            trips: &app.trips,
+        }
+    }
+
+    /// A 429 for `l`, noted (sampled: at most one a minute per limit) for the audit trail
+    /// with the caller's key name.
+    pub fn rate_limited(&self, l: Limited) -> ApiError {
+        self.trips
+            .note(l, self.client, Some(self.caller.key_name.as_str()));
+        ApiError::RateLimited(l)
+    }
+}
+
+/// Centrifugo's proxy callbacks.
+pub struct Proxy<'a> {
+    pub verifier: &'a Verifier,
+    pub store: &'a Store,
+    /// Channel rules, refresh intervals.
+    pub centrifugo: &'a CentrifugoConfig,
+    /// The callback's own decision counters.
+    pub series: &'a ProxySeries,
+    pub headers: &'a HeaderMap,
+    pub now: i64,
+}
+
+impl<'a> Proxy<'a> {
+    pub(super) fn new(app: &'a App, f: &Facts<'a>, series: &'a ProxySeries) -> Proxy<'a> {
+        Proxy {
+            verifier: &app.verifier,
+            store: &app.store,
+            centrifugo: &app.config.centrifugo,
+            series,
+            headers: f.headers,
+            now: f.now,
+        }
+    }
+}
+
+/// `/verify`, `/introspect` and `/.well-known/jwks.json`.
+pub struct Verification<'a> {
+    pub verifier: &'a Verifier,
+    pub store: &'a Store,
+    pub keys: &'a LiveKeys,
+    pub metrics: &'a Metrics,
+    /// `tokens.jwks_publish_delay_seconds`.
+    pub jwks_publish_delay: i64,
+    pub headers: &'a HeaderMap,
+    pub now: i64,
+}
+
+impl<'a> Verification<'a> {
+    pub(super) fn new(app: &'a App, f: &Facts<'a>) -> Verification<'a> {
+        Verification {
+            verifier: &app.verifier,
+            store: &app.store,
+            keys: &app.keys,
+            metrics: &app.metrics,
+            jwks_publish_delay: app.config.tokens.jwks_publish_delay_seconds,
+            headers: f.headers,
+            now: f.now,
+        }
+    }
+}
+
+/// The admin API.
+pub struct Admin<'a> {
+    /// The operator actions, recorded with actor `admin` and the client's address.
+    pub actions: Actions<'a>,
+    pub audit: AuditReader<'a>,
+    pub keys: &'a LiveKeys,
+    /// What `GET /readyz` would say, and the rest of the overview's status.
+    pub status: Status<'a>,
+    pub now: i64,
+    /// The query string, if any.
+    pub query: Option<&'a str>,
+    route: Route,
+    path: &'a str,
+    kick_wake: &'a tokio::sync::Notify,
+    config: &'a Config,
+    secrets: &'a Secrets,
+}
+
+impl<'a> Admin<'a> {
+    pub(super) fn new(app: &'a App, f: &Facts<'a>, route: Route) -> Admin<'a> {
+        let mut actions = app.actions();
+        actions.source = Some(f.client.to_string());
+        Admin {
+            actions,
+            audit: AuditReader { store: &app.store },
+            keys: &app.keys,
+            status: Status::new(app),
+            now: f.now,
+            query: f.uri.query(),
+            route,
+            path: f.uri.path(),
+            kick_wake: &app.kick_wake,
+            config: &app.config,
+            secrets: &app.secrets,
+        }
+    }
+
+    /// The raw (still percent-encoded) path segment the route table names `{name}`; empty
+    /// when the route has none of that name.
+    pub fn param(&self, name: &str) -> &'a str {
+        table::param(self.route, self.path, name).unwrap_or_default()
+    }
+
+    /// Wakes the kick delivery loop when `changed` queued a kick.
+    pub fn wake(&self, changed: Changed) {
+        if changed.kick_queued {
+            self.kick_wake.notify_one();
+        }
+    }
+
+    /// Rotates the signing key of `kind` (recorded in the audit trail); this server follows
+    /// at once, the others within a second (they watch the ring).
+    pub async fn rotate(&self, kind: Kind) -> Result<Rotation, KeyError> {
+        let r = self
+            .actions
+            .rotate_signing_key(self.config, self.secrets, kind, self.now)
+            .await?;
+        self.keys.refresh(self.actions.store).await;
+        Ok(r)
+    }
+}
+
+/// Reads the audit trail, one page at a time (`GET /admin/audit`).
+pub struct AuditReader<'a> {
+    store: &'a Store,
+}
+
+impl AuditReader<'_> {
+    pub async fn page(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        self.store.audit_page(q).await
+    }
+}
+
+/// Whether this replica should receive traffic: the one readiness decision `GET /readyz` and
+/// the admin overview both report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    Ready,
+    /// Shutting down: load balancers should send traffic elsewhere.
+    Draining,
+    /// The store reads but refuses writes (disk full, read-only or locked).
+    ReadOnly,
+    /// The store does not answer.
+    Unavailable,
+}
+
+impl Readiness {
+    /// `ready`, `draining`, `read_only` or `unavailable`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Readiness::Ready => "ready",
+            Readiness::Draining => "draining",
+            Readiness::ReadOnly => "read_only",
+            Readiness::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// The service's state as an operator sees it.
+pub struct Status<'a> {
+    /// False once shutdown started.
+    serving: bool,
+    store: &'a Store,
+    /// `sqlite` or `postgres`.
+    pub store_backend: &'static str,
+    /// Active revocation (`centrifugo.api_url` set).
+    pub revocation_active: bool,
+    pub metrics: &'a Metrics,
+    pub recent: &'a crate::metrics::recent::Recent,
+}
+
+impl<'a> Status<'a> {
+    fn new(app: &'a App) -> Status<'a> {
+        Status {
+            serving: app.is_ready(),
+            store: &app.store,
+            store_backend: match app.config.store {
+                StoreConfig::Sqlite { .. } => "sqlite",
+                StoreConfig::Postgres { .. } => "postgres",
+            },
+            revocation_active: app.centrifugo_api.is_some(),
+            metrics: &app.metrics,
+            recent: &app.recent,
+        }
+    }
+
+    /// Readiness: not draining, the store answers a read, and its writes work
+    /// ([`Store::writes_work`]: the last write's outcome, and after a failure a probe write
+    /// that changes nothing). A store that does not answer is logged here.
+    pub async fn readiness(&self) -> Readiness {
+        if !self.serving {
+            return Readiness::Draining;
+        }
+        match self.store.ping().await {
+            Ok(()) if self.store.writes_work().await => Readiness::Ready,
+            Ok(()) => Readiness::ReadOnly,
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "readiness check failed");
+                Readiness::Unavailable
+            }
+        }
+    }
+}
+
+/// `/healthz`, `/readyz`, `/metrics`.
+pub struct Ops<'a> {
+    pub status: Status<'a>,
+}
+
+impl<'a> Ops<'a> {
+    pub(super) fn new(app: &'a App) -> Ops<'a> {
+        Ops {
+            status: Status::new(app),
+        }
+    }
+}
