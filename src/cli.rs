@@ -13,6 +13,7 @@ use crate::centrifugo::config::{self as centrifugo_config, Mode, SecretValues, V
 pub use crate::cli_keys::keys_command;
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
+use crate::healthcheck;
 use crate::keys::{is_asymmetric, Kind};
 use crate::now_unix;
 use crate::outbox;
@@ -92,10 +93,24 @@ pub enum Command {
         /// cannot rotate without downtime; EdDSA needs the JWKS.
         #[arg(long)]
         no_jwks: bool,
+        /// Write the config to this file (mode 0600, replaced) instead of standard output:
+        /// an init container's way to hand it to Centrifugo through a shared volume.
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// List and rotate the signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Ask the running server's `GET /readyz` (over loopback when `server.listen` is a
+    /// wildcard); exit 0 on 200, else 1. A container health check that needs no curl.
+    Healthcheck {
+        /// The URL to ask instead of `server.listen`'s `/readyz`.
+        #[arg(long)]
+        url: Option<String>,
+        /// How long to wait for the answer, in milliseconds.
+        #[arg(long, default_value = "2000", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+        timeout_ms: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,6 +221,17 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     Store::open(&config.store)
         .await
         .context("cannot open the store")
+}
+
+/// `healthcheck`: succeeds when the server answers `/readyz` with 200 (its body is printed).
+pub fn healthcheck_command(cli: &Cli, url: Option<&str>, timeout_ms: u64) -> anyhow::Result<()> {
+    let url = match url {
+        Some(u) => u.to_string(),
+        None => healthcheck::readyz_url(&load_config(cli)?),
+    };
+    let body = healthcheck::check(&url, std::time::Duration::from_millis(timeout_ms))?;
+    println!("{}", body.trim_end());
+    Ok(())
 }
 
 /// `check-config`: validates first so every problem is listed, then runs the checks `serve`
@@ -374,6 +400,7 @@ pub fn centrifugo_config_command(
     centrifugo_version: &str,
     placeholders: bool,
     no_jwks: bool,
+    output: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     let version = if centrifugo_version == "5" {
@@ -436,8 +463,28 @@ pub fn centrifugo_config_command(
         };
         centrifugo_config::generate(&config, &values, mode, version)
     };
-    println!("{}", serde_json::to_string_pretty(&doc)?);
+    let text = serde_json::to_string_pretty(&doc)?;
+    match output {
+        None => println!("{text}"),
+        Some(path) => write_private(path, &text)
+            .with_context(|| format!("--output: cannot write {}", path.display()))?,
+    }
     Ok(())
+}
+
+/// Writes `text` and a newline to `path`, owner-only (0600) whether or not it existed.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(format!("{text}\n").as_bytes())?;
+    f.sync_all()
 }
 
 async fn api_key(actions: &Actions<'_>, cmd: &ApiKeyCommand) -> anyhow::Result<()> {

@@ -61,6 +61,8 @@
 //! - [`app`]: [`App`], the only shared state, and [`App::start`], the composition root.
 //! - [`centrifugo::config`]: the Centrifugo config generated from this sidecar's settings.
 //! - [`doctor`]: `chatsdk-auth doctor`, the end-to-end check of revocation.
+//! - [`healthcheck`]: `chatsdk-auth healthcheck`, `GET /readyz` over loopback for container
+//!   health checks and exec probes (exit 0/1); reads the configuration only.
 //! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
 //! - [`cli_keys`]: `chatsdk-auth keys list|rotate|rewrap`, on the ring where it lives.
 //!
@@ -100,6 +102,7 @@ pub mod config;
 pub mod console;
 pub mod doctor;
 pub mod error_chain;
+pub mod healthcheck;
 pub mod http;
 pub mod jwt;
 pub mod keys;

@@ -38,10 +38,19 @@ fn main() -> ExitCode {
             centrifugo_version,
             placeholders,
             no_jwks,
-        } => {
-            cli::centrifugo_config_command(&cli, *mode, centrifugo_version, *placeholders, *no_jwks)
-        }
+            output,
+        } => cli::centrifugo_config_command(
+            &cli,
+            *mode,
+            centrifugo_version,
+            *placeholders,
+            *no_jwks,
+            output.as_deref(),
+        ),
         Command::Keys(cmd) => cli::keys_command(&cli, cmd),
+        Command::Healthcheck { url, timeout_ms } => {
+            cli::healthcheck_command(&cli, url.as_deref(), *timeout_ms)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -429,13 +429,19 @@ fn server_side_template(r: &Rule, tpl: &str) -> bool {
 /// The URL Centrifugo reaches a sidecar listening on `listen` at: a wildcard address is
 /// reached through loopback (Centrifugo beside the sidecar, the usual deployment).
 fn sidecar_url_of(listen: SocketAddr) -> String {
+    format!("http://{}", local_address_of(listen))
+}
+
+/// Where a process on the same host (or in the same pod) reaches a listener bound to
+/// `listen`: a wildcard address becomes the loopback of its family.
+pub fn local_address_of(listen: SocketAddr) -> SocketAddr {
     use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
     let ip = match listen.ip() {
         IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
         ip => ip,
     };
-    format!("http://{}", SocketAddr::new(ip, listen.port()))
+    SocketAddr::new(ip, listen.port())
 }
 
 /// `[admin]`.

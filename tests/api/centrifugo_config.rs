@@ -88,3 +88,26 @@ fn shipped_centrifugo_configs_match_the_generator() {
         );
     }
 }
+
+/// `--output` (an init container's way to hand the config to Centrifugo): the same document
+/// as standard output, in a file of mode 0600, replaced when it exists with wider modes.
+#[test]
+fn centrifugo_config_output_writes_an_owner_only_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let printed = crate::process::cli_ok(tmp.path(), &["centrifugo-config", "--placeholders"]);
+    let out = tmp.path().join("centrifugo.json");
+    std::fs::write(&out, "old").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let arg = out.to_str().unwrap();
+    let quiet = crate::process::cli_ok(
+        tmp.path(),
+        &["centrifugo-config", "--placeholders", "--output", arg],
+    );
+    assert_eq!(quiet, "", "nothing on standard output with --output");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), printed);
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // --placeholders reads no secret and creates nothing: an init container needs no volume.
+    assert!(!tmp.path().join("data").exists());
+}

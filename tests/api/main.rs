@@ -39,6 +39,8 @@ mod fake_centrifugo;
 mod first_contact;
 /// The route table's guards: the failed-auth limit on every API-key route, `Allow` from the table.
 mod guards;
+/// `chatsdk-auth healthcheck` against the real server: 0 while ready, 1 otherwise.
+mod healthcheck;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
