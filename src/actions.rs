@@ -11,15 +11,13 @@ use crate::api_key;
 use crate::centrifugo::protocol::Reason;
 use crate::config::Config;
 use crate::error_chain::Chain;
+use crate::http::query::PageLimit;
 use crate::keys::{self, KeyError, Kind, Rotation};
 use crate::secrets::Secrets;
 use crate::store::{
     audit_event, ApiKeyInfo, AuditEvent, Conflict, Kick, Store, StoreError, User, UserChange,
     UserPage,
 };
-
-/// The largest page `list_users` returns.
-pub const MAX_PAGE: usize = 1000;
 
 /// Why an action was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,19 +91,13 @@ impl Actions<'_> {
             .ok_or_else(|| ActionError::UnknownUser(id.to_string()))
     }
 
-    /// One page of users ordered by id; `limit` 1 to [`MAX_PAGE`].
+    /// One page of users ordered by id.
     pub async fn list_users(
         &self,
-        limit: usize,
+        limit: PageLimit,
         after: Option<&str>,
     ) -> Result<UserPage, ActionError> {
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ActionError::Invalid {
-                field: "limit",
-                message: format!("limit must be 1 to {MAX_PAGE}"),
-            });
-        }
-        Ok(self.store.list_users(limit, after).await?)
+        Ok(self.store.list_users(limit.get(), after).await?)
     }
 
     /// Refuses new tokens and kicks the user's live connections (4503).

@@ -19,6 +19,7 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::ActionError;
+use crate::http::query::{self, PageLimit, Param};
 use crate::http::{created_json, ok_json, ApiError, Resp};
 use crate::keys::{self, KeyError, Kind};
 use crate::router::context::Admin;
@@ -36,7 +37,7 @@ pub const FIELD_CODES: [(&str, &str); 5] = [
 ];
 
 /// Default page size of `GET /admin/users`.
-const DEFAULT_LIMIT: usize = 100;
+const DEFAULT_LIMIT: PageLimit = PageLimit::clamped(100);
 
 /// `POST /admin/users/{id}/revoke-tokens` and `POST /admin/revoke-tokens`.
 #[derive(Deserialize, Default)]
@@ -124,7 +125,9 @@ pub(crate) async fn handle(
     match route {
         A::GetUser => ok_json(&actions.show_user(&segment("id")?).await.map_err(api)?),
         A::ListUsers => {
-            let (limit, after) = list_query(ctx.query)?;
+            let q = query::parse(ctx.query, &[Param::Limit, Param::After])?;
+            let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
+            let after = q.after;
             ok_json(
                 &actions
                     .list_users(limit, after.as_deref())
@@ -296,28 +299,6 @@ fn before_of(v: Option<serde_json::Value>) -> Result<Option<i64>, ApiError> {
             message: "before must be an integer: Unix seconds, not later than now".into(),
         }),
     }
-}
-
-/// `?limit=&after=` of `GET /admin/users`.
-fn list_query(query: Option<&str>) -> Result<(usize, Option<String>), ApiError> {
-    let mut limit = DEFAULT_LIMIT;
-    let mut after = None;
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        match k.as_ref() {
-            "limit" => {
-                limit = v.parse().map_err(|_| ApiError::InvalidField {
-                    code: "invalid_limit",
-                    message: format!(
-                        "limit must be a whole number from 1 to {}",
-                        crate::actions::MAX_PAGE
-                    ),
-                })?
-            }
-            "after" => after = Some(v.into_owned()),
-            _ => {}
-        }
-    }
-    Ok((limit, after))
 }
 
 /// Decodes `%XX` escapes with the `percent-encoding` crate (as `url` does); `None` for a

@@ -14,6 +14,7 @@ pub use crate::cli_keys::keys_command;
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
 use crate::healthcheck;
+use crate::http::query::PageLimit;
 use crate::keys::{is_asymmetric, Kind};
 use crate::now_unix;
 use crate::outbox;
@@ -543,7 +544,8 @@ async fn user(actions: &Actions<'_>, cmd: &UserCommand) -> anyhow::Result<Option
             None
         }
         UserCommand::List { limit, after } => {
-            let page = actions.list_users(*limit, after.as_deref()).await?;
+            let limit = PageLimit::new(*limit).map_err(anyhow::Error::msg)?;
+            let page = actions.list_users(limit, after.as_deref()).await?;
             println!("{}", serde_json::to_string_pretty(&page)?);
             None
         }

@@ -4,7 +4,7 @@
 //! Filters are exact matches; an empty one is no filter (the console sends its empty fields).
 //! Follow `next_before` until it is `null`.
 
-use crate::actions::MAX_PAGE;
+use crate::http::query::{self, PageLimit};
 use crate::http::ApiError;
 use crate::router::context::AuditReader;
 use crate::store::{AuditPage, AuditQuery};
@@ -18,55 +18,17 @@ pub async fn page(reader: &AuditReader<'_>, query: Option<&str>) -> Result<Audit
     Ok(reader.page(&q).await?)
 }
 
-/// Parses the query string; a bad `limit` or `before` is a 400 naming it.
-pub fn parse(query: Option<&str>) -> Result<AuditQuery, ApiError> {
-    let mut q = AuditQuery {
-        limit: DEFAULT_LIMIT,
-        ..AuditQuery::default()
-    };
-    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
-        let given = (!v.is_empty()).then(|| v.clone().into_owned());
-        match k.as_ref() {
-            "limit" => {
-                q.limit = v
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_PAGE).contains(n))
-                    .ok_or_else(|| ApiError::InvalidField {
-                        code: "invalid_limit",
-                        message: format!("limit must be a whole number from 1 to {MAX_PAGE}"),
-                    })?
-            }
-            "before" => {
-                q.before = match given {
-                    None => None,
-                    Some(b) => Some(b.parse().ok().filter(|n: &i64| *n > 0).ok_or_else(|| {
-                        ApiError::InvalidField {
-                            code: "invalid_before",
-                            message: "before must be a positive whole number: the previous page's next_before".into(),
-                        }
-                    })?),
-                }
-            }
-            "action" | "actor" | "subject" => {
-                // Stored values never hold control characters (PostgreSQL refuses a NUL in
-                // TEXT outright): such a filter is the caller's mistake, not a 500.
-                if given.as_deref().is_some_and(|v| v.chars().any(char::is_control)) {
-                    return Err(ApiError::InvalidField {
-                        code: "invalid_filter",
-                        message: format!("{k} must not contain control characters"),
-                    });
-                }
-                match k.as_ref() {
-                    "action" => q.action = given,
-                    "actor" => q.actor = given,
-                    _ => q.subject = given,
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(q)
+/// Parses the query string (the rules are [`query`]'s).
+pub fn parse(q: Option<&str>) -> Result<AuditQuery, ApiError> {
+    use query::Param as P;
+    let q = query::parse(q, &[P::Limit, P::Before, P::Action, P::Actor, P::Subject])?;
+    Ok(AuditQuery {
+        limit: q.limit.map_or(DEFAULT_LIMIT, PageLimit::get),
+        before: q.before,
+        action: q.action,
+        actor: q.actor,
+        subject: q.subject,
+    })
 }
 
 #[cfg(test)]
@@ -74,7 +36,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_query_is_parsed_strictly_and_empty_filters_are_none() {
+    fn the_audit_reads_its_parameters_with_their_one_rule() {
         let q = parse(Some(
             "limit=2&before=9&action=user.disabled&actor=&subject=a%2Fb",
         ))
@@ -85,17 +47,14 @@ mod tests {
         assert_eq!(q.actor, None);
         assert_eq!(q.subject.as_deref(), Some("a/b"));
         assert_eq!(parse(None).unwrap().limit, DEFAULT_LIMIT);
-        for (bad, code) in [
-            ("limit=0", "invalid_limit"),
-            ("limit=1001", "invalid_limit"),
-            ("limit=x", "invalid_limit"),
-            ("before=-1", "invalid_before"),
-            ("before=1.5", "invalid_before"),
-            ("actor=%00", "invalid_filter"),
-            ("subject=a%0Ab", "invalid_filter"),
-            ("action=%7F", "invalid_filter"),
-        ] {
-            assert_eq!(parse(Some(bad)).unwrap_err().code(), code, "{bad}");
-        }
+        assert_eq!(parse(Some("limit=0")).unwrap_err().code(), "invalid_limit");
+        assert_eq!(
+            parse(Some("before=-1")).unwrap_err().code(),
+            "invalid_before"
+        );
+        assert_eq!(
+            parse(Some("actor=%00")).unwrap_err().code(),
+            "invalid_filter"
+        );
     }
 }

@@ -5,6 +5,7 @@ pub(crate) mod auth;
 pub(crate) mod body;
 pub mod error;
 pub(crate) mod fields;
+pub mod query;
 
 use std::net::IpAddr;
 
