@@ -14,7 +14,8 @@
 //! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
 //! - [`secrets`]: the catalogue's secrets (signing keys, proxy secret, tokens, API keys): read
 //!   from env or files, generated (mode 0600) on first start; `check-config` runs the same walk.
-//! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it, and the https
+//! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it and whom it
+//!   authenticates (`params`), the rustls configurations (`config`) and verifiers (`verify`), the https
 //!   client of Centrifugo's server API. A leaf.
 //! - [`telemetry`]: tracing initialisation, the non-blocking log writer (lines are dropped,
 //!   never waited for, when stderr stalls) and the access log.

@@ -17,6 +17,7 @@ php -r 'require "GuzzleHttp/autoload.php";' 2>/dev/null || need+=(php-cli php-gu
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)  # tests/openapi.sh
 command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)   # tests/replicas.sh: the TLS PostgreSQL's certificates
+command -v ip >/dev/null && command -v setpriv >/dev/null || need+=(iproute2 util-linux)  # tests/api/tls.rs: PostgreSQL in a network namespace
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || need+=(chromium chromium-driver)  # tests/api/console_browser.rs
 if ((${#need[@]})); then
   echo "[test] installing ${need[*]} (Debian packages)"

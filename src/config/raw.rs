@@ -91,6 +91,10 @@ pub struct RawStorage {
     /// Microseconds a lookup waits for others to join it, only while another statement of its
     /// kind is already in flight (never when the replica is idle). Default 0.
     pub postgres_batch_window_us: u64,
+    /// Gives up authenticating the PostgreSQL server: lets `sslmode` `disable`, `prefer` or
+    /// `require` start to a host that is not a loopback address or a Unix socket. Default false;
+    /// logged as a warning at every start.
+    pub postgres_accept_unauthenticated_server: bool,
 }
 
 impl Default for RawStorage {
@@ -106,6 +110,7 @@ impl Default for RawStorage {
             postgres_coalesce: true,
             postgres_batch_max: 64,
             postgres_batch_window_us: 0,
+            postgres_accept_unauthenticated_server: false,
         }
     }
 }

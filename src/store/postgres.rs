@@ -133,7 +133,7 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects (TLS as `tls` says: src/tls.rs), then creates or migrates the schema. A
+    /// Connects (TLS as `tls` says: src/tls/), then creates or migrates the schema. A
     /// connection that fails here, a certificate that does not verify included, names the
     /// server and the `sslmode` in its error, which stops startup.
     pub async fn open(
@@ -154,6 +154,7 @@ impl PgStore {
             pg.application_name("chatsdk-auth");
         }
         let server = super::postgres_tls::describe_server(&pg);
+        super::postgres_tls::warn_at_start(&server, tls);
         let manager = Manager::from_config(
             pg,
             connector,
@@ -176,10 +177,7 @@ impl PgStore {
             .then(|| super::postgres_batch::Lookups::new(&pool, pool_size, batch, timeout));
         let store = PgStore { pool, lookups };
         match store.migrate().await {
-            Ok(()) => {
-                super::postgres_tls::say_how_encrypted(&store, &server, tls).await;
-                Ok(store)
-            }
+            Ok(()) => Ok(store),
             Err(StoreError::Unavailable(cause)) => Err(StoreError::Unavailable(
                 Context::new(
                     format!(

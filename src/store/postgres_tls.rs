@@ -1,64 +1,42 @@
-//! What a PostgreSQL connection's TLS turned out to be, said once at startup: under libpq's
-//! default `sslmode=prefer` a server that offers no TLS is used in plaintext, and an encrypted
-//! connection is not authenticated; neither should go unnoticed.
+//! How a PostgreSQL pool's connections are protected, said where it matters. The protection
+//! itself is the connector's, on every new pooled connection: each one is made with the
+//! configured mode (the verifying modes make TLS mandatory and check the certificate in each
+//! handshake), and a mode that authenticates nobody was admitted before connecting only for
+//! loopback addresses and sockets, or because the configuration gave it up (src/tls/params.rs).
 
-use super::postgres::PgStore;
-use crate::tls::{PgTls, SslMode};
+use crate::tls::{PgTls, Protection};
 
 /// `host:port` of each server the connection string names (no user, password or database).
 pub(super) fn describe_server(pg: &tokio_postgres::Config) -> String {
     use tokio_postgres::config::Host;
     let ports = pg.get_ports();
+    let addrs = pg.get_hostaddrs();
     pg.get_hosts()
         .iter()
         .enumerate()
         .map(|(i, h)| {
             let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
-            match h {
-                Host::Tcp(name) => format!("{name}:{port}"),
-                Host::Unix(path) => format!("{}:{port}", path.display()),
+            let host = match h {
+                Host::Tcp(name) => name.clone(),
+                Host::Unix(path) => path.display().to_string(),
+            };
+            match addrs.get(i) {
+                Some(addr) => format!("{host} ({addr}):{port}"),
+                None => format!("{host}:{port}"),
             }
         })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Logs how the pool's connections to `server` are protected, from PostgreSQL's own view
-/// (`pg_stat_ssl`): a warning for plaintext to a host that is not the loopback or a socket, a
-/// note for `prefer`/`require` (encrypted, server not authenticated). One query, at startup.
-pub(super) async fn say_how_encrypted(store: &PgStore, server: &str, tls: &PgTls) {
-    let Ok(client) = store.client().await else {
-        return;
-    };
-    let ssl: bool = match client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .and_then(|row| row.try_get(0))
-    {
-        Ok(ssl) => ssl,
-        Err(_) => return,
-    };
-    let local = server.split(", ").all(|s| {
-        s.starts_with('/')
-            || s.starts_with("127.")
-            || s.starts_with("localhost:")
-            || s.starts_with("[::1]:")
-            || s.starts_with("::1:")
-    });
-    match (ssl, tls.mode) {
-        (false, _) if !local => tracing::warn!(
+/// At every start: a warning when server authentication was given up for a host on the
+/// network, naming the setting that gave it up.
+pub(super) fn warn_at_start(server: &str, tls: &PgTls) {
+    if tls.protection == Protection::Unauthenticated {
+        tracing::warn!(
             server,
             sslmode = %tls.mode,
-            "the PostgreSQL connection is not encrypted: add sslmode=verify-full and sslrootcert to storage.postgres_url"
-        ),
-        (true, SslMode::Prefer | SslMode::Require) => tracing::info!(
-            server,
-            sslmode = %tls.mode,
-            "the PostgreSQL connection is encrypted but the server is not authenticated: sslmode=verify-full checks its certificate"
-        ),
-        _ => {}
+            "storage.postgres_accept_unauthenticated_server is set: the PostgreSQL server is not authenticated, so whoever is on the network path can answer as the database (accept any API key, undo revocations); use sslmode=verify-full with sslrootcert"
+        );
     }
 }

@@ -60,6 +60,8 @@ mod locked;
 mod log_stall;
 /// SQLite's schema migrations: old databases migrated in place, unsafe or newer ones refused.
 mod migrations;
+/// A network namespace of the test's own, reached over a veth pair.
+mod netns;
 /// A real nginx with `auth_request /verify` in front of an upstream.
 mod nginx;
 /// The committed OpenAPI document against the router and the running server.

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::netns::Netns;
 use crate::process::free_port;
 
 fn find_bin() -> PathBuf {
@@ -140,6 +141,10 @@ struct Cluster {
     bin: PathBuf,
     /// Serve TLS (`ssl = on`) with `server.crt` and `server.key` in `dir`.
     tls: bool,
+    /// The address it listens on and tests connect to.
+    listen: String,
+    /// Served inside this network namespace (by name) rather than this one.
+    netns: Option<String>,
 }
 
 impl Cluster {
@@ -152,11 +157,16 @@ impl Cluster {
             dir: dir.to_path_buf(),
             bin,
             tls: false,
+            listen: "127.0.0.1".into(),
+            netns: None,
         }
     }
 
     fn url(&self, database: &str) -> String {
-        format!("postgres://chatsdk@127.0.0.1:{}/{database}", self.port)
+        format!(
+            "postgres://chatsdk@{}:{}/{database}",
+            self.listen, self.port
+        )
     }
 
     fn log(&self) -> String {
@@ -173,7 +183,7 @@ impl Cluster {
         args.push(self.dir.clone().into());
         for a in [
             "-c",
-            "listen_addresses=127.0.0.1",
+            &format!("listen_addresses={}", self.listen),
             "-c",
             "fsync=off",
             "-c",
@@ -198,14 +208,25 @@ impl Cluster {
     fn spawn(&self, argv: &[OsString], stdin: Stdio) -> Child {
         use std::os::unix::process::CommandExt;
         let log = std::fs::File::create(self.dir.join("postgres.log")).unwrap();
-        let mut c = Command::new(&argv[0]);
-        c.args(&argv[1..])
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(log);
-        if is_root() {
-            c.uid(id_of("-u")).gid(id_of("-g"));
-        }
+        let mut c = match &self.netns {
+            // Entering the namespace needs root: `ip netns exec` switches user inside it.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "setpriv", "--reuid=postgres"]);
+                c.args(["--regid=postgres", "--init-groups", "--"]);
+                c.args(argv);
+                c
+            }
+            None => {
+                let mut c = Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                if is_root() {
+                    c.uid(id_of("-u")).gid(id_of("-g"));
+                }
+                c
+            }
+        };
+        c.stdin(stdin).stdout(Stdio::null()).stderr(log);
         c.spawn().unwrap()
     }
 
@@ -315,6 +336,15 @@ pub async fn database() -> String {
     shared.cluster.url(&name)
 }
 
+/// `server.crt` and `server.key` (0600: PostgreSQL refuses a key file others can read) in `dir`.
+fn write_cert(dir: &Path, cert_pem: &str, key_pem: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(dir.join("server.crt"), cert_pem).unwrap();
+    let key = dir.join("server.key");
+    std::fs::write(&key, key_pem).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 /// A PostgreSQL cluster for one test, which it may stop and restart; killed on drop.
 pub struct PgServer {
     cluster: Cluster,
@@ -337,22 +367,41 @@ impl PgServer {
     /// A cluster that also serves TLS (`ssl = on`, plaintext still accepted as by default)
     /// with this certificate and key (PEM).
     pub async fn start_tls(cert_pem: &str, key_pem: &str) -> PgServer {
-        use std::os::unix::fs::PermissionsExt;
+        PgServer::start_tls_at(cert_pem, key_pem, None).await
+    }
+
+    /// [`PgServer::start_tls`] inside the network namespace `ns`, listening on its address.
+    pub async fn start_tls_in(cert_pem: &str, key_pem: &str, ns: &Netns) -> PgServer {
+        PgServer::start_tls_at(cert_pem, key_pem, Some(ns)).await
+    }
+
+    async fn start_tls_at(cert_pem: &str, key_pem: &str, ns: Option<&Netns>) -> PgServer {
         let dir = tempfile::tempdir().unwrap();
         let mut cluster = Cluster::new(dir.path());
-        std::fs::write(dir.path().join("server.crt"), cert_pem).unwrap();
-        let key = dir.path().join("server.key");
-        std::fs::write(&key, key_pem).unwrap();
-        // PostgreSQL refuses a key file others can read.
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_cert(dir.path(), cert_pem, key_pem);
         give_to_postgres(dir.path());
         cluster.tls = true;
+        if let Some(ns) = ns {
+            // initdb's pg_hba.conf trusts the loopback only; this end of the pair too.
+            let hba = dir.path().join("data/pg_hba.conf");
+            let mut text = std::fs::read_to_string(&hba).unwrap();
+            text.push_str(&format!("host all all {}/32 trust\n", ns.host_addr));
+            std::fs::write(&hba, text).unwrap();
+            cluster.listen = ns.inner_addr.to_string();
+            cluster.netns = Some(ns.name.clone());
+        }
         let child = cluster.start(|c| (c.postgres(), Stdio::null())).await;
         PgServer {
             cluster,
             _dir: dir,
             child: Some(child),
         }
+    }
+
+    /// Replaces the certificate and key the server presents from its next start on.
+    pub fn replace_cert(&self, cert_pem: &str, key_pem: &str) {
+        write_cert(&self.cluster.dir, cert_pem, key_pem);
+        give_to_postgres(&self.cluster.dir);
     }
 
     pub fn port(&self) -> u16 {

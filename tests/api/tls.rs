@@ -1,5 +1,6 @@
 //! Outbound TLS against real servers: PostgreSQL with `ssl = on` under each of libpq's
-//! `sslmode`s (the certificate made here, by a CA of the test's own), and kicks delivered to
+//! `sslmode`s (the certificate made here, by a CA of the test's own), on the loopback and at a
+//! non-loopback address inside a network namespace of the test's own, and kicks delivered to
 //! Centrifugo's server API over https.
 
 use std::time::Duration;
@@ -7,7 +8,9 @@ use std::time::Duration;
 use crate::certs::Ca;
 use crate::fake_centrifugo::FakeCentrifugo;
 use crate::helpers::{start_app, use_postgres, TestApp};
+use crate::netns::Netns;
 use crate::pg::{self, PgServer};
+use crate::process::Server;
 
 const KEY: &str = "centrifugo-api-key-for-the-tls-tests-0123456789";
 const ADMIN: &str = "admin-token-for-the-tls-tests-0123456789abcdef";
@@ -264,4 +267,144 @@ fn the_ca_file_needs_an_https_url_and_must_hold_certificates() {
         .to_string_lossy()
         .into_owned();
     raw.validate().unwrap();
+}
+
+/// Validation alone (nothing connects): a mode that authenticates nobody, to a host that is
+/// not a loopback address, stops startup; a name never counts as the loopback.
+#[test]
+fn a_weak_sslmode_to_a_host_on_the_network_is_refused_before_connecting() {
+    for host in [
+        "10.213.7.2:5432",
+        "db.internal",
+        "localhost",
+        "127.db.example.com",
+    ] {
+        for weak in ["disable", "prefer", "require"] {
+            let mut raw = chatsdk_auth::config::RawConfig::default();
+            use_postgres(
+                &mut raw,
+                format!("postgres://chatsdk@{host}/x?sslmode={weak}"),
+            );
+            let e = raw
+                .validate()
+                .err()
+                .unwrap_or_else(|| panic!("sslmode={weak} to {host} was accepted"))
+                .to_string();
+            assert!(
+                e.contains(&format!("sslmode={weak} does not authenticate the server"))
+                    && e.contains("storage.postgres_accept_unauthenticated_server"),
+                "{e}"
+            );
+        }
+    }
+    // The loopback by address, or a socket: libpq's modes as before.
+    for url in [
+        "postgres://chatsdk@127.0.0.1:5432/x?sslmode=prefer",
+        "host=/run/postgresql sslmode=disable",
+    ] {
+        let mut raw = chatsdk_auth::config::RawConfig::default();
+        use_postgres(&mut raw, url.into());
+        raw.validate().unwrap();
+    }
+}
+
+/// Explicitly given up: starts, and says so.
+#[test]
+fn the_opt_out_is_a_setting_that_names_what_it_gives_up() {
+    let mut raw = chatsdk_auth::config::RawConfig::default();
+    use_postgres(
+        &mut raw,
+        "postgres://chatsdk@db.internal/x?sslmode=require".into(),
+    );
+    raw.storage.postgres_accept_unauthenticated_server = true;
+    let c = raw.validate().unwrap();
+    let chatsdk_auth::config::StoreConfig::Postgres { tls, .. } = &c.store else {
+        panic!("not postgres");
+    };
+    assert_eq!(
+        tls.protection,
+        chatsdk_auth::tls::Protection::Unauthenticated
+    );
+}
+
+/// The accepted path at a non-loopback address: a PostgreSQL with `ssl = on` inside a network
+/// namespace of the test's own, reached over a veth pair. Without `sslmode` the service uses
+/// `verify-full`; weak modes do not start; and every new pooled connection is checked, so a
+/// server that comes back with a certificate of another CA is refused (503), never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_on_the_network_is_authenticated_by_default_on_every_new_connection() {
+    let ns = Netns::create();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = Ca::new("chatsdk test CA");
+    let ca_file = ca.write(tmp.path(), "ca.pem");
+    let addr = ns.inner_addr.to_string();
+    let issued = ca.issue(&[&addr]);
+    let mut pg = PgServer::start_tls_in(&issued.cert_pem, &issued.key_pem, &ns).await;
+    let base = format!("postgres://chatsdk@{addr}:{}/postgres", pg.port());
+    assert!(!ns.inner_addr.is_loopback());
+
+    for weak in ["disable", "prefer", "require"] {
+        let e = start_on(format!("{base}?sslmode={weak}"))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("sslmode={weak} started to {addr}"));
+        assert!(
+            e.contains("storage.postgres_accept_unauthenticated_server"),
+            "{e}"
+        );
+    }
+    assert_eq!(service_connections_use_tls(&pg).await, None);
+
+    // No sslmode: verify-full against the CA file.
+    let good = format!("{base}?sslrootcert={}", ca_file.display());
+    let t = TestApp::spawn_with(|c| use_postgres(c, good)).await;
+    let (status, _) = t.tokens(serde_json::json!({"userId": "netns-user"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(service_connections_use_tls(&pg).await, Some(true));
+
+    // The server restarts with a certificate of another CA: the pool's connections are gone,
+    // and each new one is refused by its handshake.
+    let other = Ca::new("someone else's CA").issue(&[&addr]);
+    pg.stop();
+    pg.replace_cert(&other.cert_pem, &other.key_pem);
+    pg.run().await;
+    for _ in 0..3 {
+        let (status, _) = t.tokens(serde_json::json!({"userId": "netns-user"})).await;
+        assert_eq!(status, 503);
+    }
+    assert_eq!(service_connections_use_tls(&pg).await, None);
+
+    // The right certificate back: served again, over TLS.
+    pg.stop();
+    pg.replace_cert(&issued.cert_pem, &issued.key_pem);
+    pg.run().await;
+    let (status, _) = t.tokens(serde_json::json!({"userId": "netns-user"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(service_connections_use_tls(&pg).await, Some(true));
+    drop(t);
+
+    // Given up explicitly: starts with `require`, and the warning names the setting.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("{base}?sslmode=require");
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("CHATSDK_AUTH_STORAGE__BACKEND", "postgres"),
+            ("CHATSDK_AUTH_STORAGE__POSTGRES_URL", &url),
+            (
+                "CHATSDK_AUTH_STORAGE__POSTGRES_ACCEPT_UNAUTHENTICATED_SERVER",
+                "true",
+            ),
+            (
+                "CHATSDK_AUTH_SECRETS__KEY_ENCRYPTION_KEY",
+                "key-encryption-secret-of-the-tests-0123456789",
+            ),
+        ],
+    );
+    let (_, logs) = server.terminate();
+    let warning = logs
+        .iter()
+        .find(|l| l.contains("postgres_accept_unauthenticated_server is set"))
+        .unwrap_or_else(|| panic!("no warning: {logs:#?}"));
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
 }

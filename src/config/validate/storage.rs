@@ -1,5 +1,5 @@
 //! `[storage]`, validated: the backend, its paths and, for PostgreSQL, the connection string
-//! with its TLS parameters taken out (src/tls.rs).
+//! with its TLS parameters taken out and its protection decided (src/tls/params.rs).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -25,8 +25,12 @@ pub(super) fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreCo
         },
         "postgres" => {
             // The TLS parameters (libpq's sslmode, sslrootcert, sslcert, sslkey) are taken out
-            // first: tokio-postgres knows only some of them (src/tls.rs).
-            let (url, tls) = match crate::tls::split_postgres_url(&st.postgres_url) {
+            // first: tokio-postgres knows only some of them, and a mode that authenticates nobody
+            // starts only to local hosts unless given up explicitly (src/tls/params.rs).
+            let (url, tls) = match crate::tls::split_postgres_url(
+                &st.postgres_url,
+                st.postgres_accept_unauthenticated_server,
+            ) {
                 Ok(split) => split,
                 Err(e) => {
                     p.push(format!(
@@ -35,7 +39,8 @@ pub(super) fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreCo
                     (
                         String::new(),
                         crate::tls::PgTls {
-                            mode: crate::tls::SslMode::Prefer,
+                            mode: crate::tls::SslMode::VerifyFull,
+                            protection: crate::tls::Protection::Authenticated,
                             root_cert: None,
                             client_cert: None,
                         },
