@@ -2,10 +2,15 @@
 //! the admin API (`admin.rs`): show, list, disable, enable, revoke tokens (one user or the
 //! whole app), delete, the API-key actions and the signing-key rotation.
 //!
+//! Bulk actions by segment are [`bulk`].
+//!
 //! An action that must end live connections (disable, revoke, delete) queues the kick in the
 //! same transaction as the change, when active revocation is on (`centrifugo.api_url` set);
 //! the caller then gets it delivered ([`crate::outbox`]): the server wakes its delivery loop,
 //! the CLI delivers at once. An unknown user changes nothing and queues nothing.
+
+mod bulk;
+pub use bulk::{Bulk, BulkKind, BulkOutcome, BATCH};
 
 use crate::api_key;
 use crate::centrifugo::protocol::Reason;
@@ -36,6 +41,9 @@ pub enum ActionError {
     /// driver's text is never in it).
     #[error("{0}")]
     Conflict(Conflict),
+    /// A bulk action's segment holds another number of users than the dry run counted.
+    #[error("the segment now holds {count} users, not the {expected} expected: nothing was changed; dry-run again and check the count")]
+    SegmentChanged { expected: u64, count: u64 },
     #[error("the store failed")]
     Store(#[source] StoreError),
 }

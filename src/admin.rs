@@ -256,6 +256,10 @@ fn api(e: ActionError) -> ApiError {
             },
             message: kind.to_string(),
         },
+        e @ ActionError::SegmentChanged { .. } => ApiError::Conflict {
+            code: "segment_changed",
+            message: e.to_string(),
+        },
         ActionError::Store(e) => e.into(),
     }
 }

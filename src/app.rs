@@ -141,6 +141,7 @@ impl App {
         }
         let metrics = Metrics::new(ROUTE_LABELS)?;
         let store = Store::open(&config.store).await?;
+        store.declare_segments(&config.segments.fields).await?;
         let keys = Arc::new(LiveKeys::open(&config, &secrets, &store).await?);
         install_first_key(&config, &store).await?;
         let api = CentrifugoApi::from_config(

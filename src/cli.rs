@@ -7,19 +7,19 @@ use std::path::PathBuf;
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 
-use crate::actions::{ActionError, Actions, Changed};
-use crate::centrifugo::api::CentrifugoApi;
+use crate::actions::{ActionError, Actions};
 use crate::centrifugo::config::{self as centrifugo_config, Mode, SecretValues, Version, WsKey};
 pub use crate::cli_keys::keys_command;
 use crate::config::{self, Config};
 use crate::error_chain::Chain;
 use crate::healthcheck;
-use crate::http::query::PageLimit;
 use crate::keys::{is_asymmetric, Kind};
 use crate::now_unix;
-use crate::outbox;
 use crate::secrets::Secrets;
 use crate::store::{AuditFilter, Store};
+
+mod users;
+pub use users::{user_command, BulkArg};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -184,6 +184,30 @@ pub enum UserCommand {
         /// Start after this id (the `next_after` of the previous page).
         #[arg(long)]
         after: Option<String>,
+        /// Only the users of a segment: `field=value` on a declared field (segments.fields),
+        /// repeated to AND; `plan=7` is the number, `plan='"7"'` the string.
+        #[arg(long = "where", value_name = "FIELD=VALUE")]
+        segment: Vec<String>,
+    },
+    /// Disable, enable, revoke the tokens of, or delete every user of a segment, in batches,
+    /// kicking live connections as the single-user actions do. Dry-run first: the action
+    /// needs the count the dry run printed (--expected-count) and refuses when it changed.
+    Bulk {
+        #[arg(value_enum)]
+        action: BulkArg,
+        /// `field=value` on a declared field, repeated to AND (as `user list --where`).
+        #[arg(long = "where", value_name = "FIELD=VALUE", required = true)]
+        segment: Vec<String>,
+        /// Print the segment's size and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The count the dry run printed.
+        #[arg(long)]
+        expected_count: Option<u64>,
+        /// revoke-tokens: tokens issued up to and including T (Unix seconds; default: now;
+        /// give the dry run's `revoked_before` to re-run the same revocation).
+        #[arg(long)]
+        before: Option<i64>,
     },
     /// Refuse new tokens and disconnect the user's live connections (4503) through
     /// Centrifugo's server API when `centrifugo.api_url` is set.
@@ -270,56 +294,6 @@ pub fn api_key_command(cli: &Cli, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
         )
         .await
     })
-}
-
-/// `user ...`.
-pub fn user_command(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<()> {
-    let config = load_config(cli)?;
-    // With active revocation on, the CLI delivers its own kicks at once (no server needed).
-    let api = match &config.centrifugo.api_url {
-        Some(_) => {
-            let (secrets, _) = Secrets::load(&config)?;
-            CentrifugoApi::from_config(&config, &secrets.centrifugo_api_key, None)
-                .context("cannot build the Centrifugo server-API client")?
-        }
-        None => None,
-    };
-    block_on(async {
-        let store = open_store(&config).await?;
-        let actions = Actions {
-            store: &store,
-            kicks: api.is_some(),
-            actor: "cli",
-            source: None,
-        };
-        let changed = user(&actions, cmd).await?;
-        if let (Some(api), Some(Changed { kick_queued: true })) = (&api, changed) {
-            deliver_now(&config, &store, api).await;
-        }
-        Ok(())
-    })
-}
-
-/// Delivers the kick just queued (and any other due one), and says what happened. A kick that
-/// cannot be delivered now stays queued for a running server: the change itself is done.
-async fn deliver_now(config: &Config, store: &Store, api: &CentrifugoApi) {
-    let lease = outbox::lease(config.centrifugo.api_timeout);
-    match outbox::deliver_due(store, api, lease, None).await {
-        Ok(round) if round.error.is_none() && round.delivered > 0 => {
-            eprintln!("disconnected the user's live connections through Centrifugo's server API");
-        }
-        Ok(round) if round.error.is_none() => {
-            eprintln!("kick queued; a running `chatsdk-auth serve` is delivering it");
-        }
-        Ok(round) => eprintln!(
-            "kick queued but not delivered yet: {}; a running `chatsdk-auth serve` retries until Centrifugo answers",
-            round.error.as_ref().map(|e| Chain(e).to_string()).unwrap_or_default()
-        ),
-        Err(e) => eprintln!(
-            "kick queued but not delivered yet: {}; a running `chatsdk-auth serve` delivers it",
-            Chain(&e)
-        ),
-    }
 }
 
 /// `doctor`: prints one line per finding; fails when any is a problem.
@@ -532,42 +506,4 @@ async fn api_key(actions: &Actions<'_>, cmd: &ApiKeyCommand) -> anyhow::Result<(
         }
     }
     Ok(())
-}
-
-/// Runs one user action; `Some` when it changed a user (and may have queued a kick).
-async fn user(actions: &Actions<'_>, cmd: &UserCommand) -> anyhow::Result<Option<Changed>> {
-    let now = now_unix();
-    Ok(match cmd {
-        UserCommand::Show { id } => {
-            let u = actions.show_user(id).await?;
-            println!("{}", serde_json::to_string_pretty(&u)?);
-            None
-        }
-        UserCommand::List { limit, after } => {
-            let limit = PageLimit::new(*limit).map_err(anyhow::Error::msg)?;
-            let page = actions.list_users(limit, after.as_deref()).await?;
-            println!("{}", serde_json::to_string_pretty(&page)?);
-            None
-        }
-        UserCommand::Disable { id } => {
-            let c = actions.disable(id, now).await?;
-            eprintln!("disabled user \"{id}\"");
-            Some(c)
-        }
-        UserCommand::Enable { id } => {
-            let c = actions.enable(id, now).await?;
-            eprintln!("enabled user \"{id}\"");
-            Some(c)
-        }
-        UserCommand::RevokeTokens { id, before } => {
-            let (t, c) = actions.revoke_user_tokens(id, *before, now).await?;
-            eprintln!("revoked tokens of user \"{id}\" issued at or before {t}");
-            Some(c)
-        }
-        UserCommand::Delete { id } => {
-            let c = actions.delete_user(id, now).await?;
-            eprintln!("deleted user \"{id}\"");
-            Some(c)
-        }
-    })
 }

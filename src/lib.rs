@@ -6,6 +6,8 @@
 //! - [`api_key`]: the API-key format, generation, hashing, display prefix and name rules.
 //! - [`channels`]: channel rules (templates over the user's id and `custom`), compiled once and
 //!   matched without allocating; Centrifugo's channel-name rules. A leaf: imports nothing of ours.
+//! - [`segments`]: segments over `custom`: the declared field names' rule and the `where`
+//!   conditions (`field=value`, values compared as JSON values). A leaf.
 //! - [`centrifugo::protocol`]: Centrifugo's vocabulary: the proxy callbacks, the refusal
 //!   reasons with their error and terminal disconnect codes, the server-API methods. A leaf.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
@@ -25,7 +27,8 @@
 //!   `info`): timeouts, bounded retries, metrics; the key never logged.
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas (its
-//!   concurrent profile and API-key reads coalesced into shared statements, `postgres_batch`).
+//!   concurrent profile and API-key reads coalesced into shared statements, `postgres_batch`);
+//!   the segment index over the declared `custom` fields (`store/segments.rs`).
 //! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs):
 //!   `material`, `schedule`, the `ring` file (locked, replaced atomically), the ring `shared`
 //!   in PostgreSQL (`sealed` with AES-256-GCM under the key-encryption secret, seeded by the
@@ -44,7 +47,8 @@
 //!   `GET /.well-known/jwks.json` (served from the key ring in memory).
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json` (the committed `src/openapi.json`).
 //! - [`actions`]: the operator actions (disable, revoke, delete, API keys), one implementation
-//!   shared by the CLI and the admin API; kicks are queued with the change.
+//!   shared by the CLI and the admin API; kicks are queued with the change; `actions/bulk.rs`
+//!   the bulk actions by segment, in bounded batches.
 //! - [`outbox`]: delivery of queued kicks through [`centrifugo::api`] (the server's loop, and
 //!   the CLI's direct attempt).
 //! - [`admin`]: the admin HTTP API (`/admin/...`, bearer token) over [`actions`].
@@ -64,11 +68,12 @@
 //! - [`doctor`]: `chatsdk-auth doctor`, the end-to-end check of revocation.
 //! - [`healthcheck`]: `chatsdk-auth healthcheck`, `GET /readyz` over loopback for container
 //!   health checks and exec probes (exit 0/1); reads the configuration only.
-//! - [`cli`]: the command-line definition and the operator subcommands; `main.rs` dispatches.
+//! - [`cli`]: the command-line definition and the operator subcommands (`cli/users.rs`: `user
+//!   ...`, by segment and in bulk too); `main.rs` dispatches.
 //! - [`cli_keys`]: `chatsdk-auth keys list|rotate|rewrap`, on the ring where it lives.
 //!
 //! # Architecture invariants
-//! - The lower layers (`error_chain`, `api_key`, `channels`, `centrifugo::protocol`, `config`,
+//! - The lower layers (`error_chain`, `api_key`, `channels`, `segments`, `centrifugo::protocol`, `config`,
 //!   `limits`, `secrets`, `tls`, `telemetry`, `metrics`, `centrifugo::api`, `store`, `keys`, `jwt`)
 //!   never import handlers (`tokens`, `subscription_tokens`, `proxy`, `verify`, `ops`, `admin`,
 //!   `console`),
@@ -114,6 +119,7 @@ pub mod outbox;
 pub mod proxy;
 pub mod router;
 pub mod secrets;
+pub mod segments;
 pub mod server;
 pub mod shutdown;
 pub mod store;

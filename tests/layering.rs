@@ -31,6 +31,7 @@ const LOWER: &[&str] = &[
     "secrets",
     "telemetry",
     "metrics",
+    "segments",
     "store",
     "keys",
     "jwt",

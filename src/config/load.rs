@@ -73,7 +73,7 @@ impl Config {
 }
 
 fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
-    const SECTIONS: [&str; 10] = [
+    const SECTIONS: [&str; 11] = [
         "server",
         "storage",
         "tokens",
@@ -84,6 +84,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         "secrets",
         "limits",
         "audit",
+        "segments",
     ];
     if let Ok(top) = fig.extract::<std::collections::BTreeMap<String, figment::value::Value>>() {
         for key in top.keys().filter(|k| !SECTIONS.contains(&k.as_str())) {
@@ -123,6 +124,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         secrets: section(fig, "secrets", problems),
         limits: section(fig, "limits", problems),
         audit: section(fig, "audit", problems),
+        segments: section(fig, "segments", problems),
     }
 }
 

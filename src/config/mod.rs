@@ -32,7 +32,7 @@ pub use catalogue::{Secret, SecretId, SecretSpec, SECRETS};
 pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
 pub use raw::{
     RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
-    RawServer, RawStorage, RawTokens,
+    RawSegments, RawServer, RawStorage, RawTokens,
 };
 pub use redact::redacted_toml;
 
@@ -61,6 +61,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[audit]`: the audit trail's retention.
     pub audit: AuditConfig,
+    /// `[segments]`: the declared segment fields.
+    pub segments: SegmentsConfig,
 }
 
 /// `[limits]`, validated; a rate of 0 is off.
@@ -78,6 +80,13 @@ pub struct LimitsConfig {
     pub max_tracked_keys: usize,
     /// `limits.trusted_proxy_header`: where the client address comes from, when set.
     pub trusted_proxy_header: Option<http::HeaderName>,
+}
+
+/// `[segments]`, validated: distinct names, each valid ([`crate::segments::valid_field_name`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SegmentsConfig {
+    /// `segments.fields`: the `custom` keys users are queried by, in the order declared.
+    pub fields: Vec<String>,
 }
 
 /// `[audit]`, validated.

@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub secrets: RawSecrets,
     pub limits: RawLimits,
     pub audit: RawAudit,
+    pub segments: RawSegments,
 }
 
 /// `[server]`: the HTTP listener.
@@ -331,6 +332,15 @@ impl Default for RawAudit {
             retention_days: 365,
         }
     }
+}
+
+/// `[segments]`: the `custom` fields operators segment users by.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSegments {
+    /// The `custom` keys users can be queried and bulk-changed by (each is indexed in the
+    /// store), e.g. `["organizationId", "tenantId", "plan"]`. Default none.
+    pub fields: Vec<String>,
 }
 
 /// `[log]`: tracing output.

@@ -20,7 +20,9 @@ use super::{
 use crate::api_key;
 use crate::channels::{ChannelRules, Rule, RuleKind};
 
+mod segments;
 mod storage;
+use segments::segments;
 use storage::storage;
 
 impl RawConfig {
@@ -38,6 +40,7 @@ impl RawConfig {
         let limits = limits(&self.limits, &mut p);
         let audit = audit(&self.audit, &mut p);
         budgets(&self.server, &mut server, &admin, &metrics, &mut p);
+        let segments = segments(&self.segments, &mut p);
         if !p.is_empty() {
             return Err(ConfigError { problems: p });
         }
@@ -53,6 +56,7 @@ impl RawConfig {
             secrets,
             limits,
             audit,
+            segments,
         })
     }
 }

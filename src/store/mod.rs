@@ -15,7 +15,9 @@ mod postgres;
 mod postgres_batch;
 mod postgres_keyring;
 mod postgres_outbox;
+mod postgres_segments;
 mod postgres_tls;
+mod segments;
 mod shared_limits;
 mod sqlite;
 
@@ -190,9 +192,9 @@ pub struct AuditEvent {
     pub event: String,
     /// Who did it.
     pub actor: String,
-    /// `user`, `api_key`, `app` or `signing_key`.
+    /// `user`, `api_key`, `app`, `signing_key` or `segment`.
     pub target_kind: Option<String>,
-    /// The user id, API key name or signing-key kind (`rest`, `ws`) acted on.
+    /// The user id, API key name, signing-key kind (`rest`, `ws`) or `where` acted on.
     pub target: Option<String>,
     /// The client address of the request, when there was one.
     pub source: Option<String>,
@@ -201,21 +203,7 @@ pub struct AuditEvent {
 }
 
 /// The audit event names.
-pub mod audit_event {
-    pub const API_KEY_CREATED: &str = "api_key.created";
-    pub const API_KEY_REVOKED: &str = "api_key.revoked";
-    /// `secrets.initial_api_key` installed or replaced at startup (key rotation).
-    pub const API_KEY_ROTATED: &str = "api_key.rotated";
-    pub const USER_DISABLED: &str = "user.disabled";
-    pub const USER_ENABLED: &str = "user.enabled";
-    pub const USER_TOKENS_REVOKED: &str = "user.tokens_revoked";
-    pub const USER_DELETED: &str = "user.deleted";
-    pub const APP_TOKENS_REVOKED: &str = "app.tokens_revoked";
-    /// `keys rotate` / `POST /admin/keys/{kind}/rotate`: a new signing key of one token kind.
-    pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
-    /// A rate limit refused requests (sampled: at most one event a minute per limit).
-    pub const RATE_LIMIT_TRIPPED: &str = "rate_limit.tripped";
-}
+pub mod audit_event;
 
 /// Which audit events `chatsdk-auth audit` reads.
 #[derive(Debug, Clone, Default)]

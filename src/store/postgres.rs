@@ -22,7 +22,7 @@ use super::{
 };
 
 /// Arbitrary constant identifying this service's migration lock.
-const MIGRATION_LOCK: i64 = 0x6368_6174_7364_6b01;
+pub(super) const MIGRATION_LOCK: i64 = 0x6368_6174_7364_6b01;
 
 const MIGRATIONS: &[&str] = &[
     r#"
@@ -103,6 +103,49 @@ CREATE TABLE chatsdk_auth_signing_keys (
     ciphertext BYTEA NOT NULL,
     updated_at BIGINT NOT NULL
 );
+"#,
+    // Segments (src/store/postgres_segments.rs): the declared fields, and one row per user,
+    // declared field and scalar value (each element of an array) as canonical JSON text
+    // (jsonb's), kept in step with every write by the trigger.
+    r#"
+CREATE TABLE chatsdk_auth_segment_fields (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+CREATE TABLE chatsdk_auth_user_segments (
+    field TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    user_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (field, value, user_id)
+);
+CREATE INDEX chatsdk_auth_user_segments_user ON chatsdk_auth_user_segments (user_id);
+CREATE FUNCTION chatsdk_auth_segment_values(v jsonb) RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT v WHERE jsonb_typeof(v) IN ('string', 'number', 'boolean', 'null')
+    UNION ALL
+    SELECT e FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v) = 'array' THEN v ELSE '[]'::jsonb END) e
+    WHERE jsonb_typeof(e) IN ('string', 'number', 'boolean', 'null')
+$$;
+CREATE FUNCTION chatsdk_auth_user_segments_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM chatsdk_auth_user_segments WHERE user_id = OLD.id;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.custom IS NOT NULL
+       AND EXISTS (SELECT 1 FROM chatsdk_auth_segment_fields) THEN
+        INSERT INTO chatsdk_auth_user_segments (field, value, user_id)
+        SELECT f.name, e.v::text, NEW.id FROM chatsdk_auth_segment_fields f
+        CROSS JOIN LATERAL chatsdk_auth_segment_values(NEW.custom::jsonb -> f.name) AS e(v)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER chatsdk_auth_users_segments_insert AFTER INSERT ON chatsdk_auth_users
+    FOR EACH ROW WHEN (NEW.custom IS NOT NULL) EXECUTE FUNCTION chatsdk_auth_user_segments_sync();
+CREATE TRIGGER chatsdk_auth_users_segments_update AFTER UPDATE OF custom ON chatsdk_auth_users
+    FOR EACH ROW WHEN (NEW.custom IS DISTINCT FROM OLD.custom) EXECUTE FUNCTION chatsdk_auth_user_segments_sync();
+CREATE TRIGGER chatsdk_auth_users_segments_delete AFTER DELETE ON chatsdk_auth_users
+    FOR EACH ROW EXECUTE FUNCTION chatsdk_auth_user_segments_sync();
 "#,
 ];
 

@@ -86,6 +86,8 @@ mod prometheus;
 mod props;
 /// Every secret refused alike by `serve` and `check-config`: short env values, open files.
 mod secrets;
+/// Segments over `custom` on both backends: queries, bulk actions, a re-run after a crash.
+mod segments;
 /// Abuse limits the replicas share through PostgreSQL: one budget for N replicas.
 mod shared_limits;
 /// The shipped config file pins no default; the generated Centrifugo config follows the

@@ -112,6 +112,45 @@ BEGIN
 END;
 "#,
     },
+    Migration {
+        check: None,
+        sql: r#"
+-- 6: segments. `segment_fields` holds the declared `custom` keys (segments.fields, replaced on
+-- start when the configuration changes); `user_segments` one row per user, declared field and
+-- scalar value (each element of an array), the value as canonical JSON text, so a segment query
+-- or count is a range of the primary key. The triggers keep it in step with every write.
+CREATE TABLE segment_fields (
+    name TEXT PRIMARY KEY NOT NULL,
+    position INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE user_segments (
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (field, value, user_id)
+) WITHOUT ROWID;
+CREATE INDEX user_segments_user ON user_segments (user_id);
+CREATE TRIGGER users_segments_insert AFTER INSERT ON users WHEN NEW.custom IS NOT NULL
+BEGIN
+    INSERT OR IGNORE INTO user_segments (field, value, user_id)
+    SELECT f.name, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END, NEW.id
+    FROM segment_fields f, json_each(NEW.custom, '$."' || f.name || '"') j
+    WHERE json_type(NEW.custom, '$."' || f.name || '"') <> 'object' AND j.type NOT IN ('object', 'array');
+END;
+CREATE TRIGGER users_segments_update AFTER UPDATE OF custom ON users WHEN NEW.custom IS NOT OLD.custom
+BEGIN
+    DELETE FROM user_segments WHERE user_id = OLD.id;
+    INSERT OR IGNORE INTO user_segments (field, value, user_id)
+    SELECT f.name, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END, NEW.id
+    FROM segment_fields f, json_each(NEW.custom, '$."' || f.name || '"') j
+    WHERE NEW.custom IS NOT NULL AND json_type(NEW.custom, '$."' || f.name || '"') <> 'object' AND j.type NOT IN ('object', 'array');
+END;
+CREATE TRIGGER users_segments_delete AFTER DELETE ON users
+BEGIN
+    DELETE FROM user_segments WHERE user_id = OLD.id;
+END;
+"#,
+    },
 ];
 
 pub(super) fn migrate(c: &Connection) -> Result<(), StoreError> {

@@ -31,6 +31,7 @@
 mod migrations;
 mod outbox;
 mod queries;
+mod segments;
 pub(super) use queries::audit_event_from_row;
 mod writer;
 

@@ -114,6 +114,21 @@ fn change_user(
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(map_err)?;
+    if !apply_change(&tx, id, change, now, kick)? {
+        return Ok(false);
+    }
+    tx.commit().map_err(map_err)?;
+    Ok(true)
+}
+
+/// One user's change and its kick inside the caller's transaction; false when no such user.
+pub(super) fn apply_change(
+    tx: &Connection,
+    id: &str,
+    change: UserChange,
+    now: i64,
+    kick: Option<Kick<'_>>,
+) -> Result<bool, StoreError> {
     let n = match change {
         UserChange::Disable | UserChange::Enable => tx.execute(
             "UPDATE users SET disabled = ?2, updated_at = ?3 WHERE id = ?1",
@@ -141,7 +156,6 @@ fn change_user(
         (_, None) => Ok(0),
     }
     .map_err(map_err)?;
-    tx.commit().map_err(map_err)?;
     Ok(true)
 }
 

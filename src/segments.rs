@@ -1,0 +1,196 @@
+//! Segments over the users' `custom` metadata: the declared field names' rule and the `where`
+//! conditions (`field=value`) that select a segment. A leaf: imports nothing of ours.
+//!
+//! A condition is `field=value`. The value is read as a JSON scalar when it is one (`7`,
+//! `true`, `null`, `"7"`), otherwise as a bare string (`org-456`), so `plan=7` matches the
+//! number 7 and `plan="7"` the string "7", never each other. A user matches `field=value`
+//! when `custom.field` equals the value or, when `custom.field` is an array, contains it.
+//! Several conditions are ANDed. Only declared fields (`segments.fields`) can be queried:
+//! each has an index, so no segment query scans the users.
+
+use std::fmt;
+
+/// The longest declared field name.
+pub const MAX_FIELD_LEN: usize = 64;
+/// The most fields `segments.fields` declares.
+pub const MAX_FIELDS: usize = 16;
+/// The most conditions one `where` ANDs.
+pub const MAX_CONDITIONS: usize = 8;
+/// The longest value a condition compares with (bytes of its JSON text).
+pub const MAX_VALUE_LEN: usize = 256;
+
+/// Whether `name` can be a declared field: 1 to [`MAX_FIELD_LEN`] ASCII letters, digits, `_`
+/// or `-` (it is used in a JSON path, never in SQL text).
+pub fn valid_field_name(name: &str) -> bool {
+    (1..=MAX_FIELD_LEN).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// One condition: the field and the value as canonical JSON text (`"org-456"`, `7`, `true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    pub field: String,
+    pub value: String,
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.field, self.value)
+    }
+}
+
+/// A validated segment: 1 to [`MAX_CONDITIONS`] conditions on declared fields, ANDed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Where {
+    pub conditions: Vec<Condition>,
+}
+
+impl fmt::Display for Where {
+    /// The canonical form (`organizationId="org-456" AND plan=7`), as the audit trail keeps it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in self.conditions.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" AND ")?;
+            }
+            write!(f, "{c}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a `where` was refused; the sentence is for the operator.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WhereError(pub String);
+
+impl Where {
+    /// Parses `field=value` conditions against the `declared` fields.
+    pub fn parse<S: AsRef<str>>(
+        conditions: &[S],
+        declared: &[String],
+    ) -> Result<Where, WhereError> {
+        if conditions.is_empty() {
+            return Err(WhereError(
+                "where needs at least one condition, field=value".into(),
+            ));
+        }
+        if conditions.len() > MAX_CONDITIONS {
+            return Err(WhereError(format!(
+                "where takes at most {MAX_CONDITIONS} conditions"
+            )));
+        }
+        let mut out: Vec<Condition> = Vec::with_capacity(conditions.len());
+        for raw in conditions {
+            let c = parse_one(raw.as_ref(), declared)?;
+            if !out.contains(&c) {
+                out.push(c);
+            }
+        }
+        Ok(Where { conditions: out })
+    }
+}
+
+fn parse_one(raw: &str, declared: &[String]) -> Result<Condition, WhereError> {
+    let Some((field, value)) = raw.split_once('=') else {
+        return Err(WhereError(format!(
+            "where condition \"{}\" is not field=value",
+            printable(raw)
+        )));
+    };
+    let field = field.trim();
+    if !declared.iter().any(|d| d == field) {
+        return Err(WhereError(if declared.is_empty() {
+            format!(
+                "\"{}\" is not a declared segment field, and none is declared: list the custom fields to segment by in segments.fields",
+                printable(field)
+            )
+        } else {
+            format!(
+                "\"{}\" is not a declared segment field; the declared ones are {} (segments.fields)",
+                printable(field),
+                declared.join(", ")
+            )
+        }));
+    }
+    if value.len() > MAX_VALUE_LEN {
+        return Err(WhereError(format!(
+            "the value of {field} is longer than {MAX_VALUE_LEN} bytes"
+        )));
+    }
+    let json = match serde_json::from_str::<serde_json::Value>(value) {
+        Ok(v @ (serde_json::Value::Array(_) | serde_json::Value::Object(_))) => {
+            return Err(WhereError(format!(
+                "the value of {field} is {}: compare with one value (a string, number, true, false or null); an array field matches when it contains the value",
+                if v.is_array() { "an array" } else { "an object" }
+            )));
+        }
+        Ok(v) => v,
+        Err(_) if value.starts_with(['[', '{', '"']) => {
+            return Err(WhereError(format!(
+                "the value of {field} starts like JSON but is not valid JSON"
+            )));
+        }
+        Err(_) => serde_json::Value::String(value.to_string()),
+    };
+    Ok(Condition {
+        field: field.to_string(),
+        value: json.to_string(),
+    })
+}
+
+/// `s` with control characters replaced and cut to 80 characters, for an error sentence.
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(80)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn declared() -> Vec<String> {
+        ["organizationId", "plan", "permissions"]
+            .map(String::from)
+            .to_vec()
+    }
+
+    #[test]
+    fn values_are_json_scalars_or_bare_strings() {
+        let w = Where::parse(&["organizationId=org-456", "plan=7"], &declared()).unwrap();
+        assert_eq!(w.conditions[0].value, "\"org-456\"");
+        assert_eq!(w.conditions[1].value, "7");
+        let w = Where::parse(&["plan=\"7\""], &declared()).unwrap();
+        assert_eq!(w.conditions[0].value, "\"7\"");
+        let w = Where::parse(&["plan=true", "plan=null"], &declared()).unwrap();
+        assert_eq!(w.to_string(), "plan=true AND plan=null");
+        let w = Where::parse(&["plan=a=b"], &declared()).unwrap();
+        assert_eq!(w.conditions[0].value, "\"a=b\"");
+    }
+
+    #[test]
+    fn undeclared_fields_and_compound_values_are_refused() {
+        let e = Where::parse(&["tenantId=t"], &declared()).unwrap_err();
+        assert!(e.0.contains("organizationId, plan, permissions"), "{e}");
+        let e = Where::parse(&["tenantId=t"], &[]).unwrap_err();
+        assert!(e.0.contains("segments.fields"), "{e}");
+        for bad in ["plan", "plan=[1]", "plan={}", "plan=\"x", ""] {
+            assert!(Where::parse(&[bad], &declared()).is_err(), "{bad}");
+        }
+        assert!(Where::parse::<&str>(&[], &declared()).is_err());
+        let nine = vec!["plan=1"; 9];
+        assert!(Where::parse(&nine, &declared()).is_err());
+    }
+
+    #[test]
+    fn field_names() {
+        assert!(valid_field_name("organizationId"));
+        assert!(valid_field_name("tenant_id-2"));
+        for bad in ["", "a.b", "a b", "a\"", "é", &"x".repeat(65)] {
+            assert!(!valid_field_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The PostgreSQL statements of segments: declaring the fields (and rebuilding
+//! `chatsdk_auth_user_segments` under the migration lock), segment pages and counts, and one
+//! batch of a bulk change, set-based, in one transaction. The table, its function and
+//! triggers are a schema step in `postgres.rs`.
+
+use tokio_postgres::types::ToSql;
+
+use super::postgres::{col, map_err, user_from_row, PgStore, MIGRATION_LOCK};
+use super::segments::still_to_change;
+use super::{Kick, StoreError, User, UserChange};
+use crate::segments::Where;
+
+const BACKFILL: &str = "INSERT INTO chatsdk_auth_user_segments (field, value, user_id)
+    SELECT f.name, e.v::text, u.id FROM chatsdk_auth_users u
+    CROSS JOIN chatsdk_auth_segment_fields f
+    CROSS JOIN LATERAL chatsdk_auth_segment_values(u.custom::jsonb -> f.name) AS e(v)
+    WHERE u.custom IS NOT NULL
+    ON CONFLICT DO NOTHING";
+
+const USER_COLUMNS: &str =
+    "u.id, u.name, u.image, u.custom, u.disabled, u.tokens_valid_after, u.created_at, u.updated_at";
+
+impl PgStore {
+    pub async fn declare_segments(&self, fields: &[String]) -> Result<bool, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_err)?;
+        let stored: Vec<String> = tx
+            .query(
+                "SELECT name FROM chatsdk_auth_segment_fields ORDER BY position",
+                &[],
+            )
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| col::<String>(r, 0))
+            .collect::<Result<_, _>>()?;
+        if stored == fields {
+            return Ok(false);
+        }
+        tx.batch_execute(
+            "DELETE FROM chatsdk_auth_segment_fields; DELETE FROM chatsdk_auth_user_segments;",
+        )
+        .await
+        .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO chatsdk_auth_segment_fields (name, position)
+             SELECT name, position - 1 FROM unnest($1::text[]) WITH ORDINALITY AS t(name, position)",
+            &[&fields],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.execute(BACKFILL, &[]).await.map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
+    }
+
+    pub async fn segment_fields(&self) -> Result<Vec<String>, StoreError> {
+        let c = self.client().await?;
+        c.query(
+            "SELECT name FROM chatsdk_auth_segment_fields ORDER BY position",
+            &[],
+        )
+        .await
+        .map_err(map_err)?
+        .iter()
+        .map(|r| col::<String>(r, 0))
+        .collect()
+    }
+
+    pub async fn list_segment(
+        &self,
+        w: &Where,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<User>, StoreError> {
+        let c = self.client().await?;
+        let mut args = bound(w);
+        let limit = limit as i64;
+        let mut sql = format!("SELECT {USER_COLUMNS} {}", from_segment(w.conditions.len()));
+        if let Some(a) = &after {
+            args.push(a);
+            sql.push_str(&format!(" AND s0.user_id > ${}", args.len()));
+        }
+        args.push(&limit);
+        sql.push_str(&format!(" ORDER BY s0.user_id LIMIT ${}", args.len()));
+        let rows = c.query(&sql, &args).await.map_err(map_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    pub async fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {
+        let c = self.client().await?;
+        let args = bound(w);
+        let sql = format!(
+            "SELECT count(*) FROM chatsdk_auth_user_segments s0 WHERE {}",
+            conditions(w.conditions.len())
+        );
+        let row = c.query_one(&sql, &args).await.map_err(map_err)?;
+        Ok(col::<i64>(&row, 0)? as u64)
+    }
+
+    pub async fn change_segment_batch(
+        &self,
+        w: &Where,
+        change: UserChange,
+        now: i64,
+        kick: Option<Kick<'_>>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let mut args = bound(w);
+        let mut sql = format!("SELECT u.id {}", from_segment(w.conditions.len()));
+        if let Some(a) = &after {
+            args.push(a);
+            sql.push_str(&format!(" AND s0.user_id > ${}", args.len()));
+        }
+        let valid_after = match change {
+            UserChange::RevokeTokens { valid_after } => valid_after,
+            _ => 0,
+        };
+        if matches!(change, UserChange::RevokeTokens { .. }) {
+            args.push(&valid_after);
+        }
+        let placeholder = format!("${}", args.len());
+        sql.push_str(&format!(
+            " AND {} ORDER BY s0.user_id LIMIT {limit} FOR UPDATE OF u",
+            still_to_change(change, "u", &placeholder)
+        ));
+        let ids: Vec<String> = tx
+            .query(&sql, &args)
+            .await
+            .map_err(map_err)?
+            .iter()
+            .map(|r| col::<String>(r, 0))
+            .collect::<Result<_, _>>()?;
+        if ids.is_empty() {
+            return Ok(ids);
+        }
+        match change {
+            UserChange::Disable | UserChange::Enable => {
+                tx.execute(
+                    "UPDATE chatsdk_auth_users SET disabled = $2, updated_at = $3 WHERE id = ANY($1)",
+                    &[&ids, &(change == UserChange::Disable), &now],
+                )
+                .await
+            }
+            UserChange::RevokeTokens { valid_after } => {
+                tx.execute(
+                    "UPDATE chatsdk_auth_users SET tokens_valid_after = GREATEST(tokens_valid_after, $2), updated_at = $3 WHERE id = ANY($1)",
+                    &[&ids, &valid_after, &now],
+                )
+                .await
+            }
+            UserChange::Delete => {
+                tx.execute("DELETE FROM chatsdk_auth_users WHERE id = ANY($1)", &[&ids])
+                    .await
+            }
+        }
+        .map_err(map_err)?;
+        match (change, kick) {
+            (UserChange::Enable, Some(k)) => {
+                tx.execute(
+                    "DELETE FROM chatsdk_auth_kicks WHERE user_id = ANY($1) AND code = $2",
+                    &[&ids, &(k.code as i32)],
+                )
+                .await
+            }
+            (_, Some(k)) => {
+                tx.execute(
+                    "INSERT INTO chatsdk_auth_kicks (user_id, code, reason, created_at)
+                     SELECT id, $2, $3, $4 FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) ORDER BY n",
+                    &[&ids, &(k.code as i32), &k.reason, &now],
+                )
+                .await
+            }
+            (_, None) => Ok(0),
+        }
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(ids)
+    }
+}
+
+/// `$1, $2` the first field and value (JSON text, canonicalised by jsonb in the query), ...
+fn bound(w: &Where) -> Vec<&(dyn ToSql + Sync)> {
+    let mut out: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(w.conditions.len() * 2 + 2);
+    for c in &w.conditions {
+        out.push(&c.field);
+        out.push(&c.value);
+    }
+    out
+}
+
+fn from_segment(n: usize) -> String {
+    format!(
+        "FROM chatsdk_auth_user_segments s0 JOIN chatsdk_auth_users u ON u.id = s0.user_id WHERE {}",
+        conditions(n)
+    )
+}
+
+/// The first condition is the range scanned (in id order); the others are looked up.
+fn conditions(n: usize) -> String {
+    let mut sql = "s0.field = $1 AND s0.value = ($2::text::jsonb)::text".to_string();
+    for i in 1..n {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM chatsdk_auth_user_segments s{i} WHERE s{i}.field = ${} AND s{i}.value = (${}::text::jsonb)::text AND s{i}.user_id = s0.user_id)",
+            2 * i + 1,
+            2 * i + 2
+        ));
+    }
+    sql
+}

@@ -1,0 +1,201 @@
+//! The SQLite statements of segments: declaring the fields (and rebuilding `user_segments`),
+//! segment pages and counts on a reader, and one batch of a bulk change on the writer.
+//! `user_segments` and its triggers are schema 6 (`migrations.rs`).
+
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, TransactionBehavior};
+
+use super::outbox::apply_change;
+use super::queries::user_from_row;
+use super::{map_err, SqliteStore};
+use crate::segments::Where;
+use crate::store::segments::still_to_change;
+use crate::store::{Kick, StoreError, User, UserChange};
+
+/// A value as `user_segments` holds it: canonical JSON text, as the triggers write it.
+const CANONICAL: &str = "SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
+     WHEN 'null' THEN 'null' ELSE json_quote(value) END FROM json_each(?1)";
+
+/// Every declared field's scalar values (and array elements) of every user.
+const BACKFILL: &str = "INSERT OR IGNORE INTO user_segments (field, value, user_id)
+    SELECT f.name, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END, u.id
+    FROM users u, segment_fields f, json_each(u.custom, '$.\"' || f.name || '\"') j
+    WHERE u.custom IS NOT NULL AND json_type(u.custom, '$.\"' || f.name || '\"') <> 'object'
+      AND j.type NOT IN ('object', 'array')";
+
+const USER_COLUMNS: &str =
+    "u.id, u.name, u.image, u.custom, u.disabled, u.tokens_valid_after, u.created_at, u.updated_at";
+
+impl SqliteStore {
+    /// Replaces the declared fields and rebuilds `user_segments` when they differ from the
+    /// stored ones (in one transaction); true when it rebuilt.
+    pub async fn declare_segments(&self, fields: Vec<String>) -> Result<bool, StoreError> {
+        self.writer
+            .run(move |c| {
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(map_err)?;
+                if fields_of(&tx)? == fields {
+                    return Ok(false);
+                }
+                tx.execute_batch("DELETE FROM segment_fields; DELETE FROM user_segments;")
+                    .map_err(map_err)?;
+                for (i, f) in fields.iter().enumerate() {
+                    tx.execute(
+                        "INSERT INTO segment_fields (name, position) VALUES (?1, ?2)",
+                        rusqlite::params![f, i as i64],
+                    )
+                    .map_err(map_err)?;
+                }
+                tx.execute(BACKFILL, []).map_err(map_err)?;
+                tx.commit().map_err(map_err)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    pub fn segment_fields(&self) -> Result<Vec<String>, StoreError> {
+        fields_of(&self.reader())
+    }
+
+    pub fn list_segment(
+        &self,
+        w: &Where,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Vec<User>, StoreError> {
+        let c = self.reader();
+        let mut args = bound(&c, w)?;
+        let mut sql = format!("SELECT {USER_COLUMNS} {}", from_segment(w.conditions.len()));
+        if let Some(a) = after {
+            args.push(Value::Text(a.to_string()));
+            sql.push_str(&format!(" AND s0.user_id > ?{}", args.len()));
+        }
+        args.push(Value::Integer(limit as i64));
+        sql.push_str(&format!(" ORDER BY s0.user_id LIMIT ?{}", args.len()));
+        let mut st = c.prepare(&sql).map_err(map_err)?;
+        let rows = st
+            .query_map(params_from_iter(args), user_from_row)
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    pub fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {
+        let c = self.reader();
+        let args = bound(&c, w)?;
+        let sql = format!(
+            "SELECT count(*) FROM user_segments s0 WHERE {}",
+            conditions(w.conditions.len())
+        );
+        let n: i64 = c
+            .prepare(&sql)
+            .and_then(|mut st| st.query_row(params_from_iter(args), |r| r.get(0)))
+            .map_err(map_err)?;
+        Ok(n as u64)
+    }
+
+    pub async fn change_segment_batch(
+        &self,
+        w: Where,
+        change: UserChange,
+        now: i64,
+        kick: Option<(u32, String)>,
+        after: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.writer
+            .run(move |c| {
+                let kick = kick.as_ref().map(|(code, reason)| Kick {
+                    code: *code,
+                    reason,
+                });
+                batch(c, &w, change, now, kick, after.as_deref(), limit)
+            })
+            .await
+    }
+}
+
+fn fields_of(c: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut st = c
+        .prepare_cached("SELECT name FROM segment_fields ORDER BY position")
+        .map_err(map_err)?;
+    let rows = st.query_map([], |r| r.get(0)).map_err(map_err)?;
+    rows.collect::<Result<_, _>>().map_err(map_err)
+}
+
+/// The batch in one `IMMEDIATE` transaction: select the ids, change each with its kick.
+fn batch(
+    c: &mut Connection,
+    w: &Where,
+    change: UserChange,
+    now: i64,
+    kick: Option<Kick<'_>>,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let tx = c
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let mut args = bound(&tx, w)?;
+    let mut sql = format!("SELECT u.id {}", from_segment(w.conditions.len()));
+    if let Some(a) = after {
+        args.push(Value::Text(a.to_string()));
+        sql.push_str(&format!(" AND s0.user_id > ?{}", args.len()));
+    }
+    if let UserChange::RevokeTokens { valid_after } = change {
+        args.push(Value::Integer(valid_after));
+    }
+    let placeholder = format!("?{}", args.len());
+    sql.push_str(&format!(
+        " AND {} ORDER BY s0.user_id LIMIT {limit}",
+        still_to_change(change, "u", &placeholder)
+    ));
+    let ids: Vec<String> = {
+        let mut st = tx.prepare(&sql).map_err(map_err)?;
+        let rows = st
+            .query_map(params_from_iter(args), |r| r.get(0))
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)?
+    };
+    for id in &ids {
+        apply_change(&tx, id, change, now, kick)?;
+    }
+    tx.commit().map_err(map_err)?;
+    Ok(ids)
+}
+
+/// `?1, ?2` the first field and value, `?3, ?4` the second, ...: the values canonicalised as
+/// the triggers store them.
+fn bound(c: &Connection, w: &Where) -> Result<Vec<Value>, StoreError> {
+    let mut canonical = c.prepare_cached(CANONICAL).map_err(map_err)?;
+    let mut out = Vec::with_capacity(w.conditions.len() * 2 + 2);
+    for cond in &w.conditions {
+        let v: String = canonical
+            .query_row([&cond.value], |r| r.get(0))
+            .map_err(map_err)?;
+        out.push(Value::Text(cond.field.clone()));
+        out.push(Value::Text(v));
+    }
+    Ok(out)
+}
+
+/// `FROM ... WHERE <the conditions>` over `user_segments s0` joined to the users.
+fn from_segment(n: usize) -> String {
+    format!(
+        "FROM user_segments s0 JOIN users u ON u.id = s0.user_id WHERE {}",
+        conditions(n)
+    )
+}
+
+/// The first condition is the range scanned (in id order); the others are looked up.
+fn conditions(n: usize) -> String {
+    let mut sql = "s0.field = ?1 AND s0.value = ?2".to_string();
+    for i in 1..n {
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM user_segments s{i} WHERE s{i}.field = ?{} AND s{i}.value = ?{} AND s{i}.user_id = s0.user_id)",
+            2 * i + 1,
+            2 * i + 2
+        ));
+    }
+    sql
+}

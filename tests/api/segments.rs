@@ -1,0 +1,650 @@
+//! Segments over `custom` on both backends: declared fields indexed and backfilled, queries with
+//! JSON-value comparison (the string "7" is not the number 7), array membership, AND, paging,
+//! an undeclared field refused; bulk actions with their dry run, expected count (409 when the
+//! segment changed), kicks through the outbox, one audit event, and a re-run after a crash
+//! half-way that finishes without changing or kicking anyone twice.
+
+use serde_json::json;
+
+use chatsdk_auth::actions::{ActionError, Actions, Bulk, BulkKind};
+use chatsdk_auth::store::{AuditFilter, Store};
+
+use crate::helpers::{on_both_backends, Backend, TestApp};
+
+on_both_backends!(
+    segment_queries_compare_json_values_and_page_by_id,
+    declared_fields_are_backfilled_and_follow_every_write,
+    bulk_actions_dry_run_then_act_on_the_expected_count,
+    a_bulk_action_re_run_after_a_crash_finishes_the_job_once,
+);
+
+const FIELDS: [&str; 5] = ["organizationId", "tenantId", "role", "plan", "permissions"];
+
+async fn spawn(backend: Backend) -> TestApp {
+    TestApp::spawn_on_with(backend, |c| {
+        c.segments.fields = FIELDS.map(String::from).to_vec();
+    })
+    .await
+}
+
+fn actions(t: &TestApp, kicks: bool) -> Actions<'_> {
+    Actions {
+        store: &t.app.store,
+        kicks,
+        actor: "tester",
+        source: None,
+    }
+}
+
+async fn put(t: &TestApp, id: &str, custom: serde_json::Value) {
+    let (s, b) = t.tokens(json!({"userId": id, "custom": custom})).await;
+    assert_eq!(s, 200, "{b}");
+}
+
+async fn ids(t: &TestApp, conditions: &[&str]) -> Vec<String> {
+    let a = actions(t, false);
+    let w = a.segment(conditions).await.unwrap();
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        // Pages of 2, so paging is exercised.
+        let page = a.list_segment(&w, 2, after.as_deref()).await.unwrap();
+        out.extend(page.users.into_iter().map(|u| u.id));
+        match page.next_after {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    let count = t.app.store.count_segment(&w).await.unwrap();
+    assert_eq!(
+        count as usize,
+        out.len(),
+        "count and list agree for {conditions:?}"
+    );
+    out
+}
+
+async fn world(t: &TestApp) {
+    put(
+        t,
+        "u1",
+        json!({"organizationId": "org-456", "role": "admin", "plan": 7,
+        "permissions": ["read", "write", "delete"], "tenantId": "tenant-789"}),
+    )
+    .await;
+    put(
+        t,
+        "u2",
+        json!({"organizationId": "org-456", "role": "member", "plan": "7",
+        "permissions": ["read"], "tenantId": "tenant-789"}),
+    )
+    .await;
+    put(
+        t,
+        "u3",
+        json!({"organizationId": "org-456", "role": "member", "plan": 7.5,
+        "permissions": ["read", "delete"], "tenantId": "tenant-1"}),
+    )
+    .await;
+    put(
+        t,
+        "u4",
+        json!({"organizationId": "org-999", "plan": true,
+        "permissions": "delete", "tenantId": "tenant-789"}),
+    )
+    .await;
+    put(
+        t,
+        "u5",
+        json!({"organizationId": {"nested": "org-456"}, "role": ["admin"],
+        "department": "Engineering"}),
+    )
+    .await;
+    put(t, "u6", json!({})).await;
+    let (s, _) = t.tokens(json!({"userId": "u7"})).await;
+    assert_eq!(s, 200);
+}
+
+async fn segment_queries_compare_json_values_and_page_by_id(backend: Backend) {
+    let t = spawn(backend).await;
+    world(&t).await;
+    assert_eq!(
+        ids(&t, &["organizationId=org-456"]).await,
+        ["u1", "u2", "u3"]
+    );
+    assert_eq!(
+        ids(&t, &["organizationId=\"org-456\""]).await,
+        ["u1", "u2", "u3"]
+    );
+    // JSON values: the number 7, the string "7", 7.5 and true are four different values.
+    assert_eq!(ids(&t, &["plan=7"]).await, ["u1"]);
+    assert_eq!(ids(&t, &["plan=\"7\""]).await, ["u2"]);
+    assert_eq!(ids(&t, &["plan=7.5"]).await, ["u3"]);
+    assert_eq!(ids(&t, &["plan=true"]).await, ["u4"]);
+    assert_eq!(ids(&t, &["plan=\"true\""]).await, Vec::<String>::new());
+    // Membership in an array (and a scalar field equal to the value); an array of one
+    // element matches its element.
+    assert_eq!(ids(&t, &["permissions=delete"]).await, ["u1", "u3", "u4"]);
+    assert_eq!(ids(&t, &["role=admin"]).await, ["u1", "u5"]);
+    // AND, over one field twice and over several.
+    assert_eq!(
+        ids(&t, &["permissions=read", "permissions=delete"]).await,
+        ["u1", "u3"]
+    );
+    assert_eq!(
+        ids(
+            &t,
+            &[
+                "tenantId=tenant-789",
+                "permissions=delete",
+                "organizationId=org-456"
+            ]
+        )
+        .await,
+        ["u1"]
+    );
+    // An object value is not indexed; an empty segment is empty.
+    assert_eq!(
+        ids(&t, &["organizationId=org-000"]).await,
+        Vec::<String>::new()
+    );
+    // An undeclared field is refused, naming the declared ones.
+    let a = actions(&t, false);
+    match a.segment(&["department=Engineering"]).await {
+        Err(ActionError::Invalid {
+            field: "where",
+            message,
+        }) => {
+            assert!(message.contains("department"), "{message}");
+            assert!(
+                message.contains("organizationId, tenantId, role, plan, permissions"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Paging starts after the given id.
+    let w = a.segment(&["organizationId=org-456"]).await.unwrap();
+    let page = a.list_segment(&w, 10, Some("u1")).await.unwrap();
+    let got: Vec<_> = page.users.iter().map(|u| u.id.as_str()).collect();
+    assert_eq!(got, ["u2", "u3"]);
+    assert_eq!(page.next_after, None);
+    assert!(a.list_segment(&w, 0, None).await.is_err());
+}
+
+async fn declared_fields_are_backfilled_and_follow_every_write(backend: Backend) {
+    // Users written before any field was declared.
+    let t = TestApp::spawn_on(backend).await;
+    world(&t).await;
+    let a = actions(&t, false);
+    assert!(
+        a.segment(&["plan=7"]).await.is_err(),
+        "nothing declared yet"
+    );
+    // Declared (as a restart with segments.fields does): the users already there are indexed.
+    let store = &t.app.store;
+    store
+        .declare_segments(&["plan".to_string(), "permissions".to_string()])
+        .await
+        .unwrap();
+    assert_eq!(count(&a, &["plan=7"]).await, 1);
+    assert_eq!(count(&a, &["permissions=delete"]).await, 3);
+    assert!(
+        a.segment(&["role=admin"]).await.is_err(),
+        "role is not declared here"
+    );
+    // Another process on the same store (the CLI) queries the fields the server declared.
+    let other = Store::open(&t.app.config.store).await.unwrap();
+    assert_eq!(
+        other.segment_fields().await.unwrap(),
+        ["plan", "permissions"]
+    );
+    // Writes after the declaration follow: a changed custom moves the user, a profile
+    // update without custom keeps it, a delete removes it.
+    put(&t, "u2", json!({"plan": 7, "permissions": []})).await;
+    assert_eq!(count(&a, &["plan=7"]).await, 2);
+    assert_eq!(count(&a, &["permissions=read"]).await, 2);
+    let (s, _) = t.tokens(json!({"userId": "u2", "name": "Bo"})).await;
+    assert_eq!(s, 200);
+    assert_eq!(count(&a, &["plan=7"]).await, 2);
+    a.delete_user("u1", chatsdk_auth::now_unix()).await.unwrap();
+    assert_eq!(count(&a, &["plan=7"]).await, 1);
+    assert_eq!(count(&a, &["permissions=delete"]).await, 2);
+    // Other fields replace them.
+    store.declare_segments(&["role".into()]).await.unwrap();
+    // u3 (u2's custom no longer has a role; u1 is deleted) and u5's array.
+    assert_eq!(count(&a, &["role=member"]).await, 1);
+    assert_eq!(count(&a, &["role=admin"]).await, 1);
+    assert!(a.segment(&["plan=7"]).await.is_err());
+    store.declare_segments(&[]).await.unwrap();
+    assert!(a.segment(&["role=admin"]).await.is_err());
+}
+
+async fn count(a: &Actions<'_>, conds: &[&str]) -> u64 {
+    let w = a.segment(conds).await.unwrap();
+    a.store.count_segment(&w).await.unwrap()
+}
+
+async fn bulk(
+    a: &Actions<'_>,
+    kind: BulkKind,
+    conds: &[&str],
+    expected: Option<u64>,
+    dry: bool,
+) -> Bulk {
+    Bulk {
+        segment: a.segment(conds).await.unwrap(),
+        kind,
+        before: None,
+        expected_count: expected,
+        dry_run: dry,
+    }
+}
+
+async fn bulk_actions_dry_run_then_act_on_the_expected_count(backend: Backend) {
+    let t = spawn(backend).await;
+    world(&t).await;
+    let a = actions(&t, true);
+    let now = chatsdk_auth::now_unix();
+    let seg = ["tenantId=tenant-789"];
+    // The dry run counts and changes nothing.
+    let dry = a
+        .bulk(
+            &bulk(&a, BulkKind::Disable, &seg, None, true).await,
+            now,
+            &|| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!((dry.count, dry.changed, dry.dry_run), (3, 0, true));
+    assert!(!t.app.store.get_user("u1").await.unwrap().unwrap().disabled);
+    // The action needs the expected count, and refuses another one, changing nothing.
+    assert!(matches!(
+        a.bulk(
+            &bulk(&a, BulkKind::Disable, &seg, None, false).await,
+            now,
+            &|| {}
+        )
+        .await,
+        Err(ActionError::Invalid {
+            field: "expected_count",
+            ..
+        })
+    ));
+    put(&t, "u8", json!({"tenantId": "tenant-789"})).await;
+    match a
+        .bulk(
+            &bulk(&a, BulkKind::Disable, &seg, Some(3), false).await,
+            now,
+            &|| {},
+        )
+        .await
+    {
+        Err(ActionError::SegmentChanged {
+            expected: 3,
+            count: 4,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(!t.app.store.get_user("u1").await.unwrap().unwrap().disabled);
+    assert_eq!(t.app.store.count_kicks(i64::MAX).await.unwrap().0, 0);
+    // With the right count: every user of the segment disabled and kicked (queued), others not.
+    let batches = std::sync::atomic::AtomicUsize::new(0);
+    let done = a
+        .bulk(
+            &bulk(&a, BulkKind::Disable, &seg, Some(4), false).await,
+            now,
+            &|| {
+                batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((done.count, done.changed, done.kicks_queued), (4, 4, 4));
+    assert_eq!(batches.into_inner(), 1);
+    for id in ["u1", "u2", "u4", "u8"] {
+        assert!(
+            t.app.store.get_user(id).await.unwrap().unwrap().disabled,
+            "{id}"
+        );
+        let (s, b) = t.tokens(json!({"userId": id})).await;
+        assert_eq!(
+            (s, b["code"].clone()),
+            (403, json!("user_disabled")),
+            "{id}"
+        );
+    }
+    assert!(!t.app.store.get_user("u3").await.unwrap().unwrap().disabled);
+    assert_eq!(t.app.store.count_kicks(i64::MAX).await.unwrap().0, 4);
+    // Again: nobody left to change, nobody kicked twice.
+    let again = a
+        .bulk(
+            &bulk(&a, BulkKind::Disable, &seg, Some(4), false).await,
+            now,
+            &|| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.changed, again.kicks_queued), (0, 0));
+    assert_eq!(t.app.store.count_kicks(i64::MAX).await.unwrap().0, 4);
+    // Enable takes them back (cancelling the kicks not delivered yet).
+    let back = a
+        .bulk(
+            &bulk(&a, BulkKind::Enable, &seg, Some(4), false).await,
+            now,
+            &|| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!((back.changed, back.kicks_queued), (4, 0));
+    assert!(!t.app.store.get_user("u1").await.unwrap().unwrap().disabled);
+    assert_eq!(t.app.store.count_kicks(i64::MAX).await.unwrap().0, 0);
+    // Revoke-tokens at a given instant; the dry run says which instant it would use.
+    let mut r = bulk(
+        &a,
+        BulkKind::RevokeTokens,
+        &["permissions=delete"],
+        None,
+        true,
+    )
+    .await;
+    let dry = a.bulk(&r, now, &|| {}).await.unwrap();
+    assert_eq!((dry.count, dry.revoked_before), (3, Some(now)));
+    r.dry_run = false;
+    r.expected_count = Some(3);
+    r.before = dry.revoked_before;
+    let rev = a.bulk(&r, now, &|| {}).await.unwrap();
+    assert_eq!((rev.changed, rev.kicks_queued), (3, 3));
+    assert_eq!(
+        t.app
+            .store
+            .get_user("u3")
+            .await
+            .unwrap()
+            .unwrap()
+            .tokens_valid_after,
+        now + 1
+    );
+    assert_eq!(
+        a.bulk(&r, now, &|| {}).await.unwrap().changed,
+        0,
+        "same instant: done"
+    );
+    // Delete.
+    let del = a
+        .bulk(
+            &bulk(
+                &a,
+                BulkKind::Delete,
+                &["organizationId=org-456"],
+                Some(3),
+                false,
+            )
+            .await,
+            now,
+            &|| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(del.changed, 3);
+    for id in ["u1", "u2", "u3"] {
+        assert!(t.app.store.get_user(id).await.unwrap().is_none(), "{id}");
+    }
+    assert!(t.app.store.get_user("u4").await.unwrap().is_some());
+    // One audit event per action that ran (dry runs and refusals leave none), with the
+    // where, the counts and the actor.
+    let events: Vec<_> = t
+        .app
+        .store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.target_kind.as_deref() == Some("segment"))
+        .collect();
+    let got: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.event.as_str(),
+                e.target.as_deref().unwrap(),
+                e.detail.as_deref().unwrap(),
+                e.actor.as_str(),
+            )
+        })
+        .collect();
+    let tokens = format!("3 of 3 users changed, tokens issued at or before {now}");
+    let none = format!("0 of 3 users changed, tokens issued at or before {now}");
+    assert_eq!(
+        got,
+        [
+            (
+                "segment.disabled",
+                "tenantId=\"tenant-789\"",
+                "4 of 4 users changed",
+                "tester"
+            ),
+            (
+                "segment.disabled",
+                "tenantId=\"tenant-789\"",
+                "0 of 4 users changed",
+                "tester"
+            ),
+            (
+                "segment.enabled",
+                "tenantId=\"tenant-789\"",
+                "4 of 4 users changed",
+                "tester"
+            ),
+            (
+                "segment.tokens_revoked",
+                "permissions=\"delete\"",
+                tokens.as_str(),
+                "tester"
+            ),
+            (
+                "segment.tokens_revoked",
+                "permissions=\"delete\"",
+                none.as_str(),
+                "tester"
+            ),
+            (
+                "segment.deleted",
+                "organizationId=\"org-456\"",
+                "3 of 3 users changed",
+                "tester"
+            ),
+        ]
+    );
+}
+
+async fn a_bulk_action_re_run_after_a_crash_finishes_the_job_once(backend: Backend) {
+    let t = spawn(backend).await;
+    let n = chatsdk_auth::actions::BATCH * 2 + 37;
+    for i in 0..n {
+        put(&t, &format!("c{i:05}"), json!({"tenantId": "tenant-789"})).await;
+    }
+    put(&t, "other", json!({"tenantId": "tenant-1"})).await;
+    let now = chatsdk_auth::now_unix();
+    // The first run dies after its first batch committed (a panic in the task: no audit
+    // event, nothing after that batch).
+    let app = t.app.clone();
+    let crashed = tokio::spawn(async move {
+        let a = Actions {
+            store: &app.store,
+            kicks: true,
+            actor: "tester",
+            source: None,
+        };
+        let b = Bulk {
+            segment: a.segment(&["tenantId=tenant-789"]).await.unwrap(),
+            kind: BulkKind::Disable,
+            before: None,
+            expected_count: Some(n as u64),
+            dry_run: false,
+        };
+        a.bulk(&b, now, &|| panic!("crash after the first batch"))
+            .await
+    })
+    .await;
+    assert!(crashed.unwrap_err().is_panic());
+    assert_eq!(
+        disabled(&t, n).await,
+        chatsdk_auth::actions::BATCH,
+        "one batch committed"
+    );
+    // The re-run, with the same parameters, finishes: every user disabled and kicked once.
+    let a = actions(&t, true);
+    let done = a
+        .bulk(
+            &bulk(
+                &a,
+                BulkKind::Disable,
+                &["tenantId=tenant-789"],
+                Some(n as u64),
+                false,
+            )
+            .await,
+            now,
+            &|| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.changed as usize, n - chatsdk_auth::actions::BATCH);
+    assert_eq!(disabled(&t, n).await, n);
+    assert!(
+        !t.app
+            .store
+            .get_user("other")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled
+    );
+    assert_eq!(
+        t.app.store.count_kicks(i64::MAX).await.unwrap().0 as usize,
+        n,
+        "one kick per user, none twice"
+    );
+    let events: Vec<_> = t
+        .app
+        .store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.target_kind.as_deref() == Some("segment"))
+        .map(|e| e.detail.unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [format!(
+            "{} of {n} users changed",
+            n - chatsdk_auth::actions::BATCH
+        )]
+    );
+}
+
+async fn disabled(t: &TestApp, n: usize) -> usize {
+    let mut k = 0;
+    for i in 0..n {
+        let u = t.app.store.get_user(&format!("c{i:05}")).await.unwrap();
+        k += u.unwrap().disabled as usize;
+    }
+    k
+}
+
+/// Runs the CLI on `t`'s SQLite store.
+fn cli(t: &TestApp, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::process::BIN)
+        .args(args)
+        .current_dir(&t.dir)
+        .env("CHATSDK_AUTH_STORAGE__DATA_DIR", &t.dir)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_a_segment_and_runs_a_bulk_action_after_its_dry_run() {
+    let t = spawn(Backend::Sqlite).await;
+    world(&t).await;
+    // The CLI has no [segments] of its own: it queries the fields the server declared.
+    let out = cli(
+        &t,
+        &[
+            "user",
+            "list",
+            "--where",
+            "permissions=delete",
+            "--limit",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<_> = page["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].clone())
+        .collect();
+    assert_eq!(got, [json!("u1"), json!("u3")]);
+    assert_eq!(page["next_after"], "u3");
+    let out = cli(&t, &["user", "list", "--where", "department=Engineering"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("not a declared segment field") && err.contains("organizationId"),
+        "{err}"
+    );
+    // Dry run, a stale count (refused, nothing changed), the action.
+    let seg = [
+        "user",
+        "bulk",
+        "disable",
+        "--where",
+        "tenantId=tenant-789",
+        "--where",
+        "permissions=delete",
+    ];
+    let dry = cli(&t, &[&seg[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{dry:?}");
+    let v: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        (v["count"].clone(), v["changed"].clone()),
+        (json!(2), json!(0))
+    );
+    assert!(String::from_utf8_lossy(&dry.stderr).contains("--expected-count 2"));
+    let stale = cli(&t, &[&seg[..], &["--expected-count", "3"]].concat());
+    assert!(!stale.status.success());
+    assert!(
+        String::from_utf8_lossy(&stale.stderr).contains("now holds 2 users, not the 3 expected")
+    );
+    assert!(!t.app.store.get_user("u1").await.unwrap().unwrap().disabled);
+    let done = cli(&t, &[&seg[..], &["--expected-count", "2"]].concat());
+    assert!(done.status.success(), "{done:?}");
+    let v: serde_json::Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(v["changed"], 2);
+    for (id, off) in [("u1", true), ("u4", true), ("u2", false), ("u3", false)] {
+        assert_eq!(
+            t.app.store.get_user(id).await.unwrap().unwrap().disabled,
+            off,
+            "{id}"
+        );
+    }
+    let events = t
+        .app
+        .store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap();
+    let e = events
+        .iter()
+        .find(|e| e.event == "segment.disabled")
+        .unwrap();
+    assert_eq!(e.actor, "cli");
+    assert_eq!(
+        e.target.as_deref(),
+        Some("tenantId=\"tenant-789\" AND permissions=\"delete\"")
+    );
+}
