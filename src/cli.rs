@@ -11,7 +11,6 @@ use crate::actions::{ActionError, Actions};
 use crate::centrifugo::config::{self as centrifugo_config, Mode, SecretValues, Version, WsKey};
 pub use crate::cli_keys::keys_command;
 use crate::config::{self, Config};
-use crate::error_chain::Chain;
 use crate::healthcheck;
 use crate::keys::{is_asymmetric, Kind};
 use crate::now_unix;
