@@ -19,6 +19,11 @@ command -v curl >/dev/null || need+=(curl)
 command -v openssl >/dev/null || need+=(openssl)   # tests/replicas.sh: the TLS PostgreSQL's certificates
 command -v ip >/dev/null && command -v setpriv >/dev/null || need+=(iproute2 util-linux)  # tests/api/tls.rs: PostgreSQL in a network namespace
 command -v chromium >/dev/null && command -v chromedriver >/dev/null || need+=(chromium chromium-driver)  # tests/api/console_browser.rs
+# tests/deploy.sh: rootful podman with runc, the pod's pause process, the base image's maker.
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || need+=(runc)
+[[ -x /usr/libexec/podman/catatonit || -x /usr/bin/catatonit ]] || need+=(catatonit)
+command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 if ((${#need[@]})); then
   echo "[test] installing ${need[*]} (Debian packages)"
   SUDO=""; ((EUID == 0)) || SUDO=sudo
@@ -40,3 +45,6 @@ echo "[test] the README's runbook: three replicas on one PostgreSQL over TLS"
 bash tests/replicas.sh
 echo "[test] API contract: openapi-spec-validator, then schemathesis against the built binary"
 bash tests/openapi.sh
+echo "[test] deploy: the image from the Containerfile, the pod through podman kube play, the manifests' schemas"
+cargo build --locked --profile dist
+bash tests/deploy.sh
