@@ -173,7 +173,9 @@ impl App {
         );
         let verifier = Verifier::new(&config.tokens, keys.clone());
         let store = store.with_timings(metrics.store_timings());
-        let limits = Limits::new(&config.limits);
+        let limits = Limits::exported(&config.limits, |l| {
+            Some(metrics.rate_limit_untracked.with_label_values(&[l.label()]))
+        });
         App {
             config,
             signer,

@@ -13,7 +13,8 @@
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
 //!   env) into a validated [`Config`]; split into `raw`, `load`, `validate`, `redact` and
 //!   `catalogue` (the one table of secrets, and the zeroised [`config::Secret`]).
-//! - [`limits`]: the rate limits (`governor` keyed limiters with bounded memory).
+//! - [`limits`]: the rate limits (`governor` keyed limiters) and the marked addresses, in the
+//!   sharded bounded tables of `limits/store.rs` that never admit blindly when full.
 //! - [`secrets`]: the catalogue's secrets (signing keys, proxy secret, tokens, API keys): read
 //!   from env or files, generated (mode 0600) on first start; `check-config` runs the same walk.
 //! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it and whom it

@@ -98,6 +98,11 @@ pub struct Metrics {
     pub kicks_delivered: IntCounter,
     /// Admin API requests refused for a missing or wrong bearer token.
     pub admin_unauthorized: IntCounter,
+    /// `/metrics` scrapes refused for a missing or wrong bearer token.
+    pub metrics_unauthorized: IntCounter,
+    /// Limit checks of a key its full table could not track, by `limit` (mints: passed
+    /// unlimited; failed credentials: charged to a bucket shared by the untracked).
+    pub rate_limit_untracked: IntCounterVec,
     /// Client connections open right now.
     pub connections_open: IntGauge,
     /// The connection cap in effect (`server.max_connections`, or derived).
@@ -353,6 +358,15 @@ impl Metrics {
             "connections_refused_total",
             "Connections closed at once because server.max_connections were already open.",
         )?;
+        let metrics_unauthorized = single(
+            "metrics_unauthorized_total",
+            "/metrics scrapes refused for a missing or wrong bearer token.",
+        )?;
+        let rate_limit_untracked = counter(
+            "rate_limit_untracked_total",
+            "Limit checks of a key the limiter's full table could not track (limits.max_tracked_keys): mint limits let it pass, failed-credential limits charge it to a bucket the untracked share.",
+            &["limit"],
+        )?;
         let accept_errors = single(
             "accept_errors_total",
             "Failed accept() calls (usually the open-file limit); each is followed by a pause that doubles up to 1 s.",
@@ -417,6 +431,8 @@ impl Metrics {
             kicks_pending,
             kicks_delivered,
             admin_unauthorized,
+            metrics_unauthorized,
+            rate_limit_untracked,
             connections_open,
             connections_max,
             connections_refused,
@@ -432,6 +448,9 @@ impl Metrics {
     /// token and user series were created with `hot`; the request histograms appear per route
     /// and status class as requests happen.)
     fn initialise_series(&self) {
+        for l in crate::limits::Limit::ALL {
+            self.rate_limit_untracked.with_label_values(&[l.label()]);
+        }
         for kind in TokenKind::iter() {
             self.tokens_issued.with_label_values(&[kind.label()]);
         }

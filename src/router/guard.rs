@@ -11,10 +11,13 @@
 //!    against it (a missing, malformed, duplicated, unknown or revoked key alike; only an
 //!    unreachable store is not the caller's failure), counts the key in
 //!    `chatsdk_auth_api_key_requests_total` and, for a minting route, applies
-//!    `limits.mint_per_api_key_per_second`; `ProxySecret` compares Centrifugo's header and counts
-//!    a refusal per callback; `AdminBearer` applies `limits.admin_per_ip_per_minute` before the
-//!    comparison and counts a refusal; `MetricsBearer` compares when `metrics.require_token`.
-//!    The three shared secrets go through one constant-time comparison
+//!    `limits.mint_per_api_key_per_second`; `ProxySecret` compares Centrifugo's header,
+//!    `AdminBearer` the admin token and `MetricsBearer` (when `metrics.require_token`) the
+//!    metrics token. Those three secrets are long and random: they are always compared, the
+//!    right one always passes, and only a failure is counted (per secret) and limited
+//!    ([`failed`]: `limits.admin_per_ip_per_minute` for the admin token,
+//!    `limits.failed_auth_per_ip_per_minute` for the other two), so nobody sharing an address
+//!    can lock out the holder of the right one. They go through one constant-time comparison
 //!    ([`auth::secret_matches`]) and the bearer tokens through one parser ([`auth::bearer`]).
 //! 2. [`read_body`] reads the body the route declares (none, a JSON object, an optional JSON
 //!    object, a form, raw bytes), within `server.max_body_bytes`.
@@ -43,7 +46,7 @@ use crate::error_chain::Chain;
 use crate::http::auth::{self, Caller, Scheme};
 use crate::http::body::{self, BodyProgress};
 use crate::http::{client_addr, ApiError};
-use crate::limits::{self, Limit, Limited};
+use crate::limits::{self, Limit, Limited, Mark};
 use crate::metrics::RejectReason;
 use crate::metrics::{ProxyFailure, ProxyOutcome};
 use crate::store::SharedVerdict;
@@ -95,7 +98,14 @@ pub(crate) async fn check(
                     .proxy_unauthenticated
                     .with_label_values(&[cb.label()])
                     .inc();
-                return Err(ApiError::ProxyUnauthorized);
+                let client = client_of();
+                return Err(failed(
+                    app,
+                    Limit::FailedAuthPerIp,
+                    client,
+                    ApiError::ProxyUnauthorized,
+                )
+                .await);
             }
             Ok(Passed {
                 client: peer,
@@ -104,14 +114,12 @@ pub(crate) async fn check(
         }
         Guard::AdminBearer => {
             let client = client_of();
-            app.limits
-                .admin_call(client)
-                .map_err(|l| rate_limited(app, l, client, None))?;
-            shared(app, Limit::AdminPerIp, client, Shared::Count).await?;
             let given = auth::bearer(headers, Scheme::Exact);
             if !auth::secret_matches(given, app.secrets.admin_token.expose().as_bytes()) {
                 app.metrics.admin_unauthorized.inc();
-                return Err(ApiError::AdminUnauthorized);
+                return Err(
+                    failed(app, Limit::AdminPerIp, client, ApiError::AdminUnauthorized).await,
+                );
             }
             Ok(Passed {
                 client,
@@ -122,7 +130,15 @@ pub(crate) async fn check(
             if app.config.metrics.require_token {
                 let given = auth::bearer(headers, Scheme::Exact);
                 if !auth::secret_matches(given, app.secrets.metrics_token.expose().as_bytes()) {
-                    return Err(ApiError::MetricsUnauthorized);
+                    app.metrics.metrics_unauthorized.inc();
+                    let client = client_of();
+                    return Err(failed(
+                        app,
+                        Limit::FailedAuthPerIp,
+                        client,
+                        ApiError::MetricsUnauthorized,
+                    )
+                    .await);
                 }
             }
             Ok(Passed {
@@ -133,6 +149,27 @@ pub(crate) async fn check(
     }
 }
 
+/// A failed credential check from `client` (a wrong or missing secret or key): counted against
+/// `limit` here and in the bucket the replicas share. The answer is `refusal`, or a 429 once
+/// either budget is used up. A right secret is never counted, so nobody sharing an address can
+/// lock its holder out (API keys are the exception: an address over its budget is refused
+/// before the lookup, see [`api_key`]).
+async fn failed(app: &App, limit: Limit, client: IpAddr, refusal: ApiError) -> ApiError {
+    let local = match limit {
+        Limit::FailedAuthPerIp => app.limits.auth_failed(client),
+        Limit::AdminPerIp => app.limits.admin_failed(client),
+        Limit::MintPerUser | Limit::MintPerApiKey => Ok(()),
+    };
+    // Counted in the shared bucket even when this replica's own limit just ran out.
+    if let Err(e) = shared(app, limit, client, Shared::Count).await {
+        return e;
+    }
+    match local {
+        Ok(()) => refusal,
+        Err(l) => rate_limited(app, l, client, None),
+    }
+}
+
 /// The API-key guard with its limits.
 async fn api_key(
     app: &App,
@@ -140,10 +177,10 @@ async fn api_key(
     client: IpAddr,
     mints: bool,
 ) -> Result<Caller, ApiError> {
-    app.limits
-        .auth_allowed(client)
-        .map_err(|l| rate_limited(app, l, client, None))?;
-    if app.store.shares_limits() && app.limits.watched(client) {
+    if let Some(l) = app.limits.marked(Mark::Blocked, client) {
+        return Err(rate_limited(app, l, client, None));
+    }
+    if app.store.shares_limits() && app.limits.marked(Mark::Watched, client).is_some() {
         // Failed lately: the budget may be spent on another replica; ask before testing a key.
         shared(app, Limit::FailedAuthPerIp, client, Shared::Peek).await?;
     }
@@ -151,13 +188,7 @@ async fn api_key(
         Ok(caller) => caller,
         // Not the caller's failure: the key was never checked.
         Err(e @ ApiError::StoreUnavailable(_)) => return Err(e),
-        Err(e) => {
-            let local = app.limits.auth_failed(client);
-            // Counted in the shared bucket even when this replica's own limit just ran out.
-            shared(app, Limit::FailedAuthPerIp, client, Shared::Count).await?;
-            local.map_err(|l| rate_limited(app, l, client, None))?;
-            return Err(e);
-        }
+        Err(e) => return Err(failed(app, Limit::FailedAuthPerIp, client, e).await),
     };
     app.metrics
         .api_key_requests
@@ -197,7 +228,8 @@ async fn shared(app: &App, limit: Limit, client: IpAddr, what: Shared) -> Result
         return Ok(());
     }
     if limit == Limit::FailedAuthPerIp && what == Shared::Count {
-        app.limits.watch(client, std::time::Duration::from_secs(60));
+        app.limits
+            .mark(Mark::Watched, client, std::time::Duration::from_secs(60));
     }
     let key = format!("{}:{:032x}", limit.label(), limits::client_key(client));
     let answer = match what {
@@ -208,7 +240,7 @@ async fn shared(app: &App, limit: Limit, client: IpAddr, what: Shared) -> Result
         Ok(SharedVerdict::Allowed) => Ok(()),
         Ok(SharedVerdict::Limited(retry_after)) => {
             if limit == Limit::FailedAuthPerIp {
-                app.limits.block(client, retry_after);
+                app.limits.mark(Mark::Blocked, client, retry_after);
             }
             let l = Limited { limit, retry_after };
             Err(rate_limited(app, l, client, None))

@@ -152,20 +152,151 @@ async fn the_proxies_are_never_limited() {
     }
 }
 
+/// The admin limit counts only failed token checks: 60 calls without the token (or with a
+/// wrong one) from an address get 429 past the budget, and the right token from the same
+/// address still passes, every time.
 #[tokio::test]
-async fn admin_calls_are_limited_per_address() {
+async fn admin_failures_are_limited_and_never_lock_out_the_right_token() {
     let t = TestApp::spawn_with(|c| c.limits.admin_per_ip_per_minute = 2).await;
     let token = t.app.secrets.admin_token.expose().to_string();
-    let mut statuses = Vec::new();
-    for _ in 0..3 {
-        let r = t
-            .client
-            .get(t.url("/admin/users"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        statuses.push(r.status().as_u16());
+    let admin = |bearer: Option<String>| {
+        let mut rb = t.client.get(t.url("/admin/users"));
+        if let Some(b) = bearer {
+            rb = rb.bearer_auth(b);
+        }
+        async move { rb.send().await.unwrap().status().as_u16() }
+    };
+    let mut failures = Vec::new();
+    for i in 0..60 {
+        let bearer = (i % 2 == 0).then(|| "wrong".to_string());
+        failures.push(admin(bearer).await);
     }
-    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(&failures[..2], [401, 401]);
+    assert!(failures[2..].iter().all(|s| *s == 429), "{failures:?}");
+    for _ in 0..5 {
+        assert_eq!(admin(Some(token.clone())).await, 200, "locked out");
+    }
+}
+
+/// A wrong metrics bearer token or proxy secret is counted and limited like a failed API key
+/// (toward `failed_auth_per_ip_per_minute`, which then also refuses the address's API keys
+/// before the lookup); the right one always passes.
+#[tokio::test]
+async fn wrong_metrics_tokens_and_proxy_secrets_are_counted_and_limited() {
+    let t = TestApp::spawn_with(|c| {
+        c.limits.failed_auth_per_ip_per_minute = 5;
+        c.metrics.require_token = Some(true);
+    })
+    .await;
+    let metrics_token = t.app.secrets.metrics_token.expose().to_string();
+    let scrape = |bearer: &str| {
+        let rb = t.client.get(t.url("/metrics")).bearer_auth(bearer);
+        async move { rb.send().await.unwrap().status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..300 {
+        statuses.push(scrape("wrong").await);
+    }
+    assert_eq!(&statuses[..5], [401; 5]);
+    assert!(statuses[5..].iter().all(|s| *s == 429), "not limited");
+    assert_eq!(scrape(&metrics_token).await, 200, "the right token passes");
+    let text = t
+        .client
+        .get(t.url("/metrics"))
+        .bearer_auth(&metrics_token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::helpers::metric_value(&text, "chatsdk_auth_metrics_unauthorized_total"),
+        300.0
+    );
+    // The address spent its failed-auth budget: its API keys wait, even the right one.
+    assert_eq!(mint_status(&t, &t.key, "u").await.0, 429);
+
+    // The proxy secret, on a fresh server.
+    let t = TestApp::spawn_with(|c| c.limits.failed_auth_per_ip_per_minute = 3).await;
+    let connect = |secret: String| {
+        let rb = t
+            .client
+            .post(t.url("/centrifugo/connect"))
+            .header("Content-Type", "application/json")
+            .header("X-Chatsdk-Proxy-Secret", secret)
+            .body(connect_body(json!({})));
+        async move { rb.send().await.unwrap().status().as_u16() }
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(connect("wrong".into()).await);
+    }
+    assert_eq!(&statuses[..3], [401; 3]);
+    assert!(statuses[3..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(
+        connect(t.proxy_secret()).await,
+        200,
+        "the right secret passes"
+    );
+}
+
+/// A full failed-auth table never admits: 300 addresses spraying wrong keys (10,200 failures,
+/// 34 rounds) at `max_tracked_keys = 100`, and the address beyond the table gets its key
+/// tested no more often than the limit allows; the checks past the table are exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_failed_auth_table_refuses_rather_than_admits() {
+    const SPRAYERS: usize = 300;
+    const ROUNDS: usize = 34;
+    const PER_MINUTE: u32 = 3;
+    let t = TestApp::spawn_with(|c| {
+        c.limits.failed_auth_per_ip_per_minute = PER_MINUTE;
+        c.limits.max_tracked_keys = 100;
+        c.limits.trusted_proxy_header = "X-Forwarded-For".into();
+    })
+    .await;
+    let send = |ip: String| {
+        let (client, url) = (t.client.clone(), t.url("/tokens"));
+        async move {
+            client
+                .post(url)
+                .header("X-API-Key", "chatsdk_wrong")
+                .header("X-Forwarded-For", ip)
+                .json(&json!({"userId": "u"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let sprayer = |i: usize| format!("198.18.{}.{}", i / 250, i % 250 + 1);
+    let target = "203.0.113.77".to_string();
+    let mut target_tested = 0;
+    let start = std::time::Instant::now();
+    for round in 0..ROUNDS {
+        // The sprayers first (in the first round they fill the table), then the target.
+        let statuses =
+            futures_util::future::join_all((0..SPRAYERS).map(|i| send(sprayer(i)))).await;
+        assert!(
+            statuses.iter().all(|s| *s == 401 || *s == 429),
+            "{statuses:?}"
+        );
+        match send(target.clone()).await {
+            401 => target_tested += 1,
+            429 => {}
+            s => panic!("round {round}: {s}"),
+        }
+    }
+    // The burst, one more per refill (every 20 s at 3 a minute) while the spray ran, and one
+    // for a shared bucket's edge.
+    let allowed = PER_MINUTE as usize + (start.elapsed().as_secs() / 20) as usize + 1;
+    assert!(
+        target_tested <= allowed,
+        "the address past the full table had its key tested {target_tested} times in {ROUNDS} rounds"
+    );
+    let untracked = t
+        .metric(r#"chatsdk_auth_rate_limit_untracked_total{limit="failed_auth_per_ip"}"#)
+        .await;
+    assert!(untracked > 0.0, "{untracked}");
 }
