@@ -309,9 +309,19 @@ async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartEr
         })?;
     }
     secrets::write_new(&path, &key).map_err(StartError::FirstKey)?;
-    if let Err(e) = store.insert_api_key(FIRST_KEY_NAME, &key, now).await {
-        let _ = std::fs::remove_file(&path);
-        return Err(e.into());
+    // Under the key ring's lock on PostgreSQL: of replicas starting together on an empty
+    // database, one creates the key and the others find it and go on.
+    match store.insert_first_api_key(FIRST_KEY_NAME, &key, now).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = std::fs::remove_file(&path);
+            tracing::info!("another replica created the first API key; none created here");
+            return Ok(());
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
     }
     store
         .append_audit(&startup_event(

@@ -1,7 +1,9 @@
 //! The signing-key ring in PostgreSQL (`chatsdk_auth_signing_keys`, one row): stored and read
 //! as an opaque, encrypted [`SealedRing`] (sealing and opening it is `crate::keys`'s), changed
 //! only in a transaction holding an advisory lock, so replicas and the CLI take turns, and
-//! versioned, so a replica notices a change with one cheap read.
+//! versioned, so a replica notices a change with one cheap read. The first start's API key is
+//! created under the same lock ([`Store::insert_first_api_key`]): replicas starting together
+//! on an empty database make one, and none fails.
 
 use std::future::Future;
 
@@ -91,7 +93,56 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Creates the API key `name` = `key` only when the store holds no API key at all: on
+    /// PostgreSQL in a transaction under the key ring's advisory lock, on SQLite in one
+    /// statement. True when this call created it; false when a key exists (another replica's
+    /// first start won).
+    pub(crate) async fn insert_first_api_key(
+        &self,
+        name: &str,
+        key: &str,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (prefix, hash) = (
+            crate::api_key::display_prefix(key),
+            crate::api_key::hash(key),
+        );
+        match &self.backend {
+            Backend::Sqlite(s) => s.insert_first_api_key(name, &prefix, &hash, now).await,
+            Backend::Postgres(s) => {
+                Box::pin(s.insert_first_api_key(name, &prefix, &hash, now)).await
+            }
+        }
+    }
+}
+
 impl PgStore {
+    async fn insert_first_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&KEY_RING_LOCK])
+            .await
+            .map_err(map_err)?;
+        // Under the lock, so a replica that waited sees the key the first one committed.
+        let n = tx
+            .execute(
+                "INSERT INTO chatsdk_auth_api_keys (name, prefix, hash, created_at)
+                 SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM chatsdk_auth_api_keys)",
+                &[&name, &prefix, &&hash[..], &now],
+            )
+            .await
+            .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(n == 1)
+    }
+
     async fn key_ring_version(&self) -> Result<Option<i64>, StoreError> {
         let c = self.client().await?;
         c.query_opt(

@@ -177,3 +177,38 @@ async fn an_unreachable_postgres_stops_startup_with_a_clear_error() {
     };
     assert!(err.contains("store unavailable"), "{err}");
 }
+
+/// Replicas starting together on an empty database: each round, four start at once; every one
+/// starts, and exactly one creates the first API key (its file in its own data directory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_starting_together_on_an_empty_database_make_one_first_key() {
+    const REPLICAS: usize = 4;
+    for round in 0..3 {
+        let url = pg::database().await;
+        let dirs: Vec<_> = (0..REPLICAS)
+            .map(|_| tempfile::tempdir().unwrap())
+            .collect();
+        let mut starts = tokio::task::JoinSet::new();
+        for dir in &dirs {
+            let mut raw = chatsdk_auth::config::RawConfig::default();
+            raw.storage.data_dir = dir.path().join("data").to_string_lossy().into_owned();
+            on_postgres(url.clone())(&mut raw);
+            let config = raw.validate().unwrap();
+            starts.spawn(start_app(config));
+        }
+        let mut apps = Vec::new();
+        while let Some(started) = starts.join_next().await {
+            let app = started
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: a replica did not start: {e}"));
+            apps.push(app);
+        }
+        let files = dirs
+            .iter()
+            .filter(|d| d.path().join("data/api-key.txt").exists())
+            .count();
+        assert_eq!(files, 1, "round {round}: first-key files");
+        let keys = apps[0].store.list_api_keys().await.unwrap();
+        assert_eq!(keys.len(), 1, "round {round}: {keys:?}");
+    }
+}

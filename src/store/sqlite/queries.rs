@@ -192,6 +192,29 @@ impl SqliteStore {
             .await
     }
 
+    /// Inserts the key only when the table is empty (one statement: SQLite serialises writers);
+    /// true when it did.
+    pub async fn insert_first_api_key(
+        &self,
+        name: &str,
+        prefix: &str,
+        hash: &[u8; 32],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let (name, prefix, hash) = (name.to_string(), prefix.to_string(), *hash);
+        self.writer
+            .run(move |c| {
+                c.execute(
+                    "INSERT INTO api_keys (name, prefix, hash, created_at)
+                     SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM api_keys)",
+                    params![name, prefix, &hash[..], now],
+                )
+                .map(|n| n == 1)
+                .map_err(|e| api_key_conflict(e, &name))
+            })
+            .await
+    }
+
     pub fn count_api_keys(&self) -> Result<u64, StoreError> {
         let c = self.reader();
         c.query_row("SELECT count(*) FROM api_keys", [], |r| r.get::<_, i64>(0))
