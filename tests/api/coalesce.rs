@@ -312,3 +312,27 @@ async fn pg_stat_statements_counts_fewer_statements_than_decisions() {
         .get(0);
     assert_eq!(single, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_applies_to_the_batch() {
+    let url = pg::database().await;
+    // Only PostgreSQL's statement_timeout can end these reads: the store's own bound and the
+    // request deadline are far beyond the test.
+    let t = TestApp::spawn_with(|c| {
+        replica(format!("{url}?options=-c%20statement_timeout%3D300"), true)(c);
+        c.storage.postgres_timeout_ms = 60_000;
+        c.server.request_timeout_seconds = 60;
+    })
+    .await;
+    let ids: Vec<String> = (0..4).map(|i| format!("slow-{i}")).collect();
+    let tokens = mint_all(&t, &ids).await;
+    let _lock = hold_settings_lock(&url).await;
+    let burst: Vec<String> = tokens.iter().chain(&tokens).cloned().collect();
+    for (s, b) in connect_burst(&t, &burst).await {
+        assert_eq!(
+            (s, b["code"].as_str()),
+            (503, Some("store_unavailable")),
+            "{b}"
+        );
+    }
+}

@@ -10,8 +10,11 @@
 #   refresh  POST /centrifugo/refresh for the users of those tokens
 #   verify   GET /verify with the TOKENS REST tokens signed with them
 # and prints req/s, p50/p99, non-2xx (never counted as served), the CPU share of the server,
-# of wrk and (BACKEND=postgres) of PostgreSQL, the server's peak RSS and, on SQLite, the size
-# of the WAL file at the end.
+# of wrk and (BACKEND=postgres) of PostgreSQL, with PostgreSQL's CPU per request (its
+# postmaster and backends, from /proc/<pid>/stat) and statements per request (pg_stat_statements,
+# the benchmark database's calls), the server's peak RSS and, on SQLite, the size of the WAL
+# file at the end. CHATSDK_AUTH_STORAGE__POSTGRES_COALESCE=false and the other settings pass
+# through to the server (an A/B run of coalesced lookups).
 #
 # Knobs (env):
 #   BACKEND=sqlite|postgres  postgres: a private cluster (tests/bench/pg.sh) in DB_DIR, pinned
@@ -69,6 +72,8 @@ export CHATSDK_AUTH_LIMITS__MINT_PER_USER_PER_MINUTE=${MINT_PER_USER_PER_MINUTE:
 if [[ $BACKEND == postgres ]]; then
   PG=$WORK/pg
   CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh fresh "$PG")
+  PG_DB=${CHATSDK_AUTH_STORAGE__POSTGRES_URL##*/}
+  PG_DB=${PG_DB%%\?*}
   export CHATSDK_AUTH_STORAGE__BACKEND=postgres CHATSDK_AUTH_STORAGE__POSTGRES_URL
 fi
 mkdir -p "$WORK/data"
@@ -135,6 +140,7 @@ LUA
 done
 
 ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+pg_sql() { bash "$ROOT/tests/bench/pg.sh" psql "$PG" -qAt -c "$1"; }
 # PostgreSQL: CPU ticks of the postmaster and its backends.
 # Backends come and go (autovacuum workers): one that exits between ps and cat is skipped.
 pg_ticks() {
@@ -147,12 +153,12 @@ pg_ticks() {
 hz=$(getconf CLK_TCK)
 echo "backend=$BACKEND seed=$SEED users=$USERS tokens=$TOKENS order=$ORDER db_dir=$DB_DIR duration=${DURATION}s connections=$CONNECTIONS"
 printf '%-9s %10s %9s %9s %8s %8s %8s' endpoint req/s p50_ms p99_ms non2xx srv_cpu wrk_cpu
-[[ -n $PG ]] && printf ' %8s' pg_cpu
+[[ -n $PG ]] && printf ' %8s %10s %9s' pg_cpu pg_us/req stmt/req
 echo
 for ep in $ENDPOINTS; do
   # A storm's tokens are each used once: no warm-up run spends them.
   [[ $ORDER == once && $ep != tokens ]] || taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d2s -s "$SCRIPTS/$ep.lua" "http://127.0.0.1:$PORT" >/dev/null 2>&1
-  [[ -n $PG ]] && p0=$(pg_ticks)
+  [[ -n $PG ]] && { pg_sql "SELECT pg_stat_statements_reset()" >/dev/null; p0=$(pg_ticks); }
   t0=$(ticks) s0=$(date +%s.%N)
   # `times` in the subshell: the CPU wrk used (its second line: children's user and system).
   out=$(
@@ -169,7 +175,10 @@ for ep in $ENDPOINTS; do
     printf "%.0f%%", 100 * (u[1] * 60 + u[2] + y[1] * 60 + y[2]) / (e - s) }' "$SCRIPTS/$ep.times")
   printf '%-9s %10s %9s %9s %8s %8s %8s' "$ep" "$rps" "$(ms 50%)" "$(ms 99%)" "${bad:-0}" "$cpu" "$wrk_cpu"
   if [[ -n $PG ]]; then
-    awk -v a="$p0" -v b="$p1" -v s="$s0" -v e="$s1" -v hz="$hz" 'BEGIN { printf " %7.0f%%", 100 * (b - a) / hz / (e - s) }'
+    done_reqs=$(awk '/requests in/ { print $1 }' <<<"$out")
+    stmts=$(pg_sql "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = '$PG_DB')")
+    awk -v a="$p0" -v b="$p1" -v s="$s0" -v e="$s1" -v hz="$hz" -v n="${done_reqs:-0}" -v st="$stmts" 'BEGIN {
+      printf " %7.0f%% %10.1f %9.3f", 100 * (b - a) / hz / (e - s), n ? 1e6 * (b - a) / hz / n : 0, n ? st / n : 0 }'
   fi
   [[ $ORDER == once && $ep != tokens ]] && printf '  (%s)' "$(tail -1 "$SCRIPTS/$ep.err")"
   echo

@@ -14,7 +14,8 @@
 #
 # PostgreSQL is pinned to PG_CPU (default 1, the load generator's core), so the sidecar keeps
 # its own core as in the SQLite runs. Settings are the Debian defaults (fsync and
-# synchronous_commit on) except max_connections=200; DIR on tmpfs makes fsync cheap, as the
+# synchronous_commit on) except max_connections=200 and pg_stat_statements loaded (the
+# benchmarks count statements per request with it); DIR on tmpfs makes fsync cheap, as the
 # SQLite runs' tmpfs database does. As root, the server runs as the `postgres` user.
 set -euo pipefail
 cmd=${1:?usage: pg.sh start|fresh|url|newdb|psql|stop DIR [PORT]}
@@ -61,10 +62,12 @@ start)
     ssl="-c ssl=on -c ssl_cert_file=$DIR/server.crt -c ssl_key_file=$DIR/server.key"
   fi
   as_pg taskset -c "$PG_CPU" "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/postgres.log" -w \
-    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=200 $ssl" start >/dev/null
+    -o "-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_preload_libraries=pg_stat_statements $ssl" start >/dev/null
   as_pg "$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U chatsdk -d postgres \
     -c "SELECT 1 FROM pg_database WHERE datname = 'chatsdk'" | grep -q 1 ||
     as_pg "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U chatsdk chatsdk
+  as_pg "$BIN/psql" -qAt -h 127.0.0.1 -p "$PORT" -U chatsdk -d chatsdk \
+    -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
   url
   ;;
 url) url ;;
