@@ -17,6 +17,7 @@ use crate::centrifugo::protocol::Reason;
 use crate::config::Config;
 use crate::error_chain::Chain;
 use crate::http::query::PageLimit;
+use crate::http::Field;
 use crate::keys::{self, KeyError, Kind, Rotation};
 use crate::secrets::Secrets;
 use crate::store::{
@@ -33,10 +34,7 @@ pub enum ActionError {
     UnknownApiKey(String),
     /// A parameter is wrong; `field` names it.
     #[error("{message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: Field, message: String },
     /// The name is taken, or another conflict the caller can act on (a fixed sentence; the
     /// driver's text is never in it).
     #[error("{0}")]
@@ -228,7 +226,7 @@ impl Actions<'_> {
     /// Creates a key; the plaintext is returned once and never stored.
     pub async fn create_api_key(&self, name: &str, now: i64) -> Result<String, ActionError> {
         api_key::check_name(name).map_err(|e| ActionError::Invalid {
-            field: "name",
+            field: Field::Name,
             message: format!("name: {e}"),
         })?;
         let key = self.store.create_api_key(name, now).await?;
@@ -253,7 +251,7 @@ fn check_before(before: Option<i64>, now: i64) -> Result<i64, ActionError> {
     let t = before.unwrap_or(now);
     if t > now {
         return Err(ActionError::Invalid {
-            field: "before",
+            field: Field::Before,
             message: format!(
                 "before {t} is in the future (now is {now}); give Unix seconds not later than now"
             ),

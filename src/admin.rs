@@ -20,21 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::ActionError;
 use crate::http::query::{self, PageLimit, Param};
-use crate::http::{created_json, ok_json, ApiError, Resp};
+use crate::http::{created_json, ok_json, ApiError, Field, Resp};
 use crate::keys::{self, KeyError, Kind};
 use crate::router::context::Admin;
 use crate::router::table::AdminRoute;
-use crate::store::{ApiKeyInfo, Conflict, User};
-
-/// The `code` of a 400 for each parameter an action can refuse (and the path segment); the
-/// contract (src/openapi.json, README.md) lists these.
-pub const FIELD_CODES: [(&str, &str); 5] = [
-    ("before", "invalid_before"),
-    ("filter", "invalid_filter"),
-    ("limit", "invalid_limit"),
-    ("name", "invalid_name"),
-    ("path", "invalid_path"),
-];
+use crate::store::{ApiKeyInfo, User};
 
 /// Default page size of `GET /admin/users`.
 const DEFAULT_LIMIT: PageLimit = PageLimit::clamped(100);
@@ -115,7 +105,7 @@ pub(crate) async fn handle(
 ) -> Result<Resp, ApiError> {
     let segment = |name: &str| -> Result<String, ApiError> {
         percent_decode(ctx.param(name)).ok_or_else(|| ApiError::InvalidField {
-            code: "invalid_path",
+            field: Field::Path,
             message: "The path segment is not valid percent-encoded UTF-8".into(),
         })
     };
@@ -211,7 +201,7 @@ pub(crate) async fn handle(
                 "ws" => Kind::Ws,
                 _ => {
                     return Err(ApiError::InvalidField {
-                        code: "invalid_path",
+                        field: Field::Path,
                         message: "The key kind is rest (the token field) or ws (the wsToken)"
                             .into(),
                     })
@@ -219,10 +209,7 @@ pub(crate) async fn handle(
             };
             params::<NoParams>(body)?;
             let rotation = ctx.rotate(kind).await.map_err(|e| match e {
-                KeyError::Refused(refusal) => ApiError::Conflict {
-                    code: "rotation_refused",
-                    message: refusal.to_string(),
-                },
+                KeyError::Refused(refusal) => ApiError::RotationRefused(refusal),
                 other => ApiError::Internal(Box::new(other)),
             })?;
             ok_json(&rotation)
@@ -243,30 +230,16 @@ fn api(e: ActionError) -> ApiError {
     match e {
         ActionError::UnknownUser(id) => ApiError::UserUnknown(id),
         ActionError::UnknownApiKey(name) => ApiError::UnknownApiKey(name),
-        ActionError::Invalid { field, message } => ApiError::InvalidField {
-            code: FIELD_CODES
-                .iter()
-                .find(|(f, _)| *f == field)
-                .map_or("invalid_json", |(_, code)| code),
-            message,
-        },
-        ActionError::Conflict(kind) => ApiError::Conflict {
-            code: match kind {
-                Conflict::ApiKeyName(_) | Conflict::ApiKeyInUse => "api_key_exists",
-            },
-            message: kind.to_string(),
-        },
-        e @ ActionError::SegmentChanged { .. } => ApiError::Conflict {
-            code: "segment_changed",
-            message: e.to_string(),
-        },
+        ActionError::Invalid { field, message } => ApiError::InvalidField { field, message },
+        ActionError::Conflict(kind) => ApiError::ApiKeyExists(kind),
+        e @ ActionError::SegmentChanged { .. } => ApiError::SegmentChanged(e.to_string()),
         ActionError::Store(e) => e.into(),
     }
 }
 
 fn invalid_name(message: &str) -> ApiError {
     ApiError::InvalidField {
-        code: "invalid_name",
+        field: Field::Name,
         message: message.into(),
     }
 }
@@ -299,7 +272,7 @@ fn before_of(v: Option<serde_json::Value>) -> Result<Option<i64>, ApiError> {
     match v {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(v) => v.as_i64().map(Some).ok_or_else(|| ApiError::InvalidField {
-            code: "invalid_before",
+            field: Field::Before,
             message: "before must be an integer: Unix seconds, not later than now".into(),
         }),
     }

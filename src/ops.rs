@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 
-use crate::http::{json, Resp};
+use crate::http::{json, Code, Resp};
 use crate::router::context::{Ops, Readiness};
 
 pub(crate) fn healthz() -> Resp {
@@ -25,13 +25,16 @@ pub(crate) fn openapi() -> Resp {
 }
 
 pub(crate) async fn readyz(ctx: &Ops<'_>) -> Resp {
-    let body: &'static [u8] = match ctx.status.readiness().await {
-        Readiness::Ready => return json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#)),
-        Readiness::Draining => br#"{"status":"draining","error":"The service is shutting down","code":"draining"}"#,
-        Readiness::ReadOnly => br#"{"status":"unavailable","error":"The token store refuses writes (disk full, read-only or locked); tokens for new or changed users would fail","code":"store_read_only"}"#,
-        Readiness::Unavailable => br#"{"status":"unavailable","error":"The token store is unavailable","code":"store_unavailable"}"#,
+    let (status, code, error) = match ctx.status.readiness().await {
+        Readiness::Ready => {
+            return json(StatusCode::OK, Bytes::from_static(br#"{"status":"ready"}"#))
+        }
+        Readiness::Draining => ("draining", Code::Draining, "The service is shutting down"),
+        Readiness::ReadOnly => ("unavailable", Code::StoreReadOnly, "The token store refuses writes (disk full, read-only or locked); tokens for new or changed users would fail"),
+        Readiness::Unavailable => ("unavailable", Code::StoreUnavailable, "The token store is unavailable"),
     };
-    json(StatusCode::SERVICE_UNAVAILABLE, Bytes::from_static(body))
+    let body = serde_json::json!({"status": status, "error": error, "code": code.as_str()});
+    json(code.status(), body.to_string())
 }
 
 /// The Prometheus text; the router checked the bearer token when `metrics.require_token`.

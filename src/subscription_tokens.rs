@@ -14,7 +14,7 @@ use serde_json::value::RawValue;
 use crate::channels::{validate_channel, Subject};
 use crate::http::body;
 use crate::http::fields::{field_err, present, user_id};
-use crate::http::{no_store, ok_json, ApiError, Resp};
+use crate::http::{no_store, ok_json, ApiError, Field, Resp};
 use crate::jwt::Info;
 use crate::router::context::Minting;
 
@@ -109,8 +109,8 @@ pub fn parse(bytes: &[u8]) -> Result<SubscriptionRequest, ApiError> {
 }
 
 fn channels(one: Option<&RawValue>, many: Option<&RawValue>) -> Result<Vec<String>, ApiError> {
-    const LIST: &str = "invalid_channels";
-    const ONE: &str = "invalid_channel";
+    const LIST: Field = Field::Channels;
+    const ONE: Field = Field::Channel;
     let list = match (one, many) {
         (Some(_), Some(_)) => {
             return Err(field_err(
@@ -176,7 +176,7 @@ mod tests {
     use super::*;
 
     fn code(body: &str) -> &'static str {
-        parse(body.as_bytes()).unwrap_err().code()
+        parse(body.as_bytes()).unwrap_err().code().as_str()
     }
 
     #[test]

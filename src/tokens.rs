@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::http::body;
 use crate::http::fields::{field_err, present, user_id};
-use crate::http::{no_store, ok_json, ApiError, Resp};
+use crate::http::{no_store, ok_json, ApiError, Field as Invalid, Resp};
 use crate::jwt::Info;
 use crate::router::context::Minting;
 use crate::store::{Field, Upserted, UserPatch};
@@ -156,7 +156,7 @@ pub fn parse(bytes: &[u8]) -> Result<TokenRequest, ApiError> {
 /// `None` -> Keep, `null` or `""` -> Clear (blank is absent), another string -> Set.
 fn optional_string(
     raw: Option<&RawValue>,
-    code: &'static str,
+    code: Invalid,
     field: &str,
 ) -> Result<Field<String>, ApiError> {
     match raw {
@@ -174,7 +174,7 @@ fn optional_string(
 }
 
 fn name(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
-    const CODE: &str = "invalid_name";
+    const CODE: Invalid = Invalid::Name;
     let f = optional_string(raw, CODE, "name")?;
     if let Field::Set(n) = &f {
         if n.chars().count() > MAX_NAME_CHARS {
@@ -191,7 +191,7 @@ fn name(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
 }
 
 fn image(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
-    const CODE: &str = "invalid_image";
+    const CODE: Invalid = Invalid::Image;
     let f = optional_string(raw, CODE, "image")?;
     if let Field::Set(u) = &f {
         // The URL parser silently strips surrounding whitespace and control characters, but
@@ -221,7 +221,7 @@ fn image(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
 }
 
 fn custom(raw: Option<&RawValue>) -> Result<Field<String>, ApiError> {
-    const CODE: &str = "invalid_custom";
+    const CODE: Invalid = Invalid::Custom;
     match raw {
         None => Ok(Field::Keep),
         Some(r) if r.get() == "null" => Ok(Field::Clear),
@@ -258,7 +258,7 @@ mod tests {
     use crate::http::fields::MAX_USER_ID_BYTES;
 
     fn code(body: &str) -> &'static str {
-        parse(body.as_bytes()).unwrap_err().code()
+        parse(body.as_bytes()).unwrap_err().code().as_str()
     }
 
     #[test]

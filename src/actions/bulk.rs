@@ -15,6 +15,7 @@
 use crate::centrifugo::protocol::Reason;
 use crate::error_chain::Chain;
 use crate::http::query::PageLimit;
+use crate::http::Field;
 use crate::segments::Where;
 use crate::store::{audit_event, AuditEvent, Kick, UserChange};
 
@@ -92,7 +93,7 @@ impl Actions<'_> {
     pub async fn segment<S: AsRef<str>>(&self, conditions: &[S]) -> Result<Where, ActionError> {
         let declared = self.store.segment_fields().await?;
         Where::parse(conditions, &declared).map_err(|e| ActionError::Invalid {
-            field: "where",
+            field: Field::Where,
             message: e.0,
         })
     }
@@ -133,7 +134,7 @@ impl Actions<'_> {
         }
         let Some(expected) = b.expected_count else {
             return Err(ActionError::Invalid {
-                field: "expected_count",
+                field: Field::ExpectedCount,
                 message: "expected_count is required: dry-run first and pass the count it answered, so the action never changes more users than you saw".into(),
             });
         };

@@ -7,10 +7,12 @@
 use http::{header, HeaderValue, StatusCode};
 use serde::Serialize;
 
+use super::code::{Code, Field};
 use super::{json, Methods, Resp};
 use crate::error_chain::{Cause, Chain};
+use crate::keys::Refusal;
 use crate::limits::Limited;
-use crate::store::StoreError;
+use crate::store::{Conflict, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -25,9 +27,9 @@ pub enum ApiError {
     /// The body is not JSON, or not a JSON object.
     #[error("{0}")]
     InvalidJson(String),
-    /// One field is wrong; `code` names it (`invalid_user_id`, ...).
+    /// One field or parameter is wrong; its code is the field's (`invalid_user_id`, ...).
     #[error("{message}")]
-    InvalidField { code: &'static str, message: String },
+    InvalidField { field: Field, message: String },
     #[error("Request body is larger than the {0}-byte limit")]
     PayloadTooLarge(usize),
     #[error("Content-Type must be application/json")]
@@ -35,20 +37,13 @@ pub enum ApiError {
     /// `POST /introspect` takes an HTML form, as RFC 7662 says.
     #[error("Content-Type must be application/x-www-form-urlencoded, with the token as token=...")]
     FormRequired,
-    /// `/verify`: no usable bearer token. `code` says which (`invalid_token`, `token_expired`,
-    /// `wrong_token_type`); the message also goes into `WWW-Authenticate` (RFC 6750), so it
-    /// never contains a double quote or a backslash.
-    #[error("{message}")]
-    InvalidToken {
-        code: &'static str,
-        message: &'static str,
-    },
-    /// `/verify`: a valid token the service refuses (`user_disabled`, `token_revoked`).
-    #[error("{message}")]
-    TokenRefused {
-        code: &'static str,
-        message: &'static str,
-    },
+    /// `/verify`: no usable bearer token; the sentence also goes into `WWW-Authenticate`
+    /// (RFC 6750).
+    #[error("{}", .0.sentence())]
+    InvalidToken(TokenProblem),
+    /// `/verify`: a valid token the service refuses.
+    #[error("{}", .0.sentence())]
+    TokenRefused(TokenRefusal),
     #[error("No such endpoint; see the API section of the README")]
     NotFound,
     /// The path is served, not with this method; `Allow` lists the methods it takes.
@@ -74,9 +69,15 @@ pub enum ApiError {
     /// No active API key with this name (admin API).
     #[error("No active API key named \"{0}\"")]
     UnknownApiKey(String),
-    /// The request conflicts with what exists (a taken API-key name).
-    #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    /// The API-key name is taken, or the key is installed under another name.
+    #[error("{0}")]
+    ApiKeyExists(Conflict),
+    /// A bulk action's segment changed since its dry run (nothing changed).
+    #[error("{0}")]
+    SegmentChanged(String),
+    /// A signing-key rotation the schedule refuses now (nothing changed).
+    #[error("{0}")]
+    RotationRefused(Refusal),
     #[error("The token store is unavailable; retry shortly")]
     StoreUnavailable(#[source] StoreError),
     /// The client did not finish sending its body within `server.request_timeout_seconds`.
@@ -101,59 +102,40 @@ struct Envelope<'a> {
 }
 
 impl ApiError {
+    /// The status of the answer: its code's.
     pub fn status(&self) -> StatusCode {
-        match self {
-            ApiError::InvalidApiKey
-            | ApiError::ApiKeyRevoked { .. }
-            | ApiError::ProxyUnauthorized
-            | ApiError::MetricsUnauthorized
-            | ApiError::AdminUnauthorized
-            | ApiError::InvalidToken { .. } => StatusCode::UNAUTHORIZED,
-            ApiError::TokenRefused { .. } => StatusCode::FORBIDDEN,
-            ApiError::UserUnknown(_) | ApiError::UnknownApiKey(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
-            ApiError::InvalidJson(_)
-            | ApiError::InvalidField { .. }
-            | ApiError::DuplicateApiKey => StatusCode::BAD_REQUEST,
-            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType | ApiError::FormRequired => {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE
-            }
-            ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::UserDisabled | ApiError::ChannelForbidden(_) => StatusCode::FORBIDDEN,
-            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::StoreUnavailable(_) | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.code().status()
     }
 
-    pub fn code(&self) -> &'static str {
+    /// The one code of each error.
+    pub fn code(&self) -> Code {
         match self {
-            ApiError::InvalidApiKey => "invalid_api_key",
-            ApiError::ApiKeyRevoked { .. } => "api_key_revoked",
-            ApiError::DuplicateApiKey => "duplicate_api_key",
-            ApiError::InvalidJson(_) => "invalid_json",
-            ApiError::InvalidField { code, .. } => code,
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::UnsupportedMediaType | ApiError::FormRequired => "unsupported_media_type",
-            ApiError::InvalidToken { code, .. } | ApiError::TokenRefused { code, .. } => code,
-            ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::UserDisabled => "user_disabled",
-            ApiError::UserUnknown(_) => "user_unknown",
-            ApiError::ChannelForbidden(_) => "channel_forbidden",
-            ApiError::ProxyUnauthorized => "invalid_proxy_secret",
-            ApiError::MetricsUnauthorized => "invalid_metrics_token",
-            ApiError::AdminUnauthorized => "invalid_admin_token",
-            ApiError::UnknownApiKey(_) => "api_key_not_found",
-            ApiError::Conflict { code, .. } => code,
-            ApiError::StoreUnavailable(_) => "store_unavailable",
-            ApiError::RequestTimeout => "request_timeout",
-            ApiError::RateLimited(_) => "rate_limited",
-            ApiError::Timeout => "timeout",
-            ApiError::Internal(_) => "internal_error",
+            ApiError::InvalidApiKey => Code::InvalidApiKey,
+            ApiError::ApiKeyRevoked { .. } => Code::ApiKeyRevoked,
+            ApiError::DuplicateApiKey => Code::DuplicateApiKey,
+            ApiError::InvalidJson(_) => Code::InvalidJson,
+            ApiError::InvalidField { field, .. } => field.code(),
+            ApiError::PayloadTooLarge(_) => Code::PayloadTooLarge,
+            ApiError::UnsupportedMediaType | ApiError::FormRequired => Code::UnsupportedMediaType,
+            ApiError::InvalidToken(p) => p.code(),
+            ApiError::TokenRefused(r) => r.code(),
+            ApiError::NotFound => Code::NotFound,
+            ApiError::MethodNotAllowed(_) => Code::MethodNotAllowed,
+            ApiError::UserDisabled => Code::UserDisabled,
+            ApiError::UserUnknown(_) => Code::UserUnknown,
+            ApiError::ChannelForbidden(_) => Code::ChannelForbidden,
+            ApiError::ProxyUnauthorized => Code::InvalidProxySecret,
+            ApiError::MetricsUnauthorized => Code::InvalidMetricsToken,
+            ApiError::AdminUnauthorized => Code::InvalidAdminToken,
+            ApiError::UnknownApiKey(_) => Code::ApiKeyNotFound,
+            ApiError::ApiKeyExists(_) => Code::ApiKeyExists,
+            ApiError::RotationRefused(_) => Code::RotationRefused,
+            ApiError::SegmentChanged(_) => Code::SegmentChanged,
+            ApiError::StoreUnavailable(_) => Code::StoreUnavailable,
+            ApiError::RequestTimeout => Code::RequestTimeout,
+            ApiError::RateLimited(_) => Code::RateLimited,
+            ApiError::Timeout => Code::Timeout,
+            ApiError::Internal(_) => Code::InternalError,
         }
     }
 
@@ -171,7 +153,7 @@ impl ApiError {
         let message = self.to_string();
         let body = serde_json::to_vec(&Envelope {
             error: &message,
-            code: self.code(),
+            code: self.code().as_str(),
         })
         .unwrap_or_else(|_| br#"{"error":"Internal error","code":"internal_error"}"#.to_vec());
         let mut resp = json(self.status(), body);
@@ -186,17 +168,17 @@ impl ApiError {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
         }
-        if let ApiError::InvalidToken { message, .. } = self {
+        if let ApiError::InvalidToken(p) = self {
             // RFC 6750 section 3: the scheme, the error and a human description.
-            let v = format!("Bearer error=\"invalid_token\", error_description=\"{message}\"");
+            let v = format!(
+                "Bearer error=\"invalid_token\", error_description=\"{}\"",
+                p.sentence()
+            );
             if let Ok(v) = HeaderValue::from_str(&v) {
                 resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
             }
         }
-        if matches!(
-            self,
-            ApiError::InvalidToken { .. } | ApiError::TokenRefused { .. }
-        ) {
+        if matches!(self, ApiError::InvalidToken(_) | ApiError::TokenRefused(_)) {
             resp.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
@@ -206,6 +188,67 @@ impl ApiError {
             }
         }
         resp
+    }
+}
+
+/// Why `/verify` found no usable bearer token. Each sentence also goes into
+/// `WWW-Authenticate`, so none contains a double quote or a backslash (unit-tested).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter)]
+pub enum TokenProblem {
+    /// No `Authorization: Bearer` token.
+    Missing,
+    /// Malformed, not signed by this service, or by a key that no longer verifies.
+    Invalid,
+    Expired,
+    /// A wsToken where a REST token belongs.
+    WrongType,
+    /// A valid token of a user that does not exist.
+    UnknownUser,
+}
+
+impl TokenProblem {
+    pub const fn code(self) -> Code {
+        match self {
+            TokenProblem::Missing | TokenProblem::Invalid | TokenProblem::UnknownUser => {
+                Code::InvalidToken
+            }
+            TokenProblem::Expired => Code::TokenExpired,
+            TokenProblem::WrongType => Code::WrongTokenType,
+        }
+    }
+
+    pub const fn sentence(self) -> &'static str {
+        match self {
+            TokenProblem::Missing => "Missing bearer token: send the token field of POST /tokens as Authorization: Bearer <token>",
+            TokenProblem::Invalid => "The token is malformed, not signed by this service, or signed with a key that no longer verifies; get a new one from POST /tokens",
+            TokenProblem::Expired => "The token has expired; get a new one from POST /tokens",
+            TokenProblem::WrongType => "This is a wsToken: use the token field for REST API calls (Authorization: Bearer <token>) and wsToken only for the WebSocket connection",
+            TokenProblem::UnknownUser => "The token's user does not exist; get a new token from POST /tokens",
+        }
+    }
+}
+
+/// Why `/verify` refuses a valid token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter)]
+pub enum TokenRefusal {
+    UserDisabled,
+    /// Issued before the user's tokens were revoked.
+    TokenRevoked,
+}
+
+impl TokenRefusal {
+    pub const fn code(self) -> Code {
+        match self {
+            TokenRefusal::UserDisabled => Code::UserDisabled,
+            TokenRefusal::TokenRevoked => Code::TokenRevoked,
+        }
+    }
+
+    pub const fn sentence(self) -> &'static str {
+        match self {
+            TokenRefusal::UserDisabled => "This user is disabled; its tokens are refused until `chatsdk-auth user enable <id>`",
+            TokenRefusal::TokenRevoked => "This token was revoked (issued before the user's tokens were revoked); get a new one from POST /tokens",
+        }
     }
 }
 
@@ -224,6 +267,19 @@ impl From<StoreError> for ApiError {
             ApiError::StoreUnavailable(e)
         } else {
             ApiError::Internal(Box::new(e))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strum::IntoEnumIterator;
+
+    #[test]
+    fn token_sentences_fit_a_www_authenticate_quoted_string() {
+        for m in TokenProblem::iter().map(TokenProblem::sentence) {
+            assert!(!m.contains('"') && !m.contains('\\') && m.is_ascii(), "{m}");
         }
     }
 }

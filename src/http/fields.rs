@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::ApiError;
+use super::{ApiError, Field};
 
 pub const MAX_USER_ID_BYTES: usize = 255;
 
@@ -14,10 +14,10 @@ pub fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de Raw
     <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
-/// A 400 naming the field by `code` (`invalid_user_id`, ...).
-pub fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
+/// A 400 naming `field` (its code is `invalid_<field>`).
+pub fn field_err(field: Field, message: impl Into<String>) -> ApiError {
     ApiError::InvalidField {
-        code,
+        field,
         message: message.into(),
     }
 }
@@ -25,7 +25,7 @@ pub fn field_err(code: &'static str, message: impl Into<String>) -> ApiError {
 /// Validates `userId` (shared with `POST /tokens/subscription`): a string, or a JSON integer
 /// standing for its decimal text, digit for digit (so ids beyond 2^53 lose nothing).
 pub fn user_id(raw: Option<&RawValue>) -> Result<String, ApiError> {
-    const CODE: &str = "invalid_user_id";
+    const CODE: Field = Field::UserId;
     const ACCEPTED: &str = "userId must be a string such as \"user-123\" or an integer such as 7 (digits only: no fraction, exponent or -0); null and booleans are not accepted";
     let Some(raw) = raw else {
         return Err(field_err(

@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod body;
+pub mod code;
 pub mod error;
 pub(crate) mod fields;
 pub mod query;
@@ -13,7 +14,8 @@ use bytes::Bytes;
 use http::{header, HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-pub use error::ApiError;
+pub use code::{Code, Field};
+pub use error::{ApiError, TokenProblem, TokenRefusal};
 
 use crate::error_chain::Context;
 

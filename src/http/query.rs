@@ -9,7 +9,7 @@
 
 use std::borrow::Cow;
 
-use super::ApiError;
+use super::{ApiError, Field};
 
 /// The largest page a list returns (`limit`), and the default nowhere: each route has its
 /// own default page size.
@@ -89,12 +89,12 @@ impl Param {
 
     /// The 400 of a bad value.
     fn refuse(self, message: String) -> ApiError {
-        let code = match self {
-            Param::Limit => "invalid_limit",
-            Param::Before => "invalid_before",
-            Param::After | Param::Action | Param::Actor | Param::Subject => "invalid_filter",
+        let field = match self {
+            Param::Limit => Field::Limit,
+            Param::Before => Field::Before,
+            Param::After | Param::Action | Param::Actor | Param::Subject => Field::Filter,
         };
-        ApiError::InvalidField { code, message }
+        ApiError::InvalidField { field, message }
     }
 }
 

@@ -6,10 +6,11 @@
 use std::collections::BTreeSet;
 
 use chatsdk_auth::config::RawConfig;
-use chatsdk_auth::http::ApiError;
+use chatsdk_auth::http::{ApiError, Code};
 use chatsdk_auth::router::{route, Listener, ENDPOINTS};
 use chatsdk_auth::store::StoreError;
 use http::Method;
+use strum::IntoEnumIterator;
 
 use crate::helpers::TestApp;
 use crate::openapi_doc::{
@@ -50,7 +51,13 @@ fn router_rejections_are_documented_for_every_operation() {
             let Err(err) = route(&m, e.path, MAIN) else {
                 continue;
             };
-            assert_documented(&doc, e.method, e.path, err.status().as_u16(), err.code());
+            assert_documented(
+                &doc,
+                e.method,
+                e.path,
+                err.status().as_u16(),
+                err.code().as_str(),
+            );
             // The `Allow` header the 405 carries is among the documented values.
             if let ApiError::MethodNotAllowed(allow) = err {
                 let op = operation(&doc, e.method, e.path);
@@ -82,186 +89,134 @@ fn router_rejections_are_documented_for_every_operation() {
         ] {
             let m = Method::from_bytes(e.method.as_bytes()).unwrap();
             if let Err(err) = route(&m, e.path, elsewhere) {
-                assert_documented(&doc, e.method, e.path, err.status().as_u16(), err.code());
+                assert_documented(
+                    &doc,
+                    e.method,
+                    e.path,
+                    err.status().as_u16(),
+                    err.code().as_str(),
+                );
             }
         }
     }
 }
 
-/// One of each [`ApiError`] variant. The match makes a new variant a compile error here, so it
-/// cannot be added without deciding whether the contract documents its code.
-fn every_api_error() -> Vec<ApiError> {
-    let all = vec![
-        ApiError::InvalidApiKey,
-        ApiError::ApiKeyRevoked { revoked_at: 0 },
-        ApiError::InvalidJson(String::new()),
-        ApiError::InvalidField {
-            code: "invalid_user_id",
-            message: String::new(),
-        },
-        ApiError::PayloadTooLarge(1),
-        ApiError::UnsupportedMediaType,
-        ApiError::FormRequired,
-        ApiError::InvalidToken {
-            code: "invalid_token",
-            message: "",
-        },
-        ApiError::InvalidToken {
-            code: "token_expired",
-            message: "",
-        },
-        ApiError::InvalidToken {
-            code: "wrong_token_type",
-            message: "",
-        },
-        ApiError::TokenRefused {
-            code: "user_disabled",
-            message: "",
-        },
-        ApiError::TokenRefused {
-            code: "token_revoked",
-            message: "",
-        },
-        ApiError::NotFound,
-        ApiError::MethodNotAllowed(chatsdk_auth::http::Methods::default().with("POST")),
-        ApiError::UserDisabled,
-        ApiError::UserUnknown(String::new()),
-        ApiError::ChannelForbidden("room:x".into()),
-        ApiError::ProxyUnauthorized,
-        ApiError::MetricsUnauthorized,
-        ApiError::AdminUnauthorized,
-        ApiError::UnknownApiKey(String::new()),
-        ApiError::Conflict {
-            code: "api_key_exists",
-            message: String::new(),
-        },
-        ApiError::Conflict {
-            code: "rotation_refused",
-            message: String::new(),
-        },
-        ApiError::StoreUnavailable(StoreError::Unavailable("down".into())),
-        ApiError::RequestTimeout,
-        ApiError::Timeout,
-        ApiError::Internal("bug".into()),
-        ApiError::DuplicateApiKey,
-        ApiError::RateLimited(chatsdk_auth::limits::Limited {
-            limit: chatsdk_auth::limits::Limit::MintPerUser,
-            retry_after: std::time::Duration::from_secs(1),
-        }),
-    ];
-    for e in &all {
-        match e {
-            ApiError::InvalidApiKey
-            | ApiError::ApiKeyRevoked { .. }
-            | ApiError::InvalidJson(_)
-            | ApiError::InvalidField { .. }
-            | ApiError::PayloadTooLarge(_)
-            | ApiError::UnsupportedMediaType
-            | ApiError::FormRequired
-            | ApiError::InvalidToken { .. }
-            | ApiError::TokenRefused { .. }
-            | ApiError::NotFound
-            | ApiError::MethodNotAllowed(_)
-            | ApiError::UserDisabled
-            | ApiError::UserUnknown(_)
-            | ApiError::ChannelForbidden(_)
-            | ApiError::ProxyUnauthorized
-            | ApiError::MetricsUnauthorized
-            | ApiError::AdminUnauthorized
-            | ApiError::UnknownApiKey(_)
-            | ApiError::Conflict { .. }
-            | ApiError::StoreUnavailable(_)
-            | ApiError::RequestTimeout
-            | ApiError::Timeout
-            | ApiError::Internal(_)
-            | ApiError::DuplicateApiKey
-            | ApiError::RateLimited(_) => {}
-        }
-    }
-    all
-}
-
-/// The `code` column of README.md's "Error codes" table, with its status.
-fn readme_error_table() -> BTreeSet<(u16, String)> {
+/// README.md's "Error codes" table, as written (header line to the last row).
+fn readme_error_table() -> String {
     let text = std::fs::read_to_string(README).unwrap();
-    let table = text
+    let section = text
         .split("### Error codes")
         .nth(1)
         .expect("README has an Error codes section");
-    table
+    section
         .lines()
         .skip_while(|l| !l.starts_with("| Status"))
-        .skip(2)
         .take_while(|l| l.starts_with('|'))
-        .map(|l| {
-            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
-            (
-                cells[1].parse().unwrap(),
-                cells[2].trim_matches('`').to_string(),
-            )
-        })
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// The `code` values a schema of `components.schemas` allows.
+fn schema_codes(doc: &serde_json::Value, schema: &str) -> BTreeSet<String> {
+    let code = &doc["components"]["schemas"][schema]["properties"]["code"];
+    code["enum"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{schema} has no code enum"))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
         .collect()
 }
 
 #[test]
-fn every_error_code_is_in_the_error_enum() {
+fn the_error_table_and_the_code_lists_are_the_code_enum() {
+    // The README table is the enum rendered: code, status and sentence.
+    assert_eq!(
+        readme_error_table(),
+        Code::table(),
+        "README.md's Error codes table must be Code::table() (src/http/code.rs), which is:\n{}",
+        Code::table()
+    );
+    // openapi.json: the error envelope lists every code but /readyz's own and those no route
+    // answers with yet, its NotReady body /readyz's and store_unavailable.
     let doc = doc();
-    let enumerated: BTreeSet<String> = doc["components"]["schemas"]["Error"]["properties"]["code"]
-        ["enum"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap().to_string())
+    let envelope: BTreeSet<String> = Code::iter()
+        .filter(|c| !c.readiness_only() && !c.cli_only())
+        .map(|c| c.to_string())
         .collect();
-
-    // What the code can send: every ApiError, and every field code of POST /tokens and
-    // POST /tokens/subscription.
-    let mut emitted: BTreeSet<(u16, String)> = every_api_error()
-        .iter()
-        .map(|e| (e.status().as_u16(), e.code().to_string()))
+    assert_eq!(schema_codes(&doc, "Error"), envelope, "Error.code vs Code");
+    let not_ready: BTreeSet<String> = Code::iter()
+        .filter(|c| c.readiness_only() || *c == Code::StoreUnavailable)
+        .map(|c| c.to_string())
         .collect();
-    for body in [
-        r#"{}"#,
-        r#"{"userId":"u","name":5}"#,
-        r#"{"userId":"u","image":5}"#,
-        r#"{"userId":"u","custom":5}"#,
-    ] {
-        let e = chatsdk_auth::tokens::parse(body.as_bytes()).unwrap_err();
-        emitted.insert((e.status().as_u16(), e.code().to_string()));
-    }
-    for body in [
-        r#"{"channel":"room:a"}"#,
-        r#"{"userId":"u","channel":""}"#,
-        r#"{"userId":"u","channels":[]}"#,
-    ] {
-        let e = chatsdk_auth::subscription_tokens::parse(body.as_bytes()).unwrap_err();
-        emitted.insert((e.status().as_u16(), e.code().to_string()));
-    }
-    // ... and every parameter code of the admin API.
-    for (_, code) in chatsdk_auth::admin::FIELD_CODES {
-        emitted.insert((400, code.to_string()));
-    }
-    for (status, code) in &emitted {
-        assert!(enumerated.contains(code), "{code} is not in the Error enum");
-        // Some operation documents this status with this code.
+    assert_eq!(
+        schema_codes(&doc, "NotReady"),
+        not_ready,
+        "NotReady.code vs Code"
+    );
+    // Some operation documents each code with its status (none documents a code no route
+    // answers with yet).
+    for code in Code::iter() {
+        let status = code.status().as_u16();
         let documented = doc["paths"].as_object().unwrap().values().any(|item| {
             OPERATIONS.iter().any(|m| {
                 item.get(*m).is_some_and(|op| {
-                    response(&doc, op, *status).is_some_and(|r| {
-                        let codes = documented_codes(&doc, r);
-                        codes.contains(code)
-                    })
+                    response(&doc, op, status)
+                        .is_some_and(|r| documented_codes(&doc, r).contains(code.as_str()))
                 })
             })
         });
-        assert!(documented, "no operation documents {status} {code}");
+        if code.cli_only() {
+            assert!(
+                !documented,
+                "{code} is answered over HTTP now: it is not cli_only"
+            );
+        } else {
+            assert!(documented, "no operation documents {status} {code}");
+        }
     }
+}
 
-    // The README table, the enum and the code say the same.
-    let readme = readme_error_table();
-    assert_eq!(readme, emitted, "README error table vs ApiError");
-    let readme_codes: BTreeSet<String> = readme.into_iter().map(|(_, c)| c).collect();
-    assert_eq!(readme_codes, enumerated, "README error table vs Error enum");
+#[tokio::test]
+async fn every_error_answers_with_its_codes_status() {
+    // The field codes the parsers produce are the fields' (the type says so; this is the
+    // wire).
+    for (body, code) in [
+        (r#"{}"#, Code::InvalidUserId),
+        (r#"{"userId":"u","name":5}"#, Code::InvalidName),
+        (r#"{"userId":"u","image":5}"#, Code::InvalidImage),
+        (r#"{"userId":"u","custom":5}"#, Code::InvalidCustom),
+    ] {
+        let e = chatsdk_auth::tokens::parse(body.as_bytes()).unwrap_err();
+        assert_eq!((e.code(), e.status()), (code, code.status()), "{body}");
+    }
+    for (body, code) in [
+        (r#"{"channel":"room:a"}"#, Code::InvalidUserId),
+        (r#"{"userId":"u","channel":""}"#, Code::InvalidChannel),
+        (r#"{"userId":"u","channels":[]}"#, Code::InvalidChannels),
+    ] {
+        let e = chatsdk_auth::subscription_tokens::parse(body.as_bytes()).unwrap_err();
+        assert_eq!((e.code(), e.status()), (code, code.status()), "{body}");
+    }
+    for e in [
+        ApiError::StoreUnavailable(StoreError::Unavailable("down".into())),
+        ApiError::Internal("bug".into()),
+        ApiError::InvalidToken(chatsdk_auth::http::TokenProblem::Expired),
+    ] {
+        let resp = e.into_response();
+        let status = resp.status();
+        let body = body_text(resp).await;
+        let code: Code = Code::iter()
+            .find(|c| body.contains(&format!(r#""code":"{c}""#)))
+            .expect("a code of the enum");
+        assert_eq!(status, code.status(), "{body}");
+    }
+}
+
+/// The text of a response built in memory.
+async fn body_text(resp: chatsdk_auth::http::Resp) -> String {
+    use http_body_util::BodyExt;
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
 }
 
 #[test]

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use chatsdk_auth::actions::{ActionError, Actions, Bulk, BulkKind};
 use chatsdk_auth::http::query::PageLimit;
+use chatsdk_auth::http::Field;
 use chatsdk_auth::store::{AuditFilter, Store};
 
 use crate::helpers::{on_both_backends, Backend, TestApp};
@@ -156,7 +157,7 @@ async fn segment_queries_compare_json_values_and_page_by_id(backend: Backend) {
     let a = actions(&t, false);
     match a.segment(&["department=Engineering"]).await {
         Err(ActionError::Invalid {
-            field: "where",
+            field: Field::Where,
             message,
         }) => {
             assert!(message.contains("department"), "{message}");
@@ -273,7 +274,7 @@ async fn bulk_actions_dry_run_then_act_on_the_expected_count(backend: Backend) {
         )
         .await,
         Err(ActionError::Invalid {
-            field: "expected_count",
+            field: Field::ExpectedCount,
             ..
         })
     ));
