@@ -163,6 +163,10 @@ pub enum KeyError {
     /// The ring in PostgreSQL does not open with this secret: a replica refuses to start.
     #[error("cannot decrypt the signing keys in PostgreSQL: they were encrypted with the key-encryption secret {stored}, and this process has secrets.key_encryption_key {ours}; it refuses to use them. Give every replica the same secret (CHATSDK_AUTH_SECRETS__KEY_ENCRYPTION_KEY or secrets.key_encryption_key_file), or after changing it run `chatsdk-auth keys rewrap --old-key-file <file of the old secret>`")]
     RingDecrypt { stored: String, ours: String },
+    /// The ring in PostgreSQL was sealed with this very secret but fails authentication: the
+    /// row was altered or corrupted. Another secret would not help.
+    #[error("the signing keys in PostgreSQL (row version {version}) fail authentication under the key-encryption secret {kek} that sealed them: the row was altered or corrupted (not sealed with another secret, so changing the secret does not help); restore chatsdk_auth_signing_keys from a backup, or delete the row to have the configured keys seeded again (tokens signed by rotated keys then stop verifying)")]
+    RingTampered { kek: String, version: i64 },
     #[error("cannot encrypt the key ring")]
     Seal,
     #[error("the key ring in PostgreSQL cannot be read or written")]

@@ -65,11 +65,19 @@ impl Kek {
         })
     }
 
-    /// The ring `sealed` holds; [`KeyError::RingDecrypt`] when this secret cannot open it.
+    /// The ring `sealed` holds: [`KeyError::RingDecrypt`] when another secret sealed it (the
+    /// row names another secret id), [`KeyError::RingTampered`] when it names this secret but
+    /// fails authentication (altered or corrupted).
     pub(super) fn open(&self, sealed: &SealedRing) -> Result<RingFile, KeyError> {
-        let refused = || KeyError::RingDecrypt {
-            stored: sealed.kek_id.clone(),
-            ours: self.id.clone(),
+        if sealed.kek_id != self.id {
+            return Err(KeyError::RingDecrypt {
+                stored: sealed.kek_id.clone(),
+                ours: self.id.clone(),
+            });
+        }
+        let refused = || KeyError::RingTampered {
+            kek: self.id.clone(),
+            version: sealed.version,
         };
         let nonce = Nonce::try_assume_unique_for_key(&sealed.nonce).map_err(|_| refused())?;
         let mut data = Zeroizing::new(sealed.ciphertext.clone());

@@ -216,16 +216,33 @@ fn a_sealed_ring_opens_with_its_secret_at_its_version_only() {
         "{err:?}"
     );
     assert!(err.to_string().contains("cannot decrypt"), "{err}");
+    // Sealed with this secret, then altered: told from a wrong secret, which would name
+    // another id and send the operator after the wrong fix.
     let mut moved = a.clone();
     moved.version = 4;
-    assert!(matches!(
-        kek.open(&moved),
-        Err(KeyError::RingDecrypt { .. })
-    ));
-    let mut flipped = a;
+    let mut flipped = a.clone();
     flipped.ciphertext[0] ^= 1;
-    assert!(matches!(
-        kek.open(&flipped),
-        Err(KeyError::RingDecrypt { .. })
-    ));
+    let mut short_nonce = a.clone();
+    short_nonce.nonce.pop();
+    for altered in [moved, flipped, short_nonce] {
+        let Err(err) = kek.open(&altered) else {
+            panic!("an altered row opened")
+        };
+        assert!(
+            matches!(&err, KeyError::RingTampered { kek: k, .. } if k == kek.id()),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("altered or corrupted") && !text.contains("cannot decrypt"),
+            "{text}"
+        );
+        assert_eq!(text.matches(kek.id()).count(), 1, "{text}");
+    }
+    // Another secret's row: the wrong-secret sentence, naming both ids once each.
+    let theirs = other.seal(&file, 3).unwrap();
+    let Err(err) = kek.open(&theirs) else {
+        panic!("another secret's row opened")
+    };
+    assert!(matches!(err, KeyError::RingDecrypt { .. }), "{err:?}");
 }

@@ -203,6 +203,36 @@ async fn a_replica_that_cannot_decrypt_the_ring_refuses_to_start_and_the_others_
     assert_eq!(listed(&a, "rest").await.len(), 2);
 }
 
+/// A ring row altered in the database (one byte of its ciphertext) is reported as altered or
+/// corrupted, naming the one secret that sealed it, never as a wrong secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_ring_row_is_told_from_a_wrong_secret() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start(tmp.path(), "a", &url, KEK).await;
+    drop(a);
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.batch_execute(
+        "UPDATE chatsdk_auth_signing_keys
+         SET ciphertext = overlay(ciphertext placing '\\x00'::bytea from 5 for 1) || '\\x01'::bytea",
+    )
+    .await
+    .unwrap();
+    let mut raw = RawConfig::default();
+    raw.storage.data_dir = tmp.path().join("b").to_string_lossy().into_owned();
+    replica(&url, KEK)(&mut raw);
+    let err = start_app(raw.validate().unwrap())
+        .await
+        .err()
+        .expect("a replica started on an altered ring");
+    let text = chatsdk_auth::error_chain::Chain(&err).to_string();
+    assert!(text.contains("altered or corrupted"), "{text}");
+    assert!(!text.contains("cannot decrypt"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_never_shows_the_key_material() {
     let url = pg::database().await;
