@@ -128,9 +128,12 @@ t0=$(date +%s%N)
 pm run -d --name cold --network host --read-only --tmpfs /tmp --no-healthcheck \
   -e CHATSDK_AUTH_SERVER__LISTEN="127.0.0.1:$port" -v cold-data:/data "$IMAGE" >/dev/null
 wait_200 "http://127.0.0.1:$port/readyz" 60 || { pmr logs cold >&2; fail "cold start: no /readyz 200 in 60 s"; }
-cold_ms=$((($(date +%s%N) - t0) / 1000000))
+now=$(date +%s%N)
+cold_ms=$(((now - t0) / 1000000))
+started=$(date -d "$(pm inspect cold --format '{{.State.StartedAt}}' | sed 's/ UTC$//')" +%s%N)
+process_ms=$(((now - started) / 1000000))
 pm rm -f -t 10 cold >/dev/null
-ok "cold start (podman run on a new volume) to /readyz 200: ${cold_ms} ms"
+ok "cold start to /readyz 200: ${cold_ms} ms from podman run on a new volume, ${process_ms} ms from the container's start"
 
 # ------------------------------------------------------------------------------ 2. the pod
 main_port=$(free_port) admin_port=$(free_port) metrics_port=$(free_port)
@@ -250,4 +253,4 @@ ok "compose.yaml loads with Compose's own loader (the Compose specification's sc
 # Kubernetes service discovery, so its promtool refuses kubernetes_sd_configs.)
 promtool check config --syntax-only "$DEPLOY/compose/prometheus.yml" >/dev/null || fail "compose/prometheus.yml"
 ok "the compose stack's Prometheus configuration (promtool)"
-echo "[deploy] all passed; measured: image $((size / 1000)) kB, cold start to /readyz 200 ${cold_ms} ms"
+echo "[deploy] all passed; measured: image $((size / 1000)) kB, cold start to /readyz 200 ${cold_ms} ms (${process_ms} ms from the container's start)"

@@ -3,7 +3,8 @@
 # machines that reach Debian's mirrors but no container registry (the test command runs it).
 # Everywhere else `podman build` / `docker build` simply pulls the real base.
 #
-#   centrifugo/deploy/make-base.sh OUT.tar [MIRROR]    # then: podman import OUT.tar NAME
+#   centrifugo/deploy/make-base.sh OUT.tar [MIRROR [SECURITY_MIRROR]]
+#   podman import OUT.tar gcr.io/distroless/cc-debian12:nonroot
 #
 # What distroless' cc image holds, from the same Debian 12 packages: glibc and libgcc_s (what
 # the binary links), libssl3, the CA bundle, time zones, /etc/services, and the users root (0),
@@ -11,18 +12,20 @@
 # The tarball is the same for the same package versions: entries sorted, owners numeric, every
 # time SOURCE_DATE_EPOCH (default: a fixed instant).
 set -euo pipefail
-out=${1:?usage: make-base.sh OUT.tar [MIRROR]}
+out=${1:?usage: make-base.sh OUT.tar [MIRROR [SECURITY_MIRROR]]}
 mirror=${2:-http://deb.debian.org/debian}
+security=${3:-http://deb.debian.org/debian-security}
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
 r=$(mktemp -d)
 trap 'rm -rf "$r"' EXIT
 
-# --variant=extract unpacks the packages and their dependencies without running a maintainer
-# script; what those scripts would have done for us (the CA bundle, the users) is done below,
-# and what has no use at run time is removed.
+# --variant=extract unpacks the packages and their dependencies (Debian 12 with its updates
+# and security fixes) without running a maintainer script; what those scripts would have done
+# for us (the CA bundle, the users) is done below, and what has no use at run time is removed.
 mmdebstrap --quiet --variant=extract --format=directory \
   --include=base-files,netbase,tzdata,ca-certificates,libc6,libgcc-s1,libssl3 \
-  bookworm "$r" "$mirror"
+  bookworm "$r" "deb $mirror bookworm main" "deb $mirror bookworm-updates main" \
+  "deb $security bookworm-security main"
 
 mkdir -p "$r/etc/ssl/certs"
 cat "$r"/usr/share/ca-certificates/mozilla/*.crt >"$r/etc/ssl/certs/ca-certificates.crt"
