@@ -66,10 +66,41 @@ pub struct Changed {
 /// recorded in the audit trail with `actor` (`cli`, `admin`) and `source` (the admin client's
 /// address).
 pub struct Actions<'a> {
-    pub store: &'a Store,
-    pub kicks: bool,
-    pub actor: &'a str,
-    pub source: Option<String>,
+    store: &'a Store,
+    kicks: bool,
+    actor: &'a str,
+    source: Option<String>,
+}
+
+impl<'a> Actions<'a> {
+    /// The one constructor: the actions over `store`, queueing kicks when `kicks` (active
+    /// revocation on), recorded with `actor`.
+    pub fn new(store: &'a Store, kicks: bool, actor: &'a str) -> Actions<'a> {
+        Actions {
+            store,
+            kicks,
+            actor,
+            source: None,
+        }
+    }
+
+    /// The same, recording `source` (the admin client's address) with every change.
+    pub fn from_source(self, source: String) -> Actions<'a> {
+        Actions {
+            source: Some(source),
+            ..self
+        }
+    }
+
+    /// The store the actions change.
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// Whether changes queue kicks (active revocation).
+    pub fn kicks(&self) -> bool {
+        self.kicks
+    }
 }
 
 impl Actions<'_> {

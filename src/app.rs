@@ -231,7 +231,7 @@ impl App {
 
     /// Forgets the shared limit buckets that are full again (PostgreSQL; nothing on SQLite).
     async fn prune_shared_limits(&self) {
-        let now_ms = crate::now_unix().saturating_mul(1000);
+        let now_ms = crate::now_unix_ms();
         if let Err(e) = self.store.prune_shared_limits(now_ms).await {
             tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot prune the shared limit buckets");
         }
@@ -256,12 +256,7 @@ impl App {
 
     /// The operator actions over this app's store, kicks queued when revocation is active.
     pub fn actions(&self) -> crate::actions::Actions<'_> {
-        crate::actions::Actions {
-            store: &self.store,
-            kicks: self.centrifugo_api.is_some(),
-            actor: "admin",
-            source: None,
-        }
+        crate::actions::Actions::new(&self.store, self.centrifugo_api.is_some(), "admin")
     }
 
     /// Marks the service as draining.

@@ -408,6 +408,26 @@ impl ChannelRules {
         self.rules.iter().any(|r| r.matches(subject, channel))
     }
 
+    /// The channel check, the one place it is made: the first of `channels` the rules do not
+    /// give `user_id`, whose stored `custom` object is `custom` (JSON text); `None` when
+    /// every one is allowed. `custom` is parsed once, and only when a rule reads it.
+    pub fn first_refused<'c, C: AsRef<str>>(
+        &self,
+        user_id: &str,
+        custom: Option<&str>,
+        channels: &'c [C],
+    ) -> Option<&'c str> {
+        let custom = self.parse_custom(custom);
+        let subject = Subject {
+            user_id,
+            custom: custom.as_ref(),
+        };
+        channels
+            .iter()
+            .map(AsRef::as_ref)
+            .find(|c| !self.allows(&subject, c))
+    }
+
     /// The server-side rules only ([`RuleKind::ServerSide`]), in order.
     pub fn server_side(&self) -> ChannelRules {
         ChannelRules::new(

@@ -282,16 +282,7 @@ pub fn api_key_command(cli: &Cli, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     block_on(async {
         let store = open_store(&config).await?;
-        api_key(
-            &Actions {
-                store: &store,
-                kicks: false,
-                actor: "cli",
-                source: None,
-            },
-            cmd,
-        )
-        .await
+        api_key(&Actions::new(&store, false, "cli"), cmd).await
     })
 }
 
@@ -318,12 +309,7 @@ pub fn revoke_all_command(cli: &Cli, before: Option<i64>) -> anyhow::Result<()> 
     let config = load_config(cli)?;
     block_on(async {
         let store = open_store(&config).await?;
-        let actions = Actions {
-            store: &store,
-            kicks: false,
-            actor: "cli",
-            source: None,
-        };
+        let actions = Actions::new(&store, false, "cli");
         let t = actions.revoke_all_tokens(before, now_unix()).await?;
         eprintln!(
             "revoked every token issued at or before {t}; live connections end at their next refresh (at most centrifugo.refresh_interval_seconds = {} s in proxy mode; see the README's revocation table)",

@@ -48,12 +48,7 @@ pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
             let kind = Kind::from(*kind);
             let r = block_on(async {
                 let store = open_store(&config).await?;
-                let actions = Actions {
-                    store: &store,
-                    kicks: false,
-                    actor: "cli",
-                    source: None,
-                };
+                let actions = Actions::new(&store, false, "cli");
                 Ok(actions
                     .rotate_signing_key(&config, &secrets, kind, now)
                     .await?)

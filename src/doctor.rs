@@ -88,7 +88,7 @@ fn sidecar_settings(config: &Config, r: &mut Report) {
 }
 
 async fn outbox(store: &Store, r: &mut Report) {
-    match store.count_kicks(crate::outbox::now_ms()).await {
+    match store.count_kicks(crate::now_unix_ms()).await {
         Ok((0, _)) => r.add(Level::Ok, "no kick is waiting in the outbox"),
         Ok((n, _)) => r.add(
             Level::Warning,

@@ -29,7 +29,7 @@
 //! - [`store`]: persistence behind one type ([`store::Store`]): SQLite (`store/sqlite/`:
 //!   connections, queries, migrations) by default, PostgreSQL for several replicas (its
 //!   concurrent profile and API-key reads coalesced into shared statements, `postgres_batch`);
-//!   the segment index over the declared `custom` fields (`store/segments.rs`).
+//!   the segment index over the declared `custom` fields (`store/segments.rs`); the one session verdict (`store/session.rs`).
 //! - [`keys`]: signing keys of both token kinds (HMAC secrets, RS256/ES256/EdDSA key pairs):
 //!   `material`, `schedule`, the `ring` file (locked, replaced atomically), the ring `shared`
 //!   in PostgreSQL (`sealed` with AES-256-GCM under the key-encryption secret, seeded by the
@@ -133,6 +133,14 @@ pub(crate) mod verify;
 pub use app::App;
 pub use config::Config;
 pub use server::{serve_on, Listeners};
+
+/// Milliseconds since the Unix epoch: the clock of the outbox's claims and the shared limit
+/// buckets. [`now_unix`] is the same clock in seconds.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 
 /// Seconds since the Unix epoch, the unit of every timestamp the service stores or signs.
 pub fn now_unix() -> i64 {

@@ -41,14 +41,6 @@ pub struct Round {
     pub error: Option<CentrifugoApiError>,
 }
 
-/// Milliseconds since the Unix epoch (the outbox's clock).
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// How long a claim holds a row: longer than one call can take (three attempts, each bounded
 /// by the API timeout, and their backoff).
 pub fn lease(api_timeout: Duration) -> Duration {
@@ -63,7 +55,7 @@ pub async fn deliver_due(
     lease: Duration,
     metrics: Option<&Metrics>,
 ) -> Result<Round, StoreError> {
-    let now = now_ms();
+    let now = crate::now_unix_ms();
     let kicks = store
         .claim_kicks(now, lease.as_millis() as i64, BATCH)
         .await?;
@@ -107,7 +99,9 @@ pub async fn deliver_due(
                 if let Err(e) = other {
                     round.error.get_or_insert(e);
                 }
-                store.retry_kick(kick.id, now_ms() + backoff(kick)).await?;
+                store
+                    .retry_kick(kick.id, crate::now_unix_ms() + backoff(kick))
+                    .await?;
             }
         }
     }
@@ -131,7 +125,7 @@ pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
     loop {
         let mut more = false;
-        match app.store.count_kicks(now_ms()).await {
+        match app.store.count_kicks(crate::now_unix_ms()).await {
             Ok((total, due)) => {
                 app.metrics.kicks_pending.set(total as i64);
                 if due > 0 {
@@ -160,7 +154,9 @@ pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
                                 }
                                 None => {}
                             }
-                            if let Ok((total, _)) = app.store.count_kicks(now_ms()).await {
+                            if let Ok((total, _)) =
+                                app.store.count_kicks(crate::now_unix_ms()).await
+                            {
                                 app.metrics.kicks_pending.set(total as i64);
                             }
                         }

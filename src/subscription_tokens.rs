@@ -11,12 +11,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::channels::{validate_channel, Subject};
+use crate::channels::validate_channel;
 use crate::http::body;
 use crate::http::fields::{field_err, present, user_id};
 use crate::http::{no_store, ok_json, ApiError, Field, Resp};
 use crate::jwt::Info;
 use crate::router::context::Minting;
+use crate::store::session::{self, Refused};
 
 /// The most channels one request may ask tokens for.
 pub const MAX_CHANNELS: usize = 100;
@@ -63,22 +64,17 @@ pub(crate) async fn handle(ctx: &Minting<'_>, bytes: &[u8]) -> Result<Resp, ApiE
 /// Checks the user and the rules, then mints one token per channel.
 async fn issue(ctx: &Minting<'_>, r: &SubscriptionRequest) -> Result<Resp, ApiError> {
     let now = ctx.now;
-    let user = ctx
-        .store
-        .get_session(&r.user_id)
-        .await?
-        .ok_or_else(|| ApiError::UserUnknown(r.user_id.clone()))?;
-    if user.disabled {
-        return Err(ApiError::UserDisabled);
-    }
-    let rules = ctx.channel_rules;
-    let custom = rules.parse_custom(user.custom.as_deref());
-    let subject = Subject {
-        user_id: &r.user_id,
-        custom: custom.as_ref(),
-    };
-    if let Some(refused) = r.channels.iter().find(|c| !rules.allows(&subject, c)) {
-        return Err(ApiError::ChannelForbidden(refused.clone()));
+    // No token speaks for the user here, so there is no issue time to check.
+    let user =
+        session::verdict(ctx.store.get_session(&r.user_id).await?, None).map_err(|e| match e {
+            Refused::UnknownUser => ApiError::UserUnknown(r.user_id.clone()),
+            Refused::Disabled | Refused::Revoked => ApiError::UserDisabled,
+        })?;
+    let refused = ctx
+        .channel_rules
+        .first_refused(&r.user_id, user.custom.as_deref(), &r.channels);
+    if let Some(refused) = refused {
+        return Err(ApiError::ChannelForbidden(refused.to_string()));
     }
     let info = Info {
         name: user.name.as_deref(),

@@ -17,6 +17,7 @@ use crate::http::{ok, ok_json, ApiError, Resp, TokenProblem, TokenRefusal};
 use crate::jwt::RestTokenError;
 use crate::metrics::{IntrospectResult, Verification as Verifications, VerifyResult};
 use crate::router::context::Verification;
+use crate::store::session::{self, Refused};
 use crate::store::SessionUser;
 
 const X_USER_ID: HeaderName = HeaderName::from_static("x-user-id");
@@ -30,14 +31,11 @@ struct Verified<'a> {
 
 /// Why a user may not use a token issued at `iat`, if so.
 fn refusal(user: Option<SessionUser>, iat: i64) -> Result<SessionUser, ApiError> {
-    match user {
-        None => Err(ApiError::InvalidToken(TokenProblem::UnknownUser)),
-        Some(u) if u.disabled => Err(ApiError::TokenRefused(TokenRefusal::UserDisabled)),
-        Some(u) if iat < u.tokens_valid_after => {
-            Err(ApiError::TokenRefused(TokenRefusal::TokenRevoked))
-        }
-        Some(u) => Ok(u),
-    }
+    session::verdict(user, Some(iat)).map_err(|r| match r {
+        Refused::UnknownUser => ApiError::InvalidToken(TokenProblem::UnknownUser),
+        Refused::Disabled => ApiError::TokenRefused(TokenRefusal::UserDisabled),
+        Refused::Revoked => ApiError::TokenRefused(TokenRefusal::TokenRevoked),
+    })
 }
 
 /// `GET /verify` (and the other methods gateways forward), counted by result.

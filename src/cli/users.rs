@@ -37,12 +37,7 @@ pub fn user_command(cli: &Cli, cmd: &UserCommand) -> anyhow::Result<()> {
     };
     block_on(async {
         let store = open_store(&config).await?;
-        let actions = Actions {
-            store: &store,
-            kicks: api.is_some(),
-            actor: "cli",
-            source: None,
-        };
+        let actions = Actions::new(&store, api.is_some(), "cli");
         let changed = user(&actions, cmd).await?;
         if let (Some(api), Some(Changed { kick_queued: true })) = (&api, changed) {
             deliver_now(&config, &store, api).await;

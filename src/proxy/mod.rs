@@ -34,22 +34,21 @@ pub use wire::{parse, SessionRequest};
 
 use crate::http::{ok, ApiError, Resp};
 use crate::router::context::Proxy;
+use crate::store::session::{self, Refused};
 use crate::store::SessionUser;
 
-/// Checks a stored user against a session: the user, when it may continue, else the reason
-/// it may not. `auth_iat` is the issue time of the token that authenticated the connection.
+/// The session verdict ([`session::verdict`]) in Centrifugo's words: the user, when it may
+/// continue, else the reason it may not. `auth_iat` is the issue time of the token that
+/// authenticated the connection.
 pub(crate) fn session_verdict(
     user: Option<SessionUser>,
     auth_iat: Option<i64>,
 ) -> Result<SessionUser, Reason> {
-    match user {
-        None => Err(Reason::UserUnknown),
-        Some(u) if u.disabled => Err(Reason::UserDisabled),
-        Some(u) if auth_iat.is_some_and(|iat| iat < u.tokens_valid_after) => {
-            Err(Reason::TokenRevoked)
-        }
-        Some(u) => Ok(u),
-    }
+    session::verdict(user, auth_iat).map_err(|r| match r {
+        Refused::UnknownUser => Reason::UserUnknown,
+        Refused::Disabled => Reason::UserDisabled,
+        Refused::Revoked => Reason::TokenRevoked,
+    })
 }
 
 /// Decides one proxy call the router let through (Centrifugo's secret checked, the body read)

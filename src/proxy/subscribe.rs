@@ -13,10 +13,8 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::{body_of, expired, parse, reject, session_verdict, Outcome, Reason, SessionRequest};
-use crate::channels::Subject;
 use crate::http::ApiError;
 use crate::router::context::Proxy;
-use crate::store::SessionUser;
 
 #[derive(Serialize)]
 struct SubscribeResult {
@@ -27,17 +25,6 @@ struct SubscribeResult {
 #[derive(Serialize)]
 struct Reply {
     result: SubscribeResult,
-}
-
-/// True when the rules allow `channel` to `user` (stored as `session`).
-fn channel_allowed(ctx: &Proxy<'_>, user: &str, session: &SessionUser, channel: &str) -> bool {
-    let rules = &ctx.centrifugo.channel_rules;
-    let custom = rules.parse_custom(session.custom.as_deref());
-    let subject = Subject {
-        user_id: user,
-        custom: custom.as_ref(),
-    };
-    rules.allows(&subject, channel)
 }
 
 /// What subscribe and sub_refresh both decide: why the user may not have the channel, if so.
@@ -55,7 +42,11 @@ async fn channel_verdict(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<Option<Reason>
         Ok(s) => s,
         Err(reason) => return Ok(Some(reason)),
     };
-    if !channel_allowed(ctx, &req.user, &session, channel) {
+    let rules = &ctx.centrifugo.channel_rules;
+    if rules
+        .first_refused(&req.user, session.custom.as_deref(), &[channel])
+        .is_some()
+    {
         return Ok(Some(Reason::ChannelForbidden));
     }
     Ok(None)

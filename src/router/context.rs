@@ -153,8 +153,7 @@ pub struct Admin<'a> {
 
 impl<'a> Admin<'a> {
     pub(super) fn new(app: &'a App, f: &Facts<'a>, route: Route) -> Admin<'a> {
-        let mut actions = app.actions();
-        actions.source = Some(f.client.to_string());
+        let actions = app.actions().from_source(f.client.to_string());
         Admin {
             actions,
             audit: AuditReader { store: &app.store },
@@ -190,7 +189,7 @@ impl<'a> Admin<'a> {
             .actions
             .rotate_signing_key(self.config, self.secrets, kind, self.now)
             .await?;
-        self.keys.refresh(self.actions.store).await;
+        self.keys.refresh(self.actions.store()).await;
         Ok(r)
     }
 }

@@ -233,8 +233,16 @@ async fn shared(app: &App, limit: Limit, client: IpAddr, what: Shared) -> Result
     }
     let key = format!("{}:{:032x}", limit.label(), limits::client_key(client));
     let answer = match what {
-        Shared::Count => app.store.count_shared(&key, per_minute, now_ms()).await,
-        Shared::Peek => app.store.peek_shared(&key, per_minute, now_ms()).await,
+        Shared::Count => {
+            app.store
+                .count_shared(&key, per_minute, crate::now_unix_ms())
+                .await
+        }
+        Shared::Peek => {
+            app.store
+                .peek_shared(&key, per_minute, crate::now_unix_ms())
+                .await
+        }
     };
     match answer {
         Ok(SharedVerdict::Allowed) => Ok(()),
@@ -250,12 +258,6 @@ async fn shared(app: &App, limit: Limit, client: IpAddr, what: Shared) -> Result
             Ok(())
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Reads the body `rule` declares; empty for [`BodyRule::None`] (the body is left unread).

@@ -18,6 +18,7 @@ mod postgres_outbox;
 mod postgres_segments;
 mod postgres_tls;
 mod segments;
+pub mod session;
 mod shared_limits;
 mod sqlite;
 

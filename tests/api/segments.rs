@@ -30,12 +30,7 @@ async fn spawn(backend: Backend) -> TestApp {
 }
 
 fn actions(t: &TestApp, kicks: bool) -> Actions<'_> {
-    Actions {
-        store: &t.app.store,
-        kicks,
-        actor: "tester",
-        source: None,
-    }
+    Actions::new(&t.app.store, kicks, "tester")
 }
 
 async fn put(t: &TestApp, id: &str, custom: serde_json::Value) {
@@ -229,7 +224,7 @@ async fn declared_fields_are_backfilled_and_follow_every_write(backend: Backend)
 
 async fn count(a: &Actions<'_>, conds: &[&str]) -> u64 {
     let w = a.segment(conds).await.unwrap();
-    a.store.count_segment(&w).await.unwrap()
+    a.store().count_segment(&w).await.unwrap()
 }
 
 async fn bulk(
@@ -477,12 +472,7 @@ async fn a_bulk_action_re_run_after_a_crash_finishes_the_job_once(backend: Backe
     // event, nothing after that batch).
     let app = t.app.clone();
     let crashed = tokio::spawn(async move {
-        let a = Actions {
-            store: &app.store,
-            kicks: true,
-            actor: "tester",
-            source: None,
-        };
+        let a = Actions::new(&app.store, true, "tester");
         let b = Bulk {
             segment: a.segment(&["tenantId=tenant-789"]).await.unwrap(),
             kind: BulkKind::Disable,
