@@ -235,9 +235,7 @@ async fn user_routes_show_page_and_change_users_and_kick() {
     );
     // The same id again, one second later: a new user that refuses the old token.
     let next_second = now() + 1;
-    while now() < next_second {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::eventually("the next second", || async { now() >= next_second }).await;
     t.mint("u4").await;
     assert_eq!(
         t.proxy("/centrifugo/connect", &connect, &[]).await.1["disconnect"]["code"],

@@ -205,31 +205,24 @@ async fn a_kick_survives_a_centrifugo_outage_and_is_delivered_once_by_the_runnin
             .disabled
     );
     // The server keeps trying (and counts it) while Centrifugo is down.
-    let deadline = std::time::Instant::now() + WAIT;
-    while t
-        .metric(
+    crate::helpers::eventually("the server did not retry", || async {
+        t.metric(
             r#"chatsdk_auth_centrifugo_api_calls_total{method="disconnect",outcome="unreachable"}"#,
         )
         .await
-        < 1.0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the server did not retry"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            >= 1.0
+    })
+    .await;
     assert_eq!(t.metric("chatsdk_auth_kicks_pending").await, 1.0);
     // Back up: delivered by the server's next retry.
     f.up().await;
     let (k, _) = f.wait_kick("carol", WAIT).await;
     assert_eq!(k, kick("carol", 4503, "user disabled"));
     // Delivered rows leave the outbox, so nothing can send them again.
-    let deadline = std::time::Instant::now() + WAIT;
-    while t.app.store.count_kicks(i64::MAX).await.unwrap() != (0, 0) {
-        assert!(std::time::Instant::now() < deadline, "outbox not emptied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::eventually("outbox not emptied", || async {
+        t.app.store.count_kicks(i64::MAX).await.unwrap() == (0, 0)
+    })
+    .await;
     assert_eq!(f.kicks_of("carol").len(), 1);
     assert_eq!(f.kicks_of("dave").len(), 1);
     assert!(t.metric("chatsdk_auth_kicks_delivered_total").await >= 1.0);
@@ -242,20 +235,12 @@ async fn a_kick_survives_a_centrifugo_outage_and_is_delivered_once_by_the_runnin
         .await
         .unwrap();
     t.app.kick_wake.notify_one();
-    let deadline = std::time::Instant::now() + WAIT;
-    while t.metric(r#"chatsdk_auth_centrifugo_api_calls_total{method="disconnect",outcome="unauthorized"}"#).await < 1.0 {
-        assert!(std::time::Instant::now() < deadline, "no 401 counted");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::eventually("no 401 counted", || async { t.metric(r#"chatsdk_auth_centrifugo_api_calls_total{method="disconnect",outcome="unauthorized"}"#).await >= 1.0 }).await;
     f.set_mode(Mode::Normal);
-    let deadline = std::time::Instant::now() + WAIT;
-    while f.kicks_of("carol").len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not delivered after the key was fixed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    crate::helpers::eventually("not delivered after the key was fixed", || async {
+        f.kicks_of("carol").len() >= 2
+    })
+    .await;
     assert_eq!(f.kicks_of("carol")[1], kick("carol", 4504, "token revoked"));
 }
 
@@ -315,11 +300,10 @@ async fn two_replicas_on_postgres_deliver_each_kick_once() {
     }
     // Every row leaves the shared outbox (once its delivery round has finished): nothing is
     // left to be sent again.
-    let deadline = std::time::Instant::now() + WAIT;
-    while a.app.store.count_kicks(i64::MAX).await.unwrap() != (0, 0) {
-        assert!(std::time::Instant::now() < deadline, "outbox not emptied");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::helpers::eventually("outbox not emptied", || async {
+        a.app.store.count_kicks(i64::MAX).await.unwrap() == (0, 0)
+    })
+    .await;
     for u in &users {
         assert_eq!(f.kicks_of(u).len(), 1, "{u} kicked {:?}", f.kicks_of(u));
     }

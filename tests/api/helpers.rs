@@ -409,6 +409,22 @@ pub fn sign_hs256(claims: &Value, key: &str) -> String {
     format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
 }
 
+/// Waits until `f` holds: the one poll loop of the suite (every 20 ms, bounded by 60 s so a
+/// broken test fails instead of hanging; the bound is no claim about speed).
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut f: impl FnMut() -> F,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !f().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: not within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub fn now() -> i64 {
     chatsdk_auth::now_unix()
 }

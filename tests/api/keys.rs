@@ -194,15 +194,6 @@ async fn a_key_that_does_not_fit_its_algorithm_stops_startup_naming_it() {
     assert!(err.contains("PKCS#8"), "{err}");
 }
 
-/// Polls (bounded) until `f` holds.
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(Instant::now() < deadline, "{what}: not within 10 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Ends the validity of every key of `kind` that no longer signs, as if its last token had
 /// expired: the ring file's schedule, rewritten in place (the server re-reads it).
 fn expire_previous(ring: &Path, kind: &str) {
@@ -365,7 +356,7 @@ async fn hmac_rotation_with_the_cli_reaches_the_running_binary_and_centrifugos_c
     );
     expire_previous(&ring, "rest");
     expire_previous(&ring, "ws");
-    eventually("the old REST key stops verifying", || {
+    crate::helpers::eventually("the old REST key stops verifying", || {
         let (c, s, t) = (&c, &server, &t1);
         async move { verify_status(c, s, t).await == 401 }
     })
@@ -411,7 +402,7 @@ async fn asymmetric_rotation_publishes_next_first_and_previous_until_expiry() {
     assert_eq!(rotation.old_kid, old_kid);
     assert!(rotation.signs_from > now());
     // Published as "next" at once (after the server's next look at the file) ...
-    eventually("the next key is published", || {
+    crate::helpers::eventually("the next key is published", || {
         let t = &t;
         async move { jwks(t).await["keys"].as_array().unwrap().len() == 3 }
     })
@@ -454,7 +445,7 @@ async fn asymmetric_rotation_publishes_next_first_and_previous_until_expiry() {
 
     // The old key's last token expires: it leaves the JWKS and stops verifying.
     expire_previous(&ring_path, "rest");
-    eventually("the old key leaves the JWKS", || {
+    crate::helpers::eventually("the old key leaves the JWKS", || {
         let t = &t;
         async move { jwks(t).await["keys"].as_array().unwrap().len() == 2 }
     })

@@ -52,7 +52,7 @@ async fn a_flood_of_the_public_listener_leaves_admin_and_metrics_answering() {
     for _ in 0..8 {
         idle.push(TcpStream::connect(main_addr).await.unwrap());
     }
-    eventually("the public slots fill", || async {
+    crate::helpers::eventually("the public slots fill", || async {
         app.metrics.connections_open.get() >= 8
     })
     .await;
@@ -64,7 +64,7 @@ async fn a_flood_of_the_public_listener_leaves_admin_and_metrics_answering() {
     let flooders: Vec<_> = (0..2)
         .map(|_| tokio::spawn(flood(main_addr, stop.clone(), opened.clone())))
         .collect();
-    eventually("the flood reaches the server", || async {
+    crate::helpers::eventually("the flood reaches the server", || async {
         app.metrics.connections_refused.get() >= 100
     })
     .await;
@@ -130,17 +130,5 @@ async fn flood(addr: SocketAddr, stop: Arc<AtomicBool>, opened: Arc<AtomicU64>) 
             .await;
         let mut buf = [0u8; 64];
         let _ = tokio::time::timeout(Duration::from_millis(50), s.read(&mut buf)).await;
-    }
-}
-
-/// Polls `f` until it holds (10 s at most).
-async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
-    let until = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < until,
-            "{what}: not within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
