@@ -1,7 +1,8 @@
 //! chatsdk-auth: the token sidecar that turns chat identities into ChatSDK and Centrifugo tokens.
 //!
 //! # Layout
-//! Lower layers first; each only imports modules listed above it (or its own children).
+//! Lower layers roughly first. The order is a reading order, not an import rule: what may
+//! import what is the invariants below, which tests/layering.rs checks.
 //! - [`error_chain`]: error causes kept as values, and the one way a cause chain is printed.
 //! - [`api_key`]: the API-key format, generation, hashing, display prefix and name rules.
 //! - [`channels`]: channel rules (templates over the user's id and `custom`), compiled once and
@@ -83,7 +84,9 @@
 //!   Centrifugo's in the leaf `centrifugo/protocol.rs` (which metrics, `actions`,
 //!   `centrifugo::config` and the proxy handlers import), and the router hands it the `route`
 //!   labels. Metrics never imports a handler family.
-//! - There are no import cycles between files, except a module and its own children.
+//! - Import cycles between files, beyond a module and its own children, are not yet checked;
+//!   two are known and should be folded or inverted: `cli` and `cli_keys`, `keys/sealed.rs`
+//!   and `keys/shared.rs`.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `centrifugo/protocol.rs`
 //!   knows Centrifugo's proxy codes. Rejections are counted where each route's policy says
 //!   (`router/guard.rs`; proxy decisions by `proxy`); `http::ApiError` maps errors to the wire,
@@ -93,7 +96,8 @@
 //!   [`secrets::Secrets::load`] return, except the key ring (its file, or its row on
 //!   PostgreSQL), which [`keys::LiveKeys`] re-reads when it changes (that is how a rotation
 //!   reaches a running server).
-//! - There are no global statics, metrics included: everything hangs off [`App`].
+//! - There is one global static, the log sink's count of dropped lines
+//!   (`telemetry/sink.rs`, read by the metrics registry); everything else hangs off [`App`].
 //! - No API key, secret or full token is ever logged, returned in an error or used as a label.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -3,7 +3,7 @@
 //!
 //! - A lower layer (error_chain, api_key, channels, config, limits, secrets, telemetry, metrics,
 //!   store, keys, jwt, and the Centrifugo leaves: `centrifugo/protocol.rs`, the server-API
-//!   client `centrifugo/api.rs` or `centrifugo_api.rs`) never names a handler (tokens,
+//!   client `centrifugo/api.rs`) never names a handler (tokens,
 //!   subscription_tokens, admin, verify, ops, proxy), the router, the CLI or `app`; `jwt` and
 //!   `store` never name `http`.
 //! - No handler names another handler family (a family's own children are its own), and no
@@ -35,7 +35,6 @@ const LOWER: &[&str] = &[
     "store",
     "keys",
     "jwt",
-    "centrifugo_api",
 ];
 /// Lower layers inside a top-level module that also holds higher ones (`centrifugo/config.rs`
 /// reads the route table, so `centrifugo` as a whole is not a lower layer).
