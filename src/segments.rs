@@ -28,6 +28,27 @@ pub fn valid_field_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+/// The values of the `fields` (`segments.info_fields`) that the user's `custom` has, as sent:
+/// what the connection `info` carries besides name and image. Nothing (and no parse) when no
+/// field is declared.
+pub fn info_values<'c, 'f>(
+    custom: Option<&'c str>,
+    fields: &'f [String],
+) -> Vec<(&'f str, &'c serde_json::value::RawValue)> {
+    let (Some(text), false) = (custom, fields.is_empty()) else {
+        return Vec::new();
+    };
+    let Ok(object) = serde_json::from_str::<
+        std::collections::HashMap<std::borrow::Cow<'c, str>, &'c serde_json::value::RawValue>,
+    >(text) else {
+        return Vec::new();
+    };
+    fields
+        .iter()
+        .filter_map(|f| object.get(f.as_str()).map(|v| (f.as_str(), *v)))
+        .collect()
+}
+
 /// One condition: the field and the value as canonical JSON text (`"org-456"`, `7`, `true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Condition {
@@ -183,6 +204,17 @@ mod tests {
         assert!(Where::parse::<&str>(&[], &declared()).is_err());
         let nine = vec!["plan=1"; 9];
         assert!(Where::parse(&nine, &declared()).is_err());
+    }
+
+    #[test]
+    fn info_values_pick_the_declared_keys_as_sent() {
+        let fields = ["role", "plan", "missing"].map(String::from);
+        let got = info_values(Some(r#"{"role":"admin","plan":{"a": [1]},"x":1}"#), &fields);
+        let got: Vec<_> = got.iter().map(|(k, v)| (*k, v.get())).collect();
+        assert_eq!(got, [("role", "\"admin\""), ("plan", "{\"a\": [1]}")]);
+        assert!(info_values(Some(r#"{"role":"admin"}"#), &[]).is_empty());
+        assert!(info_values(None, &fields).is_empty());
+        assert!(info_values(Some("[]"), &fields).is_empty());
     }
 
     #[test]

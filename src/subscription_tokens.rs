@@ -79,6 +79,7 @@ async fn issue(ctx: &Minting<'_>, r: &SubscriptionRequest) -> Result<Resp, ApiEr
     let info = Info {
         name: user.name.as_deref(),
         image: user.image.as_deref(),
+        custom: &[],
     };
     let mut tokens = Vec::with_capacity(r.channels.len());
     for channel in &r.channels {

@@ -110,9 +110,22 @@ async fn issue(ctx: &Minting<'_>, r: &TokenRequest) -> Result<Resp, ApiError> {
     } else {
         now
     };
+    // `segments.info_fields`: the declared keys of the user's `custom` (the one just sent, or
+    // the stored one when the request left it out), read only when some are declared.
+    let stored;
+    let custom = match (&patch.custom, ctx.info_fields.is_empty()) {
+        (_, true) | (Field::Clear, _) => None,
+        (Field::Set(text), _) => Some(*text),
+        (Field::Keep, _) => {
+            stored = ctx.store.get_session(&id).await?.and_then(|u| u.custom);
+            stored.as_deref()
+        }
+    };
+    let extra = crate::segments::info_values(custom, ctx.info_fields);
     let info = Info {
         name: name.as_deref(),
         image: image.as_deref(),
+        custom: &extra,
     };
     let minted = ctx
         .signer

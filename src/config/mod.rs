@@ -61,7 +61,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[audit]`: the audit trail's retention.
     pub audit: AuditConfig,
-    /// `[segments]`: the declared segment fields.
+    /// `[segments]`: the declared segment fields and connection-info fields.
     pub segments: SegmentsConfig,
 }
 
@@ -87,6 +87,8 @@ pub struct LimitsConfig {
 pub struct SegmentsConfig {
     /// `segments.fields`: the `custom` keys users are queried by, in the order declared.
     pub fields: Vec<String>,
+    /// `segments.info_fields`: the `custom` keys copied into the connection `info`.
+    pub info_fields: Vec<String>,
 }
 
 /// `[audit]`, validated.

@@ -334,13 +334,18 @@ impl Default for RawAudit {
     }
 }
 
-/// `[segments]`: the `custom` fields operators segment users by.
+/// `[segments]`: the `custom` fields operators segment users by, and those copied into the
+/// connection `info`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawSegments {
     /// The `custom` keys users can be queried and bulk-changed by (each is indexed in the
     /// store), e.g. `["organizationId", "tenantId", "plan"]`. Default none.
     pub fields: Vec<String>,
+    /// The `custom` keys copied into Centrifugo's connection `info` (wsToken, connect and
+    /// refresh proxy answers), which every subscriber of the user's channels sees in presence
+    /// and publications. Default none: nothing of `custom` is exposed.
+    pub info_fields: Vec<String>,
 }
 
 /// `[log]`: tracing output.

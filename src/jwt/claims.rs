@@ -2,6 +2,7 @@
 //! verification reads back from REST tokens and wsTokens.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// Claims of the ChatSDK REST token.
 #[derive(Debug, Serialize, Deserialize)]
@@ -14,18 +15,37 @@ pub struct RestClaims<'a> {
     pub jti: &'a str,
 }
 
-/// Connection info carried in the wsToken (and subscription tokens): only the fields the user has.
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+/// Connection info carried in the wsToken (and subscription tokens): only the fields the user
+/// has, then the `custom` values `segments.info_fields` copies (as the caller sent them).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Info<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<&'a str>,
+    /// `(key, value)` of each declared info field the user's `custom` has.
+    pub custom: &'a [(&'a str, &'a RawValue)],
 }
 
 impl Info<'_> {
     pub fn is_empty(&self) -> bool {
-        self.name.is_none() && self.image.is_none()
+        self.name.is_none() && self.image.is_none() && self.custom.is_empty()
+    }
+}
+
+impl Serialize for Info<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let n = self.name.is_some() as usize + self.image.is_some() as usize + self.custom.len();
+        let mut m = s.serialize_map(Some(n))?;
+        if let Some(v) = self.name {
+            m.serialize_entry("name", v)?;
+        }
+        if let Some(v) = self.image {
+            m.serialize_entry("image", v)?;
+        }
+        for (k, v) in self.custom {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
     }
 }
 

@@ -36,6 +36,7 @@ fn prepared_hmac_signing_is_byte_identical_to_jsonwebtoken_encode() {
                     info: Info {
                         name: Some(name),
                         image: (i % 2 == 0).then_some("https://example.com/a.png?x=1&y=\"2\""),
+                        custom: &[],
                     },
                     aud: None,
                     iss: Some("chatsdk"),

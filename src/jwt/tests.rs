@@ -41,6 +41,7 @@ fn ws_token_round_trips_and_rest_token_does_not_verify_as_ws() {
             Info {
                 name: Some("A"),
                 image: None,
+                custom: &[],
             },
             now,
         )

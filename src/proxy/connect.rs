@@ -11,7 +11,7 @@ use http::HeaderMap;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{body_of, parse, reject, session_verdict, Outcome, Reason, UserInfo};
+use super::{body_of, parse, reject, session_verdict, user_info, Outcome, Reason, UserInfo};
 use crate::http::auth::{bearer, Scheme};
 use crate::http::ApiError;
 use crate::jwt::TokenError;
@@ -81,6 +81,7 @@ pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, By
         Some(text) => serde_json::from_str::<&RawValue>(text).ok(),
         None => None,
     };
+    let extra = crate::segments::info_values(user.custom.as_deref(), ctx.info_fields);
     let reply = Reply {
         result: ConnectResult {
             // The row was found by this id (an exact, byte-wise match).
@@ -89,7 +90,7 @@ pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, By
             expire_at: claims
                 .exp
                 .min(now + ctx.centrifugo.refresh_interval_seconds),
-            info: UserInfo::of(&user),
+            info: user_info(&user, &extra),
             meta: Meta {
                 iat: claims.iat,
                 custom,

@@ -29,7 +29,7 @@ pub(crate) mod wire;
 pub use crate::centrifugo::protocol::{Callback, Disconnect, Reason, Rejection, WireError};
 pub use crate::metrics::ProxyFailure;
 pub use crate::metrics::ProxyOutcome as Outcome;
-use wire::{body_of, expired, reject, UserInfo};
+use wire::{body_of, expired, reject, user_info, UserInfo};
 pub use wire::{parse, SessionRequest};
 
 use crate::http::{ok, ApiError, Resp};

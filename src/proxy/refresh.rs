@@ -8,7 +8,9 @@
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{body_of, expired, parse, session_verdict, Outcome, SessionRequest, UserInfo};
+use super::{
+    body_of, expired, parse, session_verdict, user_info, Outcome, SessionRequest, UserInfo,
+};
 use crate::http::ApiError;
 use crate::router::context::Proxy;
 
@@ -34,10 +36,11 @@ pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, By
         Ok(user) => user,
         Err(reason) => return expired(reason),
     };
+    let extra = crate::segments::info_values(user.custom.as_deref(), ctx.info_fields);
     let reply = Reply {
         result: RefreshResult {
             expire_at: ctx.now + ctx.centrifugo.refresh_interval_seconds,
-            info: UserInfo::of(&user),
+            info: user_info(&user, &extra),
         },
     };
     Ok((Outcome::Accepted, body_of(&reply)?))

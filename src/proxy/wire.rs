@@ -12,6 +12,8 @@ use serde_json::value::RawValue;
 use crate::centrifugo::protocol::Reason;
 use crate::error_chain::Context;
 use crate::http::ApiError;
+/// The connection `info`, as the wsToken carries it.
+pub use crate::jwt::Info as UserInfo;
 use crate::metrics::ProxyOutcome as Outcome;
 use crate::store::SessionUser;
 
@@ -84,20 +86,16 @@ pub fn expired(reason: Reason) -> Result<(Outcome, Bytes), ApiError> {
     ))
 }
 
-/// The `info` object for a user: only the fields the user has.
-#[derive(Debug, Serialize)]
-pub struct UserInfo<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<&'a str>,
-}
-
-impl<'a> UserInfo<'a> {
-    pub fn of(u: &'a SessionUser) -> Option<UserInfo<'a>> {
-        (u.name.is_some() || u.image.is_some()).then_some(UserInfo {
-            name: u.name.as_deref(),
-            image: u.image.as_deref(),
-        })
-    }
+/// The `info` object for a user: only the fields the user has, then the declared info fields
+/// of its `custom` (`extra`, from [`crate::segments::info_values`]); `None` when empty.
+pub fn user_info<'a>(
+    u: &'a SessionUser,
+    extra: &'a [(&'a str, &'a RawValue)],
+) -> Option<UserInfo<'a>> {
+    let info = UserInfo {
+        name: u.name.as_deref(),
+        image: u.image.as_deref(),
+        custom: extra,
+    };
+    (!info.is_empty()).then_some(info)
 }

@@ -51,6 +51,8 @@ pub struct Minting<'a> {
     pub limits: &'a Limits,
     pub channel_rules: &'a ChannelRules,
     pub counters: &'a Hot,
+    /// `segments.info_fields`: the `custom` keys the wsToken's `info` carries.
+    pub info_fields: &'a [String],
     /// The API key the guard checked.
     pub caller: &'a Caller,
     pub now: i64,
@@ -66,6 +68,7 @@ impl<'a> Minting<'a> {
             limits: &app.limits,
             channel_rules: &app.config.centrifugo.channel_rules,
             counters: &app.metrics.hot,
+            info_fields: &app.config.segments.info_fields,
             caller,
             now: f.now,
             client: f.client,
@@ -88,6 +91,8 @@ pub struct Proxy<'a> {
     pub store: &'a Store,
     /// Channel rules, refresh intervals.
     pub centrifugo: &'a CentrifugoConfig,
+    /// `segments.info_fields`: the `custom` keys the connection `info` carries.
+    pub info_fields: &'a [String],
     /// The callback's own decision counters.
     pub series: &'a ProxySeries,
     pub headers: &'a HeaderMap,
@@ -100,6 +105,7 @@ impl<'a> Proxy<'a> {
             verifier: &app.verifier,
             store: &app.store,
             centrifugo: &app.config.centrifugo,
+            info_fields: &app.config.segments.info_fields,
             series,
             headers: f.headers,
             now: f.now,

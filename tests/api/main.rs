@@ -44,6 +44,8 @@ mod healthcheck;
 /// TestApp (in-process server on port 0, on either backend), independent JWT verification,
 /// HTTP and metrics helpers.
 mod helpers;
+/// `segments.info_fields` in the wsToken and the connect/refresh answers; none by default.
+mod info_fields;
 /// Concurrent key rotations (admin API, CLI beside the server): no key is ever lost.
 mod key_rotation;
 /// Signing keys in PostgreSQL: replicas share one encrypted ring, rotations, rewrap.

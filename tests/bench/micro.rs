@@ -45,6 +45,7 @@ fn tokens(c: &mut Criterion) {
     let info = || Info {
         name: Some("Alice"),
         image: Some("https://example.com/avatars/alice.png"),
+        custom: &[],
     };
     let ws = signer.mint("user-42", info(), now).unwrap().ws_token;
 

@@ -117,6 +117,7 @@ fn main() {
                 let info = Info {
                     name: Some(NAME),
                     image: Some(IMAGE),
+                    custom: &[],
                 };
                 let m = app.signer.mint(&id, info, now).expect("sign");
                 writeln!(ws, "{}", m.ws_token).unwrap();
