@@ -231,8 +231,7 @@ impl App {
 
     /// Forgets the shared limit buckets that are full again (PostgreSQL; nothing on SQLite).
     async fn prune_shared_limits(&self) {
-        let now_ms = crate::now_unix_ms();
-        if let Err(e) = self.store.prune_shared_limits(now_ms).await {
+        if let Err(e) = self.store.prune_shared_limits().await {
             tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot prune the shared limit buckets");
         }
     }

@@ -57,8 +57,9 @@
 //! - [`console`]: the operator console (`GET /admin/`), a static page, stylesheet, script and
 //!   icon embedded in the binary, client of the admin API; the strict headers of `/admin/` answers.
 //! - [`router`]: the single route table (each route's `route` label, path and policy: guard,
-//!   body, rejection counter), the guards enforced before every handler (`router/guard.rs`),
-//!   the typed context each route family's handler gets (`router/context.rs`: only the
+//!   body, rejection counter), the guards enforced before every handler (`router/guard.rs`,
+//!   with its glue to the limits the replicas share in `router/shared.rs`), the rejection
+//!   accounting (`router/rejections.rs`), the typed context each route family's handler gets (`router/context.rs`: only the
 //!   services its routes need, the checked caller, never the [`App`]); per-request timing, the
 //!   request deadline, access log and metrics. Handlers import `router::context`, never each
 //!   other, never `app` (tests/layering.rs).
@@ -89,7 +90,7 @@
 //!   and `keys/shared.rs`.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `centrifugo/protocol.rs`
 //!   knows Centrifugo's proxy codes. Rejections are counted where each route's policy says
-//!   (`router/guard.rs`; proxy decisions by `proxy`); `http::ApiError` maps errors to the wire,
+//!   (`router/rejections.rs`; proxy decisions by `proxy`); `http::ApiError` maps errors to the wire,
 //!   once.
 //! - `jwt` and `store` know nothing about HTTP.
 //! - Nothing reads environment variables or configuration files after [`Config::load`] and

@@ -100,6 +100,10 @@ pub struct Metrics {
     pub admin_unauthorized: IntCounter,
     /// `/metrics` scrapes refused for a missing or wrong bearer token.
     pub metrics_unauthorized: IntCounter,
+    /// Statements on the limit buckets the replicas share that failed (PostgreSQL).
+    pub shared_limit_failures: IntCounter,
+    /// Time of one statement on those buckets.
+    pub shared_limit_duration: Histogram,
     /// Limit checks of a key its full table could not track, by `limit` (mints: passed
     /// unlimited; failed credentials: charged to a bucket shared by the untracked).
     pub rate_limit_untracked: IntCounterVec,
@@ -189,6 +193,10 @@ pub struct StoreTimings {
     pub get_user: Histogram,
     pub authenticate_api_key: Histogram,
     pub touch_api_key: Histogram,
+    /// `shared_limit_duration_seconds`: one statement on the shared limit buckets.
+    pub shared_limit: Histogram,
+    /// `shared_limit_failures_total`: shared-limit statements that failed.
+    pub shared_limit_failures: IntCounter,
     /// `store_batch_size{lookup="profile"}`.
     pub profile_batch: Histogram,
     /// `store_batch_size{lookup="api_key"}`.
@@ -362,6 +370,17 @@ impl Metrics {
             "metrics_unauthorized_total",
             "/metrics scrapes refused for a missing or wrong bearer token.",
         )?;
+        let shared_limit_failures = single(
+            "shared_limit_failures_total",
+            "Statements on the limit buckets the replicas share (PostgreSQL) that failed; this replica's own limits applied meanwhile.",
+        )?;
+        let shared_limit_duration = histogram(
+            "shared_limit_duration_seconds",
+            "Time of one statement on the limit buckets the replicas share (PostgreSQL): counting a failure, or reading a bucket before an API-key check.",
+            &[],
+            STORE_BUCKETS,
+        )?
+        .with_label_values::<&str>(&[]);
         let rate_limit_untracked = counter(
             "rate_limit_untracked_total",
             "Limit checks of a key the limiter's full table could not track (limits.max_tracked_keys): mint limits let it pass, failed-credential limits charge it to a bucket the untracked share.",
@@ -432,6 +451,8 @@ impl Metrics {
             kicks_delivered,
             admin_unauthorized,
             metrics_unauthorized,
+            shared_limit_failures,
+            shared_limit_duration,
             rate_limit_untracked,
             connections_open,
             connections_max,
@@ -508,6 +529,8 @@ impl Metrics {
             get_user: h(StoreOperation::GetUser),
             authenticate_api_key: h(StoreOperation::AuthenticateApiKey),
             touch_api_key: h(StoreOperation::TouchApiKey),
+            shared_limit: self.shared_limit_duration.clone(),
+            shared_limit_failures: self.shared_limit_failures.clone(),
             profile_batch: self
                 .store_batch_size
                 .with_label_values(&[BatchLookup::Profile.label()]),

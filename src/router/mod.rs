@@ -12,6 +12,8 @@ use std::time::Instant;
 
 pub mod context;
 pub(crate) mod guard;
+mod rejections;
+mod shared;
 pub mod table;
 
 use http::{HeaderName, HeaderValue, Request};
@@ -84,7 +86,7 @@ pub(crate) async fn handle(
         Ok(resp) => resp,
         Err(e) => {
             if let Some(policy) = policy {
-                guard::count_rejection(&app, policy, &e);
+                rejections::count_rejection(&app, policy, &e);
             }
             e.into_response()
         }
@@ -151,7 +153,7 @@ async fn guarded(
     let policy = route.policy();
     let (parts, incoming) = req.into_parts();
     let passed = guard::check(app, policy.guard, &parts.headers, peer).await?;
-    let body = guard::read_body(app, policy.body, &parts.headers, incoming, progress).await?;
+    let body = read_body(app, policy.body, &parts.headers, incoming, progress).await?;
     let facts = Facts {
         headers: &parts.headers,
         uri: &parts.uri,
@@ -248,5 +250,29 @@ impl RequestId {
     fn as_str(&self) -> &str {
         // Only ASCII ever goes in (checked above), so this never falls back.
         std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
+}
+
+/// Reads the body `rule` declares; empty for [`BodyRule::None`] (the body is left unread).
+async fn read_body(
+    app: &App,
+    rule: BodyRule,
+    headers: &http::HeaderMap,
+    incoming: Incoming,
+    progress: &BodyProgress,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = app.config.server.max_body_bytes;
+    match rule {
+        BodyRule::None => Ok(bytes::Bytes::new()),
+        BodyRule::Json => {
+            crate::http::body::read_json_body(headers, incoming, limit, progress).await
+        }
+        BodyRule::OptionalJson => {
+            crate::http::body::read_optional_json(headers, incoming, limit, progress).await
+        }
+        BodyRule::Form => {
+            crate::http::body::read_form_body(headers, incoming, limit, progress).await
+        }
+        BodyRule::Raw => crate::http::body::read_limited(headers, incoming, limit, progress).await,
     }
 }

@@ -26,7 +26,7 @@ pub use error::{Conflict, StoreError};
 pub use postgres_keyring::SealedRing;
 pub use shared_limits::SharedVerdict;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Instant;
 
 pub use audit_page::{AuditPage, AuditQuery, AuditRow};
@@ -225,6 +225,9 @@ pub struct Store {
     /// disk full, read-only, unreachable); cleared by the next write or probe that succeeds.
     /// `/readyz` reads it (see [`Store::writes_work`]).
     write_failed: AtomicBool,
+    /// Unix seconds of the last warning that the shared limits cannot be asked (at most one
+    /// a minute, see `store/shared_limits.rs`).
+    shared_warned_at: AtomicI64,
 }
 
 /// Every method matches on this. The PostgreSQL arms are `Box::pin`ned: an async method's future
@@ -268,6 +271,7 @@ impl Store {
             backend,
             timings: None,
             write_failed: AtomicBool::new(false),
+            shared_warned_at: AtomicI64::new(i64::MIN),
         })
     }
 

@@ -12,8 +12,15 @@
 //! check failed within the last minute, read before its next check (so N replicas cannot each
 //! test a guess once the shared budget is spent). A client that has not failed lately costs
 //! no statement. SQLite serves one instance: nothing to share, no statement.
+//!
+//! The clock is PostgreSQL's: every statement reads `now()` itself, so replicas whose clocks
+//! differ still agree on every bucket. A row is keyed by the caller (a keyed hash of the
+//! limit and the address under a secret every replica shares, never the address itself).
+//! Each statement is timed (`shared_limit_duration_seconds`), each failure counted (`shared_limit_failures_total`) and, while
+//! PostgreSQL cannot answer, logged at most once a minute ([`WARN_EVERY`]).
 
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::postgres::{map_err, PgStore};
 use super::{Backend, Store, StoreError};
@@ -27,18 +34,51 @@ pub enum SharedVerdict {
     Limited(Duration),
 }
 
-/// One event, decided on the locked row (never on a snapshot): the bucket's arrival time
-/// after it, and whether it conformed (the time moves only when it did).
-const COUNT: &str = "INSERT INTO chatsdk_auth_limits AS l (key, tat_ms, conformed)
-VALUES ($1::text, $2::bigint + $3::bigint, TRUE)
-ON CONFLICT (key) DO UPDATE SET
-    conformed = GREATEST(l.tat_ms, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint,
-    tat_ms = CASE WHEN GREATEST(l.tat_ms, $2::bigint) + $3::bigint - $2::bigint <= $4::bigint
-        THEN GREATEST(l.tat_ms, $2::bigint) + $3::bigint ELSE l.tat_ms END
-RETURNING tat_ms, conformed";
+/// PostgreSQL's clock in Unix milliseconds: `now()`, one reading per statement.
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch FROM now()) * 1000)::bigint"
+    };
+}
 
-/// The bucket's arrival time, read without counting anything.
-const PEEK: &str = "SELECT tat_ms FROM chatsdk_auth_limits WHERE key = $1::text";
+/// One event, decided on the locked row (never on a snapshot) at the database's time: the
+/// bucket's arrival time after it, whether it conformed (the time moves only when it did),
+/// and the time it was decided at.
+const COUNT: &str = concat!(
+    "INSERT INTO chatsdk_auth_limits AS l (key, tat_ms, conformed)
+VALUES ($1::text, ",
+    now_ms!(),
+    " + $2::bigint, TRUE)
+ON CONFLICT (key) DO UPDATE SET
+    conformed = GREATEST(l.tat_ms, ",
+    now_ms!(),
+    ") + $2::bigint - ",
+    now_ms!(),
+    " <= $3::bigint,
+    tat_ms = CASE WHEN GREATEST(l.tat_ms, ",
+    now_ms!(),
+    ") + $2::bigint - ",
+    now_ms!(),
+    " <= $3::bigint
+        THEN GREATEST(l.tat_ms, ",
+    now_ms!(),
+    ") + $2::bigint ELSE l.tat_ms END
+RETURNING tat_ms, conformed, ",
+    now_ms!()
+);
+
+/// The bucket's arrival time and the database's time, read without counting anything.
+const PEEK: &str = concat!(
+    "SELECT tat_ms, ",
+    now_ms!(),
+    " FROM chatsdk_auth_limits WHERE key = $1::text"
+);
+
+/// Forgets the buckets that are full again, at the database's time.
+const PRUNE: &str = concat!("DELETE FROM chatsdk_auth_limits WHERE tat_ms < ", now_ms!());
+
+/// While the shared limits cannot be asked, a warning at most this often (in seconds).
+pub const WARN_EVERY: i64 = 60;
 
 /// The emission interval and the burst, in milliseconds, of a budget of `per_minute`: `n`
 /// events at once from a full bucket, one more every `60000 / n` ms. A budget above 60,000 a
@@ -68,59 +108,86 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
-    /// Counts one event of the shared bucket `key` (budget `per_minute`, 1 or more) at
-    /// `now_ms`; one statement on PostgreSQL, none on SQLite.
+    /// Counts one event of the shared bucket `key` (budget `per_minute`, 1 or more); one
+    /// statement on PostgreSQL, none on SQLite. A failure is timed, counted and logged (at
+    /// most once a minute) here.
     pub(crate) async fn count_shared(
         &self,
         key: &str,
         per_minute: u32,
-        now_ms: i64,
     ) -> Result<SharedVerdict, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(SharedVerdict::Allowed),
-            Backend::Postgres(s) => Box::pin(s.count_shared(key, per_minute, now_ms)).await,
-        }
+        let Backend::Postgres(s) = &self.backend else {
+            return Ok(SharedVerdict::Allowed);
+        };
+        let start = Instant::now();
+        let out = Box::pin(s.count_shared(key, per_minute)).await;
+        self.shared_answered(start, &out);
+        out
     }
 
     /// Whether one more event of the shared bucket `key` would conform now, counting nothing;
-    /// one read on PostgreSQL, none on SQLite.
+    /// one read on PostgreSQL, none on SQLite. Timed, counted and logged as
+    /// [`Store::count_shared`].
     pub(crate) async fn peek_shared(
         &self,
         key: &str,
         per_minute: u32,
-        now_ms: i64,
     ) -> Result<SharedVerdict, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(_) => Ok(SharedVerdict::Allowed),
-            Backend::Postgres(s) => Box::pin(s.peek_shared(key, per_minute, now_ms)).await,
+        let Backend::Postgres(s) = &self.backend else {
+            return Ok(SharedVerdict::Allowed);
+        };
+        let start = Instant::now();
+        let out = Box::pin(s.peek_shared(key, per_minute)).await;
+        self.shared_answered(start, &out);
+        out
+    }
+
+    /// Times a shared-limit statement; a failure is counted, and logged unless one was logged
+    /// within [`WARN_EVERY`].
+    fn shared_answered(&self, start: Instant, out: &Result<SharedVerdict, StoreError>) {
+        if let Some(t) = &self.timings {
+            t.shared_limit.observe(start.elapsed().as_secs_f64());
+        }
+        let Err(e) = out else {
+            return;
+        };
+        if let Some(t) = &self.timings {
+            t.shared_limit_failures.inc();
+        }
+        let now = crate::now_unix();
+        let last = self.shared_warned_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= WARN_EVERY
+            && self
+                .shared_warned_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(error = %crate::error_chain::Chain(e), "cannot ask the limits the replicas share; this replica's own limits still apply (further failures within a minute are counted in chatsdk_auth_shared_limit_failures_total, not logged)");
         }
     }
 
     /// Deletes the buckets that are full again (nothing to remember); returns how many.
-    pub(crate) async fn prune_shared_limits(&self, now_ms: i64) -> Result<u64, StoreError> {
+    pub(crate) async fn prune_shared_limits(&self) -> Result<u64, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(0),
-            Backend::Postgres(s) => Box::pin(s.prune_shared_limits(now_ms)).await,
+            Backend::Postgres(s) => Box::pin(s.prune_shared_limits()).await,
         }
     }
 }
 
 impl PgStore {
-    async fn count_shared(
-        &self,
-        key: &str,
-        per_minute: u32,
-        now_ms: i64,
-    ) -> Result<SharedVerdict, StoreError> {
+    async fn count_shared(&self, key: &str, per_minute: u32) -> Result<SharedVerdict, StoreError> {
         let (interval, burst) = shape(per_minute);
         let c = self.client().await?;
         let st = c.prepare_cached(COUNT).await.map_err(map_err)?;
         let row = c
-            .query_one(&st, &[&key, &now_ms, &interval, &burst])
+            .query_one(&st, &[&key, &interval, &burst])
             .await
             .map_err(map_err)?;
-        let tat: i64 = row.try_get(0).map_err(|e| StoreError::BadRow(e.into()))?;
-        let conformed: bool = row.try_get(1).map_err(|e| StoreError::BadRow(e.into()))?;
+        let bad = |e: tokio_postgres::Error| StoreError::BadRow(e.into());
+        let tat: i64 = row.try_get(0).map_err(bad)?;
+        let conformed: bool = row.try_get(1).map_err(bad)?;
+        let now_ms: i64 = row.try_get(2).map_err(bad)?;
         Ok(if conformed {
             SharedVerdict::Allowed
         } else {
@@ -128,30 +195,22 @@ impl PgStore {
         })
     }
 
-    async fn peek_shared(
-        &self,
-        key: &str,
-        per_minute: u32,
-        now_ms: i64,
-    ) -> Result<SharedVerdict, StoreError> {
+    async fn peek_shared(&self, key: &str, per_minute: u32) -> Result<SharedVerdict, StoreError> {
         let c = self.client().await?;
         let st = c.prepare_cached(PEEK).await.map_err(map_err)?;
         let row = c.query_opt(&st, &[&key]).await.map_err(map_err)?;
         let Some(row) = row else {
             return Ok(SharedVerdict::Allowed);
         };
-        let tat: i64 = row.try_get(0).map_err(|e| StoreError::BadRow(e.into()))?;
+        let bad = |e: tokio_postgres::Error| StoreError::BadRow(e.into());
+        let tat: i64 = row.try_get(0).map_err(bad)?;
+        let now_ms: i64 = row.try_get(1).map_err(bad)?;
         Ok(verdict(tat, now_ms, shape(per_minute)))
     }
 
-    async fn prune_shared_limits(&self, now_ms: i64) -> Result<u64, StoreError> {
+    async fn prune_shared_limits(&self) -> Result<u64, StoreError> {
         let c = self.client().await?;
-        c.execute(
-            "DELETE FROM chatsdk_auth_limits WHERE tat_ms < $1",
-            &[&now_ms],
-        )
-        .await
-        .map_err(map_err)
+        c.execute(PRUNE, &[]).await.map_err(map_err)
     }
 }
 

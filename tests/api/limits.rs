@@ -276,8 +276,11 @@ async fn a_full_failed_auth_table_refuses_rather_than_admits() {
     let start = std::time::Instant::now();
     for round in 0..ROUNDS {
         // The sprayers first (in the first round they fill the table), then the target.
-        let statuses =
-            futures_util::future::join_all((0..SPRAYERS).map(|i| send(sprayer(i)))).await;
+        let mut spray = tokio::task::JoinSet::new();
+        for i in 0..SPRAYERS {
+            spray.spawn(send(sprayer(i)));
+        }
+        let statuses = spray.join_all().await;
         assert!(
             statuses.iter().all(|s| *s == 401 || *s == 429),
             "{statuses:?}"

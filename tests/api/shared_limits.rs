@@ -176,3 +176,62 @@ async fn a_valid_key_writes_nothing_to_the_shared_buckets() {
     assert_eq!(s, 401);
     assert_eq!(limit_rows(&url).await, 1, "one row per address and limit");
 }
+
+/// The shared buckets are keyed by a keyed hash, never the address; PostgreSQL's clock decides;
+/// while PostgreSQL is down each failed statement is counted (and the admin token still
+/// decides: 401, not 503).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_buckets_hide_the_address_and_an_outage_is_counted() {
+    let mut server = pg::PgServer::start().await;
+    let url = server.url();
+    let u = url.clone();
+    let t = TestApp::spawn_with(move |c| {
+        use_postgres(c, u);
+        c.secrets.admin_token = ADMIN.into();
+    })
+    .await;
+    let (s, _) = t
+        .tokens_with_key(
+            "chatsdk_wrongwrongwrongwrongwrongwrongwrongwrong1",
+            json!({"userId": "u"}),
+        )
+        .await;
+    assert_eq!(s, 401);
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = db
+        .query(
+            "SELECT key, tat_ms - (extract(epoch FROM now()) * 1000)::bigint FROM chatsdk_auth_limits",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    let key: String = rows[0].get(0);
+    let ahead_ms: i64 = rows[0].get(1);
+    assert!(key.starts_with("failed_auth_per_ip:"), "{key}");
+    for address in ["7f000001", "127.0.0.1"] {
+        assert!(!key.contains(address), "the row names the address: {key}");
+    }
+    // One event at the database's time: one emission interval (1 s at 60 a minute) ahead.
+    assert!((0..=1000).contains(&ahead_ms), "{ahead_ms} ms ahead");
+    drop(db);
+
+    server.stop();
+    for _ in 0..5 {
+        let r = t
+            .client
+            .get(t.url("/admin/api-keys"))
+            .bearer_auth("not-the-admin-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        t.metric("chatsdk_auth_shared_limit_failures_total").await,
+        5.0
+    );
+}
