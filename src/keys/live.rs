@@ -37,8 +37,10 @@ pub struct LiveKeys {
     stamp: Mutex<Option<Stamp>>,
     /// What the configured keys are built from; `None` for a fixed ring.
     source: Option<(TokenConfig, Secrets)>,
-    /// On PostgreSQL: the key-encryption key and the version of the ring in effect.
-    shared: Option<(Kek, tokio::sync::Mutex<i64>)>,
+    /// On PostgreSQL: the key-encryption key and the row write of the ring in effect.
+    shared: Option<(Kek, tokio::sync::Mutex<shared::RowStamp>)>,
+    /// Rings found in the store that could not be loaded (logged each time).
+    refused: std::sync::atomic::AtomicU64,
 }
 
 impl LiveKeys {
@@ -53,6 +55,7 @@ impl LiveKeys {
             stamp: Mutex::new(before),
             source: Some((config.tokens.clone(), secrets.clone())),
             shared: None,
+            refused: Default::default(),
         })
     }
 
@@ -68,14 +71,19 @@ impl LiveKeys {
             RingStore::File(_) => return LiveKeys::load(config, secrets),
             RingStore::Postgres { kek, .. } => kek,
         };
-        let (ring, version) = shared::load_or_seed(store, &kek, &config.tokens, secrets).await?;
-        tracing::info!(version, kek = kek.id(), "key ring loaded from PostgreSQL");
+        let (ring, stamp) = shared::load_or_seed(store, &kek, &config.tokens, secrets).await?;
+        tracing::info!(
+            version = stamp.0,
+            kek = kek.id(),
+            "key ring loaded from PostgreSQL"
+        );
         Ok(LiveKeys {
             ring: RwLock::new(Arc::new(ring)),
             path: PathBuf::new(),
             stamp: Mutex::new(None),
             source: Some((config.tokens.clone(), secrets.clone())),
-            shared: Some((kek, tokio::sync::Mutex::new(version))),
+            shared: Some((kek, tokio::sync::Mutex::new(stamp))),
+            refused: Default::default(),
         })
     }
 
@@ -90,10 +98,11 @@ impl LiveKeys {
         // Held until the new ring is installed, so two refreshes never install an older
         // version over a newer one.
         let mut version = version.lock().await;
-        match shared::load_if_newer(store, kek, tokens, secrets, Some(*version)).await {
+        let ours = self.current();
+        match shared::sync(store, kek, tokens, secrets, &version, &ours).await {
             Ok(Some((ring, v))) => {
                 tracing::info!(
-                    version = v,
+                    version = v.0,
                     rest_signing = %ring.rest.signing(crate::now_unix()).kid,
                     ws_signing = %ring.ws.signing(crate::now_unix()).kid,
                     "key ring reloaded from PostgreSQL"
@@ -110,10 +119,17 @@ impl LiveKeys {
                 false
             }
             Err(e) => {
-                tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring not reloaded; the keys in effect stay");
+                self.refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring in PostgreSQL not loaded; the keys in effect stay");
                 false
             }
         }
+    }
+
+    /// How many rings found in the store could not be loaded (each also logged).
+    pub fn refused_loads(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A fixed ring (tests and benchmarks): never re-read.
@@ -124,6 +140,7 @@ impl LiveKeys {
             stamp: Mutex::new(None),
             source: None,
             shared: None,
+            refused: Default::default(),
         }
     }
 

@@ -139,8 +139,64 @@ pub(super) struct RingFile {
     pub(super) ws: Vec<StoredKey>,
 }
 
+impl RingFile {
+    /// This ring with the keys of `other` it lacks (still valid at `now`) added, and, for a key
+    /// both hold, the earlier end of signing and of validity (a retirement is never undone).
+    /// What a replica writes back over a row that went back a version (a restored backup, or
+    /// a rotation made on one), so that every key any replica signed with keeps verifying.
+    /// Which key signs: this ring's, while one of its keys still signs; the added keys are
+    /// then retired at `now` (verifying for one token lifetime, `ttl` of their kind). When
+    /// `other` retired this ring's signing key (this ring is a backup older than `other`), the
+    /// added keys keep their schedules, so `other`'s newer key signs.
+    pub(super) fn merged_with(&self, other: &RingFile, now: i64, ttl: (i64, i64)) -> RingFile {
+        let merge = |mine: &[StoredKey], theirs: &[StoredKey], ttl: i64| {
+            let earlier = |a: Option<i64>, b: Option<i64>| match (a, b) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let mut out: Vec<StoredKey> = mine.to_vec();
+            for k in theirs {
+                if let Some(o) = out.iter_mut().find(|o| o.kid == k.kid) {
+                    o.schedule.signs_until =
+                        earlier(o.schedule.signs_until, k.schedule.signs_until);
+                    o.schedule.expires_at = earlier(o.schedule.expires_at, k.schedule.expires_at);
+                }
+            }
+            let mine_signs = out.iter().any(|k| k.schedule.signs_at(now));
+            let until = now.saturating_add(ttl);
+            for k in theirs.iter().filter(|k| k.schedule.valid_at(now)) {
+                if out.iter().any(|o| o.kid == k.kid) {
+                    continue;
+                }
+                let mut k = k.clone();
+                if mine_signs {
+                    k.schedule.signs_until = earlier(k.schedule.signs_until, Some(now));
+                    k.schedule.expires_at = earlier(k.schedule.expires_at, Some(until));
+                }
+                out.push(k);
+            }
+            out
+        };
+        RingFile {
+            version: self.version,
+            rest: merge(&self.rest, &other.rest, ttl.0),
+            ws: merge(&self.ws, &other.ws, ttl.1),
+        }
+    }
+
+    /// Whether both hold the same keys with the same schedules.
+    pub(super) fn same_keys(&self, other: &RingFile) -> bool {
+        let ids = |v: &[StoredKey]| {
+            let mut ids: Vec<_> = v.iter().map(|k| (k.kid.clone(), k.schedule)).collect();
+            ids.sort_by(|a, b| a.0.cmp(&b.0));
+            ids
+        };
+        ids(&self.rest) == ids(&other.rest) && ids(&self.ws) == ids(&other.ws)
+    }
+}
+
 /// One key as stored in the ring file. No `Debug`: `material` is a private key.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct StoredKey {
     kid: String,

@@ -59,18 +59,36 @@ fn seed(tokens: &TokenConfig, secrets: &Secrets) -> Result<RingFile, KeyError> {
     })
 }
 
+/// Which write of the ring row a replica runs on: its version and its nonce (fresh on every
+/// write, so two writes at one version, as over a restored row, differ).
+pub(super) type RowStamp = (i64, Vec<u8>);
+
+fn stamp_of(s: &SealedRing) -> RowStamp {
+    (s.version, s.nonce.clone())
+}
+
+/// The ring file of `ring` (every key, with its schedule).
+fn file_of(ring: &KeyRing) -> RingFile {
+    let all = |set: &super::KeySet| set.all().iter().map(|k| StoredKey::of(k)).collect();
+    RingFile {
+        version: RING_VERSION,
+        rest: all(&ring.rest),
+        ws: all(&ring.ws),
+    }
+}
+
 /// Opens the stored ring, or seeds and writes it when there is none yet (the first replica).
-/// Returns the ring and its version.
+/// Returns the ring and the row's stamp.
 pub(super) async fn load_or_seed(
     store: &Store,
     kek: &Kek,
     tokens: &TokenConfig,
     secrets: &Secrets,
-) -> Result<(KeyRing, i64), KeyError> {
+) -> Result<(KeyRing, RowStamp), KeyError> {
     let file: Result<_, KeyError> = store
         .change_key_ring(|current| async move {
             match current {
-                Some(s) => Ok((None, (kek.open(&s)?, s.version))),
+                Some(s) => Ok((None, (kek.open(&s)?, stamp_of(&s)))),
                 None => {
                     let file = seed(tokens, secrets)?;
                     let sealed = kek.seal(&file, 1)?;
@@ -78,50 +96,67 @@ pub(super) async fn load_or_seed(
                         kek = kek.id(),
                         "key ring created in PostgreSQL from the configured keys"
                     );
-                    Ok((Some(sealed), (file, 1)))
+                    let stamp = stamp_of(&sealed);
+                    Ok((Some(sealed), (file, stamp)))
                 }
             }
         })
         .await;
-    let (file, version) = file?;
+    let (file, stamp) = file?;
     let ring = KeyRing::from_parts(tokens, secrets, PG_RING.as_ref(), Some(&file))?;
-    Ok((ring, version))
+    Ok((ring, stamp))
 }
 
-/// The stored ring if its version is not `known`: `None` when unchanged (or not there).
-pub(super) async fn load_if_newer(
+/// The stored ring when its row is not the write `known` (`None` when unchanged or not
+/// there). Any other write is taken, whatever its version: a newer ring from a rotation, or
+/// a row put back from a backup (or rotated after one). When the stored ring lacks keys that
+/// `ours` (the ring in force) holds, as a restored row does, they are merged back and the
+/// result written as the next version, under the ring's lock: so after any sequence of
+/// restores and rotations the replicas converge on one ring holding every key any of them
+/// signed with, and each signs with the key its ring names.
+pub(super) async fn sync(
     store: &Store,
     kek: &Kek,
     tokens: &TokenConfig,
     secrets: &Secrets,
-    known: Option<i64>,
-) -> Result<Option<(KeyRing, i64)>, KeyError> {
-    let version = store.key_ring_version().await?;
-    match (version, known) {
-        (None, _) => return Ok(None),
-        (Some(v), Some(k)) if v == k => return Ok(None),
-        // Versions only grow: a lower one is an older row put back (a restored backup, or a
-        // write by someone without the key-encryption secret), which would bring retired
-        // keys back. Keep the ring in force and say so.
-        (Some(v), Some(k)) if v < k => {
-            tracing::warn!(
-                stored = v,
-                in_force = k,
-                "the key ring in PostgreSQL is older than the one in force; not loaded"
-            );
-            return Ok(None);
-        }
-        _ => {}
+    known: &RowStamp,
+    ours: &KeyRing,
+) -> Result<Option<(KeyRing, RowStamp)>, KeyError> {
+    match store.key_ring_stamp().await? {
+        None => return Ok(None),
+        Some(s) if s == *known => return Ok(None),
+        Some(_) => {}
     }
-    let Some(sealed) = store.load_key_ring().await? else {
+    let ours = file_of(ours);
+    let known_version = known.0;
+    let ttl = (tokens.ttl_seconds, tokens.ws_ttl_seconds);
+    let now = crate::now_unix();
+    let synced: Option<(RingFile, RowStamp)> = store
+        .change_key_ring(|current| async move {
+            let Some(s) = current else {
+                return Ok((None, None));
+            };
+            let stored = kek.open(&s)?;
+            let merged = stored.merged_with(&ours, now, ttl);
+            if merged.same_keys(&stored) {
+                return Ok((None, Some((stored, stamp_of(&s)))));
+            }
+            let sealed = kek.seal(&merged, s.version + 1)?;
+            tracing::warn!(
+                stored = s.version,
+                in_force = known_version,
+                written = sealed.version,
+                "the key ring in PostgreSQL lacked keys this replica signs or verifies with (a row put back from a backup, or rotated after one); merged them back"
+            );
+            let stamp = stamp_of(&sealed);
+            Ok::<_, KeyError>((Some(sealed), Some((merged, stamp))))
+        })
+        .await?;
+    let Some((file, stamp)) = synced else {
         return Ok(None);
     };
-    if known.is_some_and(|k| sealed.version <= k) {
-        return Ok(None);
-    }
-    let file = kek.open(&sealed)?;
     let ring = KeyRing::from_parts(tokens, secrets, PG_RING.as_ref(), Some(&file))?;
-    Ok(Some((ring, sealed.version)))
+    Ok(Some((ring, stamp)))
 }
 
 /// Changes the stored ring with `f` (seeded first if there is none), in one transaction under

@@ -59,12 +59,13 @@ impl Store {
         matches!(self.backend, Backend::Postgres(_))
     }
 
-    /// The stored ring's version (`None` before the first write): the cheap read a replica
-    /// polls to notice a rotation.
-    pub async fn key_ring_version(&self) -> Result<Option<i64>, StoreError> {
+    /// The stored ring's version and nonce (`None` before the first write): the cheap read a
+    /// replica polls to notice any write. The nonce is fresh on every write, so a row put back
+    /// from a backup, or written over one, is noticed even at a version seen before.
+    pub async fn key_ring_stamp(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Err(sqlite_has_no_ring()),
-            Backend::Postgres(s) => Box::pin(s.key_ring_version()).await,
+            Backend::Postgres(s) => Box::pin(s.key_ring_stamp()).await,
         }
     }
 
@@ -143,15 +144,15 @@ impl PgStore {
         Ok(n == 1)
     }
 
-    async fn key_ring_version(&self) -> Result<Option<i64>, StoreError> {
+    async fn key_ring_stamp(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
         let c = self.client().await?;
         c.query_opt(
-            "SELECT version FROM chatsdk_auth_signing_keys WHERE id = 1",
+            "SELECT version, nonce FROM chatsdk_auth_signing_keys WHERE id = 1",
             &[],
         )
         .await
         .map_err(map_err)?
-        .map(|r| col::<i64>(&r, 0))
+        .map(|r| Ok((col::<i64>(&r, 0)?, col::<Vec<u8>>(&r, 1)?)))
         .transpose()
     }
 

@@ -346,3 +346,135 @@ async fn keys_rewrap_reencrypts_and_replicas_with_the_new_secret_start() {
     rotate_rest(&b).await;
     assert_eq!(listed(&b, "rest").await.len(), kids.len() + 1);
 }
+
+const ADMIN: &str = "admin-token-of-the-restore-test-0123456789abcdef";
+const API_KEY: &str = "chatsdk_Rk3xQ9vLm2Tp8WzN4bYc7HdJ5sFg6AeU1oKiVnXr";
+
+/// `chatsdk-auth serve` on `url` in `dir`, as a replica of its own.
+fn serve(dir: &Path, url: &str) -> crate::process::Server {
+    std::fs::create_dir_all(dir).unwrap();
+    crate::process::Server::start(
+        dir,
+        &[
+            ("CHATSDK_AUTH_STORAGE__BACKEND", "postgres"),
+            ("CHATSDK_AUTH_STORAGE__POSTGRES_URL", url),
+            ("CHATSDK_AUTH_SECRETS__KEY_ENCRYPTION_KEY", KEK),
+            ("CHATSDK_AUTH_SECRETS__ADMIN_TOKEN", ADMIN),
+            ("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", API_KEY),
+            ("CHATSDK_AUTH_LOG__LEVEL", "info"),
+            ("CHATSDK_AUTH_LIMITS__MINT_PER_USER_PER_MINUTE", "100000"),
+            ("CHATSDK_AUTH_LIMITS__MINT_PER_API_KEY_PER_SECOND", "100000"),
+        ],
+    )
+}
+
+/// A REST token minted by `s` and its kid.
+async fn mint_on(c: &reqwest::Client, s: &crate::process::Server) -> (String, String) {
+    let r = c
+        .post(s.url("/tokens"))
+        .header("X-API-Key", API_KEY)
+        .json(&serde_json::json!({"userId": "restore-user"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    let token = b["token"].as_str().unwrap().to_string();
+    let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+    (token, kid)
+}
+
+async fn rotate_on(c: &reqwest::Client, s: &crate::process::Server) -> String {
+    let r = c
+        .post(s.url("/admin/keys/rest/rotate"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    b["new_kid"].as_str().unwrap().to_string()
+}
+
+/// Three replicas (processes) and a ring row put back from a backup: save the row, rotate on
+/// r1, put the saved row back, start r3, rotate on r2. The replicas converge: each signs with
+/// the key r2's answer named, and every replica's tokens verify on every replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restored_ring_row_and_rotations_every_replica_signs_and_verifies_alike() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let c = reqwest::Client::new();
+    let r1 = serve(&tmp.path().join("r1"), &url);
+    r1.wait_ready(&c).await;
+    let r2 = serve(&tmp.path().join("r2"), &url);
+    r2.wait_ready(&c).await;
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let saved = db
+        .query_one(
+            "SELECT version, kek_id, nonce, ciphertext FROM chatsdk_auth_signing_keys WHERE id = 1",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (_, before) = mint_on(&c, &r1).await;
+    let k2 = rotate_on(&c, &r1).await;
+    assert_ne!(k2, before);
+    // The backup goes back in place.
+    let (v, kek, nonce, ct): (i64, String, Vec<u8>, Vec<u8>) =
+        (saved.get(0), saved.get(1), saved.get(2), saved.get(3));
+    db.execute(
+        "UPDATE chatsdk_auth_signing_keys SET version = $1, kek_id = $2, nonce = $3, ciphertext = $4 WHERE id = 1",
+        &[&v, &kek, &nonce, &ct],
+    )
+    .await
+    .unwrap();
+    let r3 = serve(&tmp.path().join("r3"), &url);
+    r3.wait_ready(&c).await;
+    let k3 = rotate_on(&c, &r2).await;
+    let replicas = [&r1, &r2, &r3];
+    // Converged (bounded): all three sign with r2's new key.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let tokens = loop {
+        let mut minted = Vec::new();
+        for r in replicas {
+            minted.push(mint_on(&c, r).await);
+        }
+        if minted.iter().all(|(_, kid)| *kid == k3) {
+            break minted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas sign with {:?}, r2 named {k3}",
+            minted.iter().map(|m| &m.1).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    // Every replica's token verifies on every replica, and so does r1's K2 key.
+    for (token, _) in &tokens {
+        for r in replicas {
+            let st = c
+                .get(r.url("/verify"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(st, 200);
+        }
+    }
+    let listed =
+        crate::key_rotation::listed_kids(&c, &r1.url(""), &format!("Bearer {ADMIN}"), "rest").await;
+    assert!(
+        listed.contains(&k2) && listed.contains(&k3) && listed.contains(&before),
+        "{listed:?}"
+    );
+    let mut merged = false;
+    for r in [r1, r2, r3] {
+        let (_, logs) = r.terminate();
+        merged |= logs.iter().any(|l| l.contains("merged them back"));
+    }
+    assert!(merged, "no replica said it merged the restored ring");
+}
