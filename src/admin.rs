@@ -115,15 +115,18 @@ pub(crate) async fn handle(
     match route {
         A::GetUser => ok_json(&actions.show_user(&segment("id")?).await.map_err(api)?),
         A::ListUsers => {
-            let q = query::parse(ctx.query, &[Param::Limit, Param::After])?;
+            let q = query::parse(ctx.query, &[Param::Limit, Param::After, Param::Where])?;
             let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
             let after = q.after;
-            ok_json(
-                &actions
-                    .list_users(limit, after.as_deref())
+            let page = if q.conditions.is_empty() {
+                actions.list_users(limit, after.as_deref()).await
+            } else {
+                let segment = actions.segment(&q.conditions).await.map_err(api)?;
+                actions
+                    .list_segment(&segment, limit, after.as_deref())
                     .await
-                    .map_err(api)?,
-            )
+            };
+            ok_json(&page.map_err(api)?)
         }
         A::DisableUser | A::EnableUser => {
             let id = segment("id")?;

@@ -119,7 +119,7 @@ impl Code {
             C::InvalidLimit => "admin API: `limit` not a whole number from 1 to 1000",
             C::InvalidFilter => "`GET /admin/audit`: an `action`, `actor` or `subject` filter with a control character",
             C::InvalidPath => "admin API: the id or name is not valid percent-encoded UTF-8",
-            C::InvalidWhere => "segments (`user list --where`, `user bulk`): a `where` condition that is malformed or names a field `segments.fields` does not declare",
+            C::InvalidWhere => "segments (`GET /admin/users?where=`, `user list --where`, `user bulk`): a `where` condition that is malformed or names a field `segments.fields` does not declare",
             C::InvalidExpectedCount => "segments (`user bulk`): no `expected_count` for a bulk action that is not a dry run",
             C::InvalidApiKey => r#"`X-API-Key` missing, unknown (`"Invalid API key"`), or with a byte that is not printable ASCII inside it (never trimmed; the spaces and tabs *around* a header value are HTTP's optional whitespace, removed by the HTTP parser, RFC 9110 §5.5)"#,
             C::ApiKeyRevoked => r#"`X-API-Key` is a key an operator revoked; the message gives the date (`"This API key was revoked on Sun, 06 Dec 2026 15:00:00 GMT; ..."`). Both 401s count against `limits.failed_auth_per_ip_per_minute`"#,
@@ -154,10 +154,7 @@ impl Code {
     /// Codes of the segment actions that no HTTP route answers with yet (the command line
     /// prints their sentence): in the table, in no operation of `src/openapi.json`.
     pub const fn cli_only(self) -> bool {
-        matches!(
-            self,
-            Code::InvalidWhere | Code::InvalidExpectedCount | Code::SegmentChanged
-        )
+        matches!(self, Code::InvalidExpectedCount | Code::SegmentChanged)
     }
 
     /// `GET /readyz`'s own codes (its `NotReady` body, not the error envelope).

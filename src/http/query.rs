@@ -60,6 +60,9 @@ pub enum Param {
     Action,
     Actor,
     Subject,
+    /// `where`: a segment condition `field=value` on a declared field; repeated to AND
+    /// (checked against the declared fields by the action).
+    Where,
 }
 
 impl Param {
@@ -72,17 +75,19 @@ impl Param {
             Param::Action => "action",
             Param::Actor => "actor",
             Param::Subject => "subject",
+            Param::Where => "where",
         }
     }
 
     fn of(name: &str) -> Option<Param> {
-        const ALL: [Param; 6] = [
+        const ALL: [Param; 7] = [
             Param::Limit,
             Param::After,
             Param::Before,
             Param::Action,
             Param::Actor,
             Param::Subject,
+            Param::Where,
         ];
         ALL.into_iter().find(|p| p.name() == name)
     }
@@ -93,6 +98,7 @@ impl Param {
             Param::Limit => Field::Limit,
             Param::Before => Field::Before,
             Param::After | Param::Action | Param::Actor | Param::Subject => Field::Filter,
+            Param::Where => Field::Where,
         };
         ApiError::InvalidField { field, message }
     }
@@ -107,6 +113,8 @@ pub struct Query {
     pub action: Option<String>,
     pub actor: Option<String>,
     pub subject: Option<String>,
+    /// Every `where` given, in order.
+    pub conditions: Vec<String>,
 }
 
 /// Parses `query` (the part after `?`, if any) for the parameters in `reads`.
@@ -134,6 +142,7 @@ impl Query {
             Param::Action => self.action = None,
             Param::Actor => self.actor = None,
             Param::Subject => self.subject = None,
+            Param::Where => {}
         }
     }
 
@@ -145,6 +154,15 @@ impl Query {
                 self.limit = Some(PageLimit::new(n).map_err(|m| p.refuse(m))?);
             }
             Param::After => self.after = Some(v.into_owned()),
+            Param::Where => {
+                if self.conditions.len() >= crate::segments::MAX_CONDITIONS {
+                    return Err(p.refuse(format!(
+                        "where takes at most {} conditions",
+                        crate::segments::MAX_CONDITIONS
+                    )));
+                }
+                self.conditions.push(v.into_owned());
+            }
             Param::Before => {
                 let id = v.parse().ok().filter(|n: &i64| *n > 0).ok_or_else(|| {
                     p.refuse(
