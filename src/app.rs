@@ -2,8 +2,9 @@
 //! [`App::start`], the composition root that loads secrets, opens the store and installs the
 //! first API key.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::config::{Config, SecretSource};
 use crate::http::auth::TouchThrottle;
 use crate::jwt::{Signer, Verifier};
 use crate::keys::{KeyError, LiveKeys};
-use crate::limits::{Limit, Limited, Limits};
+use crate::limits::{self, Limited, Limits, Marks};
 use crate::metrics::Metrics;
 use crate::router::table::ROUTE_LABELS;
 use crate::secrets::{self, Secrets, SecretsError};
@@ -27,7 +28,7 @@ pub const FIRST_KEY_FILE: &str = "api-key.txt";
 /// Name under which `secrets.initial_api_key` is stored.
 pub const INITIAL_KEY_NAME: &str = "initial";
 /// Audit events waiting for the store; beyond this, trips are dropped (they are sampled).
-const AUDIT_QUEUE: usize = 64;
+const AUDIT_QUEUE: usize = 1024;
 
 pub struct App {
     /// The validated configuration.
@@ -68,34 +69,36 @@ pub struct App {
 pub struct TripLog {
     queue: tokio::sync::mpsc::Sender<AuditEvent>,
     pending: Mutex<Option<tokio::sync::mpsc::Receiver<AuditEvent>>>,
-    /// Per [`Limit`], the minute (Unix seconds / 60) of the last audited trip: sampling.
-    last_minute: [AtomicI64; 4],
+    /// Per limit and client address, until when its last trip stands for the next ones (a
+    /// minute): every address that trips gets its row, once a minute, in a bounded table.
+    audited: Marks,
+    hasher: RandomState,
 }
 
 impl TripLog {
-    fn new() -> TripLog {
+    fn new(max_addresses: usize) -> TripLog {
         let (queue, pending) = tokio::sync::mpsc::channel(AUDIT_QUEUE);
         TripLog {
             queue,
             pending: Mutex::new(Some(pending)),
-            last_minute: std::array::from_fn(|_| AtomicI64::new(i64::MIN)),
+            audited: Marks::new(max_addresses),
+            hasher: RandomState::new(),
         }
     }
 
-    /// Notes a rate-limit refusal: the first of each minute per limit becomes an audit event
-    /// (sampled, so a flood of 429s costs no writes); every one is counted by its handler.
+    /// Notes a rate-limit refusal: the first of each minute per limit and client address
+    /// becomes an audit event (so a flood of 429s from one address costs one write a minute,
+    /// and every address that trips is on the trail); every one is counted by its handler.
     pub fn note(&self, l: Limited, client: IpAddr, key_name: Option<&str>) {
-        let index = match l.limit {
-            Limit::MintPerUser => 0,
-            Limit::MintPerApiKey => 1,
-            Limit::FailedAuthPerIp => 2,
-            Limit::AdminPerIp => 3,
-        };
-        let now = crate::now_unix();
-        let minute = now / 60;
-        if self.last_minute[index].swap(minute, Ordering::Relaxed) == minute {
+        let key = self
+            .hasher
+            .hash_one((l.limit.label(), limits::client_key(client)));
+        if self.audited.remaining(key).is_some() {
             return;
         }
+        self.audited
+            .mark(key, std::time::Instant::now() + Duration::from_secs(60));
+        let now = crate::now_unix();
         let event = AuditEvent {
             at: now,
             event: audit_event::RATE_LIMIT_TRIPPED.into(),
@@ -104,7 +107,7 @@ impl TripLog {
             target: None,
             source: Some(client.to_string()),
             detail: Some(format!(
-                "{} (first refusal this minute; later ones are counted in chatsdk_auth_token_requests_rejected_total)",
+                "{} (first refusal this minute from this address; later ones are counted in chatsdk_auth_token_requests_rejected_total)",
                 l.limit.label()
             )),
         };
@@ -173,6 +176,7 @@ impl App {
         );
         let verifier = Verifier::new(&config.tokens, keys.clone());
         let store = store.with_timings(metrics.store_timings());
+        let trips = TripLog::new(config.limits.max_tracked_keys);
         let limits = Limits::exported(&config.limits, |l| {
             Some(metrics.rate_limit_untracked.with_label_values(&[l.label()]))
         });
@@ -190,7 +194,7 @@ impl App {
             kick_wake: tokio::sync::Notify::new(),
             limits,
             recent: crate::metrics::recent::Recent::new(crate::now_unix()),
-            trips: TripLog::new(),
+            trips,
             ready: AtomicBool::new(true),
         }
     }

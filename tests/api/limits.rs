@@ -303,3 +303,45 @@ async fn a_full_failed_auth_table_refuses_rather_than_admits() {
         .await;
     assert!(untracked > 0.0, "{untracked}");
 }
+
+/// Every address that trips a limit gets its audit row (once a minute per address), not only
+/// the first address of the minute.
+#[tokio::test]
+async fn every_address_that_trips_is_audited_once_a_minute() {
+    let t = TestApp::spawn_with(|c| {
+        c.limits.failed_auth_per_ip_per_minute = 2;
+        c.limits.trusted_proxy_header = "X-Forwarded-For".into();
+    })
+    .await;
+    let addresses: Vec<String> = (1..=5).map(|i| format!("198.51.100.{i}")).collect();
+    for ip in &addresses {
+        for _ in 0..4 {
+            let r = t
+                .client
+                .post(t.url("/tokens"))
+                .header("X-API-Key", "chatsdk_wrong")
+                .header("X-Forwarded-For", ip)
+                .json(&json!({"userId": "u"}))
+                .send()
+                .await
+                .unwrap();
+            assert!(matches!(r.status().as_u16(), 401 | 429));
+        }
+    }
+    let start = std::time::Instant::now();
+    let sources = loop {
+        let events = t.app.store.list_audit(&Default::default()).await.unwrap();
+        let mut sources: Vec<String> = events
+            .into_iter()
+            .filter(|e| e.event == "rate_limit.tripped")
+            .filter_map(|e| e.source)
+            .collect();
+        sources.sort();
+        if sources.len() >= addresses.len() || start.elapsed() > std::time::Duration::from_secs(10)
+        {
+            break sources;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(sources, addresses, "one row per address that tripped");
+}
