@@ -75,7 +75,10 @@ fn a_million_distinct_users_stay_within_the_bound() {
     }
     let keyed = l.mint_per_user.as_ref().unwrap();
     assert!(keyed.len() <= MAX + SHARDS, "{} keys tracked", keyed.len());
-    assert!(keyed.untracked_count() >= 1_000_000 - 2 * MAX as u64);
+    // Every shard filled before the first key went untracked, so at least MAX ids were
+    // tracked; how many more depends on how often the table was pruned (once a second, so on
+    // how fast this loop ran), which a test cannot bound without a clock of its own.
+    assert!(keyed.untracked_count() <= 1_000_000 - MAX as u64);
     let table = keyed.store().table_bytes();
     // The process-wide RSS also counts whatever tests run alongside: informative only.
     let grown = rss_kib().saturating_sub(rss_before);

@@ -217,7 +217,7 @@ async fn postgres_stopped_mid_batch_is_503_for_every_waiter_then_recovers() {
     until_a_statement_waits(&pg.url()).await;
     let queued: Vec<_> = tokens.iter().chain(&tokens).map(send).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    pg.stop();
+    pg.crash();
     drop(lock);
     // Every waiter is answered by the store's failure (not by the request deadline, whose
     // answer is `timeout`), none with a decision.

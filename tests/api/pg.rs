@@ -428,9 +428,20 @@ impl PgServer {
 
     /// Fast shutdown (SIGINT: sessions are terminated), waiting for the process to exit.
     pub fn stop(&mut self) {
+        self.stop_with("-INT");
+    }
+
+    /// Stops the server in immediate mode (SIGQUIT): every backend quits at once, so a
+    /// statement waiting on a lock can never be granted it and finish while the server goes
+    /// down, as it can in a fast shutdown (the lock holder exits first).
+    pub fn crash(&mut self) {
+        self.stop_with("-QUIT");
+    }
+
+    fn stop_with(&mut self, signal: &str) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            let _ = Command::new("kill").args([signal, &pid]).status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while child.try_wait().unwrap().is_none() {
                 assert!(Instant::now() < deadline, "PostgreSQL did not stop");
