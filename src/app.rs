@@ -176,6 +176,7 @@ impl App {
         );
         let verifier = Verifier::new(&config.tokens, keys.clone());
         let store = store.with_timings(metrics.store_timings());
+        keys.export_refused_loads(metrics.key_ring_loads_refused.clone());
         let trips = TripLog::new(config.limits.max_tracked_keys);
         let limits = Limits::exported(&config.limits, |l| {
             Some(metrics.rate_limit_untracked.with_label_values(&[l.label()]))

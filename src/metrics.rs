@@ -115,6 +115,8 @@ pub struct Metrics {
     pub connections_refused: IntCounter,
     /// `accept()` failures (usually the open-file limit), each followed by a growing pause.
     pub accept_errors: IntCounter,
+    /// Key rings found in the store that this replica refused to load (each also logged).
+    pub key_ring_loads_refused: IntCounter,
     /// The per-request series, resolved once.
     pub hot: std::sync::Arc<Hot>,
     /// The `route` label values, indexed as the router numbers its routes.
@@ -391,6 +393,11 @@ impl Metrics {
             "Failed accept() calls (usually the open-file limit); each is followed by a pause that doubles up to 1 s.",
         )?;
 
+        let key_ring_loads_refused = single(
+            "key_ring_loads_refused_total",
+            "Key rings found in PostgreSQL that this replica refused to load (altered, sealed with another secret, unreadable); the keys in effect stayed.",
+        )?;
+
         let proxy = Callback::iter()
             .map(|cb| {
                 let decision = |outcome: DecisionOutcome, reason: &str| {
@@ -458,6 +465,7 @@ impl Metrics {
             connections_max,
             connections_refused,
             accept_errors,
+            key_ring_loads_refused,
             route_labels,
         };
         m.initialise_series();

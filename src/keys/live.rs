@@ -30,33 +30,62 @@ fn stamp(path: &Path) -> Option<Stamp> {
     })
 }
 
-/// The key ring the service runs on, replaced when the ring file changes.
+/// Where the ring in effect came from, and so how it is re-read: one of three modes.
+enum Source {
+    /// A fixed ring (tests and benchmarks): never re-read.
+    Fixed,
+    /// The ring file (`keyring.json`) over the configured keys: re-read when the file changes.
+    File {
+        path: PathBuf,
+        /// The file as last read.
+        stamp: Mutex<Option<Stamp>>,
+        tokens: TokenConfig,
+        secrets: Secrets,
+    },
+    /// The encrypted row in PostgreSQL: re-read when another write of it appears.
+    Postgres {
+        kek: Kek,
+        /// The row write of the ring in effect.
+        row: tokio::sync::Mutex<shared::RowStamp>,
+        tokens: TokenConfig,
+        secrets: Secrets,
+    },
+}
+
+/// The key ring the service runs on, replaced when the ring it came from changes.
 pub struct LiveKeys {
     ring: RwLock<Arc<KeyRing>>,
-    path: PathBuf,
-    stamp: Mutex<Option<Stamp>>,
-    /// What the configured keys are built from; `None` for a fixed ring.
-    source: Option<(TokenConfig, Secrets)>,
-    /// On PostgreSQL: the key-encryption key and the row write of the ring in effect.
-    shared: Option<(Kek, tokio::sync::Mutex<shared::RowStamp>)>,
-    /// Rings found in the store that could not be loaded (logged each time).
+    source: Source,
+    /// Rings found in the store that could not be loaded (each logged).
     refused: std::sync::atomic::AtomicU64,
+    /// Where those are exported (`chatsdk_auth_key_ring_loads_refused_total`), once attached.
+    refused_metric: std::sync::OnceLock<prometheus::IntCounter>,
 }
 
 impl LiveKeys {
+    fn new(ring: KeyRing, source: Source) -> LiveKeys {
+        LiveKeys {
+            ring: RwLock::new(Arc::new(ring)),
+            source,
+            refused: Default::default(),
+            refused_metric: Default::default(),
+        }
+    }
+
     /// Loads the ring (configured keys and the ring file); any error stops startup.
     pub fn load(config: &Config, secrets: &Secrets) -> Result<LiveKeys, KeyError> {
         let path = ring_path(config);
         let before = stamp(&path);
         let ring = KeyRing::load(config, secrets)?;
-        Ok(LiveKeys {
-            ring: RwLock::new(Arc::new(ring)),
-            path,
-            stamp: Mutex::new(before),
-            source: Some((config.tokens.clone(), secrets.clone())),
-            shared: None,
-            refused: Default::default(),
-        })
+        Ok(LiveKeys::new(
+            ring,
+            Source::File {
+                path,
+                stamp: Mutex::new(before),
+                tokens: config.tokens.clone(),
+                secrets: secrets.clone(),
+            },
+        ))
     }
 
     /// Loads the ring from where this configuration keeps it ([`RingStore`]): the ring file,
@@ -71,20 +100,21 @@ impl LiveKeys {
             RingStore::File(_) => return LiveKeys::load(config, secrets),
             RingStore::Postgres { kek, .. } => kek,
         };
-        let (ring, stamp) = shared::load_or_seed(store, &kek, &config.tokens, secrets).await?;
+        let (ring, row) = shared::load_or_seed(store, &kek, &config.tokens, secrets).await?;
         tracing::info!(
-            version = stamp.0,
+            version = row.0,
             kek = kek.id(),
             "key ring loaded from PostgreSQL"
         );
-        Ok(LiveKeys {
-            ring: RwLock::new(Arc::new(ring)),
-            path: PathBuf::new(),
-            stamp: Mutex::new(None),
-            source: Some((config.tokens.clone(), secrets.clone())),
-            shared: Some((kek, tokio::sync::Mutex::new(stamp))),
-            refused: Default::default(),
-        })
+        Ok(LiveKeys::new(
+            ring,
+            Source::Postgres {
+                kek,
+                row: tokio::sync::Mutex::new(row),
+                tokens: config.tokens.clone(),
+                secrets: secrets.clone(),
+            },
+        ))
     }
 
     /// Installs the ring's latest version when it changed: on PostgreSQL one read of the
@@ -92,14 +122,20 @@ impl LiveKeys {
     /// Returns true when a new ring was installed. A ring that cannot be read or decrypted
     /// keeps the ring in effect (logged).
     pub async fn refresh(&self, store: &Store) -> bool {
-        let (Some((kek, version)), Some((tokens, secrets))) = (&self.shared, &self.source) else {
+        let Source::Postgres {
+            kek,
+            row,
+            tokens,
+            secrets,
+        } = &self.source
+        else {
             return self.reload_if_changed();
         };
         // Held until the new ring is installed, so two refreshes never install an older
         // version over a newer one.
-        let mut version = version.lock().await;
+        let mut row = row.lock().await;
         let ours = self.current();
-        match shared::sync(store, kek, tokens, secrets, &version, &ours).await {
+        match shared::sync(store, kek, tokens, secrets, &row, &ours).await {
             Ok(Some((ring, v))) => {
                 tracing::info!(
                     version = v.0,
@@ -107,8 +143,8 @@ impl LiveKeys {
                     ws_signing = %ring.ws.signing(crate::now_unix()).kid,
                     "key ring reloaded from PostgreSQL"
                 );
-                *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
-                *version = v;
+                self.install(ring);
+                *row = v;
                 true
             }
             Ok(None) => false,
@@ -121,6 +157,9 @@ impl LiveKeys {
             Err(e) => {
                 self.refused
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if let Some(c) = self.refused_metric.get() {
+                    c.inc();
+                }
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring in PostgreSQL not loaded; the keys in effect stay");
                 false
             }
@@ -132,16 +171,14 @@ impl LiveKeys {
         self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Exports the refused loads in `counter` from now on (the first counter attached stays).
+    pub fn export_refused_loads(&self, counter: prometheus::IntCounter) {
+        let _ = self.refused_metric.set(counter);
+    }
+
     /// A fixed ring (tests and benchmarks): never re-read.
     pub fn fixed(ring: KeyRing) -> LiveKeys {
-        LiveKeys {
-            ring: RwLock::new(Arc::new(ring)),
-            path: PathBuf::new(),
-            stamp: Mutex::new(None),
-            source: None,
-            shared: None,
-            refused: Default::default(),
-        }
+        LiveKeys::new(ring, Source::Fixed)
     }
 
     /// The ring in effect.
@@ -149,37 +186,47 @@ impl LiveKeys {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    fn install(&self, ring: KeyRing) {
+        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+    }
+
     /// Re-reads the ring file when it changed since the last read. Returns true when a new
     /// ring was installed. A file that cannot be used keeps the ring in effect (logged).
     pub fn reload_if_changed(&self) -> bool {
-        let Some((tokens, secrets)) = &self.source else {
+        let Source::File {
+            path,
+            stamp: last,
+            tokens,
+            secrets,
+        } = &self.source
+        else {
             return false;
         };
         // Held until the new ring is installed, so two reloads (the watch loop and a
         // rotation's own) never install an older file over a newer one. `current` does not
         // take it.
-        let mut last = self.stamp.lock().unwrap_or_else(|e| e.into_inner());
-        let now_stamp = stamp(&self.path);
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let now_stamp = stamp(path);
         if *last == now_stamp {
             return false;
         }
         // Taken before the read: a file replaced in between is read again next time.
         *last = now_stamp;
-        let file = match read_ring(&self.path) {
+        let file = match read_ring(path) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring not reloaded; the keys in effect stay");
                 return false;
             }
         };
-        match KeyRing::from_parts(tokens, secrets, &self.path, file.as_ref()) {
+        match KeyRing::from_parts(tokens, secrets, path, file.as_ref()) {
             Ok(ring) => {
                 tracing::info!(
                     rest_signing = %ring.rest.signing(crate::now_unix()).kid,
                     ws_signing = %ring.ws.signing(crate::now_unix()).kid,
                     "key ring reloaded"
                 );
-                *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+                self.install(ring);
                 true
             }
             Err(e) => {

@@ -233,6 +233,36 @@ async fn a_tampered_ring_row_is_told_from_a_wrong_secret() {
     assert!(!text.contains("cannot decrypt"), "{text}");
 }
 
+/// A running replica that finds an altered ring row keeps its keys, and counts the refusal in
+/// `chatsdk_auth_key_ring_loads_refused_total` (0 until then), so an alert can see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_row_a_running_replica_refuses_is_counted_in_the_metrics() {
+    let url = pg::database().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let a = start(tmp.path(), "a", &url, KEK).await;
+    const SERIES: &str = "chatsdk_auth_key_ring_loads_refused_total";
+    assert!(a.metrics_text().await.contains(&format!("{SERIES} 0")));
+    let before = signing_kid(&a).await;
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    // Another write of the row (a new version and nonce), whose ciphertext fails authentication.
+    db.batch_execute(
+        "UPDATE chatsdk_auth_signing_keys
+         SET version = version + 1, nonce = overlay(nonce placing '\\xff'::bytea from 1 for 1),
+             ciphertext = overlay(ciphertext placing '\\x00'::bytea from 5 for 1)",
+    )
+    .await
+    .unwrap();
+    crate::helpers::eventually("the refused ring counted", || async {
+        a.metric(SERIES).await >= 1.0
+    })
+    .await;
+    assert_eq!(a.app.keys.refused_loads() as f64, a.metric(SERIES).await);
+    assert_eq!(signing_kid(&a).await, before, "the keys in effect stay");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_never_shows_the_key_material() {
     let url = pg::database().await;
