@@ -15,6 +15,7 @@ mod postgres;
 mod postgres_batch;
 mod postgres_keyring;
 mod postgres_outbox;
+mod postgres_schema;
 mod postgres_segments;
 mod postgres_tls;
 mod segments;
@@ -230,14 +231,35 @@ pub struct Store {
     shared_warned_at: AtomicI64,
 }
 
-/// Every method matches on this. The PostgreSQL arms are `Box::pin`ned: an async method's future
-/// is as large as its largest arm (a pooled PostgreSQL query is about 2 KB), and that size is
-/// carried, and copied, through every handler future that awaits it, on SQLite too. One
-/// allocation next to a network round trip keeps the SQLite path at a few dozen bytes.
+/// The backend a [`Store`] runs on; every method reaches it through [`dispatch!`].
 enum Backend {
     Sqlite(sqlite::SqliteStore),
     Postgres(postgres::PgStore),
 }
+
+/// The one backend dispatch: `dispatch!(self.method(args))` calls `method` on whichever backend
+/// the store runs on; `dispatch!(self.method(args).await)` when SQLite's method is async too (a
+/// write, through the writer thread; SQLite's reads complete in place).
+///
+/// The PostgreSQL arm is `Box::pin`ned: an async method's future is as large as its largest
+/// arm (a pooled PostgreSQL query is about 2 KB), and that size is carried, and copied, through
+/// every handler future that awaits it, on SQLite too. One allocation next to a network round
+/// trip keeps the SQLite path at a few dozen bytes.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* $(,)? ) . await) => {
+        match &$self.backend {
+            Backend::Sqlite(s) => s.$method($($arg),*).await,
+            Backend::Postgres(s) => Box::pin(s.$method($($arg),*)).await,
+        }
+    };
+    ($self:ident . $method:ident ( $($arg:expr),* $(,)? )) => {
+        match &$self.backend {
+            Backend::Sqlite(s) => s.$method($($arg),*),
+            Backend::Postgres(s) => Box::pin(s.$method($($arg),*)).await,
+        }
+    };
+}
+use dispatch;
 
 macro_rules! timed {
     ($self:ident, $op:ident, $call:expr) => {{
@@ -288,14 +310,7 @@ impl Store {
     }
 
     pub(crate) async fn ping(&self) -> Result<(), StoreError> {
-        timed!(
-            self,
-            ping,
-            match &self.backend {
-                Backend::Sqlite(s) => s.ping(),
-                Backend::Postgres(s) => Box::pin(s.ping()).await,
-            }
-        )
+        timed!(self, ping, dispatch!(self.ping()))
     }
 
     /// Notes whether a write reached a working store, for [`Store::writes_work`].
@@ -320,10 +335,7 @@ impl Store {
         if !self.write_failed.load(Ordering::Relaxed) {
             return true;
         }
-        let probe = match &self.backend {
-            Backend::Sqlite(s) => s.probe_write().await,
-            Backend::Postgres(s) => Box::pin(s.probe_write()).await,
-        };
+        let probe = dispatch!(self.probe_write().await);
         if let Err(e) = &probe {
             tracing::debug!(error = %crate::error_chain::Chain(e), "write probe failed");
         }
@@ -338,35 +350,18 @@ impl Store {
         let result = timed!(
             self,
             upsert_user,
-            match &self.backend {
-                Backend::Sqlite(s) => s.upsert_user(patch, now).await,
-                Backend::Postgres(s) => Box::pin(s.upsert_user(patch, now)).await,
-            }
+            dispatch!(self.upsert_user(patch, now).await)
         );
         self.noted(result)
     }
 
     pub async fn get_user(&self, id: &str) -> Result<Option<User>, StoreError> {
-        timed!(
-            self,
-            get_user,
-            match &self.backend {
-                Backend::Sqlite(s) => s.get_user(id),
-                Backend::Postgres(s) => Box::pin(s.get_user(id)).await,
-            }
-        )
+        timed!(self, get_user, dispatch!(self.get_user(id)))
     }
 
     /// The user as a proxy decision sees it (timed as `get_user`).
     pub async fn get_session(&self, id: &str) -> Result<Option<SessionUser>, StoreError> {
-        timed!(
-            self,
-            get_user,
-            match &self.backend {
-                Backend::Sqlite(s) => s.get_session(id),
-                Backend::Postgres(s) => Box::pin(s.get_session(id)).await,
-            }
-        )
+        timed!(self, get_user, dispatch!(self.get_session(id)))
     }
 
     pub(crate) async fn find_api_key(
@@ -376,10 +371,7 @@ impl Store {
         timed!(
             self,
             authenticate_api_key,
-            match &self.backend {
-                Backend::Sqlite(s) => s.find_api_key(hash),
-                Backend::Postgres(s) => Box::pin(s.find_api_key(hash)).await,
-            }
+            dispatch!(self.find_api_key(hash))
         )
     }
 
@@ -387,10 +379,7 @@ impl Store {
         let result = timed!(
             self,
             touch_api_key,
-            match &self.backend {
-                Backend::Sqlite(s) => s.touch_api_key(name, now).await,
-                Backend::Postgres(s) => Box::pin(s.touch_api_key(name, now)).await,
-            }
+            dispatch!(self.touch_api_key(name, now).await)
         );
         self.noted(result)
     }
@@ -408,26 +397,8 @@ impl Store {
         key: &str,
         now: i64,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.insert_api_key(
-                    name,
-                    &api_key::display_prefix(key),
-                    &api_key::hash(key),
-                    now,
-                )
-                .await
-            }
-            Backend::Postgres(s) => {
-                Box::pin(s.insert_api_key(
-                    name,
-                    &api_key::display_prefix(key),
-                    &api_key::hash(key),
-                    now,
-                ))
-                .await
-            }
-        }
+        let (prefix, hash) = (api_key::display_prefix(key), api_key::hash(key));
+        dispatch!(self.insert_api_key(name, &prefix, &hash, now).await)
     }
 
     /// Makes the key named `name` equal `key` unless it already does (automated deployments).
@@ -438,48 +409,21 @@ impl Store {
         key: &str,
         now: i64,
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => {
-                s.ensure_api_key(
-                    name,
-                    &api_key::display_prefix(key),
-                    &api_key::hash(key),
-                    now,
-                )
-                .await
-            }
-            Backend::Postgres(s) => {
-                Box::pin(s.ensure_api_key(
-                    name,
-                    &api_key::display_prefix(key),
-                    &api_key::hash(key),
-                    now,
-                ))
-                .await
-            }
-        }
+        let (prefix, hash) = (api_key::display_prefix(key), api_key::hash(key));
+        dispatch!(self.ensure_api_key(name, &prefix, &hash, now).await)
     }
 
     pub(crate) async fn count_api_keys(&self) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.count_api_keys(),
-            Backend::Postgres(s) => Box::pin(s.count_api_keys()).await,
-        }
+        dispatch!(self.count_api_keys())
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_api_keys(),
-            Backend::Postgres(s) => Box::pin(s.list_api_keys()).await,
-        }
+        dispatch!(self.list_api_keys())
     }
 
     /// Revokes the named key; false when no active key has that name.
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke_api_key(name, now).await,
-            Backend::Postgres(s) => Box::pin(s.revoke_api_key(name, now)).await,
-        }
+        dispatch!(self.revoke_api_key(name, now).await)
     }
 
     /// Applies an operator's change to a user and, in the same transaction, queues `kick` for
@@ -493,19 +437,13 @@ impl Store {
         now: i64,
         kick: Option<Kick<'_>>,
     ) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.change_user(id, change, now, kick).await,
-            Backend::Postgres(s) => Box::pin(s.change_user(id, change, now, kick)).await,
-        }
+        dispatch!(self.change_user(id, change, now, kick).await)
     }
 
     /// Revokes every token of every user issued before `valid_after` (app-wide); an earlier
     /// instant than the one in force changes nothing. Returns the instant in force.
     pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.revoke_all_tokens(valid_after).await,
-            Backend::Postgres(s) => Box::pin(s.revoke_all_tokens(valid_after)).await,
-        }
+        dispatch!(self.revoke_all_tokens(valid_after).await)
     }
 
     /// Users ordered by id, at most `limit`, starting after the id `after`.
@@ -514,10 +452,7 @@ impl Store {
         limit: usize,
         after: Option<&str>,
     ) -> Result<UserPage, StoreError> {
-        let mut users = match &self.backend {
-            Backend::Sqlite(s) => s.list_users(limit + 1, after),
-            Backend::Postgres(s) => Box::pin(s.list_users(limit + 1, after)).await,
-        }?;
+        let mut users = dispatch!(self.list_users(limit + 1, after))?;
         let next_after = if users.len() > limit {
             users.truncate(limit);
             users.last().map(|u| u.id.clone())
@@ -535,59 +470,38 @@ impl Store {
         lease_ms: i64,
         limit: usize,
     ) -> Result<Vec<PendingKick>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.claim_kicks(now_ms, lease_ms, limit).await,
-            Backend::Postgres(s) => Box::pin(s.claim_kicks(now_ms, lease_ms, limit)).await,
-        }
+        dispatch!(self.claim_kicks(now_ms, lease_ms, limit).await)
     }
 
     /// Removes a delivered kick.
     pub(crate) async fn finish_kick(&self, id: i64) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.finish_kick(id).await,
-            Backend::Postgres(s) => Box::pin(s.finish_kick(id)).await,
-        }
+        dispatch!(self.finish_kick(id).await)
     }
 
     /// Puts a kick back for another attempt at `not_before_ms`.
     pub(crate) async fn retry_kick(&self, id: i64, not_before_ms: i64) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.retry_kick(id, not_before_ms).await,
-            Backend::Postgres(s) => Box::pin(s.retry_kick(id, not_before_ms)).await,
-        }
+        dispatch!(self.retry_kick(id, not_before_ms).await)
     }
 
     /// Kicks in the outbox: all of them, and those due at `now_ms`.
     pub async fn count_kicks(&self, now_ms: i64) -> Result<(u64, u64), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.count_kicks(now_ms),
-            Backend::Postgres(s) => Box::pin(s.count_kicks(now_ms)).await,
-        }
+        dispatch!(self.count_kicks(now_ms))
     }
 
     /// Appends one event to the audit trail (append-only: the table refuses updates).
     pub(crate) async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
-        let result = match &self.backend {
-            Backend::Sqlite(s) => s.append_audit(e).await,
-            Backend::Postgres(s) => Box::pin(s.append_audit(e)).await,
-        };
+        let result = dispatch!(self.append_audit(e).await);
         self.noted(result)
     }
 
     /// The audit events matching `f`, oldest first.
     pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.list_audit(f),
-            Backend::Postgres(s) => Box::pin(s.list_audit(f)).await,
-        }
+        dispatch!(self.list_audit(f))
     }
 
     /// Deletes the audit events older than `before` (retention); returns how many.
     pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.prune_audit(before).await,
-            Backend::Postgres(s) => Box::pin(s.prune_audit(before)).await,
-        }
+        dispatch!(self.prune_audit(before).await)
     }
 }
 

@@ -7,7 +7,7 @@
 //! Triggers keep it in step with every insert, `custom` update and delete, whoever writes;
 //! [`Store::declare_segments`] rebuilds it on start when `segments.fields` changed.
 
-use super::{Backend, Kick, Store, StoreError, User, UserChange, UserPage};
+use super::{dispatch, Backend, Kick, Store, StoreError, User, UserChange, UserPage};
 use crate::segments::Where;
 
 impl Store {
@@ -15,6 +15,7 @@ impl Store {
     /// from the stored ones (it takes a while on a large store, once). `serve` calls it at
     /// start; every other process (the CLI) queries the fields the server declared.
     pub async fn declare_segments(&self, fields: &[String]) -> Result<(), StoreError> {
+        // Not through `dispatch!`: SQLite's writer thread takes owned arguments.
         let rebuilt = match &self.backend {
             Backend::Sqlite(s) => s.declare_segments(fields.to_vec()).await,
             Backend::Postgres(s) => Box::pin(s.declare_segments(fields)).await,
@@ -27,10 +28,7 @@ impl Store {
 
     /// The declared segment fields the side table indexes, in the order declared.
     pub async fn segment_fields(&self) -> Result<Vec<String>, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.segment_fields(),
-            Backend::Postgres(s) => Box::pin(s.segment_fields()).await,
-        }
+        dispatch!(self.segment_fields())
     }
 
     /// Users of the segment `w`, ordered by id, at most `limit`, after the id `after`.
@@ -40,10 +38,7 @@ impl Store {
         limit: usize,
         after: Option<&str>,
     ) -> Result<UserPage, StoreError> {
-        let mut users: Vec<User> = match &self.backend {
-            Backend::Sqlite(s) => s.list_segment(w, limit + 1, after),
-            Backend::Postgres(s) => Box::pin(s.list_segment(w, limit + 1, after)).await,
-        }?;
+        let mut users: Vec<User> = dispatch!(self.list_segment(w, limit + 1, after))?;
         let next_after = if users.len() > limit {
             users.truncate(limit);
             users.last().map(|u| u.id.clone())
@@ -55,10 +50,7 @@ impl Store {
 
     /// How many users the segment `w` holds.
     pub async fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.count_segment(w),
-            Backend::Postgres(s) => Box::pin(s.count_segment(w)).await,
-        }
+        dispatch!(self.count_segment(w))
     }
 
     /// One batch of a bulk change: up to `limit` users of `w` after the id `after` that the
@@ -74,6 +66,7 @@ impl Store {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
+        // Not through `dispatch!`: SQLite's writer thread takes owned arguments.
         let result = match &self.backend {
             Backend::Sqlite(s) => {
                 s.change_segment_batch(
