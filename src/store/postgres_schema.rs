@@ -1,0 +1,179 @@
+//! PostgreSQL's schema: the migrations in order, applied at start in one transaction under an
+//! advisory lock, so replicas starting together do not race; a newer schema than this binary
+//! knows stops the start.
+
+use super::postgres::{col, map_err, PgStore};
+use super::StoreError;
+
+/// Arbitrary constant identifying this service's migration lock.
+pub(super) const MIGRATION_LOCK: i64 = 0x6368_6174_7364_6b01;
+
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE chatsdk_auth_users (
+    id TEXT PRIMARY KEY,
+    name TEXT,
+    image TEXT,
+    custom TEXT,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    tokens_valid_after BIGINT NOT NULL DEFAULT 0,
+    revision BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE TABLE chatsdk_auth_api_keys (
+    name TEXT PRIMARY KEY,
+    prefix TEXT NOT NULL,
+    hash BYTEA NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    last_used_at BIGINT,
+    revoked_at BIGINT
+);
+"#,
+    r#"
+CREATE TABLE chatsdk_auth_kicks (
+    id BIGSERIAL PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    code INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before_ms BIGINT NOT NULL DEFAULT 0
+);
+CREATE INDEX chatsdk_auth_kicks_due ON chatsdk_auth_kicks (not_before_ms);
+"#,
+    r#"
+CREATE TABLE chatsdk_auth_settings (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE chatsdk_auth_audit_events (
+    id BIGSERIAL PRIMARY KEY,
+    at BIGINT NOT NULL,
+    event TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    target_kind TEXT,
+    target TEXT,
+    source TEXT,
+    detail TEXT
+);
+CREATE INDEX chatsdk_auth_audit_events_at ON chatsdk_auth_audit_events (at);
+CREATE INDEX chatsdk_auth_audit_events_target ON chatsdk_auth_audit_events (target_kind, target, at);
+CREATE FUNCTION chatsdk_auth_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit events are append-only';
+END
+$$;
+CREATE TRIGGER chatsdk_auth_audit_events_append_only BEFORE UPDATE ON chatsdk_auth_audit_events
+    FOR EACH ROW EXECUTE FUNCTION chatsdk_auth_audit_append_only();
+"#,
+    // The abuse limits every replica shares (src/store/shared_limits.rs).
+    r#"
+CREATE TABLE chatsdk_auth_limits (
+    key TEXT PRIMARY KEY,
+    tat_ms BIGINT NOT NULL,
+    conformed BOOLEAN NOT NULL DEFAULT TRUE
+);
+"#,
+    // The signing-key ring, encrypted (src/store/postgres_keyring.rs): one row.
+    r#"
+CREATE TABLE chatsdk_auth_signing_keys (
+    id SMALLINT PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL,
+    kek_id TEXT NOT NULL,
+    nonce BYTEA NOT NULL,
+    ciphertext BYTEA NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+"#,
+    // Segments (src/store/postgres_segments.rs): the declared fields, and one row per user,
+    // declared field and scalar value (each element of an array) as canonical JSON text
+    // (jsonb's), kept in step with every write by the trigger.
+    r#"
+CREATE TABLE chatsdk_auth_segment_fields (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    position INTEGER NOT NULL
+);
+CREATE TABLE chatsdk_auth_user_segments (
+    field TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    user_id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (field, value, user_id)
+);
+CREATE INDEX chatsdk_auth_user_segments_user ON chatsdk_auth_user_segments (user_id);
+CREATE FUNCTION chatsdk_auth_segment_values(v jsonb) RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT v WHERE jsonb_typeof(v) IN ('string', 'number', 'boolean', 'null')
+    UNION ALL
+    SELECT e FROM jsonb_array_elements(CASE WHEN jsonb_typeof(v) = 'array' THEN v ELSE '[]'::jsonb END) e
+    WHERE jsonb_typeof(e) IN ('string', 'number', 'boolean', 'null')
+$$;
+CREATE FUNCTION chatsdk_auth_user_segments_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        DELETE FROM chatsdk_auth_user_segments WHERE user_id = OLD.id;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.custom IS NOT NULL
+       AND EXISTS (SELECT 1 FROM chatsdk_auth_segment_fields) THEN
+        INSERT INTO chatsdk_auth_user_segments (field, value, user_id)
+        SELECT f.name, e.v::text, NEW.id FROM chatsdk_auth_segment_fields f
+        CROSS JOIN LATERAL chatsdk_auth_segment_values(NEW.custom::jsonb -> f.name) AS e(v)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER chatsdk_auth_users_segments_insert AFTER INSERT ON chatsdk_auth_users
+    FOR EACH ROW WHEN (NEW.custom IS NOT NULL) EXECUTE FUNCTION chatsdk_auth_user_segments_sync();
+CREATE TRIGGER chatsdk_auth_users_segments_update AFTER UPDATE OF custom ON chatsdk_auth_users
+    FOR EACH ROW WHEN (NEW.custom IS DISTINCT FROM OLD.custom) EXECUTE FUNCTION chatsdk_auth_user_segments_sync();
+CREATE TRIGGER chatsdk_auth_users_segments_delete AFTER DELETE ON chatsdk_auth_users
+    FOR EACH ROW EXECUTE FUNCTION chatsdk_auth_user_segments_sync();
+"#,
+];
+
+impl PgStore {
+    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(map_err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(map_err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS chatsdk_auth_schema (version INTEGER NOT NULL)",
+        )
+        .await
+        .map_err(map_err)?;
+        let version: i32 = tx
+            .query_opt("SELECT version FROM chatsdk_auth_schema", &[])
+            .await
+            .map_err(map_err)?
+            .map(|r| col::<i32>(&r, 0))
+            .transpose()?
+            .unwrap_or(0);
+        if version as usize > MIGRATIONS.len() {
+            return Err(StoreError::Internal(
+                format!(
+                    "database schema version {version} is newer than this binary understands ({}); upgrade chatsdk-auth",
+                    MIGRATIONS.len()
+                )
+                .into(),
+            ));
+        }
+        for sql in MIGRATIONS.iter().skip(version as usize) {
+            tx.batch_execute(sql).await.map_err(map_err)?;
+        }
+        let latest = MIGRATIONS.len() as i32;
+        tx.execute("DELETE FROM chatsdk_auth_schema", &[])
+            .await
+            .map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO chatsdk_auth_schema (version) VALUES ($1)",
+            &[&latest],
+        )
+        .await
+        .map_err(map_err)?;
+        tx.commit().await.map_err(map_err)
+    }
+}
