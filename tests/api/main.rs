@@ -88,8 +88,10 @@ mod prometheus;
 mod props;
 /// Every secret refused alike by `serve` and `check-config`: short env values, open files.
 mod secrets;
-/// Segments over `custom` on both backends: queries, bulk actions, a re-run after a crash.
+/// Segments over `custom` on both backends: queries, the CLI and the admin API over them.
 mod segments;
+/// Bulk actions by segment on both backends: dry run, expected count, a re-run after a crash.
+mod segments_bulk;
 /// Abuse limits the replicas share through PostgreSQL: one budget for N replicas.
 mod shared_limits;
 /// The shipped config file pins no default; the generated Centrifugo config follows the
