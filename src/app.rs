@@ -142,7 +142,7 @@ impl App {
         for path in &created {
             tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
         }
-        let metrics = Metrics::new(ROUTE_LABELS)?;
+        let metrics = Metrics::new(ROUTE_LABELS, access_log.dropped_lines())?;
         let store = Store::open(&config.store).await?;
         store.declare_segments(&config.segments.fields).await?;
         let keys = Arc::new(LiveKeys::open(&config, &secrets, &store).await?);

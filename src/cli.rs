@@ -9,14 +9,15 @@ use clap::{Parser, Subcommand};
 
 use crate::actions::{ActionError, Actions};
 use crate::centrifugo::config::{self as centrifugo_config, Mode, SecretValues, Version, WsKey};
-pub use crate::cli_keys::keys_command;
 use crate::config::{self, Config};
 use crate::healthcheck;
 use crate::keys::{is_asymmetric, Kind};
 use crate::now_unix;
 use crate::secrets::Secrets;
 use crate::store::{AuditFilter, Store};
+pub use keys::keys_command;
 
+mod keys;
 mod users;
 pub use users::{user_command, BulkArg};
 
@@ -388,7 +389,7 @@ pub fn centrifugo_config_command(
         centrifugo_config::generate(&config, &values, mode, version)
     } else {
         let (secrets, _) = Secrets::load(&config)?;
-        let ring = crate::cli_keys::ring(&config, &secrets)?;
+        let ring = keys::ring(&config, &secrets)?;
         let now = now_unix();
         let current = ring.ws.signing(now);
         let ws_key = if !is_asymmetric(current.alg) {

@@ -72,8 +72,8 @@
 //! - [`healthcheck`]: `chatsdk-auth healthcheck`, `GET /readyz` over loopback for container
 //!   health checks and exec probes (exit 0/1); reads the configuration only.
 //! - [`cli`]: the command-line definition and the operator subcommands (`cli/users.rs`: `user
-//!   ...`, by segment and in bulk too); `main.rs` dispatches.
-//! - [`cli_keys`]: `chatsdk-auth keys list|rotate|rewrap`, on the ring where it lives.
+//!   ...`, by segment and in bulk too; `cli/keys.rs`: `keys list|rotate|rewrap`, on the ring
+//!   where it lives); `main.rs` dispatches.
 //!
 //! # Architecture invariants
 //! - The lower layers (`error_chain`, `api_key`, `channels`, `segments`, `centrifugo::protocol`, `config`,
@@ -85,9 +85,7 @@
 //!   Centrifugo's in the leaf `centrifugo/protocol.rs` (which metrics, `actions`,
 //!   `centrifugo::config` and the proxy handlers import), and the router hands it the `route`
 //!   labels. Metrics never imports a handler family.
-//! - Import cycles between files, beyond a module and its own children, are not yet checked;
-//!   two are known and should be folded or inverted: `cli` and `cli_keys`, `keys/sealed.rs`
-//!   and `keys/shared.rs`.
+//! - No import cycles between files, beyond a module and its own children.
 //! - Only `http/`, `router` and `ops` name HTTP status codes; only `centrifugo/protocol.rs`
 //!   knows Centrifugo's proxy codes. Rejections are counted where each route's policy says
 //!   (`router/rejections.rs`; proxy decisions by `proxy`); `http::ApiError` maps errors to the wire,
@@ -97,8 +95,9 @@
 //!   [`secrets::Secrets::load`] return, except the key ring (its file, or its row on
 //!   PostgreSQL), which [`keys::LiveKeys`] re-reads when it changes (that is how a rotation
 //!   reaches a running server).
-//! - There is one global static, the log sink's count of dropped lines
-//!   (`telemetry/sink.rs`, read by the metrics registry); everything else hangs off [`App`].
+//! - No global statics: state hangs off [`App`] or its owner (the log's count of dropped
+//!   lines is the sink's, `telemetry/sink.rs`, handed to the metrics registry). The one
+//!   `static` is the access log's per-thread cache of the formatted current second.
 //! - No API key, secret or full token is ever logged, returned in an error or used as a label.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -109,7 +108,6 @@ pub mod app;
 pub mod centrifugo;
 pub mod channels;
 pub mod cli;
-pub mod cli_keys;
 pub mod config;
 pub mod console;
 pub mod doctor;

@@ -18,6 +18,7 @@ use prometheus::{
 use strum::{EnumCount, IntoEnumIterator};
 
 use crate::centrifugo::protocol::{ApiMethod, Callback, Reason};
+use crate::telemetry::DroppedCount;
 
 mod labels;
 
@@ -208,7 +209,11 @@ pub struct StoreTimings {
 impl Metrics {
     /// Registers every metric. `route_labels` is the router's closed set of `route` values
     /// (its own numbering); the registry does not know what the routes are.
-    pub fn new(route_labels: &'static [&'static str]) -> Result<Metrics, prometheus::Error> {
+    /// `dropped_lines` is the log output's count, which the registry reads at each scrape.
+    pub fn new(
+        route_labels: &'static [&'static str],
+        dropped_lines: DroppedCount,
+    ) -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let counter =
             |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
@@ -320,7 +325,10 @@ impl Metrics {
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
         ))?;
-        registry.register(Box::new(crate::telemetry::DroppedLines::new(NAMESPACE)?))?;
+        registry.register(Box::new(crate::telemetry::DroppedLines::new(
+            NAMESPACE,
+            dropped_lines,
+        )?))?;
         let centrifugo_api = CentrifugoApiMetrics {
             calls: counter(
                 "centrifugo_api_calls_total",

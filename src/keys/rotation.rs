@@ -11,7 +11,8 @@ use jsonwebtoken::Algorithm;
 use serde::Serialize;
 
 use super::ring::{read_ring, ring_path, write_ring, RingFile, RingLock, StoredKey, RING_VERSION};
-use super::shared::{self, RingStore, PG_RING};
+use super::sealed::PG_RING;
+use super::shared::{self, RingStore};
 use super::{
     algorithm_name, generate, is_asymmetric, Key, KeyError, KeyRing, Kind, Refusal, Schedule,
 };

@@ -16,6 +16,9 @@ use super::KeyError;
 use crate::secrets::Secret;
 use crate::store::SealedRing;
 
+/// How errors and logs name the ring in PostgreSQL (the row this file seals and opens).
+pub(super) const PG_RING: &str = "chatsdk_auth_signing_keys (PostgreSQL)";
+
 /// The key-encryption key, derived from the key-encryption secret.
 pub struct Kek {
     key: RandomizedNonceKey,
@@ -91,12 +94,12 @@ impl Kek {
             .map_err(|_| refused())?;
         let ring: RingFile =
             serde_json::from_slice(plain).map_err(|source| KeyError::RingParse {
-                path: super::shared::PG_RING.into(),
+                path: PG_RING.into(),
                 source,
             })?;
         if ring.version != RING_VERSION {
             return Err(KeyError::RingVersion {
-                path: super::shared::PG_RING.into(),
+                path: PG_RING.into(),
                 version: ring.version,
             });
         }

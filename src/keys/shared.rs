@@ -10,14 +10,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::ring::{ring_path, RingFile, StoredKey, RING_VERSION};
-use super::sealed::Kek;
+use super::sealed::{Kek, PG_RING};
 use super::{KeyError, KeyRing};
 use crate::config::{Config, TokenConfig};
 use crate::secrets::{Secret, Secrets};
 use crate::store::{SealedRing, Store};
-
-/// How errors and logs name the ring in PostgreSQL.
-pub(super) const PG_RING: &str = "chatsdk_auth_signing_keys (PostgreSQL)";
 
 /// Where the key ring lives.
 pub enum RingStore<'a> {

@@ -200,7 +200,7 @@ mod tests {
     use super::*;
 
     fn metrics() -> Metrics {
-        Metrics::new(&["unmatched"]).unwrap()
+        Metrics::new(&["unmatched"], Default::default()).unwrap()
     }
 
     #[test]

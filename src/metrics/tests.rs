@@ -6,7 +6,7 @@ use strum::IntoEnumIterator;
 use super::*;
 
 fn registry() -> Metrics {
-    Metrics::new(&["tokens", "unmatched"]).unwrap()
+    Metrics::new(&["tokens", "unmatched"], Default::default()).unwrap()
 }
 
 /// The value of the exposition line `series` (`name{labels}`), when it exists.

@@ -18,7 +18,7 @@
 use std::cell::Cell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::sink::LogSink;
+use super::sink::{DroppedCount, LogSink};
 use crate::config::LogFormat;
 
 /// One request, as the access log records it. Every string is from a closed set or has been
@@ -32,22 +32,38 @@ pub struct Entry<'a> {
     pub request_id: &'a str,
 }
 
-/// Where access-log lines go, if anywhere.
+/// Where access-log lines go, if anywhere, and the count of lines their output dropped (one
+/// output for the access log and the tracing log: the count is the log's, on or off).
 #[derive(Clone, Default)]
 pub struct AccessLog {
     out: Option<(LogSink, LogFormat)>,
+    dropped: DroppedCount,
 }
 
 impl AccessLog {
-    /// An access log that writes nothing (tests, commands other than `serve`).
+    /// An access log that writes nothing, on no output (tests, commands other than `serve`).
     pub fn disabled() -> AccessLog {
         AccessLog::default()
     }
 
+    /// Writes nothing, but reports the drops of the log's output `sink`.
+    pub(super) fn silent(sink: DroppedCount) -> AccessLog {
+        AccessLog {
+            out: None,
+            dropped: sink,
+        }
+    }
+
     pub(super) fn new(sink: LogSink, format: LogFormat) -> AccessLog {
         AccessLog {
+            dropped: sink.dropped(),
             out: Some((sink, format)),
         }
+    }
+
+    /// The count of lines the log's output dropped.
+    pub fn dropped_lines(&self) -> DroppedCount {
+        self.dropped.clone()
     }
 
     /// Appends one line for `e`.

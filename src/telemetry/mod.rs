@@ -24,6 +24,7 @@ use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
 pub use access_log::AccessLog;
+pub use sink::DroppedCount;
 pub(crate) use sink::DroppedLines;
 use sink::LogSink;
 
@@ -53,7 +54,7 @@ pub fn init(log: &LogConfig) -> LogGuard {
         if installed.is_ok() && tracing::enabled!(target: "chatsdk_auth::access", Level::INFO) {
             AccessLog::new(sink.clone(), log.format)
         } else {
-            AccessLog::disabled()
+            AccessLog::silent(sink.dropped())
         };
     LogGuard {
         sink,

@@ -5,8 +5,8 @@
 //! A request only ever copies its line into memory under the buffer's lock; it never waits for
 //! stderr. When stderr does not drain (a stalled log collector, a full pipe), the writer thread
 //! blocks, its queue of at most [`QUEUE`] chunks fills, and further output is dropped: the lines
-//! lost are counted in `chatsdk_auth_log_lines_dropped_total` ([`DroppedLines`]) and the
-//! service keeps answering.
+//! lost are counted, by the sink itself ([`DroppedCount`], read at each scrape by
+//! `chatsdk_auth_log_lines_dropped_total`, [`DroppedLines`]), and the service keeps answering.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,12 +27,24 @@ pub(crate) const FLUSH_BYTES: usize = 32 * 1024;
 /// stderr holds at most about 2 MiB of log in memory.
 const QUEUE: usize = 64;
 
-/// Log lines dropped because the writer thread's queue was full, since the process started.
-static DROPPED_LINES: AtomicU64 = AtomicU64::new(0);
+/// Log lines a sink dropped because its writer thread's queue was full, since it was made;
+/// shared by the sink and the metric that reads it. A default one counts for no sink (zero).
+#[derive(Clone, Default, Debug)]
+pub struct DroppedCount(Arc<AtomicU64>);
 
-/// The shared buffer in front of the writer thread.
+impl DroppedCount {
+    /// Lines dropped so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The shared buffer in front of the writer thread, and its count of dropped lines.
 #[derive(Clone)]
-pub(crate) struct LogSink(Arc<Mutex<Inner>>);
+pub(crate) struct LogSink {
+    inner: Arc<Mutex<Inner>>,
+    dropped: DroppedCount,
+}
 
 struct Inner {
     buf: Vec<u8>,
@@ -40,6 +52,8 @@ struct Inner {
     /// `out`'s count of chunks it could not queue; only this sink writes to `out`, under the
     /// lock, so a change across one write is that write's.
     refused: ErrorCounter,
+    /// The lines of the refused chunks.
+    dropped: DroppedCount,
 }
 
 impl LogSink {
@@ -52,17 +66,28 @@ impl LogSink {
             .thread_name("log-writer")
             .finish(out);
         let refused = out.error_counter();
+        let dropped = DroppedCount::default();
         let inner = Inner {
             buf: Vec::new(),
             out,
             refused,
+            dropped: dropped.clone(),
         };
-        (LogSink(Arc::new(Mutex::new(inner))), guard)
+        let sink = LogSink {
+            inner: Arc::new(Mutex::new(inner)),
+            dropped,
+        };
+        (sink, guard)
+    }
+
+    /// This sink's count of dropped lines.
+    pub(crate) fn dropped(&self) -> DroppedCount {
+        self.dropped.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock leaves at worst a partial line; keep logging.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends whole lines written by `fill`, handing them over when the buffer is full.
@@ -92,7 +117,7 @@ impl Inner {
         let _ = self.out.write_all(&self.buf);
         if self.refused.dropped_lines() != before {
             let lines = self.buf.iter().filter(|&&b| b == b'\n').count();
-            DROPPED_LINES.fetch_add(lines as u64, Ordering::Relaxed);
+            self.dropped.0.fetch_add(lines as u64, Ordering::Relaxed);
         }
         self.buf.clear();
     }
@@ -139,22 +164,30 @@ impl<'a> MakeWriter<'a> for LogSink {
     }
 }
 
-/// `<namespace>_log_lines_dropped_total`: the process's count of dropped log lines, read at
-/// each scrape (the count lives in this module, which has no registry).
+/// `<namespace>_log_lines_dropped_total`: a sink's count of dropped log lines, read at each
+/// scrape (the count is the sink's; the registry only reads it).
 pub(crate) struct DroppedLines {
     opts: Opts,
     template: IntCounter,
+    count: DroppedCount,
 }
 
 impl DroppedLines {
-    pub(crate) fn new(namespace: &str) -> Result<DroppedLines, prometheus::Error> {
+    pub(crate) fn new(
+        namespace: &str,
+        count: DroppedCount,
+    ) -> Result<DroppedLines, prometheus::Error> {
         let opts = Opts::new(
             "log_lines_dropped_total",
             "Log and access-log lines dropped because stderr did not take them in time (a stalled log reader).",
         )
         .namespace(namespace);
         let template = IntCounter::with_opts(opts.clone())?;
-        Ok(DroppedLines { opts, template })
+        Ok(DroppedLines {
+            opts,
+            template,
+            count,
+        })
     }
 }
 
@@ -167,7 +200,7 @@ impl Collector for DroppedLines {
         // A fresh counter per scrape, so that concurrent scrapes never add twice.
         match IntCounter::with_opts(self.opts.clone()) {
             Ok(c) => {
-                c.inc_by(DROPPED_LINES.load(Ordering::Relaxed));
+                c.inc_by(self.count.get());
                 c.collect()
             }
             Err(_) => Vec::new(),
@@ -196,13 +229,12 @@ mod tests {
     #[test]
     fn a_stalled_writer_never_blocks_and_drops_are_counted_in_lines() {
         let (sink, guard) = LogSink::new(Stalled);
-        let before = DROPPED_LINES.load(Ordering::Relaxed);
         // One chunk is taken by the stalled writer, QUEUE wait; the rest are dropped.
         for _ in 0..(QUEUE + 10) {
             sink.append(|b| b.extend_from_slice(b"one\ntwo\n"));
             sink.flush();
         }
-        let dropped = DROPPED_LINES.load(Ordering::Relaxed) - before;
+        let dropped = sink.dropped().get();
         assert!(dropped >= 2 * 9, "{dropped}");
         assert_eq!(dropped % 2, 0, "counted in lines, not chunks: {dropped}");
         // The guard's drop gives up on the stalled thread after a bounded wait.

@@ -10,7 +10,9 @@ use crate::enforce_env::{cli, kick, seed_users, KEY, WAIT};
 use crate::fake_centrifugo::{FakeCentrifugo, Kick, Mode};
 
 fn client(f: &FakeCentrifugo, timeout_ms: u64) -> (CentrifugoApi, chatsdk_auth::metrics::Metrics) {
-    let m = chatsdk_auth::metrics::Metrics::new(chatsdk_auth::router::ROUTE_LABELS).unwrap();
+    let m =
+        chatsdk_auth::metrics::Metrics::new(chatsdk_auth::router::ROUTE_LABELS, Default::default())
+            .unwrap();
     let c = CentrifugoApi::new(
         &f.api_url(),
         Duration::from_millis(timeout_ms),

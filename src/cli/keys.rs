@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 
+use super::{block_on, load_config, open_store, Cli, KeysCommand};
 use crate::actions::Actions;
-use crate::cli::{block_on, load_config, open_store, Cli, KeysCommand};
 use crate::config::{Config, StoreConfig};
 use crate::keys::{self, algorithm_name, is_asymmetric, KeyRing, Kind};
 use crate::now_unix;
