@@ -60,11 +60,24 @@ pub async fn rotate(
                 .map_err(KeyError::Aborted)?
         }
         RingStore::Postgres { store, kek } => {
-            let t = tokens.clone();
-            shared::change(store, &kek, &tokens, secrets, move |file| {
-                rotated(&t, &owned, Path::new(PG_RING), Some(file), kind, now)
-            })
-            .await
+            // A lost update (the row written without the ring's lock between this rotation's
+            // read and its write, as by a restore) wrote nothing: rotate again over the row
+            // as it is now, a few times.
+            let mut attempt = 1;
+            loop {
+                let (t, owned) = (tokens.clone(), owned.clone());
+                match shared::change(store, &kek, &tokens, secrets, move |file| {
+                    rotated(&t, &owned, Path::new(PG_RING), Some(file), kind, now)
+                })
+                .await
+                {
+                    Err(KeyError::RingStore(e)) if e.is_lost_update() && attempt < 3 => {
+                        tracing::info!(attempt, "the key ring changed during a rotation; rotating again over the new row");
+                        attempt += 1;
+                    }
+                    other => return other,
+                }
+            }
         }
     }
 }

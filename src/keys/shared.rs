@@ -128,7 +128,7 @@ pub(super) async fn sync(
     let known_version = known.0;
     let ttl = (tokens.ttl_seconds, tokens.ws_ttl_seconds);
     let now = crate::now_unix();
-    let synced: Option<(RingFile, RowStamp)> = store
+    let synced: Result<Option<(RingFile, RowStamp)>, KeyError> = store
         .change_key_ring(|current| async move {
             let Some(s) = current else {
                 return Ok((None, None));
@@ -148,7 +148,18 @@ pub(super) async fn sync(
             let stamp = stamp_of(&sealed);
             Ok::<_, KeyError>((Some(sealed), Some((merged, stamp))))
         })
-        .await?;
+        .await;
+    let synced = match synced {
+        // Another write of the row came between the read and the merge's write (one that took
+        // no lock: a restore): nothing was written, and the next refresh reads that write.
+        Err(KeyError::RingStore(e)) if e.is_lost_update() => {
+            tracing::info!(
+                "the key ring in PostgreSQL was written during a merge; it is read again"
+            );
+            return Ok(None);
+        }
+        other => other?,
+    };
     let Some((file, stamp)) = synced else {
         return Ok(None);
     };

@@ -1,5 +1,5 @@
-//! [`StoreError`], why a storage operation failed, and [`Conflict`], the uniqueness rules a
-//! caller can act on.
+//! [`StoreError`], why a storage operation failed, [`Conflict`], the uniqueness rules a
+//! caller can act on, and [`LostUpdate`], the rows written only over the version read.
 
 use crate::error_chain::Cause;
 
@@ -17,6 +17,11 @@ pub enum StoreError {
         #[source]
         cause: Cause,
     },
+    /// The row changed between this operation's read and its write (a writer that did not take
+    /// its lock: a restore, a manual `UPDATE`), so nothing was written; reading again and
+    /// redoing the change is safe.
+    #[error("{0}")]
+    LostUpdate(LostUpdate),
     /// A row whose columns do not have the types this version reads (a schema changed outside
     /// chatsdk-auth, or written by another version).
     #[error("a stored row does not have the types this version of chatsdk-auth reads")]
@@ -38,8 +43,21 @@ pub enum Conflict {
     ApiKeyInUse,
 }
 
+/// Which row a [`StoreError::LostUpdate`] would have overwritten, each with a fixed sentence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LostUpdate {
+    /// `chatsdk_auth_signing_keys`: the key ring (PostgreSQL).
+    #[error("the key ring in PostgreSQL changed while it was being changed (a write that did not take the ring's lock); nothing was written")]
+    KeyRing,
+}
+
 impl StoreError {
     pub(crate) fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// True when another write of the row came between this operation's read and its write.
+    pub fn is_lost_update(&self) -> bool {
+        matches!(self, StoreError::LostUpdate(_))
     }
 }

@@ -23,7 +23,7 @@ pub mod session;
 mod shared_limits;
 mod sqlite;
 
-pub use error::{Conflict, StoreError};
+pub use error::{Conflict, LostUpdate, StoreError};
 pub use postgres_keyring::SealedRing;
 pub use shared_limits::SharedVerdict;
 

@@ -318,6 +318,8 @@ impl SharedError {
             StoreError::Internal(c) => (StoreError::Internal, c),
             // A read conflicts with nothing; if one ever did, it is not the caller's to act on.
             StoreError::Conflict { cause, .. } => (StoreError::Internal, cause),
+            // Nor is a read ever a lost update.
+            StoreError::LostUpdate(l) => (StoreError::Internal, Box::new(l)),
         };
         SharedError {
             kind,

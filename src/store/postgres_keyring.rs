@@ -8,7 +8,7 @@
 use std::future::Future;
 
 use super::postgres::{col, map_err, PgStore};
-use super::{Backend, Store, StoreError};
+use super::{Backend, LostUpdate, Store, StoreError};
 
 /// Arbitrary constant identifying the key ring's advisory lock (the migration lock's neighbour).
 const KEY_RING_LOCK: i64 = 0x6368_6174_7364_6b02;
@@ -80,7 +80,9 @@ impl Store {
     /// Changes the ring in one transaction under the key ring's advisory lock: `change` gets
     /// the stored ring and returns the one to write (its version must be the stored one plus
     /// one, or 1 for the first) or `None` to write nothing, and a result. Concurrent changes,
-    /// from any replica or the CLI, take turns, each seeing what the previous one wrote.
+    /// from any replica or the CLI, take turns, each seeing what the previous one wrote. A
+    /// write that came between the read and the write without the lock (a restore) fails the
+    /// change as [`StoreError::LostUpdate`], writing nothing.
     pub async fn change_key_ring<T, E, F, Fut>(&self, change: F) -> Result<T, E>
     where
         E: From<StoreError>,
@@ -215,10 +217,7 @@ impl PgStore {
             .await
             .map_err(map_err)?;
         if n != 1 {
-            return Err(StoreError::Internal(
-                "the key ring changed while it was being changed; nothing was written".into(),
-            )
-            .into());
+            return Err(StoreError::LostUpdate(LostUpdate::KeyRing).into());
         }
         tx.commit().await.map_err(map_err)?;
         Ok(out)

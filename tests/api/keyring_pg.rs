@@ -263,6 +263,56 @@ async fn a_ring_row_a_running_replica_refuses_is_counted_in_the_metrics() {
     assert_eq!(signing_kid(&a).await, before, "the keys in effect stay");
 }
 
+/// A write of the ring row that took no lock (a restore, a manual `UPDATE`) between a change's
+/// read and its write fails the change as a typed lost update, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_row_written_during_a_change_is_a_typed_lost_update() {
+    use chatsdk_auth::store::{LostUpdate, SealedRing, Store, StoreError};
+    let url = pg::database().await;
+    let mut raw = RawConfig::default();
+    let tmp = tempfile::tempdir().unwrap();
+    raw.storage.data_dir = tmp.path().to_string_lossy().into_owned();
+    use_postgres(&mut raw, url.clone());
+    let store = Store::open(&raw.validate().unwrap().store).await.unwrap();
+    let row = |version: i64| SealedRing {
+        version,
+        kek_id: "0123456789abcdef".into(),
+        nonce: vec![version as u8; 12],
+        ciphertext: vec![7; 32],
+    };
+    store
+        .change_key_ring(|_| async { Ok::<_, StoreError>((Some(row(1)), ())) })
+        .await
+        .unwrap();
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let db = &db;
+    let out = store
+        .change_key_ring(|current| async move {
+            assert_eq!(current.unwrap().version, 1);
+            // The restore: another connection, no lock.
+            db.batch_execute(
+                "UPDATE chatsdk_auth_signing_keys SET version = 2, nonce = '\\x02'::bytea",
+            )
+            .await
+            .unwrap();
+            Ok::<_, StoreError>((Some(row(2)), ()))
+        })
+        .await;
+    assert!(
+        matches!(out, Err(StoreError::LostUpdate(LostUpdate::KeyRing))),
+        "{out:?}"
+    );
+    let stored = store.load_key_ring().await.unwrap().unwrap();
+    assert_eq!(
+        (stored.version, stored.nonce),
+        (2, vec![2]),
+        "the restore stays, nothing written over it"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_never_shows_the_key_material() {
     let url = pg::database().await;
