@@ -73,6 +73,8 @@ pub enum SecretsError {
     SameKeys(&'static str, &'static str, String),
     #[error("cannot generate a signing key for {}", path.display())]
     Generate { path: PathBuf },
+    #[error("no secret file {}: nothing to read yet (the first `chatsdk-auth serve` creates them; this command only reads, so it created nothing)", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    Missing(Vec<PathBuf>),
 }
 
 /// What to do about a secret file that does not exist.
@@ -110,6 +112,20 @@ impl Secrets {
             },
         )?;
         Ok((secrets, created))
+    }
+
+    /// Every secret, as [`Secrets::load`] reads them, for a command that only reads: nothing
+    /// is generated and no directory created; a missing file is refused, naming every one
+    /// that is missing ([`SecretsError::Missing`]).
+    pub fn read(config: &Config) -> Result<Secrets, SecretsError> {
+        let (mut values, missing) = walk(config, Missing::Note)?;
+        if !missing.is_empty() {
+            return Err(SecretsError::Missing(missing));
+        }
+        Secrets::try_from_fn(
+            |id| Ok(values.get_mut(id as usize).and_then(Option::take)),
+            |_| SecretsError::Missing(Vec::new()),
+        )
     }
 
     /// What [`Secrets::load`] checks, without creating anything: every secret file that exists

@@ -13,38 +13,20 @@ use crate::secrets::Secrets;
 /// `keys ...`.
 pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
     let config = load_config(cli)?;
-    let (secrets, created) = Secrets::load(&config)?;
-    for path in &created {
-        eprintln!("generated a new secret: {} (mode 0600)", path.display());
-    }
     let now = now_unix();
-    match cmd {
-        KeysCommand::List { json } => {
-            let ring = ring(&config, &secrets)?;
-            let rows = ring.list(now);
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} EXPIRES_AT",
-                    "KIND", "KID", "ALG", "STATE", "SIGNS_FROM", "SIGNS_UNTIL"
-                );
-                let t = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
-                for r in rows {
-                    println!(
-                        "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} {}",
-                        r.kind,
-                        r.kid,
-                        r.alg,
-                        r.state,
-                        r.signs_from,
-                        t(r.signs_until),
-                        t(r.expires_at)
-                    );
-                }
-            }
+    // The commands that change the ring load the secrets as `serve` does (generating missing
+    // files); `list` only reads.
+    let load = || -> anyhow::Result<Secrets> {
+        let (secrets, created) = Secrets::load(&config)?;
+        for path in &created {
+            eprintln!("generated a new secret: {} (mode 0600)", path.display());
         }
+        Ok(secrets)
+    };
+    match cmd {
+        KeysCommand::List { json } => list(&config, *json, now)?,
         KeysCommand::Rotate { kind } => {
+            let secrets = load()?;
             let kind = Kind::from(*kind);
             let r = block_on(async {
                 let store = open_store(&config).await?;
@@ -79,6 +61,7 @@ pub fn keys_command(cli: &Cli, cmd: &KeysCommand) -> anyhow::Result<()> {
             println!("{}", r.new_kid);
         }
         KeysCommand::Rewrap { old_key_file } => {
+            let secrets = load()?;
             let old = crate::secrets::read_file(old_key_file)
                 .with_context(|| format!("--old-key-file {}", old_key_file.display()))?;
             let r = block_on(async {
@@ -112,4 +95,37 @@ pub fn ring(config: &Config, secrets: &Secrets) -> anyhow::Result<KeyRing> {
         let store = open_store(config).await?;
         Ok(keys::load_ring(config, secrets, &store).await?)
     })
+}
+
+/// `keys list`: only reads (no secret file generated, no directory created, no schema or ring
+/// written in PostgreSQL); says what is missing when there is nothing to read yet.
+fn list(config: &Config, json: bool, now: i64) -> anyhow::Result<()> {
+    let secrets = Secrets::read(config)?;
+    let (ring, stored) = block_on(async { Ok(keys::read_ring(config, &secrets).await?) })?;
+    if !stored {
+        eprintln!("no key ring in PostgreSQL yet: these are the configured keys, which the first `chatsdk-auth serve` writes there");
+    }
+    let rows = ring.list(now);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} EXPIRES_AT",
+            "KIND", "KID", "ALG", "STATE", "SIGNS_FROM", "SIGNS_UNTIL"
+        );
+        let t = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+        for r in rows {
+            println!(
+                "{:<5} {:<44} {:<6} {:<9} {:<11} {:<11} {}",
+                r.kind,
+                r.kid,
+                r.alg,
+                r.state,
+                r.signs_from,
+                t(r.signs_until),
+                t(r.expires_at)
+            );
+        }
+    }
+    Ok(())
 }

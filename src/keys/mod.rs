@@ -50,7 +50,7 @@ pub use ring::{ring_path, KeyInfo, KeyRing, RING_FILE};
 pub use rotation::{rotate, Rotation};
 pub use schedule::{KeySet, Schedule};
 pub use sealed::Kek;
-pub use shared::{load_ring, rewrap, Rewrap, RingStore};
+pub use shared::{load_ring, read_ring, rewrap, Rewrap, RingStore};
 
 /// Which token a key signs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

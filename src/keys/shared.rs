@@ -205,6 +205,28 @@ pub async fn load_ring(
     }
 }
 
+/// The ring as this configuration keeps it, read without writing anything (`keys list`): the
+/// ring file (over the configured keys), or the ring in PostgreSQL; with no ring in PostgreSQL
+/// yet, the configured keys the first server start would write there, and `false`.
+pub async fn read_ring(config: &Config, secrets: &Secrets) -> Result<(KeyRing, bool), KeyError> {
+    if !matches!(config.store, crate::config::StoreConfig::Postgres { .. }) {
+        return Ok((KeyRing::load(config, secrets)?, true));
+    }
+    let secret = secrets
+        .key_encryption_key
+        .as_ref()
+        .ok_or(KeyError::NoKeyEncryptionKey)?;
+    let kek = Kek::new(secret)?;
+    match Store::read_key_ring_of(&config.store).await? {
+        Some(s) => {
+            let file = kek.open(&s)?;
+            let ring = KeyRing::from_parts(&config.tokens, secrets, PG_RING.as_ref(), Some(&file))?;
+            Ok((ring, true))
+        }
+        None => Ok((KeyRing::configured(&config.tokens, secrets)?, false)),
+    }
+}
+
 /// What `keys rewrap` did.
 #[derive(Debug, Serialize)]
 pub struct Rewrap {

@@ -286,7 +286,7 @@ impl Store {
                 timeout,
                 batch,
             } => Backend::Postgres(
-                postgres::PgStore::open(url, tls, *pool_size, *timeout, batch).await?,
+                postgres::PgStore::open(url, tls, *pool_size, *timeout, batch, true).await?,
             ),
         };
         Ok(Store {

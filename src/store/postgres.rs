@@ -48,15 +48,17 @@ pub struct PgStore {
 }
 
 impl PgStore {
-    /// Connects (TLS as `tls` says: src/tls/), then creates or migrates the schema. A
-    /// connection that fails here, a certificate that does not verify included, names the
-    /// server and the `sslmode` in its error, which stops startup.
+    /// Connects (TLS as `tls` says: src/tls/), then, when `migrate`, creates or migrates the
+    /// schema (a read-only command passes false and writes nothing). A connection that fails
+    /// here, a certificate that does not verify included, names the server and the `sslmode`
+    /// in its error, which stops startup.
     pub async fn open(
         url: &str,
         tls: &crate::tls::PgTls,
         pool_size: usize,
         timeout: Duration,
         batch: &crate::config::PgBatch,
+        migrate: bool,
     ) -> Result<PgStore, StoreError> {
         let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Internal(Context::new("storage.postgres_url cannot be parsed", e).into())
@@ -91,6 +93,9 @@ impl PgStore {
             .coalesce
             .then(|| super::postgres_batch::Lookups::new(&pool, pool_size, batch, timeout));
         let store = PgStore { pool, lookups };
+        if !migrate {
+            return Ok(store);
+        }
         match store.migrate().await {
             Ok(()) => Ok(store),
             Err(StoreError::Unavailable(cause)) => Err(StoreError::Unavailable(

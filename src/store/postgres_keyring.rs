@@ -54,6 +54,42 @@ fn sqlite_has_no_ring() -> StoreError {
 }
 
 impl Store {
+    /// The stored ring of the PostgreSQL store `config` names, read without writing anything:
+    /// no schema is created or migrated, and a database without the ring's table holds no
+    /// ring (`None`), as one before the first write does (`keys list`).
+    pub async fn read_key_ring_of(
+        config: &crate::config::StoreConfig,
+    ) -> Result<Option<SealedRing>, StoreError> {
+        let crate::config::StoreConfig::Postgres {
+            url,
+            tls,
+            timeout,
+            batch,
+            ..
+        } = config
+        else {
+            return Err(sqlite_has_no_ring());
+        };
+        let pg = PgStore::open(url, tls, 1, *timeout, batch, false).await?;
+        let c = pg.client().await?;
+        let table = c
+            .query_one(
+                "SELECT to_regclass('chatsdk_auth_signing_keys') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(map_err)?;
+        if !col::<bool>(&table, 0)? {
+            return Ok(None);
+        }
+        c.query_opt(SELECT, &[])
+            .await
+            .map_err(map_err)?
+            .as_ref()
+            .map(sealed)
+            .transpose()
+    }
+
     /// Whether the key ring lives in the store (PostgreSQL) rather than in `keyring.json`.
     pub fn keeps_key_ring(&self) -> bool {
         matches!(self.backend, Backend::Postgres(_))

@@ -52,6 +52,8 @@ mod key_rotation;
 mod keyring_pg;
 /// Signing keys: every algorithm through PyJWT, startup refusal, rotation end to end.
 mod keys;
+/// `keys list` only reads: nothing created on an empty data directory or database.
+mod keys_list;
 /// Rate limits on POST /tokens (never on the proxies).
 mod limits;
 /// Each listener's own accept task and connection budget, under a real connection flood.
