@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::jwk::Jwk;
 use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
 
 use super::{algorithm_name, Key, KeyError, KeySet, Kind, Schedule};
 use crate::config::algorithm::parse_algorithm;
@@ -201,8 +202,11 @@ impl RingFile {
 pub(super) struct StoredKey {
     kid: String,
     alg: String,
-    /// The HMAC secret or the PKCS#8 PEM private key.
-    material: String,
+    /// The HMAC secret or the PKCS#8 PEM private key: a [`Secret`] from the ring's JSON to the
+    /// parsed [`Key`] (wiped when dropped, never copied into a plain `String`), written as
+    /// the JSON string it always was.
+    #[serde(with = "secret_text")]
+    material: Secret,
     #[serde(flatten)]
     pub(super) schedule: Schedule,
 }
@@ -212,7 +216,7 @@ impl StoredKey {
         StoredKey {
             kid: key.kid.clone(),
             alg: algorithm_name(key.alg).to_string(),
-            material: key.material().expose().to_string(),
+            material: key.material().clone(),
             schedule: key.schedule,
         }
     }
@@ -230,12 +234,7 @@ impl StoredKey {
             kind.label(),
             self.kid
         );
-        let key = Key::parse(
-            &name,
-            alg,
-            &Secret::new(self.material.clone()),
-            self.schedule,
-        )?;
+        let key = Key::parse(&name, alg, &self.material, self.schedule)?;
         if key.kid != self.kid {
             return Err(KeyError::RingKid {
                 path: path.to_path_buf(),
@@ -247,15 +246,48 @@ impl StoredKey {
     }
 }
 
+/// A key's material as a JSON string, read straight into a [`Secret`] (serde_json's scratch
+/// buffer for an escaped string, as a PEM's line breaks are, is its own and is not wiped).
+mod secret_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::secrets::Secret;
+
+    pub(super) fn serialize<S: Serializer>(v: &Secret, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.expose())
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        // Moved into the secret, not copied.
+        String::deserialize(d).map(Secret::new)
+    }
+}
+
+/// The ring's JSON (pretty for the file), in a buffer wiped when dropped. Written in place
+/// into room for a ring of a few RSA keys, so in the usual case it is never reallocated
+/// (which would leave a copy behind).
+pub(super) fn ring_json(ring: &RingFile, pretty: bool) -> serde_json::Result<Zeroizing<Vec<u8>>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(32 * 1024));
+    if pretty {
+        serde_json::to_writer_pretty(&mut *out, ring)?;
+    } else {
+        serde_json::to_writer(&mut *out, ring)?;
+    }
+    Ok(out)
+}
+
 /// The ring file at `path`, `None` when there is none yet.
 pub(super) fn read_ring(path: &Path) -> Result<Option<RingFile>, KeyError> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = secrets::read_private_file(path).map_err(|source| KeyError::RingRead {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text =
+        Zeroizing::new(
+            secrets::read_private_file(path).map_err(|source| KeyError::RingRead {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        );
     let ring: RingFile = serde_json::from_str(&text).map_err(|source| KeyError::RingParse {
         path: path.to_path_buf(),
         source,
@@ -329,11 +361,12 @@ pub(super) fn write_ring(path: &Path, ring: &RingFile) -> Result<(), KeyError> {
         path: path.to_path_buf(),
         source,
     };
-    let text = serde_json::to_string_pretty(ring).map_err(|e| err(std::io::Error::other(e)))?;
+    let text = ring_json(ring, true).map_err(|e| err(std::io::Error::other(e)))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     // `tempfile` creates the file with mode 0600 and a random name.
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(format!("{text}\n").as_bytes())
+    tmp.write_all(&text)
+        .and_then(|()| tmp.write_all(b"\n"))
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
@@ -371,5 +404,45 @@ impl RingLock {
         rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
             .map_err(|e| err(e.into()))?;
         Ok(RingLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A ring file as every version wrote it reads into zeroizing material and is written
+    /// back field for field, the material the same JSON string.
+    #[test]
+    fn stored_material_is_a_secret_and_the_file_format_is_unchanged() {
+        let hmac = "h".repeat(43);
+        let text = format!(
+            r#"{{"version":1,"rest":[{{"kid":"k1","alg":"HS256","material":"{hmac}","created_at":5,"signs_from":5}}]}}"#
+        );
+        let ring: RingFile = serde_json::from_str(&text).unwrap();
+        let stored = &ring.rest[0];
+        let material: &Secret = &stored.material;
+        assert_eq!(material.expose(), hmac);
+        let key = stored.to_key(Kind::Rest, Path::new("keyring.json"));
+        // The kid is the material's, so this one is refused: parsed from the secret as stored.
+        assert!(matches!(key, Err(KeyError::RingKid { .. })));
+        let back: serde_json::Value =
+            serde_json::from_slice(&ring_json(&ring, true).unwrap()).unwrap();
+        assert_eq!(back["rest"][0]["material"], hmac.as_str());
+        assert_eq!(back["rest"][0]["kid"], "k1");
+        // A key of the ring keeps its material through `StoredKey::of` and back.
+        let parsed = Key::parse(
+            "k",
+            jsonwebtoken::Algorithm::HS256,
+            material,
+            Schedule::CONFIGURED,
+        )
+        .unwrap();
+        let again = StoredKey::of(&parsed);
+        assert_eq!(again.material.expose(), hmac);
+        assert_eq!(
+            again.to_key(Kind::Rest, Path::new("x")).unwrap().kid,
+            parsed.kid
+        );
     }
 }

@@ -55,7 +55,7 @@ impl Kek {
 
     /// `ring` sealed as version `version` of the row.
     pub(super) fn seal(&self, ring: &RingFile, version: i64) -> Result<SealedRing, KeyError> {
-        let mut data = Zeroizing::new(serde_json::to_vec(ring).map_err(|_| KeyError::Seal)?);
+        let mut data = super::ring::ring_json(ring, false).map_err(|_| KeyError::Seal)?;
         let nonce = self
             .key
             .seal_in_place_append_tag(Aad::from(aad(version, &self.id)), &mut *data)
