@@ -8,12 +8,10 @@ use figment::error::Kind;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 
-use super::{catalogue, Config, ConfigError, RawConfig};
+use super::{catalogue, env_name, Config, ConfigError, RawConfig, ENV_PREFIX};
 
 /// The config file read when `--config` is not given (relative to the working directory).
 pub const DEFAULT_CONFIG_PATH: &str = "config/chatsdk-auth.toml";
-/// Prefix of every environment variable; `__` separates nested keys.
-pub const ENV_PREFIX: &str = "CHATSDK_AUTH_";
 
 impl Config {
     /// Layers defaults, the config file and the environment, then validates.
@@ -146,11 +144,6 @@ pub fn figment(path: Option<&Path>) -> Result<Figment, ConfigError> {
         None => fig = fig.merge(Toml::file(DEFAULT_CONFIG_PATH)),
     }
     Ok(fig.merge(Env::prefixed(ENV_PREFIX).ignore(&["config"]).split("__")))
-}
-
-/// The environment variable that sets `key` (`server.listen` -> `CHATSDK_AUTH_SERVER__LISTEN`).
-pub fn env_name(key: &str) -> String {
-    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
 }
 
 pub(super) fn describe_figment_error(e: figment::Error) -> String {

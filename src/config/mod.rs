@@ -29,12 +29,20 @@ use jsonwebtoken::Algorithm;
 use crate::channels::ChannelRules;
 
 pub use catalogue::{Secret, SecretId, SecretSpec, SECRETS};
-pub use load::{env_name, figment, DEFAULT_CONFIG_PATH, ENV_PREFIX};
+pub use load::{figment, DEFAULT_CONFIG_PATH};
 pub use raw::{
     RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
     RawSegments, RawServer, RawStorage, RawTokens,
 };
 pub use redact::redacted_toml;
+
+/// Prefix of every environment variable; `__` separates nested keys.
+pub const ENV_PREFIX: &str = "CHATSDK_AUTH_";
+
+/// The environment variable that sets `key` (`server.listen` -> `CHATSDK_AUTH_SERVER__LISTEN`).
+pub fn env_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase())
+}
 
 /// The validated configuration: every field is ready to use.
 #[derive(Debug, Clone)]

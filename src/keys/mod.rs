@@ -19,7 +19,8 @@
 //! already loaded (and says so in the log): verification and the JWKS never depend on it.
 //!
 //! - `material`: one key ([`Key`]) parsed from its secret or PEM, and new key material.
-//! - `schedule`: when a key signs and verifies ([`Schedule`]), the keys of one kind ([`KeySet`]).
+//! - `schedule`: when a key signs and verifies ([`Schedule`]); `set`: the keys of one kind
+//!   ([`KeySet`]).
 //! - `ring`: both kinds ([`KeyRing`]) and the ring file: read, locked, replaced atomically.
 //! - `sealed`: the ring encrypted for PostgreSQL ([`Kek`]: AES-256-GCM, aws-lc-rs).
 //! - `shared`: where the ring lives ([`RingStore`]: the file, or one row in PostgreSQL shared by
@@ -35,6 +36,7 @@ mod ring;
 mod rotation;
 mod schedule;
 mod sealed;
+mod set;
 mod shared;
 #[cfg(test)]
 mod tests;
@@ -48,8 +50,9 @@ pub use live::LiveKeys;
 pub use material::{generate, Key, PreparedHmac};
 pub use ring::{ring_path, KeyInfo, KeyRing, RING_FILE};
 pub use rotation::{rotate, Rotation};
-pub use schedule::{KeySet, Schedule};
+pub use schedule::Schedule;
 pub use sealed::Kek;
+pub use set::KeySet;
 pub use shared::{load_ring, read_ring, rewrap, Rewrap, RingStore};
 
 /// Which token a key signs.

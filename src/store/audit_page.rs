@@ -93,7 +93,7 @@ async fn postgres_page(
     q: &AuditQuery,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    use super::postgres::map_err;
+    use super::postgres_rows::map_err;
     let c = s.client().await?;
     let rows = c
         .query(
@@ -111,8 +111,8 @@ async fn postgres_page(
     rows.iter()
         .map(|r| {
             Ok(AuditRow {
-                id: super::postgres::col(r, 0)?,
-                event: super::postgres::audit_event_from_row(r, 1)?,
+                id: super::postgres_rows::col(r, 0)?,
+                event: super::postgres_rows::audit_event_from_row(r, 1)?,
             })
         })
         .collect()

@@ -15,6 +15,7 @@ mod postgres;
 mod postgres_batch;
 mod postgres_keyring;
 mod postgres_outbox;
+mod postgres_rows;
 mod postgres_schema;
 mod postgres_segments;
 mod postgres_tls;

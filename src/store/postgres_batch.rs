@@ -31,7 +31,7 @@ use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::postgres::{col, map_err, map_pool_err};
+use super::postgres_rows::{col, map_err, map_pool_err};
 use super::{ApiKeyRecord, SessionUser, StoreError};
 
 /// One kind of lookup: its statement and how one of its rows answers a key.

@@ -7,7 +7,8 @@
 
 use std::future::Future;
 
-use super::postgres::{col, map_err, PgStore};
+use super::postgres::PgStore;
+use super::postgres_rows::{col, map_err};
 use super::{Backend, LostUpdate, Store, StoreError};
 
 /// Arbitrary constant identifying the key ring's advisory lock (the migration lock's neighbour).

@@ -5,7 +5,8 @@
 //! a row another replica is claiming is skipped, and a row it has claimed is not due again
 //! until its lease passes (delivered rows are deleted before that).
 
-use super::postgres::{col, map_err, user_from_row, PgStore};
+use super::postgres::PgStore;
+use super::postgres_rows::{col, map_err, user_from_row};
 use super::{Kick, PendingKick, StoreError, User, UserChange};
 
 impl PgStore {

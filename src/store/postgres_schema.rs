@@ -2,7 +2,8 @@
 //! advisory lock, so replicas starting together do not race; a newer schema than this binary
 //! knows stops the start.
 
-use super::postgres::{col, map_err, PgStore};
+use super::postgres::PgStore;
+use super::postgres_rows::{col, map_err};
 use super::StoreError;
 
 /// Arbitrary constant identifying this service's migration lock.

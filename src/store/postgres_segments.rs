@@ -5,7 +5,8 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::postgres::{col, map_err, user_from_row, PgStore};
+use super::postgres::PgStore;
+use super::postgres_rows::{col, map_err, user_from_row};
 use super::postgres_schema::MIGRATION_LOCK;
 use super::segments::still_to_change;
 use super::{Kick, StoreError, User, UserChange};

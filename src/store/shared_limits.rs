@@ -22,7 +22,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::postgres::{map_err, PgStore};
+use super::postgres::PgStore;
+use super::postgres_rows::map_err;
 use super::{Backend, Store, StoreError};
 
 /// What the shared bucket said about one event.
