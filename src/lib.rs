@@ -1,8 +1,9 @@
 //! chatsdk-auth: the token sidecar that turns chat identities into ChatSDK and Centrifugo tokens.
 //!
 //! # Layout
-//! Lower layers roughly first. The order is a reading order, not an import rule: what may
-//! import what is the invariants below, which tests/layering.rs checks.
+//! The lower layers come first, from [`error_chain`] to [`jwt`], each importing only lower
+//! layers listed above it; from [`http`] on the order is one of reading, and what may import
+//! what is the invariants below. tests/layering/ checks both.
 //! - [`error_chain`]: error causes kept as values, and the one way a cause chain is printed.
 //! - [`api_key`]: the API-key format, generation, hashing, display prefix and name rules.
 //! - [`channels`]: channel rules (templates over the user's id and `custom`), compiled once and
@@ -11,6 +12,9 @@
 //!   conditions (`field=value`, values compared as JSON values). A leaf.
 //! - [`centrifugo::protocol`]: Centrifugo's vocabulary: the proxy callbacks, the refusal
 //!   reasons with their error and terminal disconnect codes, the server-API methods. A leaf.
+//! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it and whom it
+//!   authenticates (`params`), the rustls configurations (`config`) and verifiers (`verify`),
+//!   the https client of Centrifugo's server API. A leaf.
 //! - [`config`]: figment layering (defaults < `config/chatsdk-auth.toml` < `CHATSDK_AUTH_*`
 //!   env) into a validated [`Config`]; split into `raw`, `load`, `validate`, `redact` and
 //!   `catalogue` (the one table of secrets, and the zeroised [`config::Secret`]).
@@ -18,9 +22,6 @@
 //!   sharded bounded tables of `limits/store.rs` that never admit blindly when full.
 //! - [`secrets`]: the catalogue's secrets (signing keys, proxy secret, tokens, API keys): read
 //!   from env or files, generated (mode 0600) on first start; `check-config` runs the same walk.
-//! - [`tls`]: outbound TLS on rustls: PostgreSQL's `sslmode` as libpq means it and whom it
-//!   authenticates (`params`), the rustls configurations (`config`) and verifiers (`verify`), the https
-//!   client of Centrifugo's server API. A leaf.
 //! - [`telemetry`]: tracing initialisation, the non-blocking log writer (lines are dropped,
 //!   never waited for, when stderr stalls) and the access log.
 //! - [`metrics`]: the owned Prometheus registry, every metric the service exports and their
@@ -62,7 +63,7 @@
 //!   accounting (`router/rejections.rs`), the typed context each route family's handler gets (`router/context.rs`: only the
 //!   services its routes need, the checked caller, never the [`App`]); per-request timing, the
 //!   request deadline, access log and metrics. Handlers import `router::context`, never each
-//!   other, never `app` (tests/layering.rs).
+//!   other, never `app` (tests/layering/).
 //! - [`server`]: the accept loop over already-bound listeners (main, metrics, admin), with
 //!   graceful drain, and the kick delivery loop beside it.
 //! - [`shutdown`]: the SIGTERM/SIGINT future.
