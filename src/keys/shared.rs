@@ -85,6 +85,18 @@ pub(super) async fn load_or_seed(
     let file: Result<_, KeyError> = store
         .change_key_ring(|current| async move {
             match current {
+                // Named by the id rows had before the derived one: sealed again under it.
+                Some(s) if kek.is_legacy(&s) => {
+                    let file = kek.open(&s)?;
+                    let sealed = kek.seal(&file, s.version + 1)?;
+                    tracing::info!(
+                        version = sealed.version,
+                        kek = kek.id(),
+                        "key ring in PostgreSQL sealed again, to name the key-encryption secret by its derived id"
+                    );
+                    let stamp = stamp_of(&sealed);
+                    Ok((Some(sealed), (file, stamp)))
+                }
                 Some(s) => Ok((None, (kek.open(&s)?, stamp_of(&s)))),
                 None => {
                     let file = seed(tokens, secrets)?;
@@ -267,13 +279,15 @@ pub async fn rewrap(
                     },
                 ));
             }
-            if s.kek_id != old.id() {
+            // Sealed with the configured secret under its former id, or with the old one.
+            let from = if new.is_legacy(&s) { new } else { old };
+            if !from.names(&s.kek_id) {
                 return Err(KeyError::RewrapWrongOld {
                     stored: s.kek_id,
                     given: old.id().to_string(),
                 });
             }
-            let file = old.open(&s)?;
+            let file = from.open(&s)?;
             let sealed = new.seal(&file, s.version + 1)?;
             let done = Rewrap {
                 from: s.kek_id,

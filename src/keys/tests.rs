@@ -246,3 +246,48 @@ fn a_sealed_ring_opens_with_its_secret_at_its_version_only() {
     };
     assert!(matches!(err, KeyError::RingDecrypt { .. }), "{err:?}");
 }
+
+/// The secret's id is derived with HKDF-SHA-256 (the value `openssl kdf` gives, as README
+/// shows), not its plain SHA-256 prefix; a row named by that former id still opens, and is
+/// recognised as such so the next write names the derived id.
+#[test]
+fn the_kek_id_is_derived_and_rows_named_by_the_former_id_still_open() {
+    use super::sealed::Kek;
+    let secret = Secret::new("k".repeat(43));
+    let kek = Kek::new(&secret).unwrap();
+    // openssl kdf -keylen 8 -kdfopt digest:SHA256 -kdfopt key:kkk... \
+    //   -kdfopt salt:"chatsdk-auth key-encryption secret id" -kdfopt info:"kek-id v1" HKDF
+    assert_eq!(kek.id(), "5b5f325cc258f272");
+    // printf %s kkk... | sha256sum | cut -c1-16: the former id, never the id any more.
+    assert_ne!(kek.id(), "a0484a6185b324e2");
+    assert!(kek.names("a0484a6185b324e2") && kek.names(kek.id()));
+    let s = secrets();
+    let ring = KeyRing::configured(
+        &crate::config::RawConfig::default()
+            .validate()
+            .unwrap()
+            .tokens,
+        &s,
+    )
+    .unwrap();
+    let file = super::ring::RingFile {
+        version: super::ring::RING_VERSION,
+        rest: vec![super::ring::StoredKey::of(&ring.rest.all()[0])],
+        ws: vec![super::ring::StoredKey::of(&ring.ws.all()[0])],
+    };
+    let before = kek.seal_as_before(&file, 2);
+    assert_eq!(before.kek_id, "a0484a6185b324e2");
+    assert!(kek.is_legacy(&before));
+    let opened = kek.open(&before).unwrap();
+    assert_eq!(opened.rest[0].schedule, file.rest[0].schedule);
+    let now = kek.seal(&opened, 3).unwrap();
+    assert_eq!(now.kek_id, kek.id());
+    assert!(!kek.is_legacy(&now));
+    kek.open(&now).unwrap();
+    // Another secret's former id is still another secret.
+    let other = Kek::new(&Secret::new("o".repeat(43))).unwrap();
+    assert!(matches!(
+        other.open(&before),
+        Err(KeyError::RingDecrypt { .. })
+    ));
+}

@@ -19,7 +19,7 @@ const KEY_RING_LOCK: i64 = 0x6368_6174_7364_6b02;
 pub struct SealedRing {
     /// Bumped by one on every write (the first write is version 1).
     pub version: i64,
-    /// Which key-encryption secret sealed it (a SHA-256 prefix of the secret).
+    /// Which key-encryption secret sealed it (an id derived from the secret, `keys::Kek::id`).
     pub kek_id: String,
     /// The AEAD nonce (random, one per write).
     pub nonce: Vec<u8>,

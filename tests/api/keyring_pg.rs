@@ -182,12 +182,16 @@ async fn a_replica_that_cannot_decrypt_the_ring_refuses_to_start_and_the_others_
         text.contains("cannot decrypt the signing keys in PostgreSQL"),
         "{text}"
     );
+    // The id: HKDF-SHA-256 of the secret (src/keys/sealed.rs), never the secret's plain hash.
     let id = |s: &str| {
-        use sha2::Digest;
-        sha2::Sha256::digest(s.as_bytes())[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        let mut id = [0u8; 8];
+        hkdf::Hkdf::<sha2::Sha256>::new(
+            Some(b"chatsdk-auth key-encryption secret id"),
+            s.as_bytes(),
+        )
+        .expand(b"kek-id v1", &mut id)
+        .unwrap();
+        id.iter().map(|b| format!("{b:02x}")).collect::<String>()
     };
     assert!(
         text.contains(&id(KEK)) && text.contains(&id(KEK2)),

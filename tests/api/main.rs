@@ -48,6 +48,8 @@ mod helpers;
 mod info_fields;
 /// Concurrent key rotations (admin API, CLI beside the server): no key is ever lost.
 mod key_rotation;
+/// A key ring row named by the key-encryption secret's former id opens, and is sealed again.
+mod keyring_legacy;
 /// Signing keys in PostgreSQL: replicas share one encrypted ring, rotations, rewrap.
 mod keyring_pg;
 /// Signing keys: every algorithm through PyJWT, startup refusal, rotation end to end.
