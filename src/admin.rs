@@ -19,6 +19,7 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::ActionError;
+use crate::http::body;
 use crate::http::query::{self, PageLimit, Param};
 use crate::http::{created_json, ok_json, ApiError, Field, Resp};
 use crate::keys::{self, KeyError, Kind};
@@ -183,9 +184,13 @@ pub(crate) async fn handle(
                     "name is required: send {\"name\": \"backend\"}",
                 ));
             } else {
-                serde_json::from_slice(body).map_err(|e| {
-                    invalid_name(&format!("send {{\"name\": \"backend\"}} ({})", short(&e)))
-                })?
+                // A body of the wrong shape is a missing or malformed name.
+                body::decode_object(body, r#"a JSON object like {"name": "backend"}"#).map_err(
+                    |e| match e {
+                        ApiError::InvalidJson(sentence) => invalid_name(&sentence),
+                        other => other,
+                    },
+                )?
             };
             let key = actions.create_api_key(&b.name, now).await.map_err(api)?;
             created_json(&KeyCreated {
@@ -247,27 +252,13 @@ fn invalid_name(message: &str) -> ApiError {
     }
 }
 
-fn short(e: &serde_json::Error) -> String {
-    e.to_string()
-        .split(" at line")
-        .next()
-        .unwrap_or("invalid JSON")
-        .to_string()
-}
-
 /// The parameters of an action route: an empty body is the defaults; otherwise a JSON object
 /// with known fields only.
 fn params<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
     if body.is_empty() {
         return Ok(T::default());
     }
-    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::InvalidJson(
-            "The body must be empty or a JSON object".into(),
-        ));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::InvalidJson(format!("Invalid request body: {}", short(&e))))
+    body::decode_object(body, "empty or a JSON object of this action's fields")
 }
 
 /// `before` must be a whole number of Unix seconds (the action refuses a future one).

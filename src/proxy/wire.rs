@@ -49,21 +49,7 @@ impl SessionRequest<'_> {
 
 /// Parses a proxy request body; malformed input is a 400 (Centrifugo never sends it).
 pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
-    // serde would also read a struct from a JSON array; Centrifugo always sends an object.
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(ApiError::InvalidJson(
-            "Malformed proxy request: the body must be a JSON object".into(),
-        ));
-    }
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::InvalidJson(format!(
-            "Malformed proxy request: {}",
-            e.to_string()
-                .split(" at line")
-                .next()
-                .unwrap_or("invalid JSON")
-        ))
-    })
+    crate::http::body::decode_object(bytes, "a JSON object, as Centrifugo sends a proxy request")
 }
 
 /// Serialises a decision body.
