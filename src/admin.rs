@@ -18,7 +18,7 @@ mod overview;
 use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 
-use crate::actions::ActionError;
+use crate::actions::{ActionError, Bulk, BulkKind};
 use crate::http::body;
 use crate::http::query::{self, PageLimit, Param};
 use crate::http::{created_json, ok_json, ApiError, Field, Resp};
@@ -34,6 +34,21 @@ const DEFAULT_LIMIT: PageLimit = PageLimit::clamped(100);
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RevokeBody {
+    #[serde(default)]
+    before: Option<serde_json::Value>,
+}
+
+/// `POST /admin/bulk/{action}`: the field types are checked here, each refusal naming its
+/// field (serde's own message would name none).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct BulkBody {
+    #[serde(rename = "where", default)]
+    conditions: Option<serde_json::Value>,
+    #[serde(default)]
+    dry_run: Option<serde_json::Value>,
+    #[serde(default)]
+    expected_count: Option<serde_json::Value>,
     #[serde(default)]
     before: Option<serde_json::Value>,
 }
@@ -175,6 +190,36 @@ pub(crate) async fn handle(
             let t = actions.revoke_all_tokens(before, now).await.map_err(api)?;
             ok_json(&AllRevoked { revoked_before: t })
         }
+        A::Bulk => {
+            let kind = match segment("action")?.as_str() {
+                "disable" => BulkKind::Disable,
+                "enable" => BulkKind::Enable,
+                "revoke-tokens" => BulkKind::RevokeTokens,
+                "delete" => BulkKind::Delete,
+                _ => {
+                    return Err(ApiError::InvalidField {
+                        field: Field::Path,
+                        message: "The bulk action is disable, enable, revoke-tokens or delete"
+                            .into(),
+                    })
+                }
+            };
+            let b = params::<BulkBody>(body)?;
+            let conditions = conditions_of(b.conditions)?;
+            let bulk = Bulk {
+                segment: actions.segment(&conditions).await.map_err(api)?,
+                kind,
+                before: before_of(b.before)?,
+                expected_count: expected_count_of(b.expected_count)?,
+                dry_run: dry_run_of(b.dry_run)?,
+            };
+            let outcome = ctx
+                .bulk(bulk)
+                .await
+                .map_err(|e| ApiError::Internal(Box::new(e)))?
+                .map_err(api)?;
+            ok_json(&outcome)
+        }
         A::ListApiKeys => ok_json(&ApiKeys {
             api_keys: actions.list_api_keys().await.map_err(api)?,
         }),
@@ -269,6 +314,49 @@ fn before_of(v: Option<serde_json::Value>) -> Result<Option<i64>, ApiError> {
             field: Field::Before,
             message: "before must be an integer: Unix seconds, not later than now".into(),
         }),
+    }
+}
+
+/// `where`: an array of `field=value` strings (checked against the declared fields by the
+/// action).
+fn conditions_of(v: Option<serde_json::Value>) -> Result<Vec<String>, ApiError> {
+    let refuse = || {
+        ApiError::InvalidField {
+        field: Field::Where,
+        message: "where is required: an array of field=value conditions, ANDed (for example [\"tenantId=tenant-789\"])".into(),
+    }
+    };
+    let Some(serde_json::Value::Array(items)) = v else {
+        return Err(refuse());
+    };
+    items
+        .into_iter()
+        .map(|c| match c {
+            serde_json::Value::String(s) => Ok(s),
+            _ => Err(refuse()),
+        })
+        .collect()
+}
+
+/// `expected_count`: a whole number of users (the dry run's `count`).
+fn expected_count_of(v: Option<serde_json::Value>) -> Result<Option<u64>, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| ApiError::InvalidField {
+            field: Field::ExpectedCount,
+            message: "expected_count must be a whole number: the count the dry run answered".into(),
+        }),
+    }
+}
+
+/// `dry_run`: true or false (default false).
+fn dry_run_of(v: Option<serde_json::Value>) -> Result<bool, ApiError> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(false),
+        Some(serde_json::Value::Bool(b)) => Ok(b),
+        Some(_) => Err(ApiError::InvalidJson(
+            "dry_run must be true or false".into(),
+        )),
     }
 }
 

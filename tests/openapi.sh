@@ -33,7 +33,8 @@ export CHATSDK_AUTH_SECRETS__ADMIN_TOKEN="$(random)"
 # From the temp dir, so the repository's config/chatsdk-auth.toml is not read. The rate limits
 # are off so that every generated case reaches its handler (429 is documented, and tests/api/limits.rs
 # covers it). Channels and a
-# subscription expiry are set so connect and subscribe answers carry their optional fields.
+# subscription expiry are set so connect and subscribe answers carry their optional fields; a
+# declared segment field (role, which user-123 has) lets the bulk actions reach their answers.
 (
   cd "$WORK"
   CHATSDK_AUTH_SERVER__LISTEN=127.0.0.1:0 \
@@ -44,6 +45,7 @@ export CHATSDK_AUTH_SECRETS__ADMIN_TOKEN="$(random)"
   CHATSDK_AUTH_LIMITS__FAILED_AUTH_PER_IP_PER_MINUTE=0 \
   CHATSDK_AUTH_CENTRIFUGO__USER_CHANNELS='["personal:#{userId}"]' \
   CHATSDK_AUTH_CENTRIFUGO__SUBSCRIPTION_REFRESH_INTERVAL_SECONDS=600 \
+  CHATSDK_AUTH_SEGMENTS__FIELDS='["role"]' \
   CHATSDK_AUTH_LOG__FORMAT=json \
   CHATSDK_AUTH_LOG__LEVEL=info \
   exec "$BIN" serve 2>"$WORK/server.log"

@@ -119,8 +119,8 @@ impl Code {
             C::InvalidLimit => "admin API: `limit` not a whole number from 1 to 1000",
             C::InvalidFilter => "`GET /admin/audit`: an `action`, `actor` or `subject` filter with a control character",
             C::InvalidPath => "admin API: the id or name is not valid percent-encoded UTF-8",
-            C::InvalidWhere => "segments (`GET /admin/users?where=`, `user list --where`, `user bulk`): a `where` condition that is malformed or names a field `segments.fields` does not declare",
-            C::InvalidExpectedCount => "segments (`user bulk`): no `expected_count` for a bulk action that is not a dry run",
+            C::InvalidWhere => "segments (`GET /admin/users?where=`, `POST /admin/bulk/{action}`, `user list --where`, `user bulk`): a `where` condition that is malformed or names a field `segments.fields` does not declare, or (bulk) `where` missing or not an array of strings",
+            C::InvalidExpectedCount => "segments (`POST /admin/bulk/{action}`, `user bulk`): no `expected_count` for a bulk action that is not a dry run, or one that is not a whole number",
             C::InvalidApiKey => r#"`X-API-Key` missing, unknown (`"Invalid API key"`), or with a byte that is not printable ASCII inside it (never trimmed; the spaces and tabs *around* a header value are HTTP's optional whitespace, removed by the HTTP parser, RFC 9110 §5.5)"#,
             C::ApiKeyRevoked => r#"`X-API-Key` is a key an operator revoked; the message gives the date (`"This API key was revoked on Sun, 06 Dec 2026 15:00:00 GMT; ..."`). Both 401s count against `limits.failed_auth_per_ip_per_minute`"#,
             C::InvalidProxySecret => "a proxy call without the shared secret header",
@@ -139,7 +139,7 @@ impl Code {
             C::RequestTimeout => "the request body had not fully arrived within `server.request_timeout_seconds` (`Connection: close`)",
             C::ApiKeyExists => "admin API: an API key with that name exists (names stay taken after revocation)",
             C::RotationRefused => "`POST /admin/keys/{kind}/rotate`: a rotation is pending, or the previous ws HMAC key still verifies",
-            C::SegmentChanged => "segments (`user bulk`): the segment holds another number of users than `expected_count` (nothing was changed)",
+            C::SegmentChanged => "segments (`POST /admin/bulk/{action}`, `user bulk`): the segment holds another number of users than `expected_count` (nothing was changed)",
             C::PayloadTooLarge => "body over `server.max_body_bytes` (default 65536)",
             C::UnsupportedMediaType => "`Content-Type` is not `application/json` (`/introspect`: not `application/x-www-form-urlencoded`; admin API: a non-empty body without it)",
             C::RateLimited => "a `limits.*` limit; `Retry-After` gives the seconds until the next request passes",
@@ -149,12 +149,6 @@ impl Code {
             C::Draining => "`GET /readyz`: the service is shutting down (SIGTERM/SIGINT), so load balancers send traffic elsewhere while it drains",
             C::StoreReadOnly => "`GET /readyz`: reads work but writes fail (disk full, read-only file, a lock held past the busy timeout)",
         }
-    }
-
-    /// Codes of the segment actions that no HTTP route answers with yet (the command line
-    /// prints their sentence): in the table, in no operation of `src/openapi.json`.
-    pub const fn cli_only(self) -> bool {
-        matches!(self, Code::InvalidExpectedCount | Code::SegmentChanged)
     }
 
     /// `GET /readyz`'s own codes (its `NotReady` body, not the error envelope).

@@ -16,11 +16,12 @@
 //! waking the kick loop) are methods over private fields.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use http::{HeaderMap, Uri};
 
 use super::table::{self, Route};
-use crate::actions::{Actions, Changed};
+use crate::actions::{ActionError, Actions, Bulk, BulkOutcome, Changed};
 use crate::app::{App, TripLog};
 use crate::channels::ChannelRules;
 use crate::config::{CentrifugoConfig, Config, StoreConfig};
@@ -155,10 +156,13 @@ pub struct Admin<'a> {
     kick_wake: &'a tokio::sync::Notify,
     config: &'a Config,
     secrets: &'a Secrets,
+    client: IpAddr,
+    /// Only for [`Admin::bulk`], whose task outlives the request.
+    shared: &'a Arc<App>,
 }
 
 impl<'a> Admin<'a> {
-    pub(super) fn new(app: &'a App, f: &Facts<'a>, route: Route) -> Admin<'a> {
+    pub(super) fn new(app: &'a Arc<App>, f: &Facts<'a>, route: Route) -> Admin<'a> {
         let actions = app.actions().from_source(f.client.to_string());
         Admin {
             actions,
@@ -172,7 +176,22 @@ impl<'a> Admin<'a> {
             kick_wake: &app.kick_wake,
             config: &app.config,
             secrets: &app.secrets,
+            client: f.client,
+            shared: app,
         }
+    }
+
+    /// Starts the bulk action `b` (recorded as this request's) in a task of its own, which
+    /// wakes the kick delivery loop after each batch that queued kicks. Neither the request's
+    /// timeout nor a client gone away stops it half-way: it runs to its end and writes its
+    /// audit event; the handler awaits its outcome.
+    pub fn bulk(&self, b: Bulk) -> tokio::task::JoinHandle<Result<BulkOutcome, ActionError>> {
+        let app = Arc::clone(self.shared);
+        let (source, now) = (self.client.to_string(), self.now);
+        tokio::spawn(async move {
+            let actions = app.actions().from_source(source);
+            actions.bulk(&b, now, &|| app.kick_wake.notify_one()).await
+        })
     }
 
     /// The raw (still percent-encoded) path segment the route table names `{name}`; empty

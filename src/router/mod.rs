@@ -144,7 +144,7 @@ async fn within<F: Future>(deadline: tokio::time::Instant, fut: F) -> Option<F::
 /// Enforces the route's policy (guard, then body), runs its handler with the context, and
 /// records an API key's use once the handler succeeded.
 async fn guarded(
-    app: &App,
+    app: &Arc<App>,
     route: Route,
     req: Request<Incoming>,
     peer: IpAddr,
@@ -171,7 +171,7 @@ async fn guarded(
 /// `ApiKey` guard checked (the route table declares that guard for every route that takes
 /// one, unit-tested).
 async fn dispatch(
-    app: &App,
+    app: &Arc<App>,
     route: Route,
     f: &Facts<'_>,
     caller: Option<&Caller>,

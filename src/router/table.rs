@@ -41,6 +41,7 @@ pub enum RouteLabel {
     AdminRotateKey,
     AdminAudit,
     AdminOverview,
+    AdminBulk,
     Verify,
     Introspect,
     Jwks,
@@ -75,6 +76,8 @@ pub enum AdminRoute {
     RotateKey,
     Audit,
     Overview,
+    /// A bulk action (or its dry run) over a segment (`POST /admin/bulk/{action}`).
+    Bulk,
 }
 
 /// Every endpoint the service answers.
@@ -181,6 +184,7 @@ impl Route {
                 AdminRoute::RotateKey => RouteLabel::AdminRotateKey,
                 AdminRoute::Audit => RouteLabel::AdminAudit,
                 AdminRoute::Overview => RouteLabel::AdminOverview,
+                AdminRoute::Bulk => RouteLabel::AdminBulk,
             },
             Route::Verify => RouteLabel::Verify,
             Route::Introspect => RouteLabel::Introspect,
@@ -240,6 +244,10 @@ impl Route {
                 | AdminRoute::CreateApiKey
                 | AdminRoute::RotateKey,
             ) => p(Guard::AdminBearer, BodyRule::OptionalJson, Rejections::None),
+            // The `where` is required: a JSON body, always.
+            Route::Admin(AdminRoute::Bulk) => {
+                p(Guard::AdminBearer, BodyRule::Json, Rejections::None)
+            }
         }
     }
 
@@ -305,7 +313,7 @@ pub struct Endpoint {
 /// when the metrics have a listener of their own, which serves only `/metrics` and `/healthz`;
 /// `/admin/...` likewise with `admin.listen`. `/verify` answers every method a gateway may
 /// forward the original request's method with (nginx `auth_request` and Envoy `ext_authz` do).
-pub const ENDPOINTS: [Endpoint; 34] = [
+pub const ENDPOINTS: [Endpoint; 35] = [
     Endpoint::post("/tokens", Route::Tokens),
     Endpoint::post("/tokens/subscription", Route::SubscriptionTokens),
     Endpoint::post("/centrifugo/connect", Route::Proxy(Callback::Connect)),
@@ -351,6 +359,7 @@ pub const ENDPOINTS: [Endpoint; 34] = [
     ),
     Endpoint::get("/admin/audit", Route::Admin(AdminRoute::Audit)),
     Endpoint::get("/admin/overview", Route::Admin(AdminRoute::Overview)),
+    Endpoint::post("/admin/bulk/{action}", Route::Admin(AdminRoute::Bulk)),
     Endpoint::get("/admin/", Route::ConsolePage),
     Endpoint::get("/admin/console/{file}", Route::ConsoleAsset),
     Endpoint::get("/verify", Route::Verify),

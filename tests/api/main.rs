@@ -96,6 +96,8 @@ mod secrets;
 mod segments;
 /// Bulk actions by segment on both backends: dry run, expected count, a re-run after a crash.
 mod segments_bulk;
+/// Bulk actions by segment over the admin API, on both backends: dry run, 409, refusals.
+mod segments_http;
 /// Abuse limits the replicas share through PostgreSQL: one budget for N replicas.
 mod shared_limits;
 /// The shipped config file pins no default; the generated Centrifugo config follows the

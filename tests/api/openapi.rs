@@ -136,11 +136,11 @@ fn the_error_table_and_the_code_lists_are_the_code_enum() {
         "README.md's Error codes table must be Code::table() (src/http/code.rs), which is:\n{}",
         Code::table()
     );
-    // openapi.json: the error envelope lists every code but /readyz's own and those no route
-    // answers with yet, its NotReady body /readyz's and store_unavailable.
+    // openapi.json: the error envelope lists every code but /readyz's own, its NotReady body
+    // /readyz's and store_unavailable.
     let doc = doc();
     let envelope: BTreeSet<String> = Code::iter()
-        .filter(|c| !c.readiness_only() && !c.cli_only())
+        .filter(|c| !c.readiness_only())
         .map(|c| c.to_string())
         .collect();
     assert_eq!(schema_codes(&doc, "Error"), envelope, "Error.code vs Code");
@@ -153,8 +153,7 @@ fn the_error_table_and_the_code_lists_are_the_code_enum() {
         not_ready,
         "NotReady.code vs Code"
     );
-    // Some operation documents each code with its status (none documents a code no route
-    // answers with yet).
+    // Some operation documents each code with its status.
     for code in Code::iter() {
         let status = code.status().as_u16();
         let documented = doc["paths"].as_object().unwrap().values().any(|item| {
@@ -165,14 +164,7 @@ fn the_error_table_and_the_code_lists_are_the_code_enum() {
                 })
             })
         });
-        if code.cli_only() {
-            assert!(
-                !documented,
-                "{code} is answered over HTTP now: it is not cli_only"
-            );
-        } else {
-            assert!(documented, "no operation documents {status} {code}");
-        }
+        assert!(documented, "no operation documents {status} {code}");
     }
 }
 

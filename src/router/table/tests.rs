@@ -124,6 +124,7 @@ fn route_labels_are_the_documented_ones() {
         (Route::Admin(AdminRoute::RotateKey), "admin_rotate_key"),
         (Route::Admin(AdminRoute::Audit), "admin_audit"),
         (Route::Admin(AdminRoute::Overview), "admin_overview"),
+        (Route::Admin(AdminRoute::Bulk), "admin_bulk"),
         (Route::ConsolePage, "admin_console"),
         (Route::ConsoleAsset, "admin_console_asset"),
         (Route::Verify, "verify"),
