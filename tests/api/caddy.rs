@@ -80,6 +80,7 @@ http://127.0.0.1:{port} {{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn caddy_forward_auth_lets_only_valid_rest_tokens_through() {
+    crate::need::need!(Caddy);
     let t = TestApp::spawn().await;
     let (up, hits) = upstream().await;
     let prefix = tempfile::tempdir().unwrap();

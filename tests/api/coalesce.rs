@@ -98,6 +98,7 @@ async fn until_a_statement_waits(url: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_connects_answers_as_single_lookups_do() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
@@ -149,6 +150,7 @@ async fn a_burst_of_connects_answers_as_single_lookups_do() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_disabled_while_a_batch_gathers_is_refused_by_every_later_request() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let t = TestApp::spawn_with(replica(url.clone(), true)).await;
     let ids: Vec<String> = std::iter::once("victim".to_string())
@@ -195,6 +197,7 @@ async fn a_user_disabled_while_a_batch_gathers_is_refused_by_every_later_request
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_mid_batch_is_503_for_every_waiter_then_recovers() {
+    crate::need::need!(Postgres);
     let mut pg = PgServer::start().await;
     let t = TestApp::spawn_with(|c| {
         replica(pg.url(), true)(c);
@@ -249,6 +252,7 @@ async fn postgres_stopped_mid_batch_is_503_for_every_waiter_then_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pg_stat_statements_counts_fewer_statements_than_decisions() {
+    crate::need::need!(Postgres);
     let mut pg = PgServer::start().await;
     let (db, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
         .await
@@ -315,6 +319,7 @@ async fn pg_stat_statements_counts_fewer_statements_than_decisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_timeout_applies_to_the_batch() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     // Only PostgreSQL's statement_timeout can end these reads: the store's own bound and the
     // request deadline are far beyond the test.

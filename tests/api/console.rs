@@ -232,6 +232,7 @@ async fn audit_route_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_route_on_postgres() {
+    crate::need::need!(Postgres);
     audit_pages_newest_first_filtered_and_paged(Backend::Postgres).await;
 }
 

@@ -192,6 +192,7 @@ async fn admin_get(t: &TestApp, path: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_session_in_headless_chromium() {
+    crate::need::need!(Chromium);
     let f = FakeCentrifugo::start(KEY).await;
     let api = f.api_url();
     let t = TestApp::spawn_with(move |c| {
@@ -247,6 +248,7 @@ async fn an_operator_session_in_headless_chromium() {
 /// address bar and the history, and no field of a password type has a name a form would send.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_token_never_lands_in_a_url() {
+    crate::need::need!(Chromium);
     let t = TestApp::spawn().await;
     let token = t.app.secrets.admin_token.expose().to_string();
     for javascript in [false, true] {

@@ -248,6 +248,7 @@ async fn a_kick_survives_a_centrifugo_outage_and_is_delivered_once_by_the_runnin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_postgres_deliver_each_kick_once() {
+    crate::need::need!(Postgres);
     let pg = crate::pg::PgServer::start().await;
     let f = FakeCentrifugo::start(KEY).await;
     let api = f.api_url();

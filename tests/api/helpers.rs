@@ -40,6 +40,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
+                    crate::need::need!(Postgres);
                     super::$name(crate::helpers::Backend::Postgres).await;
                 }
             )+

@@ -38,6 +38,7 @@ fn replica(url: &str) -> impl FnOnce(&mut RawConfig) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_row_named_by_the_former_id_opens_and_is_sealed_again_under_the_derived_id() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let mut a = TestApp::start_in(&tmp.path().join("a"), replica(&url)).await;

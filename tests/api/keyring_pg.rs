@@ -93,6 +93,7 @@ async fn verify_status(t: &TestApp, token: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_share_the_ring_and_follow_a_rotation_within_two_seconds() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let a = start(tmp.path(), "a", &url, KEK).await;
@@ -148,6 +149,7 @@ async fn three_replicas_share_the_ring_and_follow_a_rotation_within_two_seconds(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_rotations_at_once_on_two_replicas_keep_every_key() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let a = start(tmp.path(), "a", &url, KEK).await;
@@ -167,6 +169,7 @@ async fn two_rotations_at_once_on_two_replicas_keep_every_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_that_cannot_decrypt_the_ring_refuses_to_start_and_the_others_serve() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let a = start(tmp.path(), "a", &url, KEK).await;
@@ -211,6 +214,7 @@ async fn a_replica_that_cannot_decrypt_the_ring_refuses_to_start_and_the_others_
 /// corrupted, naming the one secret that sealed it, never as a wrong secret.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tampered_ring_row_is_told_from_a_wrong_secret() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let a = start(tmp.path(), "a", &url, KEK).await;
@@ -241,6 +245,7 @@ async fn a_tampered_ring_row_is_told_from_a_wrong_secret() {
 /// `chatsdk_auth_key_ring_loads_refused_total` (0 until then), so an alert can see it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_row_a_running_replica_refuses_is_counted_in_the_metrics() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let a = start(tmp.path(), "a", &url, KEK).await;
@@ -271,6 +276,7 @@ async fn a_ring_row_a_running_replica_refuses_is_counted_in_the_metrics() {
 /// read and its write fails the change as a typed lost update, writing nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ring_row_written_during_a_change_is_a_typed_lost_update() {
+    crate::need::need!(Postgres);
     use chatsdk_auth::store::{LostUpdate, SealedRing, Store, StoreError};
     let url = pg::database().await;
     let mut raw = RawConfig::default();
@@ -319,6 +325,7 @@ async fn a_ring_row_written_during_a_change_is_a_typed_lost_update() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_never_shows_the_key_material() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let ws_secret = "w".repeat(40);
@@ -384,6 +391,7 @@ fn rewrap(dir: &Path, url: &str, new: &str, old_file: &Path) -> std::process::Ou
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_rewrap_reencrypts_and_replicas_with_the_new_secret_start() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let mut a = start(tmp.path(), "a", &url, KEK).await;
@@ -485,6 +493,7 @@ async fn rotate_on(c: &reqwest::Client, s: &crate::process::Server) -> String {
 /// the key r2's answer named, and every replica's tokens verify on every replica.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restored_ring_row_and_rotations_every_replica_signs_and_verifies_alike() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let c = reqwest::Client::new();

@@ -30,13 +30,8 @@ fn kid(token: &str) -> String {
 
 /// The venv tests/venv.sh keeps (tests/run.sh runs it before `cargo test`).
 fn python() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/venv/bin/python");
-    assert!(
-        p.is_file(),
-        "{} is missing: run `bash tests/venv.sh` (tests/run.sh does) to install PyJWT",
-        p.display()
-    );
-    p
+    crate::need::assert_present(crate::need::Component::PyJwt);
+    crate::need::venv_python()
 }
 
 /// Verifies `tokens` (token, alg, aud) with PyJWT against `jwks_url`; one result each.
@@ -81,6 +76,7 @@ async fn jwks(t: &TestApp) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_algorithm_is_generated_published_and_verified_by_pyjwt() {
+    crate::need::need!(PyJwt);
     for (alg, kty) in [("RS256", "RSA"), ("ES256", "EC"), ("EdDSA", "OKP")] {
         let t = TestApp::spawn_with(|c| {
             c.tokens.algorithm = alg.into();
@@ -378,6 +374,7 @@ async fn hmac_rotation_with_the_cli_reaches_the_running_binary_and_centrifugos_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asymmetric_rotation_publishes_next_first_and_previous_until_expiry() {
+    crate::need::need!(PyJwt);
     let t = TestApp::spawn_with(|c| {
         c.tokens.rest_algorithm = "ES256".into();
         c.tokens.ws_algorithm = "EdDSA".into();

@@ -102,6 +102,7 @@ fn keys_list_on_an_empty_data_dir_writes_nothing_and_names_what_is_missing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_list_on_postgres_neither_migrates_nor_seeds_the_ring() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let mut envs = secret_envs();

@@ -66,6 +66,9 @@ mod locked;
 mod log_stall;
 /// SQLite's schema migrations: old databases migrated in place, unsafe or newer ones refused.
 mod migrations;
+/// What a test needs beyond the toolchain, SQLite and loopback: `need!`, one line and a skip
+/// when run alone, a failure under the full test command.
+mod need;
 /// A network namespace of the test's own, reached over a veth pair.
 mod netns;
 /// A real nginx with `auth_request /verify` in front of an upstream.

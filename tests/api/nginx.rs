@@ -137,6 +137,7 @@ http {{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_auth_request_lets_only_valid_rest_tokens_through() {
+    crate::need::need!(Nginx);
     let t = TestApp::spawn().await;
     let (up, hits) = upstream().await;
     let prefix = tempfile::tempdir().unwrap();

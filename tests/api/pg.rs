@@ -18,30 +18,12 @@ use crate::netns::Netns;
 use crate::process::free_port;
 
 fn find_bin() -> PathBuf {
-    if let Ok(dir) = std::env::var("CHATSDK_TEST_PG_BIN") {
-        return PathBuf::from(dir);
-    }
-    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path().join("bin"))
-                .collect()
-        })
-        .unwrap_or_default();
-    candidates.sort();
-    candidates
-        .into_iter()
-        .rev()
-        .find(|p| p.join("initdb").exists())
-        .expect("PostgreSQL server binaries not found: run `bash tests/run.sh`, which installs them (Debian package postgresql)")
+    crate::need::assert_present(crate::need::Component::Postgres);
+    crate::need::pg_bin().unwrap()
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false)
+    crate::need::is_root()
 }
 
 fn id_of(flag: &str) -> u32 {
@@ -49,10 +31,7 @@ fn id_of(flag: &str) -> u32 {
         .args([flag, "postgres"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "no `postgres` user: install the Debian package postgresql (tests/run.sh does)"
-    );
+    assert!(out.status.success(), "no `postgres` user");
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }
 

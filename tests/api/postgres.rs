@@ -21,6 +21,7 @@ fn on_postgres(url: String) -> impl FnOnce(&mut chatsdk_auth::config::RawConfig)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
@@ -68,6 +69,7 @@ async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_is_503_everywhere_then_recovers() {
+    crate::need::need!(Postgres);
     // A cluster of its own: this test stops it.
     let mut pg = PgServer::start().await;
     let t = TestApp::spawn_with(on_postgres(pg.url())).await;
@@ -165,6 +167,7 @@ async fn a_postgres_outage_is_503_everywhere_then_recovers() {
 
 #[tokio::test]
 async fn an_unreachable_postgres_stops_startup_with_a_clear_error() {
+    crate::need::need!(Postgres);
     // A port nothing listens on (free a moment ago): connections are refused.
     let port = crate::process::free_port();
     let tmp = tempfile::tempdir().unwrap();
@@ -182,6 +185,7 @@ async fn an_unreachable_postgres_stops_startup_with_a_clear_error() {
 /// starts, and exactly one creates the first API key (its file in its own data directory).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_starting_together_on_an_empty_database_make_one_first_key() {
+    crate::need::need!(Postgres);
     const REPLICAS: usize = 4;
     for round in 0..3 {
         let url = pg::database().await;

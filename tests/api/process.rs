@@ -202,23 +202,16 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// `name` on PATH, else in /usr/bin; a clear failure (never a skip) when it is missing.
+/// `name` on PATH, else in /usr/bin or /usr/sbin; a clear failure when it is missing (the test
+/// declares what it needs with `need!`, which skips it when run alone).
 pub fn tool(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "`{name}` is not installed (looked on PATH and in /usr/bin): run \
-                 `bash tests/run.sh`, which installs what the tests need (Debian packages \
-                 prometheus, postgresql and nginx)."
-            )
-        })
+    crate::need::find_tool(name).unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not installed (looked on PATH, /usr/bin and /usr/sbin), and the test \
+             did not declare it with need!: add it; `bash tests/run.sh` installs what the \
+             tests need"
+        )
+    })
 }
 
 /// A loopback port that was free a moment ago, for programs that take a port number rather

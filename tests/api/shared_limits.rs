@@ -43,6 +43,7 @@ async fn limit_rows(url: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_keys_spread_over_three_replicas_get_the_budget_of_one() {
+    crate::need::need!(Postgres);
     const BUDGET: u32 = 6;
     let (apps, _) = replicas(|c| c.limits.failed_auth_per_ip_per_minute = BUDGET).await;
     let wrong = "chatsdk_wrongwrongwrongwrongwrongwrongwrongwrong1";
@@ -75,6 +76,7 @@ async fn wrong_keys_spread_over_three_replicas_get_the_budget_of_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_the_budget_is_spent_three_replicas_test_one_key_per_refill_not_three() {
+    crate::need::need!(Postgres);
     // 60 a minute: one more every second once the burst is spent.
     let (apps, _) = replicas(|c| c.limits.failed_auth_per_ip_per_minute = 60).await;
     let wrong = "chatsdk_wrongwrongwrongwrongwrongwrongwrongwrong1";
@@ -121,6 +123,7 @@ async fn once_the_budget_is_spent_three_replicas_test_one_key_per_refill_not_thr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_calls_spread_over_three_replicas_get_the_budget_of_one() {
+    crate::need::need!(Postgres);
     const BUDGET: u32 = 5;
     let (apps, _) = replicas(|c| c.limits.admin_per_ip_per_minute = BUDGET).await;
     let mut ok = 0;
@@ -155,6 +158,7 @@ async fn admin_calls_spread_over_three_replicas_get_the_budget_of_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_key_writes_nothing_to_the_shared_buckets() {
+    crate::need::need!(Postgres);
     let (apps, url) = replicas(|_| {}).await;
     for (i, t) in apps.iter().enumerate() {
         for n in 0..5 {
@@ -182,6 +186,7 @@ async fn a_valid_key_writes_nothing_to_the_shared_buckets() {
 /// decides: 401, not 503).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_buckets_hide_the_address_and_an_outage_is_counted() {
+    crate::need::need!(Postgres);
     let mut server = pg::PgServer::start().await;
     let url = server.url();
     let u = url.clone();

@@ -131,6 +131,7 @@ fn user(id: Value, avatar: &str) -> Value {
 /// Node (Express): `JSON.stringify` of the guide's body, sent with `fetch`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_express_example() {
+    crate::need::need!(Node);
     let s = Sidecar::start().await;
     let image = "https://cdn.example/ada.png";
     let answer = s.run(
@@ -150,6 +151,7 @@ async fn node_express_example() {
 /// python3-httpx is), not whichever `python3` comes first on PATH.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_fastapi_example() {
+    crate::need::need!(PythonHttpx);
     let s = Sidecar::start().await;
     let python = Path::new("/usr/bin/python3");
     let answer = s.run(python, "fastapi/run.py", &user(json!(42), ""));
@@ -160,6 +162,7 @@ async fn python_fastapi_example() {
 /// Ruby (Rails): `current_user.id` is an Integer, `avatar_url` blank, `department` nil.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ruby_rails_example() {
+    crate::need::need!(RubyHttparty);
     let s = Sidecar::start().await;
     let answer = s.run(&tool("ruby"), "rails/run.rb", &user(json!(7), ""));
     s.assert_tokens_for(&answer, "7", Value::Null);
@@ -170,6 +173,7 @@ async fn ruby_rails_example() {
 /// option encodes the body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn php_laravel_example() {
+    crate::need::need!(PhpGuzzle);
     let s = Sidecar::start().await;
     let answer = s.run(&tool("php"), "laravel/run.php", &user(json!(8), ""));
     s.assert_tokens_for(&answer, "8", Value::Null);

@@ -40,6 +40,7 @@ fn has_driver_text(s: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_api_key_name_is_409_with_a_fixed_sentence_on_both_backends() {
+    crate::need::need!(Postgres);
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let t = TestApp::spawn_on(backend).await;
         let (s, b) = admin(&t, "POST", "/admin/api-keys", Some(json!({"name": "ci"}))).await;
@@ -61,6 +62,7 @@ async fn a_taken_api_key_name_is_409_with_a_fixed_sentence_on_both_backends() {
 /// driver's (PostgreSQL's `DETAIL: Key (hash)=(\x…)` is only the cause below it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_initial_key_installed_under_another_name_is_refused_without_driver_text() {
+    crate::need::need!(Postgres);
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let db = TestDb::start(backend).await;
         let tmp = tempfile::tempdir().unwrap();
@@ -100,6 +102,7 @@ async fn an_initial_key_installed_under_another_name_is_refused_without_driver_t
 /// from another version) is a 500 `internal_error`, not a panic that drops the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_of_the_wrong_type_is_a_500_not_a_panic() {
+    crate::need::need!(Postgres);
     let url = pg::database().await;
     let t = TestApp::spawn_with(|c| crate::helpers::use_postgres(c, url.clone())).await;
     assert_eq!(t.tokens(json!({"userId": "u", "name": "Ada"})).await.0, 200);
@@ -140,6 +143,7 @@ async fn a_row_of_the_wrong_type_is_a_500_not_a_panic() {
 /// The log line of a failed readiness check names the cause, not just "store unavailable".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_failure_is_logged_with_its_cause() {
+    crate::need::need!(Postgres);
     let mut pg = PgServer::start().await;
     let tmp = tempfile::tempdir().unwrap();
     let url = pg.url();

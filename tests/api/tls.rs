@@ -55,6 +55,7 @@ async fn service_connections_use_tls(pg: &PgServer) -> Option<bool> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_full_connects_over_tls_and_a_certificate_that_does_not_verify_stops_startup() {
+    crate::need::need!(Postgres);
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new("chatsdk test CA");
     let ca_file = ca.write(tmp.path(), "ca.pem");
@@ -103,6 +104,7 @@ async fn verify_full_connects_over_tls_and_a_certificate_that_does_not_verify_st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_name_counts_for_verify_full_only() {
+    crate::need::need!(Postgres);
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new("chatsdk test CA");
     let ca_file = ca.write(tmp.path(), "ca.pem");
@@ -131,6 +133,7 @@ async fn the_host_name_counts_for_verify_full_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefer_uses_tls_when_the_server_offers_it_and_disable_never_does() {
+    crate::need::need!(Postgres);
     let ca = Ca::new("chatsdk test CA");
     let issued = ca.issue(&["127.0.0.1"]);
     let pg = PgServer::start_tls(&issued.cert_pem, &issued.key_pem).await;
@@ -161,6 +164,7 @@ async fn wait_no_service_connections(pg: &PgServer) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_against_a_server_without_tls_stops_startup() {
+    crate::need::need!(Postgres);
     // The shared test cluster serves plaintext only.
     let plain = pg::database().await;
     let e = start_on(format!("{plain}?sslmode=require"))
@@ -328,6 +332,7 @@ fn the_opt_out_is_a_setting_that_names_what_it_gives_up() {
 /// server that comes back with a certificate of another CA is refused (503), never used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_on_the_network_is_authenticated_by_default_on_every_new_connection() {
+    crate::need::need!(Postgres, Netns);
     let ns = Netns::create();
     let tmp = tempfile::tempdir().unwrap();
     let ca = Ca::new("chatsdk test CA");

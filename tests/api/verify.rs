@@ -230,6 +230,7 @@ async fn verify_contract_sqlite() {
 
 #[tokio::test]
 async fn verify_contract_postgres() {
+    crate::need::need!(Postgres);
     verify_contract(Backend::Postgres).await;
 }
 
@@ -341,6 +342,7 @@ async fn introspect_contract_sqlite() {
 
 #[tokio::test]
 async fn introspect_contract_postgres() {
+    crate::need::need!(Postgres);
     introspect_contract(Backend::Postgres).await;
 }
 

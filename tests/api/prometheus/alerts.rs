@@ -13,6 +13,7 @@ use super::{deadline, DASHBOARDS, POLL};
 
 #[tokio::test]
 async fn every_alert_rule_loads_and_evaluates() {
+    crate::need::need!(Prometheus);
     let f = shared().await;
     let http = client();
     let prom = f.prom(&http);

@@ -44,6 +44,7 @@ fn family_in_text(
 
 #[tokio::test]
 async fn counters_are_exact_in_the_exposition_and_in_prometheus() {
+    crate::need::need!(Prometheus);
     let promtool = tool("promtool");
     let f = shared().await;
     let http = client();

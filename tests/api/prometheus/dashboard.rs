@@ -94,6 +94,7 @@ fn expected_label_values() -> BTreeMap<&'static str, BTreeSet<String>> {
 
 #[tokio::test]
 async fn every_dashboard_query_returns_data() {
+    crate::need::need!(Prometheus);
     let f = shared().await;
     let http = client();
     let prom = f.prom(&http);
