@@ -254,13 +254,19 @@ impl Actions<'_> {
         Ok(self.store.list_api_keys().await?)
     }
 
-    /// Creates a key; the plaintext is returned once and never stored.
-    pub async fn create_api_key(&self, name: &str, now: i64) -> Result<String, ActionError> {
+    /// Creates a key of application `app_id` (`app.id`); the plaintext is returned once and
+    /// never stored.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        app_id: &str,
+        now: i64,
+    ) -> Result<String, ActionError> {
         api_key::check_name(name).map_err(|e| ActionError::Invalid {
             field: Field::Name,
             message: format!("name: {e}"),
         })?;
-        let key = self.store.create_api_key(name, now).await?;
+        let key = self.store.create_api_key(name, app_id, now).await?;
         self.audit(audit_event::API_KEY_CREATED, "api_key", name, None)
             .await;
         Ok(key)

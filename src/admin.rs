@@ -237,7 +237,10 @@ pub(crate) async fn handle(
                     },
                 )?
             };
-            let key = actions.create_api_key(&b.name, now).await.map_err(api)?;
+            let key = actions
+                .create_api_key(&b.name, ctx.app_id, now)
+                .await
+                .map_err(api)?;
             created_json(&KeyCreated {
                 name: &b.name,
                 key: &key,

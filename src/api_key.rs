@@ -1,5 +1,6 @@
 //! Everything an API key is: its format, generation, hashing, the part that may be shown, and
-//! the rules for the names operators give keys.
+//! the rules for the names operators give keys; and the application slug (`app.id`) that new
+//! keys carry in their visible prefix (and tokens in a claim).
 //!
 //! A leaf: the store, the config validation, the `X-API-Key` check and the CLI all use these
 //! rules and none of them restates one.
@@ -16,6 +17,25 @@ pub const MAX_KEY_BYTES: usize = 256;
 /// The longest key name (names are metric labels).
 pub const MAX_NAME_BYTES: usize = 64;
 
+/// Characters of [`random_token`]: 32 bytes, base64url without padding.
+pub const RANDOM_CHARS: usize = 43;
+/// The longest `app.id`.
+pub const MAX_APP_ID_BYTES: usize = 32;
+/// `app.id` when the config sets none: the application of every install from before `app.id`.
+pub const DEFAULT_APP_ID: &str = "default";
+
+/// True when `id` is a valid `app.id`: 1 to 32 lowercase ASCII letters, digits or `-`,
+/// starting with a letter and not ending with `-` (it appears in keys, tokens and messages).
+pub fn valid_app_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= MAX_APP_ID_BYTES
+        && b[0].is_ascii_lowercase()
+        && b[b.len() - 1] != b'-'
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
 /// 32 random bytes, base64url without padding (43 characters).
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
@@ -23,9 +43,23 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A new random API key (`chatsdk_` + 43 base64url characters).
-pub fn generate() -> String {
-    format!("{PREFIX}{}", random_token())
+/// A new random API key of application `app_id`: `chatsdk_<app_id>_` + 43 base64url
+/// characters.
+pub fn generate(app_id: &str) -> String {
+    format!("{PREFIX}{app_id}_{}", random_token())
+}
+
+/// The application a key names, when it has the shape [`generate`] gives keys:
+/// `chatsdk_`, a valid `app.id`, `_`, then exactly 43 base64url characters. Keys from before
+/// `app.id` (`chatsdk_` + 43 characters) and keys an operator installed in another shape name
+/// none.
+pub fn application(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(PREFIX)?;
+    let split = rest.len().checked_sub(RANDOM_CHARS + 1)?;
+    let (app, body) = (rest.get(..split)?, rest.get(split..)?);
+    let body = body.strip_prefix('_')?;
+    let base64url = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    (valid_app_id(app) && body.bytes().all(base64url)).then_some(app)
 }
 
 /// SHA-256 of an API key. Keys carry 256 bits of entropy, so a fast hash is the right one:
@@ -37,9 +71,11 @@ pub fn hash(key: &str) -> [u8; 32] {
     out
 }
 
-/// The part of a key that `api-key list` may show.
+/// The part of a key that `api-key list` may show: the prefix, the application it names (if
+/// any) and 4 characters.
 pub fn display_prefix(key: &str) -> String {
-    key.chars().take(PREFIX.len() + 4).collect()
+    let named = application(key).map_or(0, |a| a.len() + 1);
+    key.chars().take(PREFIX.len() + named + 4).collect()
 }
 
 /// True when `key` has the shape of a key an operator may install: the prefix, then at least
@@ -118,12 +154,74 @@ mod tests {
 
     #[test]
     fn generated_keys_are_well_formed_and_distinct() {
-        let k = generate();
-        assert!(k.starts_with(PREFIX));
-        assert_eq!(k.len(), PREFIX.len() + 43);
+        let k = generate("production");
+        assert!(k.starts_with("chatsdk_production_"));
+        assert_eq!(k.len(), PREFIX.len() + "production_".len() + 43);
         assert!(is_well_formed(&k));
-        assert_ne!(k, generate());
-        assert_eq!(display_prefix(&k).len(), PREFIX.len() + 4);
+        assert_ne!(k, generate("production"));
+        assert_eq!(application(&k), Some("production"));
+        assert_eq!(
+            display_prefix(&k).len(),
+            PREFIX.len() + "production_".len() + 4
+        );
+    }
+
+    #[test]
+    fn keys_from_before_app_id_name_no_application() {
+        // The old shape: `chatsdk_` + 43 base64url characters, `_` among them.
+        let old = format!("{PREFIX}ab_cd{}", "x".repeat(38));
+        assert_eq!(old.len(), PREFIX.len() + RANDOM_CHARS);
+        assert_eq!(application(&old), None);
+        assert_eq!(display_prefix(&old), format!("{PREFIX}ab_c"));
+        // Installed keys of other shapes: hex, an invalid slug, a body of another length.
+        assert_eq!(application(&format!("{PREFIX}{}", "0a".repeat(32))), None);
+        assert_eq!(
+            application(&format!("{PREFIX}Prod_{}", "x".repeat(43))),
+            None
+        );
+        assert_eq!(
+            application(&format!("{PREFIX}prod_{}", "x".repeat(42))),
+            None
+        );
+        assert_eq!(
+            application(&format!("{PREFIX}prod_{}", "x".repeat(44))),
+            None
+        );
+        assert_eq!(
+            application(&format!("{PREFIX}prod_{}.", "x".repeat(42))),
+            None
+        );
+        assert_eq!(application(&format!("{PREFIX}é_{}", "x".repeat(43))), None);
+        assert_eq!(
+            application(&format!("{PREFIX}st-2_{}", "-".repeat(43))),
+            Some("st-2")
+        );
+    }
+
+    #[test]
+    fn app_ids_are_short_slugs() {
+        for ok in [
+            "default",
+            "production",
+            "staging-eu",
+            "a",
+            "a1",
+            &"a".repeat(32),
+        ] {
+            assert!(valid_app_id(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Prod",
+            "1prod",
+            "-prod",
+            "prod-",
+            "pro_d",
+            "pro d",
+            &"a".repeat(33),
+        ] {
+            assert!(!valid_app_id(bad), "{bad}");
+        }
     }
 
     #[test]
@@ -181,9 +279,9 @@ mod tests {
 
     #[test]
     fn plausible_keys_are_printable_without_whitespace() {
-        assert!(is_plausible(generate().as_bytes()));
-        assert!(!is_plausible(format!(" {}", generate()).as_bytes()));
-        assert!(!is_plausible(format!("{}\t", generate()).as_bytes()));
+        assert!(is_plausible(generate("a").as_bytes()));
+        assert!(!is_plausible(format!(" {}", generate("a")).as_bytes()));
+        assert!(!is_plausible(format!("{}\t", generate("a")).as_bytes()));
         assert!(!is_plausible(b""));
         assert!(!is_plausible("x".repeat(MAX_KEY_BYTES + 1).as_bytes()));
     }

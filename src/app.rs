@@ -297,7 +297,7 @@ async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartEr
     }
     // File first (create_new refuses to overwrite), then the row: a crash in between leaves
     // a key file with no row, which the next start replaces, never a row nobody can read.
-    let key = api_key::generate();
+    let key = api_key::generate(&config.app.id);
     let path = config.data_dir.join(FIRST_KEY_FILE);
     if path.exists() {
         std::fs::remove_file(&path).map_err(|source| {

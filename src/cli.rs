@@ -283,7 +283,7 @@ pub fn api_key_command(cli: &Cli, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
     let config = load_config(cli)?;
     block_on(async {
         let store = open_store(&config).await?;
-        api_key(&Actions::new(&store, false, "cli"), cmd).await
+        api_key(&Actions::new(&store, false, "cli"), &config.app.id, cmd).await
     })
 }
 
@@ -448,11 +448,11 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-async fn api_key(actions: &Actions<'_>, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
+async fn api_key(actions: &Actions<'_>, app_id: &str, cmd: &ApiKeyCommand) -> anyhow::Result<()> {
     match cmd {
         ApiKeyCommand::Create { name } => {
             crate::api_key::check_name(name).context("--name")?;
-            let key = actions.create_api_key(name, now_unix()).await?;
+            let key = actions.create_api_key(name, app_id, now_unix()).await?;
             eprintln!("created API key \"{name}\"; it is shown once, store it now:");
             println!("{key}");
         }

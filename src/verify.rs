@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::http::auth::{self, Scheme};
 use crate::http::{ok, ok_json, ApiError, Resp, TokenProblem, TokenRefusal};
-use crate::jwt::RestTokenError;
+use crate::jwt::{Audience, RestTokenError, TokenError};
 use crate::metrics::{IntrospectResult, Verification as Verifications, VerifyResult};
 use crate::router::context::Verification;
 use crate::store::session::{self, Refused};
@@ -58,6 +58,7 @@ fn verify_result(answer: &Result<Resp, ApiError>) -> VerifyResult {
             }
             TokenProblem::Expired => VerifyResult::TokenExpired,
             TokenProblem::WrongType => VerifyResult::WrongTokenType,
+            TokenProblem::WrongApplication => VerifyResult::WrongApplication,
         },
         Err(ApiError::TokenRefused(r)) => match r {
             TokenRefusal::UserDisabled => VerifyResult::UserDisabled,
@@ -77,6 +78,7 @@ async fn check(ctx: &Verification<'_>) -> Result<Resp, ApiError> {
         RestTokenError::Invalid => ApiError::InvalidToken(TokenProblem::Invalid),
         RestTokenError::Expired => ApiError::InvalidToken(TokenProblem::Expired),
         RestTokenError::WrongTokenType => ApiError::InvalidToken(TokenProblem::WrongType),
+        RestTokenError::WrongApplication => ApiError::InvalidToken(TokenProblem::WrongApplication),
     })?;
     let user = refusal(ctx.store.get_session(&claims.sub).await?, claims.iat)?;
     let mut resp = ok(crate::http::to_json_vec(&Verified {
@@ -113,7 +115,7 @@ struct Active<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    aud: Option<&'a serde_json::Value>,
+    aud: Option<&'a Audience>,
     #[serde(skip_serializing_if = "Option::is_none")]
     jti: Option<&'a str>,
     /// `rest` (the `token` field) or `ws` (the `wsToken` field).
@@ -121,6 +123,15 @@ struct Active<'a> {
 }
 
 const INACTIVE: &[u8] = br#"{"active":false}"#;
+
+/// What `/introspect` found (its metric's `result`).
+#[derive(Clone, Copy)]
+enum Found {
+    Active,
+    Inactive,
+    /// Inactive: a token of another application.
+    WrongApplication,
+}
 
 /// `POST /introspect`, once the router checked the caller's API key (with its limits) and read
 /// the form.
@@ -130,12 +141,13 @@ pub(crate) async fn introspect(ctx: &Verification<'_>, bytes: &[u8]) -> Result<R
         .map(|(_, v)| v.into_owned());
     let answer = match token {
         Some(t) => introspect_token(ctx, &t).await,
-        None => Ok((false, ok(Bytes::from_static(INACTIVE)))),
+        None => inactive(Found::Inactive),
     };
     ctx.metrics
         .verification(Verifications::Introspect(match &answer {
-            Ok((true, _)) => IntrospectResult::Active,
-            Ok((false, _)) => IntrospectResult::Inactive,
+            Ok((Found::Active, _)) => IntrospectResult::Active,
+            Ok((Found::Inactive, _)) => IntrospectResult::Inactive,
+            Ok((Found::WrongApplication, _)) => IntrospectResult::WrongApplication,
             Err(ApiError::StoreUnavailable(_)) => IntrospectResult::StoreUnavailable,
             Err(_) => IntrospectResult::InternalError,
         }));
@@ -145,48 +157,56 @@ pub(crate) async fn introspect(ctx: &Verification<'_>, bytes: &[u8]) -> Result<R
     Ok(resp)
 }
 
-/// Whether `token` is active, and the answer saying so.
-async fn introspect_token(ctx: &Verification<'_>, token: &str) -> Result<(bool, Resp), ApiError> {
+/// `{"active":false}`, counted as `found`.
+fn inactive(found: Found) -> Result<(Found, Resp), ApiError> {
+    Ok((found, ok(Bytes::from_static(INACTIVE))))
+}
+
+/// Whether `token` is active, and the answer saying so. A token of another application is
+/// inactive like any other refused token (RFC 7662 section 2.2 gives an inactive token no
+/// reason); only the metric tells it apart.
+async fn introspect_token(ctx: &Verification<'_>, token: &str) -> Result<(Found, Resp), ApiError> {
     let now = ctx.now;
-    let inactive = || Ok((false, ok(Bytes::from_static(INACTIVE))));
     match ctx.verifier.verify_rest(token, now) {
         Ok(c) => {
             if refusal(ctx.store.get_session(&c.sub).await?, c.iat).is_err() {
-                return inactive();
+                return inactive(Found::Inactive);
             }
-            let aud = serde_json::Value::String(c.aud.clone());
             ok_json(&Active {
                 active: true,
                 sub: &c.sub,
                 exp: c.exp,
                 iat: c.iat,
                 iss: Some(&c.iss),
-                aud: Some(&aud),
+                aud: Some(&c.aud),
                 jti: Some(&c.jti),
                 token_type: "rest",
             })
-            .map(|r| (true, r))
+            .map(|r| (Found::Active, r))
         }
+        Err(RestTokenError::WrongApplication) => inactive(Found::WrongApplication),
         Err(RestTokenError::WrongTokenType) => match ctx.verifier.verify(token, now) {
             Ok(c) => {
                 if refusal(ctx.store.get_session(&c.sub).await?, c.iat).is_err() {
-                    return inactive();
+                    return inactive(Found::Inactive);
                 }
+                let aud = c.aud.clone().and_then(|a| serde_json::from_value(a).ok());
                 ok_json(&Active {
                     active: true,
                     sub: &c.sub,
                     exp: c.exp,
                     iat: c.iat,
                     iss: c.iss.as_deref(),
-                    aud: c.aud.as_ref(),
+                    aud: aud.as_ref(),
                     jti: c.jti.as_deref(),
                     token_type: "ws",
                 })
-                .map(|r| (true, r))
+                .map(|r| (Found::Active, r))
             }
-            Err(_) => inactive(),
+            Err(TokenError::WrongApplication) => inactive(Found::WrongApplication),
+            Err(_) => inactive(Found::Inactive),
         },
-        Err(_) => inactive(),
+        Err(_) => inactive(Found::Inactive),
     }
 }
 

@@ -13,6 +13,8 @@ use crate::router::context::Admin;
 pub struct Overview {
     /// The server's version.
     pub version: &'static str,
+    /// `app.id`: the application this deployment is (the console's header shows it).
+    pub app_id: String,
     /// Unix seconds on the server.
     pub now: i64,
     /// `sqlite` or `postgres`.
@@ -33,6 +35,7 @@ pub async fn build(ctx: &Admin<'_>) -> Overview {
     let (now, s) = (ctx.now, &ctx.status);
     Overview {
         version: env!("CARGO_PKG_VERSION"),
+        app_id: ctx.app_id.to_string(),
         now,
         store_backend: s.store_backend,
         status: s.readiness().await.label(),

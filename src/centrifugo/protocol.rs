@@ -43,6 +43,8 @@ pub enum Reason {
     UserUnknown,
     UserDisabled,
     NoCredentials,
+    /// The token, or the connection's meta, names another application (`app.id`).
+    WrongApplication,
     ChannelForbidden,
 }
 
@@ -84,6 +86,10 @@ impl Reason {
             Reason::NoCredentials => Rejection::Disconnect(Disconnect {
                 code: 4505,
                 reason: "no credentials",
+            }),
+            Reason::WrongApplication => Rejection::Disconnect(Disconnect {
+                code: 4506,
+                reason: "wrong application",
             }),
         }
     }
@@ -167,6 +173,7 @@ mod tests {
             Reason::UserDisabled,
             Reason::TokenRevoked,
             Reason::NoCredentials,
+            Reason::WrongApplication,
         ] {
             match r.reply() {
                 Rejection::Disconnect(d) => {
@@ -188,7 +195,7 @@ mod tests {
         assert_eq!(
             labels(Reason::iter().map(Reason::label).collect()),
             "token_expired token_invalid token_revoked user_unknown user_disabled \
-             no_credentials channel_forbidden"
+             no_credentials wrong_application channel_forbidden"
         );
         assert_eq!(
             labels(ApiMethod::iter().map(ApiMethod::label).collect()),

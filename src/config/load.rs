@@ -71,7 +71,8 @@ impl Config {
 }
 
 fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
-    const SECTIONS: [&str; 11] = [
+    const SECTIONS: [&str; 12] = [
+        "app",
         "server",
         "storage",
         "tokens",
@@ -112,6 +113,7 @@ fn extract_sections(fig: &Figment, problems: &mut Vec<String>) -> RawConfig {
         })
     }
     RawConfig {
+        app: section(fig, "app", problems),
         server: section(fig, "server", problems),
         storage: section(fig, "storage", problems),
         tokens: section(fig, "tokens", problems),

@@ -31,8 +31,8 @@ use crate::channels::ChannelRules;
 pub use catalogue::{Secret, SecretId, SecretSpec, SECRETS};
 pub use load::{figment, DEFAULT_CONFIG_PATH};
 pub use raw::{
-    RawAdmin, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets,
-    RawSegments, RawServer, RawStorage, RawTokens,
+    RawAdmin, RawApp, RawAudit, RawCentrifugo, RawConfig, RawLimits, RawLog, RawMetrics,
+    RawSecrets, RawSegments, RawServer, RawStorage, RawTokens,
 };
 pub use redact::redacted_toml;
 
@@ -47,6 +47,8 @@ pub fn env_name(key: &str) -> String {
 /// The validated configuration: every field is ready to use.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `[app]`: which application this deployment is.
+    pub app: AppConfig,
     /// `[server]`: the listener and its limits.
     pub server: ServerConfig,
     /// `storage.data_dir`: the database (SQLite) and every generated secret live here.
@@ -71,6 +73,13 @@ pub struct Config {
     pub audit: AuditConfig,
     /// `[segments]`: the declared segment fields and connection-info fields.
     pub segments: SegmentsConfig,
+}
+
+/// `[app]`, validated.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `app.id`: a valid slug ([`crate::api_key::valid_app_id`]).
+    pub id: String,
 }
 
 /// `[limits]`, validated; a rate of 0 is off.
@@ -226,6 +235,9 @@ pub struct TokenConfig {
     /// Lifetime of the wsToken in seconds, the response's `wsExpiresIn`
     /// (`tokens.ws_ttl_seconds`).
     pub ws_ttl_seconds: i64,
+    /// `app.id`, which every token carries (the REST token in its `aud`, the wsToken in its
+    /// `meta`) and verification requires.
+    pub app_id: String,
 }
 
 /// `[centrifugo]`, validated.

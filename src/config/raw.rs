@@ -12,6 +12,7 @@ use super::catalogue::{SecretId, SECRETS};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawConfig {
+    pub app: RawApp,
     pub server: RawServer,
     pub storage: RawStorage,
     pub tokens: RawTokens,
@@ -23,6 +24,26 @@ pub struct RawConfig {
     pub limits: RawLimits,
     pub audit: RawAudit,
     pub segments: RawSegments,
+}
+
+/// `[app]`: which application this deployment is.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApp {
+    /// The application's short slug (1 to 32 of `a-z`, `0-9`, `-`, starting with a letter),
+    /// e.g. `production` or `staging`: new API keys carry it in their prefix and tokens in a
+    /// claim, so one application's key or token is refused by another's service with an error
+    /// naming both. Default `default` (every install from before `app.id`); env
+    /// `CHATSDK_AUTH_APP__ID`.
+    pub id: String,
+}
+
+impl Default for RawApp {
+    fn default() -> Self {
+        Self {
+            id: crate::api_key::DEFAULT_APP_ID.into(),
+        }
+    }
 }
 
 /// `[server]`: the HTTP listener.

@@ -10,10 +10,11 @@ use jsonwebtoken::Algorithm;
 use super::algorithm::{is_asymmetric, parse_algorithm};
 use super::catalogue::{Secret, INITIAL_API_KEY, SECRETS};
 use super::raw::{
-    RawAdmin, RawAudit, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer, RawTokens,
+    RawAdmin, RawApp, RawAudit, RawConfig, RawLimits, RawLog, RawMetrics, RawSecrets, RawServer,
+    RawTokens,
 };
 use super::{
-    AdminConfig, AuditConfig, Config, ConfigError, LimitsConfig, LogConfig, LogFormat,
+    AdminConfig, AppConfig, AuditConfig, Config, ConfigError, LimitsConfig, LogConfig, LogFormat,
     MetricsConfig, SecretSource, SecretSources, ServerConfig, TokenConfig,
 };
 use crate::api_key;
@@ -29,9 +30,10 @@ impl RawConfig {
     /// Turns raw values into a [`Config`], listing every problem by key.
     pub fn validate(&self) -> Result<Config, ConfigError> {
         let mut p = Vec::new();
+        let app = app(&self.app, &mut p);
         let mut server = server(&self.server, &mut p);
         let (data_dir, store) = storage(&self.storage, &mut p);
-        let tokens = tokens(&self.tokens, &mut p);
+        let tokens = tokens(&self.tokens, &app, &mut p);
         let centrifugo = centrifugo(&self.centrifugo, server.listen, &mut p);
         let admin = admin(&self.admin, &mut p);
         let metrics = metrics(&self.metrics, server.listen, &mut p);
@@ -45,6 +47,7 @@ impl RawConfig {
             return Err(ConfigError { problems: p });
         }
         Ok(Config {
+            app,
             server,
             data_dir,
             store,
@@ -183,7 +186,20 @@ pub fn derived_max_connections(fd_limit: Option<u64>) -> usize {
 }
 
 /// `[tokens]`.
-fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
+/// `[app]`: `id` must be a slug, since keys, tokens and error messages carry it.
+fn app(a: &RawApp, p: &mut Vec<String>) -> AppConfig {
+    if !api_key::valid_app_id(&a.id) {
+        p.push(format!(
+            "app.id: {:?} is not a valid application id; use 1 to {} lowercase letters, digits or '-', starting with a letter and not ending with '-' (e.g. \"production\" or \"staging\"), or remove it to keep \"{}\"",
+            a.id,
+            api_key::MAX_APP_ID_BYTES,
+            api_key::DEFAULT_APP_ID
+        ));
+    }
+    AppConfig { id: a.id.clone() }
+}
+
+fn tokens(t: &RawTokens, app: &AppConfig, p: &mut Vec<String>) -> TokenConfig {
     if t.ttl_seconds < 60 || t.ttl_seconds > 365 * 86_400 {
         p.push(format!(
             "tokens.ttl_seconds: {} is out of range; set a value from 60 to 31536000",
@@ -268,6 +284,7 @@ fn tokens(t: &RawTokens, p: &mut Vec<String>) -> TokenConfig {
         rest_audience: t.rest_audience.clone(),
         ws_audience: opt(&t.ws_audience),
         ws_issuer: opt(&t.ws_issuer),
+        app_id: app.id.clone(),
         subscription_ttl_seconds: t.subscription_ttl_seconds as i64,
         subscription_expire_at_seconds: (sub_exp > 0).then_some(sub_exp as i64),
     }
@@ -391,6 +408,13 @@ fn secrets(
             ));
         } else if api_key::estimated_entropy_bits(&sec.initial_api_key) < api_key::MIN_ENTROPY_BITS {
             p.push(format!("{INITIAL_API_KEY}: looks typed rather than random (too few distinct characters for its length); use a key from `chatsdk-auth api-key create` (the value is not shown)"));
+        } else if let Some(other) = api_key::application(&sec.initial_api_key)
+            .filter(|a| *a != tokens.app_id)
+        {
+            p.push(format!(
+                "{INITIAL_API_KEY}: the key belongs to application \"{other}\" but app.id is \"{}\", so every request with it would be refused; install a key created for this application (`chatsdk-auth api-key create` with this config), or set app.id if this deployment is \"{other}\" (the value is not shown)",
+                tokens.app_id
+            ));
         }
         SecretSource::Env(Secret::new(sec.initial_api_key.clone()))
     });

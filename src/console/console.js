@@ -198,10 +198,19 @@ function showSignIn() {
   $('signin-token').focus();
 }
 
+// The application (app.id) in the header, on every view.
+async function loadAppId() {
+  const o = await guarded(() => api('GET', '/admin/overview'));
+  if (!o) return;
+  $('app-id').textContent = o.app_id;
+  $('app-id').hidden = false;
+}
+
 function showApp() {
   $('view-signin').hidden = true;
   $('nav').hidden = false;
   $('signout').hidden = false;
+  loadAppId();
   if (!location.hash || location.hash === '#') location.hash = '#overview';
   else route();
 }

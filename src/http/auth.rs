@@ -81,8 +81,16 @@ pub fn secret_matches(given: Option<&[u8]>, expected: &[u8]) -> bool {
     given.is_some_and(|g| bool::from(g.ct_eq(expected)))
 }
 
-/// Checks the `X-API-Key` header against the store.
-pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// Checks the `X-API-Key` header against the store, for the application `app_id`
+/// (`app.id`): a key whose prefix names another application is refused before the lookup
+/// ([`ApiError::ApiKeyWrongApplication`], naming both applications, never the key). Keys that
+/// name no application (from before `app.id`, or installed in another shape) are looked up as
+/// always.
+pub async fn authenticate(
+    store: &Store,
+    app_id: &str,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let mut given = headers.get_all("x-api-key").iter();
     let Some(key) = given.next() else {
         return Err(ApiError::InvalidApiKey);
@@ -98,6 +106,13 @@ pub async fn authenticate(store: &Store, headers: &HeaderMap) -> Result<Caller, 
     let Ok(key) = key.to_str() else {
         return Err(ApiError::InvalidApiKey);
     };
+    if let Some(other) = api_key::application(key).filter(|a| *a != app_id) {
+        // Both are valid slugs (`application` checks the key's), so safe to show.
+        return Err(ApiError::ApiKeyWrongApplication {
+            key_app: other.to_string(),
+            app: app_id.to_string(),
+        });
+    }
     let hash = api_key::hash(key);
     let record = store
         .find_api_key(&hash)

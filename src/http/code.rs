@@ -29,12 +29,14 @@ pub enum Code {
     InvalidExpectedCount,
     InvalidApiKey,
     ApiKeyRevoked,
+    ApiKeyWrongApplication,
     InvalidProxySecret,
     InvalidMetricsToken,
     InvalidAdminToken,
     InvalidToken,
     TokenExpired,
     WrongTokenType,
+    WrongApplication,
     UserDisabled,
     TokenRevoked,
     ChannelForbidden,
@@ -82,12 +84,14 @@ impl Code {
             | C::InvalidExpectedCount => StatusCode::BAD_REQUEST,
             C::InvalidApiKey
             | C::ApiKeyRevoked
+            | C::ApiKeyWrongApplication
             | C::InvalidProxySecret
             | C::InvalidMetricsToken
             | C::InvalidAdminToken
             | C::InvalidToken
             | C::TokenExpired
-            | C::WrongTokenType => StatusCode::UNAUTHORIZED,
+            | C::WrongTokenType
+            | C::WrongApplication => StatusCode::UNAUTHORIZED,
             C::UserDisabled | C::TokenRevoked | C::ChannelForbidden => StatusCode::FORBIDDEN,
             C::NotFound | C::UserUnknown | C::ApiKeyNotFound => StatusCode::NOT_FOUND,
             C::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -122,13 +126,15 @@ impl Code {
             C::InvalidWhere => "segments (`GET /admin/users?where=`, `POST /admin/bulk/{action}`, `user list --where`, `user bulk`): a `where` condition that is malformed or names a field `segments.fields` does not declare, or (bulk) `where` missing or not an array of strings",
             C::InvalidExpectedCount => "segments (`POST /admin/bulk/{action}`, `user bulk`): no `expected_count` for a bulk action that is not a dry run, or one that is not a whole number",
             C::InvalidApiKey => r#"`X-API-Key` missing, unknown (`"Invalid API key"`), or with a byte that is not printable ASCII inside it (never trimmed; the spaces and tabs *around* a header value are HTTP's optional whitespace, removed by the HTTP parser, RFC 9110 §5.5)"#,
-            C::ApiKeyRevoked => r#"`X-API-Key` is a key an operator revoked; the message gives the date (`"This API key was revoked on Sun, 06 Dec 2026 15:00:00 GMT; ..."`). Both 401s count against `limits.failed_auth_per_ip_per_minute`"#,
+            C::ApiKeyRevoked => r#"`X-API-Key` is a key an operator revoked; the message gives the date (`"This API key was revoked on Sun, 06 Dec 2026 15:00:00 GMT; ..."`)"#,
+            C::ApiKeyWrongApplication => r#"`X-API-Key` is a key of another application: its prefix (`chatsdk_<app>_...`) names an application other than this service's `app.id`; the message names both (`"This API key belongs to application \"staging\", but this service is application \"production\" ..."`), never the key. All three 401s count against `limits.failed_auth_per_ip_per_minute`"#,
             C::InvalidProxySecret => "a proxy call without the shared secret header",
             C::InvalidMetricsToken => "`/metrics` without the bearer token when one is required",
             C::InvalidAdminToken => "`/admin/...` without the right `Authorization: Bearer <admin token>` (counted in `chatsdk_auth_admin_unauthorized_total`)",
             C::InvalidToken => r#"`/verify`: no bearer token, a malformed or badly signed one, an unknown `kid`, or a key that no longer verifies (`WWW-Authenticate: Bearer error="invalid_token"`)"#,
             C::TokenExpired => "`/verify`: the token's `exp` has passed",
             C::WrongTokenType => "`/verify`: a `wsToken` was sent; use the `token` field for REST calls and `wsToken` for the WebSocket",
+            C::WrongApplication => "`/verify`: the token was issued for another application (its `aud` names another `app.id`), or names none while this service's `app.id` is not `default`; get a token from this application's `POST /tokens` (`/introspect` answers `active: false`, the proxies disconnect with 4506)",
             C::UserDisabled => "the user was disabled with `chatsdk-auth user disable` (`POST /tokens`, `/verify`)",
             C::TokenRevoked => "`/verify`: the token was issued before `chatsdk-auth user revoke-tokens` (the user's or app-wide)",
             C::ChannelForbidden => "(`/tokens/subscription`) the channel rules do not give the user this channel; the message names the first refused one",

@@ -22,6 +22,10 @@ pub enum ApiError {
     /// [`ApiError::InvalidApiKey`], and counted by the same failed-auth limit.
     #[error("This API key was revoked on {}; use a current key (an operator creates one with `chatsdk-auth api-key create <name>` or POST /admin/api-keys)", http_date(*revoked_at))]
     ApiKeyRevoked { revoked_at: i64 },
+    /// A key whose prefix names another application (`app.id`); 401 like
+    /// [`ApiError::InvalidApiKey`], and counted by the same failed-auth limit.
+    #[error("This API key belongs to application \"{key_app}\", but this service is application \"{app}\" (app.id); send a key of \"{app}\", or call the service of \"{key_app}\"")]
+    ApiKeyWrongApplication { key_app: String, app: String },
     #[error("Send exactly one X-API-Key header")]
     DuplicateApiKey,
     /// The body is not JSON, or not a JSON object.
@@ -112,6 +116,7 @@ impl ApiError {
         match self {
             ApiError::InvalidApiKey => Code::InvalidApiKey,
             ApiError::ApiKeyRevoked { .. } => Code::ApiKeyRevoked,
+            ApiError::ApiKeyWrongApplication { .. } => Code::ApiKeyWrongApplication,
             ApiError::DuplicateApiKey => Code::DuplicateApiKey,
             ApiError::InvalidJson(_) => Code::InvalidJson,
             ApiError::InvalidField { field, .. } => field.code(),
@@ -202,6 +207,8 @@ pub enum TokenProblem {
     Expired,
     /// A wsToken where a REST token belongs.
     WrongType,
+    /// Signed by this service's keys but for another application (`app.id`).
+    WrongApplication,
     /// A valid token of a user that does not exist.
     UnknownUser,
 }
@@ -214,6 +221,7 @@ impl TokenProblem {
             }
             TokenProblem::Expired => Code::TokenExpired,
             TokenProblem::WrongType => Code::WrongTokenType,
+            TokenProblem::WrongApplication => Code::WrongApplication,
         }
     }
 
@@ -224,6 +232,7 @@ impl TokenProblem {
             TokenProblem::Expired => "The token has expired; get a new one from POST /tokens",
             TokenProblem::WrongType => "This is a wsToken: use the token field for REST API calls (Authorization: Bearer <token>) and wsToken only for the WebSocket connection",
             TokenProblem::UnknownUser => "The token's user does not exist; get a new token from POST /tokens",
+            TokenProblem::WrongApplication => "This token belongs to another application (app.id), or to none while this service has its own app.id; get a token from this application's POST /tokens",
         }
     }
 }

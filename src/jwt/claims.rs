@@ -4,12 +4,17 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-/// Claims of the ChatSDK REST token.
-#[derive(Debug, Serialize, Deserialize)]
+/// How an `aud` entry names the application (`app.id`) a token belongs to: `app:<id>`.
+pub const APP_AUDIENCE_PREFIX: &str = "app:";
+
+/// Claims of the ChatSDK REST token. `aud` is `[tokens.rest_audience, "app:<app.id>"]`: the
+/// API the token is for, and the application it belongs to (an API that checks its own
+/// audience in an array, as JWT libraries do, is unaffected).
+#[derive(Debug, Serialize)]
 pub struct RestClaims<'a> {
     pub iss: &'a str,
     pub sub: &'a str,
-    pub aud: &'a str,
+    pub aud: [&'a str; 2],
     pub iat: i64,
     pub exp: i64,
     pub jti: &'a str,
@@ -67,14 +72,55 @@ pub struct WsClaims<'a> {
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     pub channels: &'a [String],
     /// Server-side connection meta: the token's own `iat`, which the refresh and subscribe
-    /// proxies receive back (`include_connection_meta`) to judge revocation.
-    pub meta: WsMeta,
+    /// proxies receive back (`include_connection_meta`) to judge revocation, and the
+    /// application the connection belongs to.
+    pub meta: WsMeta<'a>,
 }
 
-/// The `meta` claim of a wsToken.
+/// The `meta` claim of a wsToken (never shown to clients: Centrifugo keeps it server-side).
 #[derive(Debug, Serialize)]
-pub struct WsMeta {
+pub struct WsMeta<'a> {
     pub iat: i64,
+    /// `app.id`.
+    pub app: &'a str,
+}
+
+/// The part of a verified wsToken's `meta` verification reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct VerifiedMeta {
+    /// The application (`app.id`) of the service that minted it; absent in tokens from
+    /// before `app.id`.
+    #[serde(default)]
+    pub app: Option<String>,
+}
+
+/// An `aud` claim: a string or an array of strings (RFC 7519 section 4.1.3).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn entries(&self) -> &[String] {
+        match self {
+            Audience::One(a) => std::slice::from_ref(a),
+            Audience::Many(v) => v,
+        }
+    }
+
+    /// True when `aud` is one of the entries.
+    pub fn contains(&self, aud: &str) -> bool {
+        self.entries().iter().any(|a| a == aud)
+    }
+
+    /// The application the first `app:<id>` entry names, if any.
+    pub fn application(&self) -> Option<&str> {
+        self.entries()
+            .iter()
+            .find_map(|a| a.strip_prefix(APP_AUDIENCE_PREFIX))
+    }
 }
 
 /// Claims of a Centrifugo subscription token (https://centrifugal.dev/docs/server/channel_token_auth):
@@ -118,6 +164,9 @@ pub struct VerifiedWs {
     /// Present only in subscription tokens; a connection token carrying it is invalid.
     #[serde(default)]
     pub channel: Option<String>,
+    /// The server-side meta (its `app`; its `iat` is the token's own).
+    #[serde(default)]
+    pub meta: Option<VerifiedMeta>,
 }
 
 /// The claims `/verify` and `/introspect` read from a verified REST token.
@@ -127,7 +176,7 @@ pub struct VerifiedRest {
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
-    pub aud: String,
+    pub aud: Audience,
     pub jti: String,
     #[serde(default)]
     pub nbf: Option<f64>,

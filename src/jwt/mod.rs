@@ -18,7 +18,8 @@
 //! not `jsonwebtoken`'s defaults, in Centrifugo's order
 //! (https://centrifugal.dev/docs/server/authentication):
 //! signature, then `aud`/`iss` (exact, required only when configured), then the `channel`
-//! claim (a subscription token is never a connection token), and only then expiry: `exp`
+//! claim (a subscription token is never a connection token), then the application (`app.id`,
+//! in the wsToken's `meta` and the REST token's `aud`), and only then expiry: `exp`
 //! strictly in the future and `nbf` strictly in the past, with no leeway. So a token that is
 //! both expired and wrongly addressed is *invalid*, as Centrifugo reports it.
 //!
@@ -33,7 +34,7 @@ mod signer;
 mod tests;
 mod verifier;
 
-pub use claims::{Info, VerifiedRest, VerifiedWs};
+pub use claims::{Audience, Info, VerifiedRest, VerifiedWs, APP_AUDIENCE_PREFIX};
 pub use signer::{Minted, Signer};
 pub use verifier::Verifier;
 
@@ -46,6 +47,10 @@ pub enum TokenError {
     /// Bad signature, wrong key or algorithm, wrong audience/issuer, malformed claims.
     #[error("token invalid")]
     Invalid,
+    /// Correctly signed and addressed, but minted for another application (`meta.app`), or
+    /// for none while `app.id` is not the default.
+    #[error("token of another application")]
+    WrongApplication,
 }
 
 /// `jsonwebtoken` refused to sign (a key that does not fit the algorithm); kept as the source.
@@ -65,4 +70,8 @@ pub enum RestTokenError {
     /// A correctly signed wsToken: the caller sent `wsToken` where `token` belongs.
     #[error("wsToken used as a REST token")]
     WrongTokenType,
+    /// Correctly signed and addressed, but its `aud` names another application, or none while
+    /// `app.id` is not the default.
+    #[error("token of another application")]
+    WrongApplication,
 }

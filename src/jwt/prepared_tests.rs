@@ -41,7 +41,10 @@ fn prepared_hmac_signing_is_byte_identical_to_jsonwebtoken_encode() {
                     aud: None,
                     iss: Some("chatsdk"),
                     channels: &[name.to_string()],
-                    meta: WsMeta { iat: 1_000 },
+                    meta: WsMeta {
+                        iat: 1_000,
+                        app: "default",
+                    },
                 };
                 let ours = encode(key, &claims).unwrap();
                 let theirs = jsonwebtoken::encode(&key.header, &claims, &key.encoding).unwrap();

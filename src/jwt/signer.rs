@@ -30,6 +30,8 @@ pub struct Signer {
     config: TokenConfig,
     /// The server-side channel rules (`centrifugo.user_channels`), for the wsToken's `channels`.
     channels: ChannelRules,
+    /// `app:<app.id>`, the REST token's second `aud` entry.
+    app_audience: String,
 }
 
 impl Signer {
@@ -45,6 +47,7 @@ impl Signer {
             sub_key: EncodingKey::from_secret(subscription_key.expose().as_bytes()),
             config: config.clone(),
             channels: channel_rules.server_side(),
+            app_audience: format!("{}{}", super::APP_AUDIENCE_PREFIX, config.app_id),
         }
     }
 
@@ -71,7 +74,7 @@ impl Signer {
         let rest = RestClaims {
             iss: &self.config.rest_issuer,
             sub,
-            aud: &self.config.rest_audience,
+            aud: [&self.config.rest_audience, &self.app_audience],
             iat,
             exp,
             jti: rest_jti,
@@ -86,7 +89,10 @@ impl Signer {
             aud: self.config.ws_audience.as_deref(),
             iss: self.config.ws_issuer.as_deref(),
             channels: &channels,
-            meta: WsMeta { iat },
+            meta: WsMeta {
+                iat,
+                app: &self.config.app_id,
+            },
         };
         let ring = self.keys.current();
         let (rk, wk) = (ring.rest.signing(iat), ring.ws.signing(iat));

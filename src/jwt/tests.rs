@@ -202,7 +202,9 @@ fn rest_tokens_verify_and_ws_tokens_are_the_wrong_type() {
     let now = crate::now_unix();
     let m = signer.mint("u1", Info::default(), now).unwrap();
     let c = v.verify_rest(&m.token, now).unwrap();
-    assert_eq!((c.sub.as_str(), c.aud.as_str()), ("u1", "chatsdk-api"));
+    assert_eq!(c.sub, "u1");
+    assert!(c.aud.contains("chatsdk-api"));
+    assert_eq!(c.aud.application(), Some("default"));
     assert_eq!(
         v.verify_rest(&m.ws_token, now).unwrap_err(),
         RestTokenError::WrongTokenType
@@ -320,5 +322,80 @@ fn key_confusion_an_hmac_token_keyed_with_the_public_key_is_refused() {
     assert_eq!(
         v.verify_rest(&forged, now).unwrap_err(),
         RestTokenError::Invalid
+    );
+}
+
+#[test]
+fn tokens_of_another_application_are_refused_as_such() {
+    let (default_cfg, s) = fixtures();
+    let app = |id: &str| TokenConfig {
+        app_id: id.into(),
+        ..default_cfg.clone()
+    };
+    // Staging and production share signing keys here (the case where only the application
+    // tells them apart).
+    let k = keys(&default_cfg, &s);
+    let mint = |cfg: &TokenConfig, now| {
+        Signer::new(
+            cfg,
+            k.clone(),
+            &s.subscription_key,
+            &ChannelRules::default(),
+        )
+        .mint("u1", Info::default(), now)
+        .unwrap()
+    };
+    let now = crate::now_unix();
+    let staging = mint(&app("staging"), now);
+    let production = Verifier::new(&app("production"), k.clone());
+    assert_eq!(
+        production.verify_rest(&staging.token, now).unwrap_err(),
+        RestTokenError::WrongApplication
+    );
+    assert_eq!(
+        production.verify(&staging.ws_token, now).unwrap_err(),
+        TokenError::WrongApplication
+    );
+    let own = mint(&app("production"), now);
+    assert_eq!(production.verify_rest(&own.token, now).unwrap().sub, "u1");
+    assert_eq!(production.verify(&own.ws_token, now).unwrap().sub, "u1");
+    // Wrong application is told before expiry, like aud/iss.
+    assert_eq!(
+        production
+            .verify_rest(&staging.token, now + 86_400)
+            .unwrap_err(),
+        RestTokenError::WrongApplication
+    );
+
+    // Tokens from before app.id name no application: accepted only while app.id is the
+    // default.
+    let current = k.current();
+    let rest_key = current.rest.signing(now);
+    let ws_key = current.ws.signing(now);
+    let secret =
+        |v: &crate::secrets::Secret| jsonwebtoken::EncodingKey::from_secret(v.expose().as_bytes());
+    let old_rest = jsonwebtoken::encode(
+        &rest_key.header,
+        &serde_json::json!({"iss": "chatsdk-auth", "aud": "chatsdk-api", "sub": "u1",
+            "iat": now, "exp": now + 60, "jti": "j"}),
+        &secret(&s.rest_key),
+    )
+    .unwrap();
+    let old_ws = jsonwebtoken::encode(
+        &ws_key.header,
+        &serde_json::json!({"sub": "u1", "iat": now, "exp": now + 60, "meta": {"iat": now}}),
+        &secret(&s.centrifugo_key),
+    )
+    .unwrap();
+    let default = Verifier::new(&default_cfg, k.clone());
+    assert!(default.verify_rest(&old_rest, now).is_ok());
+    assert!(default.verify(&old_ws, now).is_ok());
+    assert_eq!(
+        production.verify_rest(&old_rest, now).unwrap_err(),
+        RestTokenError::WrongApplication
+    );
+    assert_eq!(
+        production.verify(&old_ws, now).unwrap_err(),
+        TokenError::WrongApplication
     );
 }

@@ -78,6 +78,8 @@ pub struct Verifier {
     ws_issuer: Option<String>,
     rest_audience: String,
     rest_issuer: String,
+    /// `app.id`: the application a token must name.
+    app_id: String,
 }
 
 impl Verifier {
@@ -130,6 +132,7 @@ impl Verifier {
             ws_issuer: config.ws_issuer.clone(),
             rest_audience: config.rest_audience.clone(),
             rest_issuer: config.rest_issuer.clone(),
+            app_id: config.app_id.clone(),
         }
     }
 
@@ -168,6 +171,10 @@ impl Verifier {
         let claims = claims.ok_or(TokenError::Invalid)?;
         if claims.channel.as_deref().is_some_and(|c| !c.is_empty()) {
             return Err(TokenError::Invalid);
+        }
+        let app = claims.meta.as_ref().and_then(|m| m.app.as_deref());
+        if !self.is_this_application(app) {
+            return Err(TokenError::WrongApplication);
         }
         if claims.exp <= now || claims.nbf.is_some_and(|nbf| nbf >= now as f64) {
             return Err(TokenError::Expired);
@@ -218,7 +225,7 @@ impl Verifier {
         };
         let claims = match (&key.hmac, prepared) {
             (Some(hmac), true) => decode_hmac::<VerifiedRest>(token, &header, key.alg, &hmac.key)
-                .filter(|c| c.iss == self.rest_issuer && c.aud == self.rest_audience)
+                .filter(|c| c.iss == self.rest_issuer && c.aud.contains(&self.rest_audience))
                 .ok_or(RestTokenError::Invalid)?,
             _ => {
                 let v = self.rest.get(key.alg).ok_or(RestTokenError::Invalid)?;
@@ -227,10 +234,24 @@ impl Verifier {
                     .claims
             }
         };
+        if !self.is_this_application(claims.aud.application()) {
+            return Err(RestTokenError::WrongApplication);
+        }
         if claims.exp <= now || claims.nbf.is_some_and(|nbf| nbf >= now as f64) {
             return Err(RestTokenError::Expired);
         }
         Ok(claims)
+    }
+
+    /// True when a token naming application `app` (`None`: it names none) is this service's:
+    /// the same `app.id`, or none while `app.id` is the default. A token from before `app.id`
+    /// names none: accepted by an install that kept the default (its tokens are this
+    /// install's), refused by one with its own `app.id`, which cannot tell whose it is.
+    fn is_this_application(&self, app: Option<&str>) -> bool {
+        match app {
+            Some(a) => a == self.app_id,
+            None => self.app_id == crate::api_key::DEFAULT_APP_ID,
+        }
     }
 
     /// True when `token` carries a valid signature of a wsToken key (claims unchecked).

@@ -166,6 +166,7 @@ pub enum VerifyResult {
     InvalidToken,
     TokenExpired,
     WrongTokenType,
+    WrongApplication,
     UserDisabled,
     TokenRevoked,
     StoreUnavailable,
@@ -179,6 +180,9 @@ pub enum VerifyResult {
 pub enum IntrospectResult {
     Active,
     Inactive,
+    /// Answered `active: false`: a token of another application (RFC 7662 says nothing more
+    /// about an inactive token to the caller; the metric tells the operator).
+    WrongApplication,
     StoreUnavailable,
     InternalError,
 }
@@ -254,20 +258,20 @@ mod tests {
         assert_eq!(labels::<BatchLookup>(), "profile api_key");
         assert_eq!(
             labels::<VerifyResult>(),
-            "valid invalid_token token_expired wrong_token_type user_disabled token_revoked \
-             store_unavailable internal_error"
+            "valid invalid_token token_expired wrong_token_type wrong_application user_disabled \
+             token_revoked store_unavailable internal_error"
         );
         assert_eq!(
             labels::<IntrospectResult>(),
-            "active inactive store_unavailable internal_error"
+            "active inactive wrong_application store_unavailable internal_error"
         );
         assert_eq!(
             labels::<ApiCallOutcome>(),
             "ok unreachable timeout unauthorized http_error api_error bad_response"
         );
         let endpoints: Vec<_> = Verification::all().map(Verification::label).collect();
-        assert_eq!(endpoints.iter().filter(|e| **e == "verify").count(), 8);
-        assert_eq!(endpoints.iter().filter(|e| **e == "introspect").count(), 4);
+        assert_eq!(endpoints.iter().filter(|e| **e == "verify").count(), 9);
+        assert_eq!(endpoints.iter().filter(|e| **e == "introspect").count(), 5);
     }
 
     #[test]

@@ -41,6 +41,8 @@ struct TokenData<'a> {
 #[derive(Serialize)]
 struct Meta<'a> {
     iat: i64,
+    /// `app.id`, which the refresh and subscribe proxies check.
+    app: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     custom: Option<&'a RawValue>,
 }
@@ -72,6 +74,7 @@ pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, By
         Ok(c) => c,
         Err(TokenError::Expired) => return reject(Reason::TokenExpired),
         Err(TokenError::Invalid) => return reject(Reason::TokenInvalid),
+        Err(TokenError::WrongApplication) => return reject(Reason::WrongApplication),
     };
     let user = match session_verdict(ctx.store.get_session(&claims.sub).await?, Some(claims.iat)) {
         Ok(user) => user,
@@ -93,6 +96,7 @@ pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, By
             info: user_info(&user, &extra),
             meta: Meta {
                 iat: claims.iat,
+                app: ctx.app_id,
                 custom,
             },
             channels: ctx

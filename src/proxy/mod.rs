@@ -19,6 +19,7 @@
 //! | user disabled | disconnect 4503 | expired | disconnect 4503 |
 //! | tokens revoked | disconnect 4504 | expired | disconnect 4504 |
 //! | no credentials | disconnect 4505 | — | — |
+//! | another application (`app.id`) | disconnect 4506 | expired | disconnect 4506 |
 //! | channel not allowed | — | — | error 403 |
 
 pub mod connect;

@@ -32,7 +32,12 @@ pub(crate) async fn decide(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<(Outcome, By
     if req.user.is_empty() {
         return expired(super::Reason::UserUnknown);
     }
-    let user = match session_verdict(ctx.store.get_session(&req.user).await?, req.auth_iat()) {
+    let meta = req.conn_meta();
+    if !super::wire::is_this_application(meta.as_ref(), ctx.app_id) {
+        return expired(super::Reason::WrongApplication);
+    }
+    let auth_iat = meta.and_then(|m| m.iat);
+    let user = match session_verdict(ctx.store.get_session(&req.user).await?, auth_iat) {
         Ok(user) => user,
         Err(reason) => return expired(reason),
     };

@@ -38,7 +38,12 @@ async fn channel_verdict(ctx: &Proxy<'_>, bytes: &[u8]) -> Result<Option<Reason>
     if req.user.is_empty() {
         return Ok(Some(Reason::ChannelForbidden));
     }
-    let session = match session_verdict(ctx.store.get_session(&req.user).await?, req.auth_iat()) {
+    let meta = req.conn_meta();
+    if !super::wire::is_this_application(meta.as_ref(), ctx.app_id) {
+        return Ok(Some(Reason::WrongApplication));
+    }
+    let auth_iat = meta.and_then(|m| m.iat);
+    let session = match session_verdict(ctx.store.get_session(&req.user).await?, auth_iat) {
         Ok(s) => s,
         Err(reason) => return Ok(Some(reason)),
     };

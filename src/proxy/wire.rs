@@ -19,11 +19,15 @@ use crate::store::SessionUser;
 
 /// The connection meta the sidecar sets (connect result) or mints (wsToken `meta`), sent back
 /// to refresh/subscribe when `include_connection_meta` is on: `iat` is the authenticating
-/// token's issue time, which is what revocation is judged against.
+/// token's issue time, which is what revocation is judged against; `app` the application
+/// (`app.id`) of the service that authenticated it (absent in connections from before
+/// `app.id`).
 #[derive(Debug, Deserialize, Default)]
-pub struct ConnMeta {
+pub struct ConnMeta<'a> {
     #[serde(default)]
     pub iat: Option<i64>,
+    #[serde(borrow, default)]
+    pub app: Option<&'a str>,
 }
 
 /// Fields common to refresh, subscribe and sub_refresh requests.
@@ -39,11 +43,22 @@ pub struct SessionRequest<'a> {
 }
 
 impl SessionRequest<'_> {
-    /// The authenticating token's `iat` from the connection meta, when Centrifugo sent it.
-    pub fn auth_iat(&self) -> Option<i64> {
+    /// The connection meta, when Centrifugo sent it (`include_connection_meta`) and it is an
+    /// object of the shape the sidecar sets.
+    pub fn conn_meta(&self) -> Option<ConnMeta<'_>> {
         self.meta
             .and_then(|m| serde_json::from_str::<ConnMeta>(m.get()).ok())
-            .and_then(|m| m.iat)
+    }
+}
+
+/// True when a connection whose meta is `meta` may belong to application `app_id`: no meta
+/// (Centrifugo did not send it, so nothing can be told), the same `app`, or none while
+/// `app_id` is the default (a connection from before `app.id`), as tokens are judged.
+pub fn is_this_application(meta: Option<&ConnMeta<'_>>, app_id: &str) -> bool {
+    match meta.map(|m| m.app) {
+        None => true,
+        Some(Some(app)) => app == app_id,
+        Some(None) => app_id == crate::api_key::DEFAULT_APP_ID,
     }
 }
 

@@ -94,6 +94,8 @@ pub struct Proxy<'a> {
     pub centrifugo: &'a CentrifugoConfig,
     /// `segments.info_fields`: the `custom` keys the connection `info` carries.
     pub info_fields: &'a [String],
+    /// `app.id`: the application connections must belong to.
+    pub app_id: &'a str,
     /// The callback's own decision counters.
     pub series: &'a ProxySeries,
     pub headers: &'a HeaderMap,
@@ -107,6 +109,7 @@ impl<'a> Proxy<'a> {
             store: &app.store,
             centrifugo: &app.config.centrifugo,
             info_fields: &app.config.segments.info_fields,
+            app_id: &app.config.app.id,
             series,
             headers: f.headers,
             now: f.now,
@@ -151,6 +154,8 @@ pub struct Admin<'a> {
     pub now: i64,
     /// The query string, if any.
     pub query: Option<&'a str>,
+    /// `app.id`: the application new API keys belong to.
+    pub app_id: &'a str,
     route: Route,
     path: &'a str,
     kick_wake: &'a tokio::sync::Notify,
@@ -171,6 +176,7 @@ impl<'a> Admin<'a> {
             status: Status::new(app),
             now: f.now,
             query: f.uri.query(),
+            app_id: &app.config.app.id,
             route,
             path: f.uri.path(),
             kick_wake: &app.kick_wake,

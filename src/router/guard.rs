@@ -8,7 +8,8 @@
 //!
 //! 1. [`check`] runs the guard: `Public` passes; `ApiKey` refuses an address over
 //!    `limits.failed_auth_per_ip_per_minute` before the lookup, counts *every* failed check
-//!    against it (a missing, malformed, duplicated, unknown or revoked key alike; only an
+//!    against it (a missing, malformed, duplicated, unknown, revoked or another application's
+//!    key alike; only an
 //!    unreachable store is not the caller's failure), counts the key in
 //!    `chatsdk_auth_api_key_requests_total` and, for a minting route, applies
 //!    `limits.mint_per_api_key_per_second`; `ProxySecret` compares Centrifugo's header,
@@ -180,7 +181,7 @@ async fn api_key(
             .await
             .map_err(|l| rate_limited(app, l, client, None))?;
     }
-    let caller = match auth::authenticate(&app.store, headers).await {
+    let caller = match auth::authenticate(&app.store, &app.config.app.id, headers).await {
         Ok(caller) => caller,
         // Not the caller's failure: the key was never checked.
         Err(e @ ApiError::StoreUnavailable(_)) => return Err(e),

@@ -40,7 +40,9 @@ fn proxy_failure(e: &ApiError) -> Option<ProxyFailure> {
 /// `POST /tokens/subscription`; `user_unknown` and `channel_forbidden` only occur on the latter).
 fn mint_reason(e: &ApiError) -> RejectReason {
     match e {
-        ApiError::InvalidApiKey | ApiError::ApiKeyRevoked { .. } => RejectReason::InvalidApiKey,
+        ApiError::InvalidApiKey
+        | ApiError::ApiKeyRevoked { .. }
+        | ApiError::ApiKeyWrongApplication { .. } => RejectReason::InvalidApiKey,
         ApiError::InvalidJson(_) | ApiError::InvalidField { .. } | ApiError::DuplicateApiKey => {
             RejectReason::InvalidRequest
         }

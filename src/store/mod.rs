@@ -385,9 +385,15 @@ impl Store {
         self.noted(result)
     }
 
-    /// Creates a named key and returns the plaintext (shown once, never stored).
-    pub async fn create_api_key(&self, name: &str, now: i64) -> Result<String, StoreError> {
-        let key = api_key::generate();
+    /// Creates a named key of application `app_id` and returns the plaintext (shown once,
+    /// never stored).
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        app_id: &str,
+        now: i64,
+    ) -> Result<String, StoreError> {
+        let key = api_key::generate(app_id);
         self.insert_api_key(name, &key, now).await?;
         Ok(key)
     }

@@ -242,7 +242,7 @@ async fn first_start_cli_against_running_server_sigterm_and_clean_logs() {
 async fn initial_key_from_env_and_check_config_redaction() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let initial = chatsdk_auth::api_key::generate();
+    let initial = chatsdk_auth::api_key::generate(chatsdk_auth::api_key::DEFAULT_APP_ID);
     let server = Server::start(dir, &[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &initial)]);
     let c = reqwest::Client::new();
     server.wait_ready(&c).await;
@@ -287,7 +287,7 @@ async fn one_worker_thread_serves_and_drains() {
     // worker_threads = 1 (what a server pinned to one CPU gets) runs the current-thread
     // scheduler: same answers, same graceful stop.
     let tmp = tempfile::tempdir().unwrap();
-    let key = chatsdk_auth::api_key::generate();
+    let key = chatsdk_auth::api_key::generate(chatsdk_auth::api_key::DEFAULT_APP_ID);
     let server = Server::start(
         tmp.path(),
         &[
@@ -500,7 +500,7 @@ fn check_config_runs_the_secret_checks_serve_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("secrets.initial_api_key"), "{err}");
     assert!(!err.contains(&typed));
-    let random = chatsdk_auth::api_key::generate();
+    let random = chatsdk_auth::api_key::generate(chatsdk_auth::api_key::DEFAULT_APP_ID);
     assert!(check(&[("CHATSDK_AUTH_SECRETS__INITIAL_API_KEY", &random)])
         .status
         .success());

@@ -46,7 +46,7 @@ async fn connect_with_data_token_answers_result_with_fresh_user_info() {
     );
     assert_eq!(
         res["meta"],
-        json!({"iat": claims["iat"], "custom": {"tenant": "acme"}})
+        json!({"iat": claims["iat"], "app": "default", "custom": {"tenant": "acme"}})
     );
     assert_eq!(res["channels"], json!(["personal:user-42"]));
     assert_eq!(t.metric(r#"chatsdk_auth_proxy_decisions_total{callback="connect",outcome="accepted",reason="none"}"#).await, 1.0);

@@ -148,7 +148,12 @@ async fn every_refusal_has_its_status_and_code_and_writes_nothing() {
     create_user(&t, "off", seed_custom()).await;
     t.app.actions().disable("off", now()).await.unwrap();
     // A second key, never used successfully, so its last_used_at shows any write.
-    let key = t.app.store.create_api_key("refusals", now()).await.unwrap();
+    let key = t
+        .app
+        .store
+        .create_api_key("refusals", &t.app.config.app.id, now())
+        .await
+        .unwrap();
     let before_user = t.app.store.get_user("user-123").await.unwrap();
     let long = format!("room:{}", "x".repeat(251));
     let many: Vec<String> = (0..101).map(|i| format!("room:{i}")).collect();

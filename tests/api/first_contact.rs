@@ -154,7 +154,12 @@ async fn a_revoked_api_key_says_so_with_its_date(backend: Backend) {
         c.limits.failed_auth_per_ip_per_minute = 4;
     })
     .await;
-    let key = t.app.store.create_api_key("old", now()).await.unwrap();
+    let key = t
+        .app
+        .store
+        .create_api_key("old", &t.app.config.app.id, now())
+        .await
+        .unwrap();
     let (s, _) = t.tokens_with_key(&key, json!({"userId": "u"})).await;
     assert_eq!(s, 200);
     // 2026-12-06T15:00:00Z, shown as an HTTP date.

@@ -144,7 +144,7 @@ impl TestApp {
         let app = start_app(config).await.unwrap();
         let key = match app
             .store
-            .create_api_key("test", chatsdk_auth::now_unix())
+            .create_api_key("test", &app.config.app.id, chatsdk_auth::now_unix())
             .await
         {
             Ok(k) => k,

@@ -4,6 +4,8 @@
 
 /// The admin API, route by route.
 mod admin;
+/// `app.id`: another application's key or token is refused as such.
+mod application;
 /// The built binary: first start, CLI against a running server, SIGTERM, log hygiene.
 mod binary;
 /// A real Caddy with `forward_auth` to /verify in front of an upstream.

@@ -61,7 +61,12 @@ async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
     );
     assert_eq!(b.tokens(json!({"userId": "shared"})).await.0, 403);
     // A key revoked through B stops working on A.
-    let k = b.app.store.create_api_key("rotating", now()).await.unwrap();
+    let k = b
+        .app
+        .store
+        .create_api_key("rotating", &b.app.config.app.id, now())
+        .await
+        .unwrap();
     assert_eq!(a.tokens_with_key(&k, json!({"userId": "x"})).await.0, 200);
     assert!(b.app.store.revoke_api_key("rotating", now()).await.unwrap());
     assert_eq!(a.tokens_with_key(&k, json!({"userId": "x"})).await.0, 401);

@@ -61,7 +61,8 @@ async fn rest_token_claims_and_key(backend: Backend) {
     );
     assert_eq!(c["iss"], "chatsdk-auth");
     assert_eq!(c["sub"], "user-1");
-    assert_eq!(c["aud"], "chatsdk-api");
+    // The API's audience, and the application (`app.id`) the token belongs to.
+    assert_eq!(c["aud"], json!(["chatsdk-api", "app:default"]));
     let iat = c["iat"].as_i64().unwrap();
     assert!(iat >= before && iat <= now());
     assert_eq!(c["exp"].as_i64().unwrap(), iat + 86400);
@@ -98,7 +99,7 @@ async fn ws_token_is_a_centrifugo_connection_token(backend: Backend) {
         c["info"],
         json!({"name": "Ada", "image": "https://cdn.example/ada.png"})
     );
-    assert_eq!(c["meta"], json!({"iat": c["iat"]}));
+    assert_eq!(c["meta"], json!({"iat": c["iat"], "app": "default"}));
     // Both tokens are issued at the same instant, with different jti; the wsToken lives
     // tokens.ws_ttl_seconds, the REST token tokens.ttl_seconds.
     let (_, rest) = verify_hs256(b["token"].as_str().unwrap(), &t.rest_key());
@@ -151,7 +152,7 @@ async fn configured_audience_issuer_ttl_and_channels_are_applied(backend: Backen
     assert_eq!(c["channels"], json!(["personal:u-7"]));
     assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 600);
     let (_, r) = verify_hs256(b["token"].as_str().unwrap(), &t.rest_key());
-    assert_eq!(r["aud"], "my-api");
+    assert_eq!(r["aud"], json!(["my-api", "app:default"]));
     assert_eq!(
         r["exp"].as_i64().unwrap() - r["iat"].as_i64().unwrap(),
         3600

@@ -155,10 +155,19 @@ async fn bad_api_keys_are_401_with_the_seed_wording(backend: Backend) {
 
 async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once(backend: Backend) {
     let t = TestApp::spawn_on(backend).await;
-    let second = t.app.store.create_api_key("second", now()).await.unwrap();
+    let second = t
+        .app
+        .store
+        .create_api_key("second", &t.app.config.app.id, now())
+        .await
+        .unwrap();
     assert!(second.starts_with("chatsdk_") && second.len() > 40);
     assert!(
-        t.app.store.create_api_key("second", now()).await.is_err(),
+        t.app
+            .store
+            .create_api_key("second", &t.app.config.app.id, now())
+            .await
+            .is_err(),
         "names are unique"
     );
     assert_eq!(
@@ -317,7 +326,12 @@ async fn tokens_minted_after_a_revocation_are_not_revoked(backend: Backend) {
 
 async fn a_rejected_request_does_not_even_record_key_use(backend: Backend) {
     let t = TestApp::spawn_on(backend).await;
-    let key = t.app.store.create_api_key("quiet", now()).await.unwrap();
+    let key = t
+        .app
+        .store
+        .create_api_key("quiet", &t.app.config.app.id, now())
+        .await
+        .unwrap();
     assert_eq!(t.tokens_with_key(&key, json!({"userId": ""})).await.0, 400);
     let listed = t.app.store.list_api_keys().await.unwrap();
     let quiet = listed.iter().find(|k| k.name == "quiet").unwrap();

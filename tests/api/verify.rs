@@ -263,7 +263,7 @@ async fn introspect_contract(backend: Backend) {
     assert_eq!(b["active"], true);
     assert_eq!(b["token_type"], "rest");
     assert_eq!(b["sub"], "user-2");
-    assert_eq!(b["aud"], "chatsdk-api");
+    assert_eq!(b["aud"], json!(["chatsdk-api", "app:default"]));
     assert_eq!(b["iss"], "chatsdk-auth");
     assert_eq!(
         b["exp"].as_i64().unwrap() - b["iat"].as_i64().unwrap(),

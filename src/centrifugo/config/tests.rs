@@ -46,6 +46,7 @@ fn server_api_key_and_unidirectional_codes_are_emitted() {
                 (4502, 4502, "unknown user"),
                 (4503, 4503, "user disabled"),
                 (4505, 4505, "no credentials"),
+                (4506, 4506, "wrong application"),
             ]
         );
     }
