@@ -1,6 +1,9 @@
 // chatsdk-auth operator console: a client of the documented admin API (README "Admin API").
 // The admin token lives in sessionStorage (this tab only) and goes out as
 // `Authorization: Bearer` on fetch; no cookie. Data is only ever written with textContent.
+// The Users view's segment search and bulk actions are segments.js.
+
+import { segmentActive, segmentQuery, wireSegments } from './segments.js';
 
 const TOKEN_KEY = 'chatsdk-auth.admin-token';
 const PAGE = 25;
@@ -313,7 +316,7 @@ async function revokeAll() {
 const users = { after: null, next: null, current: null };
 
 async function loadUsers() {
-  const q = `/admin/users?limit=${PAGE}${users.after ? `&after=${enc(users.after)}` : ''}`;
+  const q = `/admin/users?limit=${PAGE}${users.after ? `&after=${enc(users.after)}` : ''}${segmentQuery()}`;
   const page = await guarded(() => api('GET', q));
   if (!page) return;
   users.next = page.next_after;
@@ -321,7 +324,7 @@ async function loadUsers() {
   $('users-first').disabled = !users.after;
   const tbody = $('users-rows');
   if (!page.users.length) {
-    emptyRow(tbody, 5, 'No users yet: they appear with their first POST /tokens.');
+    emptyRow(tbody, 5, segmentActive() ? 'No user matches this segment.' : 'No users yet: they appear with their first POST /tokens.');
     return;
   }
   tbody.replaceChildren(...page.users.map((u) => {
@@ -566,6 +569,9 @@ function wire() {
   $('user-enable').addEventListener('click', () => userAction('enable'));
   $('user-revoke').addEventListener('click', () => userAction('revoke'));
   $('user-delete').addEventListener('click', () => userAction('delete'));
+  wireSegments({
+    $, api, guarded, confirmAction, result, reload: () => { users.after = null; loadUsers(); },
+  });
 
   $('api-key-create').addEventListener('submit', createApiKey);
   $('new-key-copy').addEventListener('click', copyKey);

@@ -1,7 +1,7 @@
 //! The operator console: `GET /admin/` and `GET /admin/console/{file}`, a static page,
-//! stylesheet, one JavaScript module and an icon embedded in the binary, served where the admin
-//! API is unless `admin.console = false`; and [`harden`], the headers every answer under
-//! `/admin/` carries.
+//! stylesheet, two JavaScript modules (`console.js`, which imports `segments.js`) and an icon
+//! embedded in the binary, served where the admin API is unless `admin.console = false`; and
+//! [`harden`], the headers every answer under `/admin/` carries.
 //!
 //! The page holds no data and needs no token: it is a client of the documented admin API, with
 //! the admin token the operator types kept in `sessionStorage` and sent as
@@ -19,7 +19,7 @@ use crate::http::{ApiError, Resp};
 pub const CSP: &str = "default-src 'self'; base-uri 'none'; object-src 'none'; frame-ancestors 'none'; form-action 'none'";
 
 /// The console's files: name under `/admin/console/`, content type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 3] = [
+const ASSETS: [(&str, &str, &[u8]); 4] = [
     (
         "console.css",
         "text/css; charset=utf-8",
@@ -29,6 +29,11 @@ const ASSETS: [(&str, &str, &[u8]); 3] = [
         "console.js",
         "text/javascript; charset=utf-8",
         include_bytes!("console.js"),
+    ),
+    (
+        "segments.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("segments.js"),
     ),
     ("icon.svg", "image/svg+xml", include_bytes!("icon.svg")),
 ];

@@ -21,18 +21,18 @@ use crate::helpers::TestApp;
 use crate::process::{free_port, tool, KillOnDrop};
 
 const KEY: &str = "centrifugo-api-key-for-the-console-tests-01";
-const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// ChromeDriver with a headless Chromium session on a fresh profile; both end on drop.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver_url: String,
     _driver: KillOnDrop,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         Browser::start_with(true).await
     }
 
@@ -96,7 +96,7 @@ impl Browser {
     }
 
     /// Everything the page logged since the last call (ChromeDriver's `browser` log).
-    async fn log(&self) -> Vec<Value> {
+    pub(crate) async fn log(&self) -> Vec<Value> {
         let sid = self.client.session_id().await.unwrap().unwrap();
         let r: Value = reqwest::Client::new()
             .post(format!("{}/session/{sid}/se/log", self.driver_url))
@@ -124,7 +124,7 @@ async fn ready(url: &str) -> bool {
     false
 }
 
-async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
+pub(crate) async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait()
         .at_most(WAIT)
         .for_element(Locator::Css(css))
@@ -132,18 +132,18 @@ async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
         .unwrap_or_else(|e| panic!("{css}: {e}"))
 }
 
-async fn click(c: &Client, css: &str) {
+pub(crate) async fn click(c: &Client, css: &str) {
     find(c, css).await.click().await.unwrap();
 }
 
-async fn fill(c: &Client, css: &str, text: &str) {
+pub(crate) async fn fill(c: &Client, css: &str, text: &str) {
     let e = find(c, css).await;
     e.clear().await.unwrap();
     e.send_keys(text).await.unwrap();
 }
 
 /// The element's visible text once it contains `want`.
-async fn wait_text(c: &Client, css: &str, want: &str) -> String {
+pub(crate) async fn wait_text(c: &Client, css: &str, want: &str) -> String {
     let deadline = Instant::now() + WAIT;
     let mut last = String::new();
     while Instant::now() < deadline {
@@ -160,7 +160,7 @@ async fn wait_text(c: &Client, css: &str, want: &str) -> String {
     panic!("{css} never showed {want:?}; last text: {last:?}");
 }
 
-async fn displayed(c: &Client, css: &str) -> bool {
+pub(crate) async fn displayed(c: &Client, css: &str) -> bool {
     find(c, css).await.is_displayed().await.unwrap()
 }
 
@@ -175,7 +175,7 @@ async fn screenshot(c: &Client, name: &str) {
     std::fs::write(dir.join(format!("console-{name}.png")), png).unwrap();
 }
 
-async fn admin_get(t: &TestApp, path: &str) -> Value {
+pub(crate) async fn admin_get(t: &TestApp, path: &str) -> Value {
     t.client
         .get(t.url(path))
         .header(

@@ -26,6 +26,8 @@ mod coalesce;
 mod console;
 /// The operator console in a real headless Chromium through WebDriver (ChromeDriver).
 mod console_browser;
+/// The console's segment search, dry run and bulk revoke in headless Chromium.
+mod console_segments;
 /// The HTTP edge: connection cap, unread bodies, half-close, key headers, cache, /metrics.
 mod edge;
 /// Active revocation: the server-API client, kicks from every action and entry point.
