@@ -31,8 +31,9 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# A test whose component is missing fails instead of skipping (tests/api/need.rs).
-export CHATSDK_AUTH_FULL_SUITE=1
+# A test whose component is missing fails instead of skipping (tests/api/need.rs). Not a
+# CHATSDK_AUTH_* name: that prefix is the service's configuration, where it is an unknown key.
+export CHATSDK_TEST_FULL_SUITE=1
 
 echo "[test] cargo fmt --check"
 cargo fmt --all -- --check

@@ -2,7 +2,7 @@
 //!
 //! A test that needs a system component starts with `need!(Component, ...)`. When every one is
 //! there the test runs. When one is missing:
-//! - under the full test command (`tests/run.sh` sets `CHATSDK_AUTH_FULL_SUITE=1`) the test
+//! - under the full test command (`tests/run.sh` sets `CHATSDK_TEST_FULL_SUITE=1`) the test
 //!   fails, naming what is missing: the full suite never skips;
 //! - run alone (`cargo test`), the test writes one line saying what is missing, straight to the
 //!   terminal (past libtest's capture), and returns: the fast tier runs everything else.
@@ -110,9 +110,25 @@ impl Component {
     }
 }
 
+/// The variable tests/run.sh sets for the full test command. It is outside the service's
+/// configuration prefix (`config::ENV_PREFIX`): a `CHATSDK_AUTH_*` variable is a config key,
+/// and an unknown one stops every service a test starts and fails the config tests.
+pub const FULL_SUITE_VAR: &str = "CHATSDK_TEST_FULL_SUITE";
+
 /// Whether this run is the full test command, where nothing may be skipped.
 pub fn full_suite() -> bool {
-    std::env::var_os("CHATSDK_AUTH_FULL_SUITE").is_some_and(|v| v == "1")
+    std::env::var_os(FULL_SUITE_VAR).is_some_and(|v| v == "1")
+}
+
+#[test]
+fn the_full_suite_switch_is_no_config_key() {
+    assert!(!FULL_SUITE_VAR.starts_with(chatsdk_auth::config::ENV_PREFIX));
+    let run = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/run.sh"))
+        .expect("tests/run.sh is in the repository");
+    assert!(
+        run.contains(&format!("export {FULL_SUITE_VAR}=1")),
+        "tests/run.sh sets {FULL_SUITE_VAR}=1"
+    );
 }
 
 /// True when the calling test has everything in `needs`. Otherwise, under the full suite it
@@ -132,7 +148,7 @@ pub fn has(needs: &[Component]) -> bool {
         .to_string();
     assert!(
         !full_suite(),
-        "{test} needs {}, which this machine lacks; CHATSDK_AUTH_FULL_SUITE=1 (tests/run.sh) \
+        "{test} needs {}, which this machine lacks; CHATSDK_TEST_FULL_SUITE=1 (tests/run.sh) \
          runs every suite, and tests/run.sh installs them",
         missing.join(", ")
     );
