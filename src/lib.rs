@@ -146,10 +146,8 @@ pub fn now_unix_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Seconds since the Unix epoch, the unit of every timestamp the service stores or signs.
+/// Seconds since the Unix epoch, the unit of every timestamp the service stores or signs:
+/// [`now_unix_ms`] in whole seconds, so the two never disagree on which second it is.
 pub fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    now_unix_ms().div_euclid(1000)
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use super::postgres::PgStore;
 use super::postgres_rows::{col, map_err};
-use super::{Backend, LostUpdate, Store, StoreError};
+use super::{dispatch, Backend, LostUpdate, Store, StoreError};
 
 /// Arbitrary constant identifying the key ring's advisory lock (the migration lock's neighbour).
 const KEY_RING_LOCK: i64 = 0x6368_6174_7364_6b02;
@@ -148,12 +148,7 @@ impl Store {
             crate::api_key::display_prefix(key),
             crate::api_key::hash(key),
         );
-        match &self.backend {
-            Backend::Sqlite(s) => s.insert_first_api_key(name, &prefix, &hash, now).await,
-            Backend::Postgres(s) => {
-                Box::pin(s.insert_first_api_key(name, &prefix, &hash, now)).await
-            }
-        }
+        dispatch!(self.insert_first_api_key(name, &prefix, &hash, now).await)
     }
 }
 
