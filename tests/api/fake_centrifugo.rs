@@ -127,20 +127,11 @@ impl FakeCentrifugo {
 
     /// Listens again on the same port.
     pub async fn up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let listener = loop {
-            match tokio::net::TcpListener::bind(self.addr).await {
-                Ok(l) => break l,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot rebind {}: {e}",
-                        self.addr
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            }
-        };
+        let addr = self.addr;
+        let listener = crate::helpers::until(&format!("rebinding {addr}"), || async move {
+            tokio::net::TcpListener::bind(addr).await
+        })
+        .await;
         self.serve(listener);
     }
 

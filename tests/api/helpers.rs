@@ -410,19 +410,68 @@ pub fn sign_hs256(claims: &Value, key: &str) -> String {
     format!("{head}.{body}.{}", b64.encode(mac.finalize().into_bytes()))
 }
 
-/// Waits until `f` holds: the one poll loop of the suite (every 20 ms, bounded by 60 s so a
-/// broken test fails instead of hanging; the bound is no claim about speed).
+/// How often [`until`] looks again.
+const POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How long [`until`] looks before failing: so that a broken test fails instead of hanging.
+/// The bound is no claim about speed (tests never assert wall-clock time).
+const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until `f` holds: [`until`] for a condition.
 pub async fn eventually<F: std::future::Future<Output = bool>>(
     what: &str,
     mut f: impl FnMut() -> F,
 ) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !f().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{what}: not within 60 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    until(what, || {
+        let holds = f();
+        async move {
+            if holds.await {
+                Ok(())
+            } else {
+                Err("not yet")
+            }
+        }
+    })
+    .await
+}
+
+/// The one poll loop of the suite: asks `f` until it answers `Ok`, and returns that value.
+/// `Err` is what was seen instead; the last one is in the failure (`what: not within 60 s,
+/// last seen ...`).
+pub async fn until<T, E, F>(what: &str, mut f: impl FnMut() -> F) -> T
+where
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = std::time::Instant::now() + GIVE_UP;
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {} s, last seen: {seen}",
+                GIVE_UP.as_secs()
+            ),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// [`until`] outside an async context (a child process's exit, from a `Drop` or a sync test).
+pub fn until_blocking<T, E: std::fmt::Display>(
+    what: &str,
+    mut f: impl FnMut() -> Result<T, E>,
+) -> T {
+    let deadline = std::time::Instant::now() + GIVE_UP;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(seen) => assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: not within {} s, last seen: {seen}",
+                GIVE_UP.as_secs()
+            ),
+        }
+        std::thread::sleep(POLL);
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{connect_body, TestApp};
+use crate::helpers::{connect_body, eventually, TestApp};
 
 const LOCK_DB_ENV: &str = "CHATSDK_TEST_HOLD_LOCK_ON";
 const LOCKED: &str = "CHATSDK-TEST-LOCK-HELD";
@@ -119,11 +119,10 @@ async fn a_write_lock_held_elsewhere_stalls_no_read_and_writes_give_up_in_time()
         })
         .collect();
     // Every write is in the service (and so queued behind the lock) before the reads.
-    let deadline = Instant::now() + WAIT;
-    while t.app.metrics.http_in_flight.get() < WRITERS as i64 {
-        assert!(Instant::now() < deadline, "writes never arrived");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    eventually("every write in flight", || async {
+        t.app.metrics.http_in_flight.get() >= WRITERS as i64
+    })
+    .await;
 
     for _ in 0..100 {
         let r = t.client.get(t.url("/healthz")).send().await.unwrap();

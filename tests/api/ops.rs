@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::helpers::{metric_value, start_app, TestApp};
+use crate::helpers::{eventually, metric_value, start_app, TestApp};
 
 #[tokio::test]
 async fn health_and_readiness_are_json() {
@@ -150,22 +150,17 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
         .send();
     let pending = tokio::spawn(req);
     tx.send(Ok(br#"{"userId":"#.to_vec())).await.unwrap();
-    // Poll (bounded) until the server counts the request as in flight.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while t.app.metrics.http_in_flight.get() < 1 {
-        assert!(Instant::now() < deadline, "request never arrived");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    eventually("the request counted in flight", || async {
+        t.app.metrics.http_in_flight.get() >= 1
+    })
+    .await;
     let addr = t.addr;
     let server = t.begin_stop();
-    // Poll (bounded) until the listener is closed: new connections are refused while draining.
-    while tokio::net::TcpStream::connect(addr).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "listener still open after shutdown began"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // New connections are refused while draining.
+    eventually("the listener closed after shutdown began", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     assert!(
         !server.is_finished(),
         "drain must wait for the in-flight request"

@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+
+use crate::helpers::{until, until_blocking};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatsdk-auth");
 
@@ -77,18 +79,16 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Polls (bounded) until `/readyz` answers 200.
+    /// Waits until `/readyz` answers 200.
     pub async fn wait_ready(&self, c: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = c.get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+        until("serve ready", || async {
+            match c.get(self.url("/readyz")).send().await {
+                Ok(r) if r.status() == 200 => Ok(()),
+                Ok(r) => Err(format!("/readyz {}", r.status())),
+                Err(e) => Err(e.to_string()),
             }
-            assert!(Instant::now() < deadline, "not ready in time");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// SIGTERM, then wait (bounded) for the exit status; returns it with every log line.
@@ -105,14 +105,9 @@ impl Server {
             .status()
             .unwrap()
             .success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < deadline, "did not exit after {sig}");
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        let status = until_blocking(&format!("exit after {sig}"), || {
+            self.child.try_wait().unwrap().ok_or("running")
+        });
         (status, self.finish_logs())
     }
 
@@ -153,24 +148,20 @@ pub async fn serve_on_free_port(
 ) -> (KillOnDrop, u16) {
     for _ in 0..5 {
         let port = free_port();
-        let mut child = KillOnDrop(spawn(port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if child.0.try_wait().unwrap().is_some() {
-                break;
+        let child = std::cell::RefCell::new(KillOnDrop(spawn(port)));
+        // Listening, or exited (the port was taken: again on another).
+        let listening = until(&format!("{what} listening or exited"), || async {
+            if child.borrow_mut().0.try_wait().unwrap().is_some() {
+                return Ok(false);
             }
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return (child, port);
+            match tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                Ok(_) => Ok(true),
+                Err(e) => Err(format!("{e}; log: {}", log())),
             }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not listen in 10 s: {}",
-                log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+        .await;
+        if listening {
+            return (child.into_inner(), port);
         }
     }
     panic!("{what} did not start: {}", log());

@@ -6,13 +6,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use chatsdk_auth::centrifugo::config::{generate, Mode, SecretValues, Version, WsKey};
 use chatsdk_auth::config::catalogue::Needed;
 use chatsdk_auth::config::{RawConfig, SecretId, SECRETS};
 use serde_json::Value;
 
+use crate::helpers::until_blocking;
 use crate::process::{KillOnDrop, BIN};
 
 fn check_config(dir: &Path, envs: &[(&str, &str)]) -> Output {
@@ -37,14 +37,9 @@ fn serve_refuses(dir: &Path, envs: &[(&str, &str)], what: &str) -> String {
         c.env(k, v);
     }
     let mut child = KillOnDrop(c.spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "serve started with {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = until_blocking(&format!("serve refusing {what}"), || {
+        child.0.try_wait().unwrap().ok_or("still running")
+    });
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
     assert!(!status.success(), "serve exited 0 with {what}: {err}");
