@@ -3,13 +3,11 @@
 //! by every request that arrived after it, an outage mid-batch is 503 for every waiter, and the
 //! server itself counts fewer statements than decisions.
 
-use std::time::{Duration, Instant};
-
 use chatsdk_auth::config::RawConfig;
 use futures_util::future::join_all;
 use serde_json::Value;
 
-use crate::helpers::{connect_with, now, use_postgres, TestApp};
+use crate::helpers::{connect_with, eventually, now, until, use_postgres, TestApp};
 use crate::pg::{self, PgServer};
 
 /// A replica on `url`; `coalesce` off makes every lookup a statement of its own. A pool of 4
@@ -68,6 +66,14 @@ async fn hold_settings_lock(url: &str) -> tokio_postgres::Client {
     db
 }
 
+/// Waits until `n` requests are in the service (counted in flight: arrived, not answered).
+async fn in_flight(t: &TestApp, n: usize) {
+    eventually(&format!("{n} requests in flight"), || async {
+        t.app.metrics.http_in_flight.get() >= n as i64
+    })
+    .await
+}
+
 /// Waits until a backend of the service is waiting for a lock (its profile statement is in
 /// flight, blocked by [`hold_settings_lock`]).
 async fn until_a_statement_waits(url: &str) {
@@ -75,8 +81,7 @@ async fn until_a_statement_waits(url: &str) {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    until("a statement waiting for the lock", || async {
         let n: i64 = db
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'chatsdk-auth' AND wait_event_type = 'Lock'",
@@ -86,14 +91,12 @@ async fn until_a_statement_waits(url: &str) {
             .unwrap()
             .get(0);
         if n > 0 {
-            return;
+            Ok(())
+        } else {
+            Err("none")
         }
-        assert!(
-            Instant::now() < deadline,
-            "no statement waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,11 +174,11 @@ async fn a_user_disabled_while_a_batch_gathers_is_refused_by_every_later_request
     let first = send(&tokens[0]);
     until_a_statement_waits(&url).await;
     let before: Vec<_> = tokens.iter().map(send).collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    in_flight(&t, 1 + before.len()).await;
     t.app.actions().disable("victim", now()).await.unwrap();
     // Arrived after the disable committed, gathered with the requests from before it.
     let after: Vec<_> = tokens.iter().chain(&tokens).map(send).collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    in_flight(&t, 1 + before.len() + after.len()).await;
     lock.batch_execute("ROLLBACK").await.unwrap();
     for h in std::iter::once(first).chain(before) {
         let (s, b) = h.await.unwrap();
@@ -219,7 +222,7 @@ async fn postgres_stopped_mid_batch_is_503_for_every_waiter_then_recovers() {
     let first = send(&tokens[0]);
     until_a_statement_waits(&pg.url()).await;
     let queued: Vec<_> = tokens.iter().chain(&tokens).map(send).collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    in_flight(&t, 1 + queued.len()).await;
     pg.crash();
     drop(lock);
     // Every waiter is answered by the store's failure (not by the request deadline, whose
@@ -233,16 +236,13 @@ async fn postgres_stopped_mid_batch_is_503_for_every_waiter_then_recovers() {
         );
     }
     pg.run().await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t
-        .proxy("/centrifugo/connect", &connect_with(&tokens[0]), &[])
-        .await
-        .0
-        != 200
-    {
-        assert!(Instant::now() < deadline, "did not recover");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("recovered", || async {
+        t.proxy("/centrifugo/connect", &connect_with(&tokens[0]), &[])
+            .await
+            .0
+            == 200
+    })
+    .await;
     let burst: Vec<String> = tokens.iter().chain(&tokens).cloned().collect();
     for (i, (s, b)) in connect_burst(&t, &burst).await.into_iter().enumerate() {
         assert_eq!(s, 200, "{b}");

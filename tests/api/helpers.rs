@@ -437,22 +437,33 @@ pub async fn eventually<F: std::future::Future<Output = bool>>(
 /// The one poll loop of the suite: asks `f` until it answers `Ok`, and returns that value.
 /// `Err` is what was seen instead; the last one is in the failure (`what: not within 60 s,
 /// last seen ...`).
-pub async fn until<T, E, F>(what: &str, mut f: impl FnMut() -> F) -> T
+pub async fn until<T, E, F>(what: &str, f: impl FnMut() -> F) -> T
 where
     E: std::fmt::Display,
+    F: std::future::Future<Output = Result<T, E>>,
+{
+    match try_until(f).await {
+        Ok(v) => v,
+        Err(seen) => panic!(
+            "{what}: not within {} s, last seen: {seen}",
+            GIVE_UP.as_secs()
+        ),
+    }
+}
+
+/// [`until`] that answers the last `Err` once its bound has passed instead of failing, for a
+/// caller with something to clean up first (a child process to kill).
+pub async fn try_until<T, E, F>(mut f: impl FnMut() -> F) -> Result<T, E>
+where
     F: std::future::Future<Output = Result<T, E>>,
 {
     let deadline = std::time::Instant::now() + GIVE_UP;
     loop {
         match f().await {
-            Ok(v) => return v,
-            Err(seen) => assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: not within {} s, last seen: {seen}",
-                GIVE_UP.as_secs()
-            ),
+            Ok(v) => return Ok(v),
+            Err(seen) if std::time::Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(POLL).await,
         }
-        tokio::time::sleep(POLL).await;
     }
 }
 

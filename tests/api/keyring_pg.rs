@@ -7,13 +7,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use chatsdk_auth::config::RawConfig;
 use chatsdk_auth::keys::KeyRing;
 use serde_json::Value;
 
-use crate::helpers::{start_app, use_postgres, TestApp};
+use crate::helpers::{start_app, until, use_postgres, TestApp};
 use crate::pg;
 use crate::process::BIN;
 
@@ -73,18 +72,6 @@ async fn signing_kid(t: &TestApp) -> String {
     jsonwebtoken::decode_header(&token).unwrap().kid.unwrap()
 }
 
-/// Waits (up to `limit`) until `t` lists `want` as its rest keys.
-async fn until_listed(t: &TestApp, want: &BTreeSet<String>, limit: Duration) -> BTreeSet<String> {
-    let start = Instant::now();
-    loop {
-        let got = listed(t, "rest").await;
-        if &got == want || start.elapsed() > limit {
-            return got;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn verify_status(t: &TestApp, token: &str) -> u16 {
     crate::verify::verify(t, Some(&format!("Bearer {token}")), &[])
         .await
@@ -92,7 +79,7 @@ async fn verify_status(t: &TestApp, token: &str) -> u16 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_share_the_ring_and_follow_a_rotation_within_two_seconds() {
+async fn three_replicas_share_the_ring_and_follow_a_rotation() {
     crate::need::need!(Postgres);
     let url = pg::database().await;
     let tmp = tempfile::tempdir().unwrap();
@@ -117,24 +104,20 @@ async fn three_replicas_share_the_ring_and_follow_a_rotation_within_two_seconds(
         .to_string();
 
     let new_kid = rotate_rest(&a).await;
-    let rotated = Instant::now();
     assert_eq!(
         signing_kid(&a).await,
         new_kid,
         "the rotating replica at once"
     );
+    // The others at their next look at the ring's version (no claim about how soon).
     for t in [&b, &c] {
-        loop {
-            let kid = signing_kid(t).await;
-            if kid == new_kid {
-                break;
+        until(&format!("a replica signing with {new_kid}"), || async {
+            match signing_kid(t).await {
+                kid if kid == new_kid => Ok(()),
+                kid => Err(kid),
             }
-            assert!(
-                rotated.elapsed() < Duration::from_secs(2),
-                "a replica still signs with {kid} 2 s after the rotation to {new_kid}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await;
     }
     let both = BTreeSet::from([a_rest.clone(), new_kid.clone()]);
     for t in [&a, &b, &c] {
@@ -161,9 +144,15 @@ async fn two_rotations_at_once_on_two_replicas_keep_every_key() {
         every.extend([x, y]);
     }
     assert_eq!(every.len(), 7, "the first key and six new ones: {every:?}");
+    // A key that signed and was lost would never be listed.
     for t in [&a, &b] {
-        let got = until_listed(t, &every, Duration::from_secs(2)).await;
-        assert_eq!(got, every, "a key that signed was lost");
+        until(&format!("every key listed: {every:?}"), || async {
+            match listed(t, "rest").await {
+                got if got == every => Ok(()),
+                got => Err(format!("{got:?}")),
+            }
+        })
+        .await;
     }
 }
 
@@ -528,23 +517,22 @@ async fn after_a_restored_ring_row_and_rotations_every_replica_signs_and_verifie
     r3.wait_ready(&c).await;
     let k3 = rotate_on(&c, &r2).await;
     let replicas = [&r1, &r2, &r3];
-    // Converged (bounded): all three sign with r2's new key.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let tokens = loop {
+    // Converged: all three sign with r2's new key.
+    let tokens = until(&format!("every replica signing with r2's {k3}"), || async {
         let mut minted = Vec::new();
         for r in replicas {
             minted.push(mint_on(&c, r).await);
         }
         if minted.iter().all(|(_, kid)| *kid == k3) {
-            break minted;
+            Ok(minted)
+        } else {
+            Err(format!(
+                "{:?}",
+                minted.iter().map(|m| &m.1).collect::<Vec<_>>()
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "replicas sign with {:?}, r2 named {k3}",
-            minted.iter().map(|m| &m.1).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    })
+    .await;
     // Every replica's token verifies on every replica, and so does r1's K2 key.
     for (token, _) in &tokens {
         for r in replicas {

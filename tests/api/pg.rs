@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
+use crate::helpers::{try_until, until_blocking};
 use crate::netns::Netns;
 use crate::process::free_port;
 
@@ -212,31 +212,33 @@ impl Cluster {
     /// Waits until this cluster answers on its port; false when `child` exits first (the port
     /// was taken). Another cluster answering on the port does not count.
     async fn wait_serving(&self, child: &mut Child) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(30);
         let data = self.dir.join("data");
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return false;
+        let child = std::cell::RefCell::new(child);
+        let serving = try_until(|| async {
+            if child.borrow_mut().try_wait().unwrap().is_some() {
+                return Ok(false);
             }
-            if let Ok((db, conn)) =
-                tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls).await
-            {
-                tokio::spawn(conn);
-                let serving: String = db
-                    .query_one("SHOW data_directory", &[])
-                    .await
-                    .unwrap()
-                    .get(0);
-                if Path::new(&serving) == data {
-                    return true;
-                }
+            let (db, conn) = tokio_postgres::connect(&self.url("postgres"), tokio_postgres::NoTls)
+                .await
+                .map_err(|e| e.to_string())?;
+            tokio::spawn(conn);
+            let row = db.query_one("SHOW data_directory", &[]).await;
+            let serving: String = row.map_err(|e| e.to_string())?.get(0);
+            if Path::new(&serving) == data {
+                Ok(true)
+            } else {
+                Err(format!("another cluster ({serving}) answers on the port"))
             }
-            if Instant::now() >= deadline {
+        })
+        .await;
+        match serving {
+            Ok(serving) => serving,
+            Err(e) => {
+                let child = child.into_inner();
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("PostgreSQL did not start within 30 s: {}", self.log());
+                panic!("PostgreSQL did not start ({e}): {}", self.log());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -421,11 +423,9 @@ impl PgServer {
         if let Some(mut child) = self.child.take() {
             let pid = child.id().to_string();
             let _ = Command::new("kill").args([signal, &pid]).status();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while child.try_wait().unwrap().is_none() {
-                assert!(Instant::now() < deadline, "PostgreSQL did not stop");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            until_blocking("PostgreSQL stopping", || {
+                child.try_wait().unwrap().ok_or("running")
+            });
         }
     }
 }
