@@ -69,6 +69,7 @@ impl Expected {
                 "user_unknown",
                 "user_disabled",
                 "no_credentials",
+                "wrong_application",
                 "channel_forbidden",
             ] {
                 e.decision(cb, "rejected", reason, 0);
