@@ -4,12 +4,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::time::Instant;
 
 use serde_json::Value;
 
 use super::fixture::{client, shared};
-use super::{deadline, DASHBOARDS, POLL};
+use super::DASHBOARDS;
+use crate::helpers::until;
 
 #[tokio::test]
 async fn every_alert_rule_loads_and_evaluates() {
@@ -27,8 +27,7 @@ async fn every_alert_rule_loads_and_evaluates() {
         .map(|n| n.trim().to_string())
         .collect();
     assert!(!in_file.is_empty());
-    let until = deadline(30);
-    let rules = loop {
+    let rules = until("every alerting rule evaluated", || async {
         let v: Value = http
             .get(format!("{}/api/v1/rules", prom.base))
             .query(&[("type", "alert")])
@@ -48,14 +47,12 @@ async fn every_alert_rule_loads_and_evaluates() {
             panic!("rule {} is unhealthy: {}", bad["name"], bad["lastError"]);
         }
         if rules.iter().all(|r| r["health"] == "ok") {
-            break rules;
+            Ok(rules)
+        } else {
+            Err(v)
         }
-        assert!(
-            Instant::now() < until,
-            "rules not evaluated within 30 s: {v}"
-        );
-        tokio::time::sleep(POLL).await;
-    };
+    })
+    .await;
     let loaded: Vec<String> = rules
         .iter()
         .map(|r| r["name"].as_str().unwrap().to_string())

@@ -17,7 +17,7 @@
 //! every series, and every counter ends at exactly twice the per-wave amount.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Every alerting rule of alerts.yml: loaded, healthy, and its expression evaluates.
 mod alerts;
@@ -36,13 +36,8 @@ const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards");
 /// The scrape job name: the one `alerts.yml` matches on and the dashboard's `$job` lists.
 const JOB: &str = "chatsdk-auth";
 const WAVES: u32 = 2;
-const POLL: Duration = Duration::from_millis(100);
 
 type Labels = BTreeMap<String, String>;
-
-fn deadline(secs: u64) -> Instant {
-    Instant::now() + Duration::from_secs(secs)
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()

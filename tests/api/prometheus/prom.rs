@@ -1,13 +1,12 @@
 //! A real Prometheus as a child process and the parts of its HTTP API the tests read, plus a
 //! parser for the text exposition format.
 
+use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
 
-use serde_json::Value;
-
-use super::{deadline, now_ms, Labels, DASHBOARDS, JOB, POLL};
+use super::{now_ms, Labels, DASHBOARDS, JOB};
+use crate::helpers::until;
 use crate::process::{free_port, tool, KillOnDrop};
 
 /// Starts Prometheus in `dir` scraping `target` every second, with a copy of alerts.yml, and
@@ -50,24 +49,25 @@ pub(super) async fn start_prometheus(
             .stderr(log)
             .spawn()
             .expect("start prometheus");
-        let mut guard = KillOnDrop(child);
+        let guard = KillOnDrop(child);
         let prom = Prom {
             base: format!("http://{listen}"),
             http: http.clone(),
         };
-        let until = deadline(60);
-        let exited = loop {
-            if let Some(status) = guard.0.try_wait().unwrap() {
-                break Some(status);
+        let guard = std::cell::RefCell::new(guard);
+        // Ready (`None`), or exited (the port was taken: again on another).
+        let exited = until("Prometheus ready or exited", || async {
+            if let Some(status) = guard.borrow_mut().0.try_wait().unwrap() {
+                return Ok(Some(status));
             }
-            if let Ok(r) = http.get(format!("{}/-/ready", prom.base)).send().await {
-                if r.status() == 200 {
-                    break None;
-                }
+            match http.get(format!("{}/-/ready", prom.base)).send().await {
+                Ok(r) if r.status() == 200 => Ok(None),
+                Ok(r) => Err(format!("/-/ready {}", r.status())),
+                Err(e) => Err(e.to_string()),
             }
-            assert!(Instant::now() < until, "Prometheus not ready within 60 s");
-            tokio::time::sleep(POLL).await;
-        };
+        })
+        .await;
+        let guard = guard.into_inner();
         match exited {
             None => return (guard, prom),
             Some(status) => {
@@ -150,19 +150,14 @@ impl Prom {
     /// Waits until Prometheus holds `n` scrapes that started after `after_ms` (so they saw
     /// everything that happened before it); returns their timestamps.
     pub(super) async fn wait_scrapes_after(&self, after_ms: i64, n: usize) -> Vec<i64> {
-        let until = deadline(30);
-        loop {
+        until(&format!("{n} scrapes of the sidecar"), || async {
             let ts = self.scrapes_after(after_ms).await;
-            if ts.len() >= n {
-                return ts;
+            match ts.len() {
+                got if got >= n => Ok(ts),
+                got => Err(format!("{got} scrapes")),
             }
-            assert!(
-                Instant::now() < until,
-                "Prometheus did not scrape the sidecar {n} times within 30 s (got {})",
-                ts.len()
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        })
+        .await
     }
 }
 
