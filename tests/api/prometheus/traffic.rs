@@ -71,7 +71,6 @@ impl Expected {
                 "no_credentials",
                 "wrong_application",
                 "channel_forbidden",
-                "wrong_application",
             ] {
                 e.decision(cb, "rejected", reason, 0);
             }
