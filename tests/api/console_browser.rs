@@ -10,14 +10,14 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 use crate::fake_centrifugo::FakeCentrifugo;
-use crate::helpers::TestApp;
+use crate::helpers::{until, TestApp};
 use crate::process::{free_port, tool, KillOnDrop};
 
 const KEY: &str = "centrifugo-api-key-for-the-console-tests-01";
@@ -44,7 +44,7 @@ impl Browser {
         // A free port can be taken before ChromeDriver binds it: try a few.
         for _ in 0..3 {
             let port = free_port();
-            let driver = KillOnDrop(
+            let mut driver = KillOnDrop(
                 Command::new(tool("chromedriver"))
                     .arg(format!("--port={port}"))
                     .stdout(Stdio::null())
@@ -53,7 +53,7 @@ impl Browser {
                     .unwrap(),
             );
             let driver_url = format!("http://127.0.0.1:{port}");
-            if !ready(&driver_url).await {
+            if !ready(&driver_url, &mut driver.0).await {
                 last_error = format!("chromedriver did not answer on {driver_url}");
                 continue;
             }
@@ -111,17 +111,20 @@ impl Browser {
     }
 }
 
-async fn ready(url: &str) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if let Ok(r) = reqwest::get(format!("{url}/status")).await {
-            if r.status().is_success() {
-                return true;
-            }
+/// Whether ChromeDriver answers on `url`: false once it exited (the port was taken).
+async fn ready(url: &str, driver: &mut std::process::Child) -> bool {
+    let driver = std::cell::RefCell::new(driver);
+    until("chromedriver answering or exited", || async {
+        if driver.borrow_mut().try_wait().unwrap().is_some() {
+            return Ok(false);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
+        match reqwest::get(format!("{url}/status")).await {
+            Ok(r) if r.status().is_success() => Ok(true),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await
 }
 
 pub(crate) async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
@@ -144,20 +147,15 @@ pub(crate) async fn fill(c: &Client, css: &str, text: &str) {
 
 /// The element's visible text once it contains `want`.
 pub(crate) async fn wait_text(c: &Client, css: &str, want: &str) -> String {
-    let deadline = Instant::now() + WAIT;
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        if let Ok(e) = c.find(Locator::Css(css)).await {
-            if let Ok(t) = e.text().await {
-                if t.contains(want) {
-                    return t;
-                }
-                last = t;
-            }
+    until(&format!("{css} showing {want:?}"), || async {
+        let e = c.find(Locator::Css(css)).await.map_err(|e| e.to_string())?;
+        match e.text().await {
+            Ok(t) if t.contains(want) => Ok(t),
+            Ok(t) => Err(format!("{t:?}")),
+            Err(e) => Err(e.to_string()),
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("{css} never showed {want:?}; last text: {last:?}");
+    })
+    .await
 }
 
 pub(crate) async fn displayed(c: &Client, css: &str) -> bool {
@@ -438,18 +436,15 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &Client) {
         .await
         .unwrap();
     click(c, "#audit-filter button[type='submit']").await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    until("the audit filter applied", || async {
         let text = find(c, "#audit-rows").await.text().await.unwrap();
         if !text.contains("user.enabled") && text.contains("user.disabled") {
-            break;
+            Ok(())
+        } else {
+            Err(text)
         }
-        assert!(
-            Instant::now() < deadline,
-            "the filter did not apply: {text}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     // Delete asks to type the id; app-wide revocation to type REVOKE ALL.
     click(c, "#nav a[data-view='users']").await;

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::console_browser::{admin_get, click, displayed, fill, find, wait_text, Browser, WAIT};
 use crate::fake_centrifugo::FakeCentrifugo;
-use crate::helpers::TestApp;
+use crate::helpers::{until, TestApp};
 
 const KEY: &str = "centrifugo-api-key-for-the-console-segments";
 
@@ -73,15 +73,15 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &fantoccini::Client) {
     // Search: the list shows the segment's users only.
     fill(c, "#segment-where", "tenantId=tenant-789\u{E007}").await;
     wait_text(c, "#users-segment", "Segment: tenantId=tenant-789").await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    until("the segment's users listed", || async {
         let rows = find(c, "#users-rows").await.text().await.unwrap();
         if !rows.contains("dan") && ["ana", "ben", "cho"].iter().all(|u| rows.contains(u)) {
-            break;
+            Ok(())
+        } else {
+            Err(rows)
         }
-        assert!(std::time::Instant::now() < deadline, "{rows}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     // A number is not a string: plan=7 is ana only.
     fill(
         c,
@@ -90,15 +90,15 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &fantoccini::Client) {
     )
     .await;
     wait_text(c, "#users-segment", "AND plan=7").await;
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
+    until("plan=7 listing ana only", || async {
         let rows = find(c, "#users-rows").await.text().await.unwrap();
         if rows.contains("ana") && !rows.contains("ben") {
-            break;
+            Ok(())
+        } else {
+            Err(rows)
         }
-        assert!(std::time::Instant::now() < deadline, "{rows}");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    })
+    .await;
 
     // Dry run of a disable; the segment grows before the action: refused, nothing changed.
     fill(c, "#segment-where", "tenantId=tenant-789").await;
