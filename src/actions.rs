@@ -4,6 +4,10 @@
 //!
 //! Bulk actions by segment are [`bulk`].
 //!
+//! A change the store makes writes its audit event in the change's transaction (no change
+//! without its row, whether the event's write fails or the request is abandoned at its
+//! deadline); a signing-key rotation and a bulk action's summary follow their change.
+//!
 //! An action that must end live connections (disable, revoke, delete) queues the kick in the
 //! same transaction as the change, when active revocation is on (`centrifugo.api_url` set);
 //! the caller then gets it delivered ([`crate::outbox`]): the server wakes its delivery loop,
@@ -64,7 +68,9 @@ pub struct Changed {
 
 /// The actions, over one store; `kicks` is true when active revocation is on. Every change is
 /// recorded in the audit trail with `actor` (`cli`, `admin`) and `source` (the admin client's
-/// address).
+/// address). A change the store makes (a user's, the app-wide revocation, an API key's) writes
+/// its audit event in its own transaction: a change whose request is abandoned at its deadline,
+/// or whose event cannot be written, is either there with its event or not there at all.
 pub struct Actions<'a> {
     store: &'a Store,
     kicks: bool,
@@ -104,20 +110,12 @@ impl<'a> Actions<'a> {
 }
 
 impl Actions<'_> {
-    /// Appends the audit event of a change that already committed. A failure to record it does
-    /// not undo or fail the change: it is logged, with what the trail misses.
-    async fn audit(&self, event: &str, kind: &str, target: &str, detail: Option<String>) {
-        let e = AuditEvent {
-            at: crate::now_unix(),
-            event: event.into(),
-            actor: self.actor.into(),
-            target_kind: Some(kind.into()),
-            target: Some(target.into()),
+    /// The audit event of a change by this actor, from this source.
+    fn event(&self, event: &str, kind: &str, target: &str, detail: Option<String>) -> AuditEvent {
+        AuditEvent {
             source: self.source.clone(),
             detail,
-        };
-        if let Err(err) = self.store.append_audit(&e).await {
-            tracing::warn!(error = %Chain(&err), event, target_kind = kind, target, "the change was made but its audit event could not be written");
+            ..AuditEvent::new(crate::now_unix(), event, self.actor, kind, target)
         }
     }
 
@@ -181,10 +179,9 @@ impl Actions<'_> {
         now: i64,
     ) -> Result<i64, ActionError> {
         let t = check_before(before, now)?;
-        self.store.revoke_all_tokens(t + 1).await?;
         let detail = format!("tokens issued at or before {t}");
-        self.audit(audit_event::APP_TOKENS_REVOKED, "app", "all", Some(detail))
-            .await;
+        let e = self.event(audit_event::APP_TOKENS_REVOKED, "app", "all", Some(detail));
+        self.store.revoke_all_tokens(t + 1, &e).await?;
         Ok(t)
     }
 
@@ -208,9 +205,6 @@ impl Actions<'_> {
             code: d.code,
             reason: d.reason,
         });
-        if !self.store.change_user(id, change, now, kick).await? {
-            return Err(ActionError::UnknownUser(id.to_string()));
-        }
         let (event, detail) = match change {
             UserChange::Disable => (audit_event::USER_DISABLED, None),
             UserChange::Enable => (audit_event::USER_ENABLED, None),
@@ -220,7 +214,10 @@ impl Actions<'_> {
             ),
             UserChange::Delete => (audit_event::USER_DELETED, None),
         };
-        self.audit(event, "user", id, detail).await;
+        let e = self.event(event, "user", id, detail);
+        if !self.store.change_user(id, change, now, kick, &e).await? {
+            return Err(ActionError::UnknownUser(id.to_string()));
+        }
         Ok(Changed {
             kick_queued: kick.is_some() && change != UserChange::Enable,
         })
@@ -237,7 +234,7 @@ impl Actions<'_> {
         now: i64,
     ) -> Result<Rotation, KeyError> {
         let r = keys::rotate(config, secrets, self.store, kind, now).await?;
-        self.audit(
+        let e = self.event(
             audit_event::SIGNING_KEY_ROTATED,
             "signing_key",
             kind.label(),
@@ -245,8 +242,12 @@ impl Actions<'_> {
                 "{} -> {}, signs from {}",
                 r.old_kid, r.new_kid, r.signs_from
             )),
-        )
-        .await;
+        );
+        // The ring is written under its own lock (a file, or a row PostgreSQL locks apart from
+        // this trail), so the event follows the rotation; a failure to record it is logged.
+        if let Err(err) = self.store.append_audit(&e).await {
+            tracing::warn!(error = %Chain(&err), target = kind.label(), "the signing key was rotated but its audit event could not be written");
+        }
         Ok(r)
     }
 
@@ -266,18 +267,15 @@ impl Actions<'_> {
             field: Field::Name,
             message: format!("name: {e}"),
         })?;
-        let key = self.store.create_api_key(name, app_id, now).await?;
-        self.audit(audit_event::API_KEY_CREATED, "api_key", name, None)
-            .await;
-        Ok(key)
+        let e = self.event(audit_event::API_KEY_CREATED, "api_key", name, None);
+        Ok(self.store.create_api_key(name, app_id, now, &e).await?)
     }
 
     pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<(), ActionError> {
-        if !self.store.revoke_api_key(name, now).await? {
+        let e = self.event(audit_event::API_KEY_REVOKED, "api_key", name, None);
+        if !self.store.revoke_api_key(name, now, &e).await? {
             return Err(ActionError::UnknownApiKey(name.to_string()));
         }
-        self.audit(audit_event::API_KEY_REVOKED, "api_key", name, None)
-            .await;
         Ok(())
     }
 }

@@ -11,7 +11,8 @@ pub const USER_DELETED: &str = "user.deleted";
 pub const APP_TOKENS_REVOKED: &str = "app.tokens_revoked";
 /// `keys rotate` / `POST /admin/keys/{kind}/rotate`: a new signing key of one token kind.
 pub const SIGNING_KEY_ROTATED: &str = "signing_key.rotated";
-/// A rate limit refused requests (sampled: at most one event a minute per limit).
+/// A rate limit refused requests (sampled: at most one event a minute per limit and client
+/// address).
 pub const RATE_LIMIT_TRIPPED: &str = "rate_limit.tripped";
 /// Bulk actions by segment (target kind `segment`, the `where` as target).
 pub const SEGMENT_DISABLED: &str = "segment.disabled";

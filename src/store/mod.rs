@@ -205,6 +205,21 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
+impl AuditEvent {
+    /// The event `event` by `actor` at `at` on the target `kind` `target`.
+    pub fn new(at: i64, event: &str, actor: &str, kind: &str, target: &str) -> AuditEvent {
+        AuditEvent {
+            at,
+            event: event.into(),
+            actor: actor.into(),
+            target_kind: Some(kind.into()),
+            target: Some(target.into()),
+            source: None,
+            detail: None,
+        }
+    }
+}
+
 /// The audit event names.
 pub mod audit_event;
 
@@ -386,26 +401,18 @@ impl Store {
     }
 
     /// Creates a named key of application `app_id` and returns the plaintext (shown once,
-    /// never stored).
+    /// never stored); `audit` is written in the same transaction.
     pub async fn create_api_key(
         &self,
         name: &str,
         app_id: &str,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<String, StoreError> {
         let key = api_key::generate(app_id);
-        self.insert_api_key(name, &key, now).await?;
+        let (prefix, hash) = (api_key::display_prefix(&key), api_key::hash(&key));
+        dispatch!(self.insert_api_key(name, &prefix, &hash, now, audit).await)?;
         Ok(key)
-    }
-
-    pub(crate) async fn insert_api_key(
-        &self,
-        name: &str,
-        key: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let (prefix, hash) = (api_key::display_prefix(key), api_key::hash(key));
-        dispatch!(self.insert_api_key(name, &prefix, &hash, now).await)
     }
 
     /// Makes the key named `name` equal `key` unless it already does (automated deployments).
@@ -428,29 +435,41 @@ impl Store {
         dispatch!(self.list_api_keys())
     }
 
-    /// Revokes the named key; false when no active key has that name.
-    pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
-        dispatch!(self.revoke_api_key(name, now).await)
+    /// Revokes the named key and writes `audit` in the same transaction; false, and nothing
+    /// written, when no active key has that name.
+    pub async fn revoke_api_key(
+        &self,
+        name: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self.revoke_api_key(name, now, audit).await)
     }
 
-    /// Applies an operator's change to a user and, in the same transaction, queues `kick` for
-    /// delivery (or, for [`UserChange::Enable`], cancels the user's pending kicks with
-    /// `kick.code`, which the re-enabled user must no longer receive). False, and nothing
-    /// written, when the user does not exist.
+    /// Applies an operator's change to a user and, in the same transaction, writes `audit`
+    /// and queues `kick` for delivery (or, for [`UserChange::Enable`], cancels the user's
+    /// pending kicks with `kick.code`, which the re-enabled user must no longer receive).
+    /// False, and nothing written, when the user does not exist.
     pub(crate) async fn change_user(
         &self,
         id: &str,
         change: UserChange,
         now: i64,
         kick: Option<Kick<'_>>,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        dispatch!(self.change_user(id, change, now, kick).await)
+        dispatch!(self.change_user(id, change, now, kick, audit).await)
     }
 
-    /// Revokes every token of every user issued before `valid_after` (app-wide); an earlier
-    /// instant than the one in force changes nothing. Returns the instant in force.
-    pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
-        dispatch!(self.revoke_all_tokens(valid_after).await)
+    /// Revokes every token of every user issued before `valid_after` (app-wide) and writes
+    /// `audit` in the same transaction; an earlier instant than the one in force changes
+    /// nothing. Returns the instant in force.
+    pub async fn revoke_all_tokens(
+        &self,
+        valid_after: i64,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        dispatch!(self.revoke_all_tokens(valid_after, audit).await)
     }
 
     /// Users ordered by id, at most `limit`, starting after the id `after`.
@@ -495,7 +514,10 @@ impl Store {
         dispatch!(self.count_kicks(now_ms))
     }
 
-    /// Appends one event to the audit trail (append-only: the table refuses updates).
+    /// Appends one event to the audit trail (append-only: the table refuses updates), for an
+    /// event that records no change of its own (a rate-limit trip) or one made outside the
+    /// store (a signing-key rotation, a bulk action's summary). A change the store makes takes
+    /// its event and writes it in the change's transaction.
     pub(crate) async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
         let result = dispatch!(self.append_audit(e).await);
         self.noted(result)

@@ -256,21 +256,25 @@ impl PgStore {
         .map_err(map_err)
     }
 
+    /// Inserts the key and its audit event in one transaction.
     pub async fn insert_api_key(
         &self,
         name: &str,
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError> {
-        let c = self.client().await?;
-        let res = c
-            .execute(
-                "INSERT INTO chatsdk_auth_api_keys (name, prefix, hash, created_at) VALUES ($1, $2, $3, $4)",
-                &[&name, &prefix, &&hash[..], &now],
-            )
-            .await;
-        res.map(|_| ()).map_err(|e| api_key_conflict(e, name))
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        tx.execute(
+            "INSERT INTO chatsdk_auth_api_keys (name, prefix, hash, created_at) VALUES ($1, $2, $3, $4)",
+            &[&name, &prefix, &&hash[..], &now],
+        )
+        .await
+        .map_err(|e| api_key_conflict(e, name))?;
+        insert_audit(&tx, audit).await?;
+        tx.commit().await.map_err(map_err)
     }
 
     pub async fn ensure_api_key(
@@ -329,22 +333,10 @@ impl PgStore {
 
     pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
         let c = self.client().await?;
-        c.execute(
-            "INSERT INTO chatsdk_auth_audit_events (at, event, actor, target_kind, target, source, detail)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                &e.at,
-                &e.event,
-                &e.actor,
-                &e.target_kind,
-                &e.target,
-                &e.source,
-                &e.detail,
-            ],
-        )
-        .await
-        .map(|_| ())
-        .map_err(map_err)
+        c.execute(AUDIT_INSERT, &audit_params(e))
+            .await
+            .map(|_| ())
+            .map_err(map_err)
     }
 
     pub async fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
@@ -378,16 +370,59 @@ impl PgStore {
         .map_err(map_err)
     }
 
-    pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
-        let c = self.client().await?;
-        c.execute(
-            "UPDATE chatsdk_auth_api_keys SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
-            &[&name, &now],
-        )
-        .await
-        .map(|n| n > 0)
-        .map_err(map_err)
+    /// Revokes the key and writes its audit event in one transaction; false, and nothing
+    /// written, when no active key has that name.
+    pub async fn revoke_api_key(
+        &self,
+        name: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let n = tx
+            .execute(
+                "UPDATE chatsdk_auth_api_keys SET revoked_at = $2 WHERE name = $1 AND revoked_at IS NULL",
+                &[&name, &now],
+            )
+            .await
+            .map_err(map_err)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        insert_audit(&tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
+}
+
+const AUDIT_INSERT: &str =
+    "INSERT INTO chatsdk_auth_audit_events (at, event, actor, target_kind, target, source, detail)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The parameters of [`AUDIT_INSERT`].
+fn audit_params(e: &AuditEvent) -> [&(dyn tokio_postgres::types::ToSql + Sync); 7] {
+    [
+        &e.at,
+        &e.event,
+        &e.actor,
+        &e.target_kind,
+        &e.target,
+        &e.source,
+        &e.detail,
+    ]
+}
+
+/// Appends `e` to the audit trail inside the change's transaction: the change and its audit
+/// event commit together or not at all.
+pub(super) async fn insert_audit(
+    tx: &tokio_postgres::Transaction<'_>,
+    e: &AuditEvent,
+) -> Result<(), StoreError> {
+    tx.execute(AUDIT_INSERT, &audit_params(e))
+        .await
+        .map(|_| ())
+        .map_err(map_err)
 }
 
 /// A whole [`User`] from a row that selects `id, name, image, custom, disabled,

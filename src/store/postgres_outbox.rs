@@ -1,13 +1,12 @@
 //! The PostgreSQL statements of operator changes (per user and app-wide) and of the kick
-//! outbox. A change and the kick
-//! it calls for commit in one transaction. Claims use `FOR UPDATE SKIP LOCKED` and a lease
+//! outbox. A change, the kick it calls for and its audit event commit in one transaction. Claims use `FOR UPDATE SKIP LOCKED` and a lease
 //! (`not_before_ms`), so with several replicas each due row is claimed by exactly one of them:
 //! a row another replica is claiming is skipped, and a row it has claimed is not due again
 //! until its lease passes (delivered rows are deleted before that).
 
-use super::postgres::PgStore;
+use super::postgres::{insert_audit, PgStore};
 use super::postgres_rows::{col, map_err, user_from_row};
-use super::{Kick, PendingKick, StoreError, User, UserChange};
+use super::{AuditEvent, Kick, PendingKick, StoreError, User, UserChange};
 
 impl PgStore {
     pub async fn change_user(
@@ -16,6 +15,7 @@ impl PgStore {
         change: UserChange,
         now: i64,
         kick: Option<Kick<'_>>,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(map_err)?;
@@ -61,6 +61,7 @@ impl PgStore {
             (_, None) => Ok(0),
         }
         .map_err(map_err)?;
+        insert_audit(&tx, audit).await?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
@@ -146,9 +147,14 @@ impl PgStore {
         Ok((col::<i64>(&row, 0)? as u64, col::<i64>(&row, 1)? as u64))
     }
 
-    pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
-        let c = self.client().await?;
-        let row = c
+    pub async fn revoke_all_tokens(
+        &self,
+        valid_after: i64,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
+        let row = tx
             .query_one(
                 "INSERT INTO chatsdk_auth_settings AS s (key, value) VALUES ('tokens_valid_after', $1)
                  ON CONFLICT (key) DO UPDATE SET value = GREATEST(s.value, EXCLUDED.value)
@@ -157,6 +163,9 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
-        col(&row, 0)
+        let in_force = col(&row, 0)?;
+        insert_audit(&tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(in_force)
     }
 }

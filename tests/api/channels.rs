@@ -151,7 +151,12 @@ async fn every_refusal_has_its_status_and_code_and_writes_nothing() {
     let key = t
         .app
         .store
-        .create_api_key("refusals", &t.app.config.app.id, now())
+        .create_api_key(
+            "refusals",
+            &t.app.config.app.id,
+            now(),
+            &crate::helpers::test_event("api_key.created", "refusals"),
+        )
         .await
         .unwrap();
     let before_user = t.app.store.get_user("user-123").await.unwrap();

@@ -157,7 +157,12 @@ async fn a_revoked_api_key_says_so_with_its_date(backend: Backend) {
     let key = t
         .app
         .store
-        .create_api_key("old", &t.app.config.app.id, now())
+        .create_api_key(
+            "old",
+            &t.app.config.app.id,
+            now(),
+            &crate::helpers::test_event("api_key.created", "old"),
+        )
         .await
         .unwrap();
     let (s, _) = t.tokens_with_key(&key, json!({"userId": "u"})).await;
@@ -166,7 +171,11 @@ async fn a_revoked_api_key_says_so_with_its_date(backend: Backend) {
     assert!(t
         .app
         .store
-        .revoke_api_key("old", 1_796_569_200)
+        .revoke_api_key(
+            "old",
+            1_796_569_200,
+            &crate::helpers::test_event("api_key.revoked", "old")
+        )
         .await
         .unwrap());
 

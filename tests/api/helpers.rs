@@ -144,7 +144,12 @@ impl TestApp {
         let app = start_app(config).await.unwrap();
         let key = match app
             .store
-            .create_api_key("test", &app.config.app.id, chatsdk_auth::now_unix())
+            .create_api_key(
+                "test",
+                &app.config.app.id,
+                chatsdk_auth::now_unix(),
+                &crate::helpers::test_event("api_key.created", "test"),
+            )
             .await
         {
             Ok(k) => k,
@@ -488,6 +493,12 @@ pub fn until_blocking<T, E: std::fmt::Display>(
 
 pub fn now() -> i64 {
     chatsdk_auth::now_unix()
+}
+
+/// The audit event of a change a test makes through the store itself (actor `test`).
+pub fn test_event(event: &str, target: &str) -> chatsdk_auth::store::AuditEvent {
+    let kind = event.split('.').next().unwrap_or(event);
+    chatsdk_auth::store::AuditEvent::new(now(), event, "test", kind, target)
 }
 
 /// A connect request body as Centrifugo sends it, plus `extra` fields.

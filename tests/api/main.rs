@@ -6,6 +6,8 @@
 mod admin;
 /// `app.id`: another application's key or token is refused as such.
 mod application;
+/// An admin change and its audit row commit together, or neither does.
+mod audit_tx;
 /// The built binary: first start, CLI against a running server, SIGTERM, log hygiene.
 mod binary;
 /// A real Caddy with `forward_auth` to /verify in front of an upstream.

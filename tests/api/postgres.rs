@@ -64,11 +64,25 @@ async fn replicas_sharing_postgres_see_each_others_changes_at_once() {
     let k = b
         .app
         .store
-        .create_api_key("rotating", &b.app.config.app.id, now())
+        .create_api_key(
+            "rotating",
+            &b.app.config.app.id,
+            now(),
+            &crate::helpers::test_event("api_key.created", "rotating"),
+        )
         .await
         .unwrap();
     assert_eq!(a.tokens_with_key(&k, json!({"userId": "x"})).await.0, 200);
-    assert!(b.app.store.revoke_api_key("rotating", now()).await.unwrap());
+    assert!(b
+        .app
+        .store
+        .revoke_api_key(
+            "rotating",
+            now(),
+            &crate::helpers::test_event("api_key.revoked", "rotating")
+        )
+        .await
+        .unwrap());
     assert_eq!(a.tokens_with_key(&k, json!({"userId": "x"})).await.0, 401);
 }
 

@@ -158,14 +158,24 @@ async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once(backend: Ba
     let second = t
         .app
         .store
-        .create_api_key("second", &t.app.config.app.id, now())
+        .create_api_key(
+            "second",
+            &t.app.config.app.id,
+            now(),
+            &crate::helpers::test_event("api_key.created", "second"),
+        )
         .await
         .unwrap();
     assert!(second.starts_with("chatsdk_") && second.len() > 40);
     assert!(
         t.app
             .store
-            .create_api_key("second", &t.app.config.app.id, now())
+            .create_api_key(
+                "second",
+                &t.app.config.app.id,
+                now(),
+                &crate::helpers::test_event("api_key.created", "second")
+            )
             .await
             .is_err(),
         "names are unique"
@@ -175,7 +185,16 @@ async fn several_keys_rotate_and_a_revoked_key_stops_working_at_once(backend: Ba
         200
     );
     assert_eq!(t.tokens(json!({"userId": "u"})).await.0, 200);
-    assert!(t.app.store.revoke_api_key("test", now()).await.unwrap());
+    assert!(t
+        .app
+        .store
+        .revoke_api_key(
+            "test",
+            now(),
+            &crate::helpers::test_event("api_key.revoked", "test")
+        )
+        .await
+        .unwrap());
     assert_eq!(t.tokens(json!({"userId": "u"})).await.0, 401);
     assert_eq!(
         t.tokens_with_key(&second, json!({"userId": "u"})).await.0,
@@ -329,7 +348,12 @@ async fn a_rejected_request_does_not_even_record_key_use(backend: Backend) {
     let key = t
         .app
         .store
-        .create_api_key("quiet", &t.app.config.app.id, now())
+        .create_api_key(
+            "quiet",
+            &t.app.config.app.id,
+            now(),
+            &crate::helpers::test_event("api_key.created", "quiet"),
+        )
         .await
         .unwrap();
     assert_eq!(t.tokens_with_key(&key, json!({"userId": ""})).await.0, 400);

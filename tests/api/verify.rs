@@ -385,7 +385,14 @@ async fn app_wide_revocation_is_refused_by_verify() {
     let t = TestApp::spawn().await;
     let token = t.mint("app-1").await["token"].as_str().unwrap().to_string();
     assert_eq!(verify(&t, Some(&bearer(&token)), &[]).await.0, 200);
-    t.app.store.revoke_all_tokens(now() + 1).await.unwrap();
+    t.app
+        .store
+        .revoke_all_tokens(
+            now() + 1,
+            &crate::helpers::test_event("app.tokens_revoked", "all"),
+        )
+        .await
+        .unwrap();
     let (s, _, b) = verify(&t, Some(&bearer(&token)), &[]).await;
     assert_eq!((s, b["code"].as_str()), (403, Some("token_revoked")), "{b}");
     let (_, b) = introspect(&t, &format!("token={token}")).await;

@@ -1,12 +1,12 @@
-//! The SQLite statements of operator changes (per user and app-wide) and of the kick outbox: a change to a user and
-//! the kick it calls for commit in one transaction; claims take the write lock, so the server
-//! and a CLI process never claim the same row.
+//! The SQLite statements of operator changes (per user and app-wide) and of the kick outbox: a
+//! change, the kick it calls for and its audit event commit in one transaction; claims take the
+//! write lock, so the server and a CLI process never claim the same row.
 
 use rusqlite::{params, Connection, TransactionBehavior};
 
-use super::queries::user_from_row;
+use super::queries::{insert_audit, user_from_row};
 use super::{map_err, SqliteStore};
-use crate::store::{Kick, PendingKick, StoreError, User, UserChange};
+use crate::store::{AuditEvent, Kick, PendingKick, StoreError, User, UserChange};
 
 impl SqliteStore {
     pub async fn change_user(
@@ -15,16 +15,18 @@ impl SqliteStore {
         change: UserChange,
         now: i64,
         kick: Option<Kick<'_>>,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let id = id.to_string();
         let kick = kick.map(|k| (k.code, k.reason.to_string()));
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
                 let kick = kick.as_ref().map(|(code, reason)| Kick {
                     code: *code,
                     reason,
                 });
-                change_user(c, &id, change, now, kick)
+                change_user(c, &id, change, now, kick, &audit)
             })
             .await
     }
@@ -87,29 +89,43 @@ impl SqliteStore {
             .map_err(map_err)
     }
 
-    pub async fn revoke_all_tokens(&self, valid_after: i64) -> Result<i64, StoreError> {
+    pub async fn revoke_all_tokens(
+        &self,
+        valid_after: i64,
+        audit: &AuditEvent,
+    ) -> Result<i64, StoreError> {
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
-                c.query_row(
-                    "INSERT INTO settings (key, value) VALUES ('tokens_valid_after', ?1)
-                     ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)
-                     RETURNING value",
-                    [valid_after],
-                    |r| r.get(0),
-                )
-                .map_err(map_err)
+                let tx = c
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(map_err)?;
+                let in_force = tx
+                    .query_row(
+                        "INSERT INTO settings (key, value) VALUES ('tokens_valid_after', ?1)
+                         ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)
+                         RETURNING value",
+                        [valid_after],
+                        |r| r.get(0),
+                    )
+                    .map_err(map_err)?;
+                insert_audit(&tx, &audit)?;
+                tx.commit().map_err(map_err)?;
+                Ok(in_force)
             })
             .await
     }
 }
 
-/// The change and its kick, in one `IMMEDIATE` transaction on the writer connection.
+/// The change, its kick and its audit event, in one `IMMEDIATE` transaction on the writer
+/// connection.
 fn change_user(
     c: &mut Connection,
     id: &str,
     change: UserChange,
     now: i64,
     kick: Option<Kick<'_>>,
+    audit: &AuditEvent,
 ) -> Result<bool, StoreError> {
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -117,6 +133,7 @@ fn change_user(
     if !apply_change(&tx, id, change, now, kick)? {
         return Ok(false);
     }
+    insert_audit(&tx, audit)?;
     tx.commit().map_err(map_err)?;
     Ok(true)
 }

@@ -166,16 +166,24 @@ impl SqliteStore {
             .await
     }
 
+    /// Inserts the key and its audit event in one transaction.
     pub async fn insert_api_key(
         &self,
         name: &str,
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<(), StoreError> {
         let (name, prefix, hash) = (name.to_string(), prefix.to_string(), *hash);
+        let audit = audit.clone();
         self.writer
-            .run(move |c| insert_api_key(c, &name, &prefix, &hash, now))
+            .run(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                insert_api_key(&tx, &name, &prefix, &hash, now)?;
+                insert_audit(&tx, &audit)?;
+                tx.commit().map_err(map_err)
+            })
             .await
     }
 
@@ -243,27 +251,7 @@ impl SqliteStore {
 
     pub async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
         let e = e.clone();
-        self.writer
-            .run(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO audit_events (at, event, actor, target_kind, target, source, detail)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        e.at,
-                        e.event,
-                        e.actor,
-                        e.target_kind,
-                        e.target,
-                        e.source,
-                        e.detail
-                    ])
-                })
-                .map(|_| ())
-                .map_err(map_err)
-            })
-            .await
+        self.writer.run(move |c| insert_audit(c, &e)).await
     }
 
     pub fn list_audit(&self, f: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
@@ -296,27 +284,55 @@ impl SqliteStore {
             .await
     }
 
-    pub async fn revoke_api_key(&self, name: &str, now: i64) -> Result<bool, StoreError> {
-        self.update_one(
-            "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
-            (name.to_string(), now),
-        )
-        .await
-    }
-
-    /// Runs one `UPDATE` on the writer thread; true when it changed a row.
-    async fn update_one<P>(&self, sql: &'static str, params: P) -> Result<bool, StoreError>
-    where
-        P: rusqlite::Params + Clone + Send + 'static,
-    {
+    /// Revokes the key and writes its audit event in one transaction; false, and nothing
+    /// written, when no active key has that name.
+    pub async fn revoke_api_key(
+        &self,
+        name: &str,
+        now: i64,
+        audit: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let (name, audit) = (name.to_string(), audit.clone());
         self.writer
             .run(move |c| {
-                c.execute(sql, params.clone())
-                    .map(|n| n > 0)
-                    .map_err(map_err)
+                let tx = c.transaction().map_err(map_err)?;
+                let n = tx
+                    .execute(
+                        "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
+                        params![name, now],
+                    )
+                    .map_err(map_err)?;
+                if n == 0 {
+                    return Ok(false);
+                }
+                insert_audit(&tx, &audit)?;
+                tx.commit().map_err(map_err)?;
+                Ok(true)
             })
             .await
     }
+}
+
+/// Appends `e` to the audit trail, inside the caller's transaction when it has one: a change
+/// and its audit event commit together or not at all.
+pub(super) fn insert_audit(c: &Connection, e: &AuditEvent) -> Result<(), StoreError> {
+    c.prepare_cached(
+        "INSERT INTO audit_events (at, event, actor, target_kind, target, source, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            e.at,
+            e.event,
+            e.actor,
+            e.target_kind,
+            e.target,
+            e.source,
+            e.detail
+        ])
+    })
+    .map(|_| ())
+    .map_err(map_err)
 }
 
 /// A whole [`User`] from a row that selects `id, name, image, custom, disabled,

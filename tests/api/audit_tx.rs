@@ -1,0 +1,191 @@
+//! An admin change and its audit row commit together: a change whose audit row cannot be
+//! written is undone (both backends), and a change whose request is abandoned at its deadline
+//! is never left without its row (PostgreSQL, where the row's write can be held up alone).
+
+use chatsdk_auth::store::AuditFilter;
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, on_both_backends, Backend, TestApp, TestDb};
+
+async fn admin(t: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut rb = t
+        .client
+        .request(method.parse().unwrap(), t.url(path))
+        .bearer_auth(t.app.secrets.admin_token.expose());
+    if let Some(b) = body {
+        rb = rb.json(&b);
+    }
+    let r = rb.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// The audit events of user `id`.
+async fn user_events(t: &TestApp, id: &str) -> Vec<String> {
+    let f = AuditFilter {
+        user: Some(id.into()),
+        ..Default::default()
+    };
+    let events = t.app.store.list_audit(&f).await.unwrap();
+    events.into_iter().map(|e| e.event).collect()
+}
+
+async fn disabled(t: &TestApp, id: &str) -> bool {
+    t.app.store.get_user(id).await.unwrap().unwrap().disabled
+}
+
+/// Makes every insert into the audit table fail (a trigger of the test's own), or lets them
+/// through again.
+async fn refuse_audit_rows(t: &TestApp, db: &TestDb, refuse: bool) {
+    match &db.postgres_url {
+        Some(url) => {
+            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let sql = if refuse {
+                "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN RAISE EXCEPTION 'audit rows refused by the test'; END $$;
+                 CREATE TRIGGER refuse_audit BEFORE INSERT ON chatsdk_auth_audit_events
+                     FOR EACH ROW EXECUTE FUNCTION refuse_audit();"
+            } else {
+                "DROP TRIGGER refuse_audit ON chatsdk_auth_audit_events;
+                 DROP FUNCTION refuse_audit();"
+            };
+            c.batch_execute(sql).await.unwrap();
+        }
+        None => {
+            let c = rusqlite::Connection::open(t.dir.join("chatsdk-auth.db")).unwrap();
+            let sql = if refuse {
+                "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
+                 BEGIN SELECT RAISE(ABORT, 'audit rows refused by the test'); END;"
+            } else {
+                "DROP TRIGGER refuse_audit;"
+            };
+            c.execute_batch(sql).unwrap();
+        }
+    }
+}
+
+/// No change without its row: with the audit table refusing inserts, every admin change fails
+/// and leaves the store as it was (the user still enabled, the app-wide cutoff unmoved, no new
+/// key, the revoked key still minting); once the table takes rows again, the same change
+/// commits with its row.
+async fn a_change_whose_audit_row_fails_is_undone(backend: Backend) {
+    let db = TestDb::start(backend).await;
+    let t = TestApp::spawn_with(|c| db.configure(c)).await;
+    t.mint("u1").await;
+    let cutoff = t
+        .app
+        .store
+        .get_session("u1")
+        .await
+        .unwrap()
+        .unwrap()
+        .tokens_valid_after;
+    refuse_audit_rows(&t, &db, true).await;
+
+    for (method, path, body) in [
+        ("POST", "/admin/users/u1/disable", None),
+        ("POST", "/admin/users/u1/revoke-tokens", None),
+        ("DELETE", "/admin/users/u1", None),
+        ("POST", "/admin/revoke-tokens", None),
+        ("POST", "/admin/api-keys", Some(json!({"name": "ci"}))),
+        ("DELETE", "/admin/api-keys/test", None),
+    ] {
+        let (s, b) = admin(&t, method, path, body).await;
+        assert_eq!(s, 500, "{backend:?} {method} {path}: {b}");
+    }
+    assert!(!disabled(&t, "u1").await, "{backend:?}");
+    let session = t.app.store.get_session("u1").await.unwrap().unwrap();
+    assert_eq!(session.tokens_valid_after, cutoff, "{backend:?}");
+    let (_, keys) = admin(&t, "GET", "/admin/api-keys", None).await;
+    let names: Vec<&str> = keys["api_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"ci"), "{backend:?} {keys}");
+    assert_eq!(
+        t.tokens(json!({"userId": "u2"})).await.0,
+        200,
+        "{backend:?}"
+    );
+    assert!(user_events(&t, "u1").await.is_empty(), "{backend:?}");
+
+    refuse_audit_rows(&t, &db, false).await;
+    let (s, b) = admin(&t, "POST", "/admin/users/u1/disable", None).await;
+    assert_eq!(s, 200, "{backend:?} {b}");
+    assert!(disabled(&t, "u1").await);
+    assert_eq!(
+        user_events(&t, "u1").await,
+        ["user.disabled"],
+        "{backend:?}"
+    );
+}
+
+on_both_backends!(a_change_whose_audit_row_fails_is_undone);
+
+/// A disable whose audit row waits on a lock the test holds on the audit table: the request is
+/// abandoned at its deadline (503), then PostgreSQL's statement_timeout (longer than the
+/// deadline) ends the row's insert. The user is disabled exactly when its row is there: here
+/// neither, and the retry once the table is free commits both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_change_is_never_kept_without_its_audit_row() {
+    crate::need::need!(Postgres);
+    let db = TestDb::start(Backend::Postgres).await;
+    let url = db.postgres_url.clone().unwrap();
+    let t = TestApp::spawn_with(|c| {
+        db.configure(c);
+        c.storage.postgres_url = format!("{url}?options=-c%20statement_timeout%3D2000");
+        c.storage.postgres_timeout_ms = 60_000;
+        c.server.request_timeout_seconds = 1;
+    })
+    .await;
+    t.mint("u1").await;
+
+    let (mut locker, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let (watcher, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE chatsdk_auth_audit_events IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let (s, b) = admin(&t, "POST", "/admin/users/u1/disable", None).await;
+    assert_eq!(s, 503, "{b}");
+    // The insert of the abandoned request's row is gone (ended by statement_timeout).
+    eventually("the audit insert ends", || async {
+        let waiting: i64 = watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO chatsdk_auth_audit_events%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        waiting == 0
+    })
+    .await;
+    lock.rollback().await.unwrap();
+
+    let events = user_events(&t, "u1").await;
+    assert_eq!(
+        disabled(&t, "u1").await,
+        events.contains(&"user.disabled".to_string()),
+        "a change kept without its audit row: {events:?}"
+    );
+    let (s, b) = admin(&t, "POST", "/admin/users/u1/disable", None).await;
+    assert_eq!(s, 200, "{b}");
+    assert!(disabled(&t, "u1").await);
+    assert!(user_events(&t, "u1")
+        .await
+        .contains(&"user.disabled".to_string()));
+}
