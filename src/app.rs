@@ -30,6 +30,11 @@ pub const INITIAL_KEY_NAME: &str = "initial";
 /// Audit events waiting for the store; beyond this, trips are dropped (they are sampled).
 const AUDIT_QUEUE: usize = 1024;
 
+/// How often housekeeping folds the logged segment changes into the counts (PostgreSQL), and
+/// how many batches one fold moves at most.
+const SEGMENT_FOLD_EVERY: Duration = Duration::from_secs(30);
+const SEGMENT_FOLD_ROUNDS: u32 = 100;
+
 pub struct App {
     /// The validated configuration.
     pub config: Config,
@@ -201,8 +206,8 @@ impl App {
     }
 
     /// Background work for a serving process: writes queued audit events, prunes the audit
-    /// trail to `audit.retention_days` at start and then hourly, and samples the token counters
-    /// for the admin overview. Runs until dropped.
+    /// trail to `audit.retention_days` at start and then hourly, samples the token counters
+    /// for the admin overview and folds its segment counts. Runs until dropped.
     pub async fn housekeeping(self: Arc<App>) {
         let pending = self
             .trips
@@ -215,6 +220,7 @@ impl App {
         };
         let mut prune = tokio::time::interval(Duration::from_secs(3600));
         let mut sample = tokio::time::interval(crate::metrics::recent::SAMPLE_EVERY);
+        let mut fold = tokio::time::interval(SEGMENT_FOLD_EVERY);
         loop {
             tokio::select! {
                 event = pending.recv() => match event {
@@ -230,7 +236,16 @@ impl App {
                     self.prune_shared_limits().await;
                 }
                 _ = sample.tick() => self.recent.sample(&self.metrics, crate::now_unix()),
+                _ = fold.tick() => self.fold_segment_counts().await,
             }
+        }
+    }
+
+    /// Moves the logged segment changes into the overview's counts (PostgreSQL; nothing on
+    /// SQLite).
+    async fn fold_segment_counts(&self) {
+        if let Err(e) = self.store.fold_segment_counts(SEGMENT_FOLD_ROUNDS).await {
+            tracing::warn!(error = %crate::error_chain::Chain(&e), "cannot fold the segment counts");
         }
     }
 

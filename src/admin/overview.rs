@@ -1,13 +1,20 @@
 //! `GET /admin/overview`: what the console's first screen shows, in one JSON object: store and
 //! readiness, active revocation and kicks pending, the signing-key schedule, and the last five
 //! minutes of tokens minted and refusals by reason from this process's own counters
-//! ([`crate::metrics::recent`]), never by parsing `/metrics` text.
+//! ([`crate::metrics::recent`]), never by parsing `/metrics` text; and the users per value of
+//! each declared segment field (its [`TOP_VALUES`] most common values and the rest), read from
+//! the store's kept counts ([`crate::store::SegmentCounts`]), never counted over the users.
 
 use serde::Serialize;
 
+use crate::error_chain::Chain;
 use crate::keys::KeyInfo;
 use crate::metrics::recent::Window;
 use crate::router::context::Admin;
+use crate::store::SegmentCounts;
+
+/// How many values of each segment field the overview names; the others are summed.
+pub const TOP_VALUES: usize = 10;
 
 #[derive(Serialize)]
 pub struct Overview {
@@ -29,6 +36,8 @@ pub struct Overview {
     pub keys: Vec<KeyInfo>,
     /// This process's last five minutes.
     pub recent: Window,
+    /// Users per value of each declared segment field; `null` when the store did not answer.
+    pub segments: Option<SegmentCounts>,
 }
 
 pub async fn build(ctx: &Admin<'_>) -> Overview {
@@ -43,5 +52,12 @@ pub async fn build(ctx: &Admin<'_>) -> Overview {
         kicks_pending: s.metrics.kicks_pending.get(),
         keys: ctx.keys.current().list(now),
         recent: s.recent.window(s.metrics, now),
+        segments: match ctx.segments.counts(TOP_VALUES).await {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(error = %Chain(&e), "cannot read the segment counts");
+                None
+            }
+        },
     }
 }

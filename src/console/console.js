@@ -1,9 +1,9 @@
 // chatsdk-auth operator console: a client of the documented admin API (README "Admin API").
 // The admin token lives in sessionStorage (this tab only) and goes out as
 // `Authorization: Bearer` on fetch; no cookie. Data is only ever written with textContent.
-// The Users view's segment search and bulk actions are segments.js.
-
-import { segmentActive, segmentQuery, wireSegments } from './segments.js';
+// The Users view's segment search and bulk actions, and the overview's users per segment
+// value, are segments.js.
+import { segmentActive, segmentCounts, segmentQuery, wireSegments } from './segments.js';
 
 const TOKEN_KEY = 'chatsdk-auth.admin-token';
 const PAGE = 25;
@@ -297,6 +297,7 @@ async function loadOverview() {
     emptyRow($('overview-reasons'), 2, 'No refusals.');
   }
   keyRows($('overview-keys'), o.keys);
+  segmentCounts(o.segments, { $, el });
 }
 
 async function revokeAll() {

@@ -1,4 +1,5 @@
-// The Users view's segment (README "Segments: query and bulk actions by `custom`"): search the
+// The overview's users per value of each declared segment field (segmentCounts), and
+// the Users view's segment (README "Segments: query and bulk actions by `custom`"): search the
 // users of a `where`, dry-run a bulk action on them, then run it on exactly the count the dry
 // run showed (POST /admin/bulk/{action} with `expected_count`: a segment that changed in
 // between is refused with 409 and nothing changes). Imported by console.js, which hands it its
@@ -113,4 +114,36 @@ export function wireSegments({ $, api, guarded, confirmAction, result, reload })
   $('segment-action').addEventListener('change', forget);
   $('segment-dry-run').addEventListener('click', dryRun);
   run.addEventListener('click', act);
+}
+
+/** The overview's segment card: per declared field, its most common values and the others. */
+export function segmentCounts(s, { $, el }) {
+  const box = $('overview-segments');
+  const note = $('overview-segments-note');
+  box.replaceChildren();
+  if (!s) {
+    note.textContent = 'The store did not answer: no segment counts.';
+    return;
+  }
+  if (!s.fields.length) {
+    note.textContent = 'No segment field is declared: list the custom fields to count by in segments.fields.';
+    return;
+  }
+  note.textContent = `Users per value of each declared field: the ${s.k} most common values, then the others. ` +
+    'A user whose array holds several values counts under each.' +
+    (s.pending_changes ? ' The latest changes are still being counted.' : '');
+  box.append(...s.fields.map((f) => {
+    const max = Math.max(1, ...f.top.map((v) => v.users), f.other);
+    const row = (label, n, cls) => el('tr', {},
+      el('th', { scope: 'row', className: cls }, label),
+      el('td', {}, el('div', { className: 'bar' },
+        el('meter', { min: '0', max: String(max), value: String(n) }), el('span', {}, String(n)))));
+    // JSON text, so the string "7" and the number 7 read apart.
+    const rows = f.top.map((v) => row(JSON.stringify(v.value), v.users, 'mono'));
+    if (f.other > 0) rows.push(row('other values', f.other, 'muted'));
+    if (!rows.length) rows.push(el('tr', {}, el('td', { className: 'empty', colspan: '2' }, 'No user has this field.')));
+    return el('table', { className: 'data compact', 'data-field': f.field },
+      el('caption', {}, `${f.field}: ${f.total} counted`),
+      el('tbody', {}, ...rows));
+  }));
 }

@@ -33,7 +33,7 @@ use crate::keys::{KeyError, Kind, LiveKeys, Rotation};
 use crate::limits::{Limited, Limits};
 use crate::metrics::{Hot, Metrics, ProxySeries};
 use crate::secrets::Secrets;
-use crate::store::{AuditPage, AuditQuery, Store, StoreError};
+use crate::store::{AuditPage, AuditQuery, SegmentCounts, Store, StoreError};
 
 /// The request facts the router read once: its head, the client's address (the trusted proxy
 /// header's last entry for the routes whose guard limits by address, else the TCP peer) and
@@ -148,6 +148,8 @@ pub struct Admin<'a> {
     /// The operator actions, recorded with actor `admin` and the client's address.
     pub actions: Actions<'a>,
     pub audit: AuditReader<'a>,
+    /// The declared segment fields' users per value, for the overview.
+    pub segments: SegmentReader<'a>,
     pub keys: &'a LiveKeys,
     /// What `GET /readyz` would say, and the rest of the overview's status.
     pub status: Status<'a>,
@@ -172,6 +174,7 @@ impl<'a> Admin<'a> {
         Admin {
             actions,
             audit: AuditReader { store: &app.store },
+            segments: SegmentReader { store: &app.store },
             keys: &app.keys,
             status: Status::new(app),
             now: f.now,
@@ -233,6 +236,18 @@ pub struct AuditReader<'a> {
 impl AuditReader<'_> {
     pub async fn page(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
         self.store.audit_page(q).await
+    }
+}
+
+/// Reads the segment counts (`GET /admin/overview`).
+pub struct SegmentReader<'a> {
+    store: &'a Store,
+}
+
+impl SegmentReader<'_> {
+    /// Every declared field's `k` most common values with their users, and the rest.
+    pub async fn counts(&self, k: usize) -> Result<SegmentCounts, StoreError> {
+        self.store.segment_counts(k).await
     }
 }
 

@@ -26,6 +26,7 @@ mod sqlite;
 
 pub use error::{Conflict, LostUpdate, StoreError};
 pub use postgres_keyring::SealedRing;
+pub use segments::{FieldCounts, SegmentCounts, ValueCount};
 pub use shared_limits::SharedVerdict;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};

@@ -132,6 +132,70 @@ CREATE TRIGGER chatsdk_auth_users_segments_update AFTER UPDATE OF custom ON chat
 CREATE TRIGGER chatsdk_auth_users_segments_delete AFTER DELETE ON chatsdk_auth_users
     FOR EACH ROW EXECUTE FUNCTION chatsdk_auth_user_segments_sync();
 "#,
+    // Segment counts (the overview's users per field and value, `''` the field's total). A
+    // write appends its changes to `chatsdk_auth_segment_deltas` (an insert, no shared row to
+    // lock: concurrent upserts never wait on each other for a popular value);
+    // `chatsdk_auth_segment_fold` moves a bounded batch of them into the counts, one folder at
+    // a time (advisory lock 0x6368_6174_7364_6b03), in (field, value) order.
+    r#"
+CREATE TABLE chatsdk_auth_segment_counts (
+    field TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    users BIGINT NOT NULL,
+    PRIMARY KEY (field, value)
+);
+CREATE INDEX chatsdk_auth_segment_counts_top ON chatsdk_auth_segment_counts (field, users DESC, value);
+CREATE INDEX chatsdk_auth_segment_counts_zero ON chatsdk_auth_segment_counts (field, value) WHERE users <= 0;
+CREATE TABLE chatsdk_auth_segment_deltas (
+    id BIGSERIAL PRIMARY KEY,
+    field TEXT COLLATE "C" NOT NULL,
+    value TEXT COLLATE "C" NOT NULL,
+    n INTEGER NOT NULL
+);
+INSERT INTO chatsdk_auth_segment_counts (field, value, users)
+    SELECT field, value, count(*) FROM chatsdk_auth_user_segments GROUP BY field, value
+    UNION ALL SELECT field, '', count(*) FROM chatsdk_auth_user_segments GROUP BY field;
+CREATE OR REPLACE FUNCTION chatsdk_auth_user_segments_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        WITH gone AS (
+            DELETE FROM chatsdk_auth_user_segments WHERE user_id = OLD.id RETURNING field, value
+        )
+        INSERT INTO chatsdk_auth_segment_deltas (field, value, n) SELECT field, value, -1 FROM gone;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.custom IS NOT NULL
+       AND EXISTS (SELECT 1 FROM chatsdk_auth_segment_fields) THEN
+        WITH added AS (
+            INSERT INTO chatsdk_auth_user_segments (field, value, user_id)
+            SELECT f.name, e.v::text, NEW.id FROM chatsdk_auth_segment_fields f
+            CROSS JOIN LATERAL chatsdk_auth_segment_values(NEW.custom::jsonb -> f.name) AS e(v)
+            ON CONFLICT DO NOTHING RETURNING field, value
+        )
+        INSERT INTO chatsdk_auth_segment_deltas (field, value, n) SELECT field, value, 1 FROM added;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION chatsdk_auth_segment_fold(batch integer) RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE folded bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(7163082360112835331);
+    WITH moved AS (
+        DELETE FROM chatsdk_auth_segment_deltas WHERE id IN
+            (SELECT id FROM chatsdk_auth_segment_deltas ORDER BY id LIMIT batch)
+        RETURNING field, value, n
+    ), sums AS (
+        SELECT field, value, sum(n) AS n FROM moved GROUP BY field, value
+        UNION ALL SELECT field, '', sum(n) FROM moved GROUP BY field
+    ), applied AS (
+        INSERT INTO chatsdk_auth_segment_counts AS c (field, value, users)
+        SELECT field, value, n FROM sums ORDER BY field, value
+        ON CONFLICT (field, value) DO UPDATE SET users = c.users + EXCLUDED.users
+    )
+    SELECT count(*) INTO folded FROM moved;
+    DELETE FROM chatsdk_auth_segment_counts WHERE users <= 0;
+    RETURN folded;
+END $$;
+"#,
 ];
 
 impl PgStore {

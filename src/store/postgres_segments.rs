@@ -1,14 +1,15 @@
 //! The PostgreSQL statements of segments: declaring the fields (and rebuilding
 //! `chatsdk_auth_user_segments` under the migration lock), segment pages and counts, and one
-//! batch of a bulk change, set-based, in one transaction. The table, its function and
-//! triggers are a schema step in `postgres.rs`.
+//! batch of a bulk change, set-based, in one transaction; each field's most common values,
+//! after folding the logged changes into the counts. The tables, functions and triggers are
+//! schema steps in `postgres_schema.rs`.
 
 use tokio_postgres::types::ToSql;
 
 use super::postgres::PgStore;
 use super::postgres_rows::{col, map_err, user_from_row};
 use super::postgres_schema::MIGRATION_LOCK;
-use super::segments::still_to_change;
+use super::segments::{still_to_change, RawCounts, FOLD_BATCH};
 use super::{Kick, StoreError, User, UserChange};
 use crate::segments::Where;
 
@@ -18,6 +19,15 @@ const BACKFILL: &str = "INSERT INTO chatsdk_auth_user_segments (field, value, us
     CROSS JOIN LATERAL chatsdk_auth_segment_values(u.custom::jsonb -> f.name) AS e(v)
     WHERE u.custom IS NOT NULL
     ON CONFLICT DO NOTHING";
+
+/// After a rebuild of the segments: the counts again from them, the log emptied (under the
+/// fold's lock, so no fold runs in between).
+const RECOUNT: &str = "SELECT pg_advisory_xact_lock(7163082360112835331);
+    DELETE FROM chatsdk_auth_segment_deltas;
+    DELETE FROM chatsdk_auth_segment_counts;
+    INSERT INTO chatsdk_auth_segment_counts (field, value, users)
+        SELECT field, value, count(*) FROM chatsdk_auth_user_segments GROUP BY field, value
+        UNION ALL SELECT field, '', count(*) FROM chatsdk_auth_user_segments GROUP BY field;";
 
 const USER_COLUMNS: &str =
     "u.id, u.name, u.image, u.custom, u.disabled, u.tokens_valid_after, u.created_at, u.updated_at";
@@ -55,6 +65,7 @@ impl PgStore {
         .await
         .map_err(map_err)?;
         tx.execute(BACKFILL, &[]).await.map_err(map_err)?;
+        tx.batch_execute(RECOUNT).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
     }
@@ -90,6 +101,59 @@ impl PgStore {
         sql.push_str(&format!(" ORDER BY s0.user_id LIMIT ${}", args.len()));
         let rows = c.query(&sql, &args).await.map_err(map_err)?;
         rows.iter().map(user_from_row).collect()
+    }
+
+    /// Folds at most `rounds` batches of logged changes into the counts, each its own short
+    /// transaction; true when a full last batch suggests more are waiting.
+    pub async fn fold_segment_counts(&self, rounds: u32) -> Result<bool, StoreError> {
+        let c = self.client().await?;
+        let st = c
+            .prepare_cached("SELECT chatsdk_auth_segment_fold($1)")
+            .await
+            .map_err(map_err)?;
+        for _ in 0..rounds {
+            let n = col::<i64>(&c.query_one(&st, &[&FOLD_BATCH]).await.map_err(map_err)?, 0)?;
+            if n < i64::from(FOLD_BATCH) {
+                return Ok(false);
+            }
+        }
+        Ok(rounds > 0)
+    }
+
+    /// Each declared field's total and its `k` most common values (the first rows of
+    /// `chatsdk_auth_segment_counts_top` for the field).
+    pub async fn segment_counts(&self, k: usize) -> Result<Vec<RawCounts>, StoreError> {
+        let fields = self.segment_fields().await?;
+        let c = self.client().await?;
+        let top = c
+            .prepare_cached(
+                "SELECT value, users FROM chatsdk_auth_segment_counts
+                 WHERE field = $1 AND value <> '' AND users > 0 ORDER BY users DESC, value LIMIT $2",
+            )
+            .await
+            .map_err(map_err)?;
+        let total = c
+            .prepare_cached(
+                "SELECT users FROM chatsdk_auth_segment_counts WHERE field = $1 AND value = ''",
+            )
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(fields.len());
+        for field in fields {
+            let values = c
+                .query(&top, &[&field, &(k as i64)])
+                .await
+                .map_err(map_err)?
+                .iter()
+                .map(|r| Ok((col::<String>(r, 0)?, col::<i64>(r, 1)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let n = match c.query_opt(&total, &[&field]).await.map_err(map_err)? {
+                Some(r) => col::<i64>(&r, 0)?,
+                None => 0,
+            };
+            out.push((field, n, values));
+        }
+        Ok(out)
     }
 
     pub async fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {

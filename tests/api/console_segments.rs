@@ -2,7 +2,8 @@
 //! console_browser.rs), against the real server and a fake Centrifugo: a segment searched, a
 //! dry run, an action refused because the segment grew in between (nothing changed), a bulk
 //! revoke after a second dry run (typed count, kicks reaching Centrifugo), and its audit event
-//! in the audit view; the browser's log free of errors but the one refusal the test provokes.
+//! in the audit view; the overview's users per value of each declared field; the browser's log
+//! free of errors but the one refusal the test provokes.
 
 use serde_json::{json, Value};
 
@@ -191,4 +192,21 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &fantoccini::Client) {
         admin_get(t, "/admin/audit?action=segment.disabled").await["events"],
         json!([])
     );
+
+    // The overview counts the users per value of each declared field, as JSON values.
+    click(c, "#nav a[data-view='overview']").await;
+    let tenants = "#overview-segments table[data-field='tenantId']";
+    wait_text(c, tenants, "tenantId: 5 counted").await;
+    let row = |table: &str, n: usize| format!("{table} tbody tr:nth-child({n})");
+    let text = |css: String| async move { find(c, &css).await.text().await.unwrap() };
+    assert_eq!(words(&text(row(tenants, 1)).await), ["\"tenant-789\"", "4"]);
+    assert_eq!(words(&text(row(tenants, 2)).await), ["\"tenant-1\"", "1"]);
+    let plans = "#overview-segments table[data-field='plan']";
+    wait_text(c, plans, "plan: 2 counted").await;
+    assert_eq!(words(&text(row(plans, 1)).await), ["\"7\"", "1"]);
+    assert_eq!(words(&text(row(plans, 2)).await), ["7", "1"]);
+}
+
+fn words(s: &str) -> Vec<&str> {
+    s.split_whitespace().collect()
 }

@@ -105,6 +105,8 @@ mod secrets;
 mod segments;
 /// Bulk actions by segment on both backends: dry run, expected count, a re-run after a crash.
 mod segments_bulk;
+/// The overview's users per value of each declared segment field, on both backends.
+mod segments_counts;
 /// Bulk actions by segment over the admin API, on both backends: dry run, 409, refusals.
 mod segments_http;
 /// Abuse limits the replicas share through PostgreSQL: one budget for N replicas.

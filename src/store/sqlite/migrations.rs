@@ -151,6 +151,34 @@ BEGIN
 END;
 "#,
     },
+    Migration {
+        check: None,
+        sql: r#"
+-- 7: segment counts, for the overview: users per declared field and value (`''` holds the
+-- field's total), kept by triggers on `user_segments`, so a field's top values are the first
+-- rows of `segment_counts_top` and never a count over the users.
+CREATE TABLE segment_counts (
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    users INTEGER NOT NULL,
+    PRIMARY KEY (field, value)
+) WITHOUT ROWID;
+CREATE INDEX segment_counts_top ON segment_counts (field, users DESC, value);
+INSERT INTO segment_counts (field, value, users)
+    SELECT field, value, count(*) FROM user_segments GROUP BY field, value
+    UNION ALL SELECT field, '', count(*) FROM user_segments GROUP BY field;
+CREATE TRIGGER user_segments_counted AFTER INSERT ON user_segments
+BEGIN
+    INSERT INTO segment_counts (field, value, users) VALUES (NEW.field, NEW.value, 1), (NEW.field, '', 1)
+    ON CONFLICT (field, value) DO UPDATE SET users = users + 1;
+END;
+CREATE TRIGGER user_segments_uncounted AFTER DELETE ON user_segments
+BEGIN
+    UPDATE segment_counts SET users = users - 1 WHERE field = OLD.field AND value IN (OLD.value, '');
+    DELETE FROM segment_counts WHERE field = OLD.field AND value IN (OLD.value, '') AND users <= 0;
+END;
+"#,
+    },
 ];
 
 pub(super) fn migrate(c: &Connection) -> Result<(), StoreError> {

@@ -1,15 +1,16 @@
 //! The SQLite statements of segments: declaring the fields (and rebuilding `user_segments`),
-//! segment pages and counts on a reader, and one batch of a bulk change on the writer.
-//! `user_segments` and its triggers are schema 6 (`migrations.rs`).
+//! segment pages and counts on a reader, each field's most common values (`segment_counts`),
+//! and one batch of a bulk change on the writer. `user_segments` and its triggers are schema 6,
+//! `segment_counts` and its triggers schema 7 (`migrations.rs`).
 
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection, TransactionBehavior};
+use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
 
 use super::outbox::apply_change;
 use super::queries::user_from_row;
 use super::{map_err, SqliteStore};
 use crate::segments::Where;
-use crate::store::segments::still_to_change;
+use crate::store::segments::{still_to_change, RawCounts};
 use crate::store::{Kick, StoreError, User, UserChange};
 
 /// A value as `user_segments` holds it: canonical JSON text, as the triggers write it.
@@ -38,8 +39,12 @@ impl SqliteStore {
                 if fields_of(&tx)? == fields {
                     return Ok(false);
                 }
-                tx.execute_batch("DELETE FROM segment_fields; DELETE FROM user_segments;")
-                    .map_err(map_err)?;
+                // The counts first, so that the triggers of the segments' delete find nothing
+                // to count down; the backfill's inserts count them again.
+                tx.execute_batch(
+                    "DELETE FROM segment_fields; DELETE FROM segment_counts; DELETE FROM user_segments;",
+                )
+                .map_err(map_err)?;
                 for (i, f) in fields.iter().enumerate() {
                     tx.execute(
                         "INSERT INTO segment_fields (name, position) VALUES (?1, ?2)",
@@ -78,6 +83,37 @@ impl SqliteStore {
             .query_map(params_from_iter(args), user_from_row)
             .map_err(map_err)?;
         rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    /// Each declared field's total and its `k` most common values: the first rows of
+    /// `segment_counts_top` for the field, and its `''` row.
+    pub fn segment_counts(&self, k: usize) -> Result<Vec<RawCounts>, StoreError> {
+        let c = self.reader();
+        let mut top = c
+            .prepare_cached(
+                "SELECT value, users FROM segment_counts WHERE field = ?1 AND value <> '' AND users > 0
+                 ORDER BY users DESC, value LIMIT ?2",
+            )
+            .map_err(map_err)?;
+        let mut total = c
+            .prepare_cached("SELECT users FROM segment_counts WHERE field = ?1 AND value = ''")
+            .map_err(map_err)?;
+        let mut out = Vec::new();
+        for field in fields_of(&c)? {
+            let values = top
+                .query_map(rusqlite::params![field, k as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(map_err)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(map_err)?;
+            let n: Option<i64> = total
+                .query_row([&field], |r| r.get(0))
+                .optional()
+                .map_err(map_err)?;
+            out.push((field, n.unwrap_or(0), values));
+        }
+        Ok(out)
     }
 
     pub fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {
