@@ -32,7 +32,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::app::App;
+use crate::keys::LiveKeys;
 use crate::router::{self, Listener};
+use crate::store::Store;
 
 /// The already-bound listeners: the main one, and optional ones of their own for `/metrics`
 /// (`metrics.listen`) and `/admin/...` (`admin.listen`).
@@ -203,11 +205,16 @@ pub const KEY_RING_POLL: Duration = Duration::from_secs(1);
 /// Picks up key rotations made by `chatsdk-auth keys rotate` (here or on another replica
 /// sharing the file or the database) without a restart.
 async fn watch_key_ring(app: Arc<App>) {
+    follow_key_ring(&app.keys, &app.store).await
+}
+
+/// Refreshes `keys` every [`KEY_RING_POLL`], the first time at once, for ever.
+async fn follow_key_ring(keys: &LiveKeys, store: &Store) {
     let mut tick = tokio::time::interval(KEY_RING_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        app.keys.refresh(&app.store).await;
+        keys.refresh(store).await;
     }
 }
 
@@ -272,5 +279,65 @@ mod tests {
         );
         b.succeeded();
         assert_eq!(b.failed(&e), Duration::from_millis(1));
+    }
+
+    /// On paused time: a rotation written to the ring file reaches the running ring at the
+    /// watcher's next look, one [`KEY_RING_POLL`] after its last, and not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_rotation_reaches_the_running_ring_at_the_next_poll_and_not_before() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut raw = crate::config::RawConfig::default();
+        raw.storage.data_dir = tmp.path().to_string_lossy().into_owned();
+        let config = raw.validate().unwrap();
+        let secrets = crate::secrets::fixture();
+        let store = Store::open(&config.store).await.unwrap();
+        let keys = Arc::new(LiveKeys::load(&config, &secrets).unwrap());
+        let now = crate::now_unix();
+        let kids = |k: &LiveKeys| -> Vec<String> {
+            k.current()
+                .rest
+                .all()
+                .iter()
+                .map(|k| k.kid.clone())
+                .collect()
+        };
+        let first = kids(&keys);
+        let (watched, watched_store) = (keys.clone(), Arc::new(store));
+        let rotation_store = watched_store.clone();
+        let watcher = tokio::spawn(async move { follow_key_ring(&watched, &watched_store).await });
+        // The watcher's first look, at once: nothing changed.
+        settle().await;
+        assert_eq!(kids(&keys), first);
+        // The rotation runs on a clock of its own (its file work is on a blocking pool, which
+        // would let the paused clock run ahead to the watcher's next tick while it waits).
+        let rotated = std::thread::spawn(move || {
+            let rt = tokio::runtime::Runtime::new().unwrap();
+            rt.block_on(crate::keys::rotate(
+                &config,
+                &secrets,
+                &rotation_store,
+                crate::keys::Kind::Rest,
+                now,
+            ))
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        assert!(!first.contains(&rotated.new_kid));
+        // The file changed; the running ring follows at the next look only.
+        tokio::time::advance(KEY_RING_POLL - Duration::from_millis(1)).await;
+        settle().await;
+        assert_eq!(kids(&keys), first, "before the next look");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        settle().await;
+        assert!(kids(&keys).contains(&rotated.new_kid), "at the next look");
+        watcher.abort();
+    }
+
+    /// Lets every task that is ready run (the watcher's refresh of a file is one poll).
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
     }
 }

@@ -276,3 +276,42 @@ async fn read_body(
         BodyRule::Raw => crate::http::body::read_limited(headers, incoming, limit, progress).await,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::within;
+
+    /// On paused time: the request deadline answers `None` exactly at the deadline, a handler
+    /// that finishes first answers its output, and one ready at its first poll never arms
+    /// the timer (so it is answered even past the deadline).
+    #[tokio::test(start_paused = true)]
+    async fn the_request_deadline_fires_at_the_deadline_and_only_for_a_waiting_handler() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(10);
+        let slow = within(deadline, tokio::time::sleep(Duration::from_secs(11))).await;
+        assert_eq!((slow, start.elapsed()), (None, Duration::from_secs(10)));
+
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(10);
+        let fast = async {
+            tokio::time::sleep(Duration::from_secs(9)).await;
+            "answer"
+        };
+        let out = within(deadline, fast).await;
+        assert_eq!(
+            (out, start.elapsed()),
+            (Some("answer"), Duration::from_secs(9))
+        );
+
+        let past = Instant::now() - Duration::from_secs(1);
+        assert_eq!(within(past, std::future::ready(7)).await, Some(7));
+        assert_eq!(
+            within(past, tokio::time::sleep(Duration::from_millis(1))).await,
+            None
+        );
+    }
+}
