@@ -1,8 +1,8 @@
 //! The admin API's contract, route by route: bearer auth (401 counted), the `{error, code}`
 //! envelope, 404 for an unknown user or key, the bodies each action route accepts, and the kick
-//! each change sends to Centrifugo (a real HTTP server speaking its server API) within 2 s.
+//! each change sends to Centrifugo (a real HTTP server speaking its server API).
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Value};
 
@@ -170,7 +170,7 @@ async fn user_routes_show_page_and_change_users_and_kick() {
         (b["user"]["disabled"].clone(), b["kick_queued"].clone()),
         (json!(true), json!(true))
     );
-    let (k, at) = f.wait_kick("u1", Duration::from_secs(30)).await;
+    let (k, at) = f.wait_kick("u1").await;
     assert_eq!(
         k,
         Kick {
@@ -198,16 +198,10 @@ async fn user_routes_show_page_and_change_users_and_kick() {
         b["user"]["tokens_valid_after"],
         json!(b["revoked_before"].as_i64().unwrap() + 1)
     );
-    assert_eq!(
-        f.wait_kick("u2", Duration::from_secs(30)).await.0.code,
-        4504
-    );
+    assert_eq!(f.wait_kick("u2").await.0.code, 4504);
     let (s, _) = admin(&t, "POST", "/admin/users/u3/revoke-tokens", None).await;
     assert_eq!(s, 200);
-    assert_eq!(
-        f.wait_kick("u3", Duration::from_secs(30)).await.0.code,
-        4504
-    );
+    assert_eq!(f.wait_kick("u3").await.0.code, 4504);
 
     // Delete: gone, kicked (4502), its old tokens refused even after the id is used again.
     let old = t.mint("u4").await["wsToken"].as_str().unwrap().to_string();
@@ -220,7 +214,7 @@ async fn user_routes_show_page_and_change_users_and_kick() {
         )
     );
     assert_eq!(
-        f.wait_kick("u4", Duration::from_secs(30)).await.0,
+        f.wait_kick("u4").await.0,
         Kick {
             user: "u4".into(),
             code: 4502,

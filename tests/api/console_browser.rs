@@ -381,7 +381,7 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &Client) {
     wait_text(c, "#confirm-title", "carol").await;
     click(c, "#confirm-ok").await;
     wait_text(c, "#user-result", "Disabled carol. Kick queued: yes").await;
-    let (kick, _) = f.wait_kick("carol", WAIT).await;
+    let (kick, _) = f.wait_kick("carol").await;
     assert_eq!(kick.code, 4503);
     wait_text(c, "#user-detail-status", "disabled").await;
     click(c, "#user-enable").await;
@@ -458,7 +458,7 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &Client) {
     fill(c, "#confirm-typed", "erin").await;
     click(c, "#confirm-ok").await;
     wait_text(c, "#user-result", "Deleted erin. Kick queued: yes").await;
-    f.wait_kick("erin", WAIT).await;
+    f.wait_kick("erin").await;
     assert!(!displayed(c, "#user-detail").await);
     click(c, "#nav a[data-view='overview']").await;
     click(c, "#revoke-all").await;

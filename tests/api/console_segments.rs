@@ -7,7 +7,7 @@
 
 use serde_json::{json, Value};
 
-use crate::console_browser::{admin_get, click, displayed, fill, find, wait_text, Browser, WAIT};
+use crate::console_browser::{admin_get, click, displayed, fill, find, wait_text, Browser};
 use crate::fake_centrifugo::FakeCentrifugo;
 use crate::helpers::{until, TestApp};
 
@@ -163,7 +163,7 @@ async fn session(t: &TestApp, f: &FakeCentrifugo, c: &fantoccini::Client) {
     )
     .await;
     for id in ["ana", "ben", "cho", "eve"] {
-        let (k, _) = f.wait_kick(id, WAIT).await;
+        let (k, _) = f.wait_kick(id).await;
         assert_eq!(k.code, 4504, "{id}");
         let u = admin_get(t, &format!("/admin/users/{id}")).await;
         assert!(u["tokens_valid_after"].as_i64().unwrap() > 0, "{u}");

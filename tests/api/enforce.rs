@@ -149,7 +149,7 @@ async fn cli_without_a_server_kicks_for_each_action() {
     ] {
         let (code, err) = cli(&dir, &f.api_url(), &args).await;
         assert_eq!(code, 0, "{err}");
-        let (k, _) = f.wait_kick(user, WAIT).await;
+        let (k, _) = f.wait_kick(user).await;
         assert_eq!(k, want);
         assert!(err.contains("disconnected"), "{err}");
         assert_eq!(f.kicks_of(user).len(), 1);
@@ -190,7 +190,7 @@ async fn a_kick_survives_a_centrifugo_outage_and_is_delivered_once_by_the_runnin
     // Centrifugo up, CLI beside a running server: one kick, whoever sends it.
     let (code, err) = cli(&dir, &api, &["user", "disable", "dave"]).await;
     assert_eq!(code, 0, "{err}");
-    f.wait_kick("dave", WAIT).await;
+    f.wait_kick("dave").await;
 
     // Centrifugo down: the CLI cannot deliver; the change is done and the kick is kept.
     f.down();
@@ -218,7 +218,7 @@ async fn a_kick_survives_a_centrifugo_outage_and_is_delivered_once_by_the_runnin
     assert_eq!(t.metric("chatsdk_auth_kicks_pending").await, 1.0);
     // Back up: delivered by the server's next retry.
     f.up().await;
-    let (k, _) = f.wait_kick("carol", WAIT).await;
+    let (k, _) = f.wait_kick("carol").await;
     assert_eq!(k, kick("carol", 4503, "user disabled"));
     // Delivered rows leave the outbox, so nothing can send them again.
     crate::helpers::eventually("outbox not emptied", || async {
@@ -299,7 +299,7 @@ async fn two_replicas_on_postgres_deliver_each_kick_once() {
         t.await.unwrap();
     }
     for u in &users {
-        f.wait_kick(u, WAIT).await;
+        f.wait_kick(u).await;
     }
     // Every row leaves the shared outbox (once its delivery round has finished): nothing is
     // left to be sent again.

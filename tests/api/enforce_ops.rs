@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::enforce_env::{cli, env_for, KEY, WAIT};
+use crate::enforce_env::{cli, env_for, KEY};
 use crate::fake_centrifugo::{FakeCentrifugo, Mode};
 use crate::process::BIN;
 
@@ -259,7 +259,7 @@ async fn no_admin_token_api_key_or_centrifugo_key_reaches_any_log() {
             .status(),
         200
     );
-    f.wait_kick("carol", WAIT).await;
+    f.wait_kick("carol").await;
     // Failures get logged: a refused key, then an unreachable Centrifugo.
     f.set_mode(Mode::Status(401));
     assert_eq!(

@@ -205,8 +205,11 @@ impl FakeCentrifugo {
             .collect()
     }
 
-    /// Waits until a kick for `user` was applied; returns when it was. Panics after `within`.
-    pub async fn wait_kick(&self, user: &str, within: Duration) -> (Kick, Instant) {
+    /// Waits until a kick for `user` was applied (woken by each call the fake answers);
+    /// returns when it was. Fails after the suite's bound ([`crate::helpers::GIVE_UP`]), which
+    /// is no claim about how soon a kick arrives.
+    pub async fn wait_kick(&self, user: &str) -> (Kick, Instant) {
+        let within = crate::helpers::GIVE_UP;
         let deadline = Instant::now() + within;
         loop {
             let notified = self.state.changed.notified();

@@ -417,9 +417,10 @@ pub fn sign_hs256(claims: &Value, key: &str) -> String {
 
 /// How often [`until`] looks again.
 const POLL: std::time::Duration = std::time::Duration::from_millis(20);
-/// How long [`until`] looks before failing: so that a broken test fails instead of hanging.
-/// The bound is no claim about speed (tests never assert wall-clock time).
-const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(60);
+/// How long [`until`] (and any wait for an event) looks before failing: so that a broken test
+/// fails instead of hanging. The bound is no claim about speed (tests never assert wall-clock
+/// time).
+pub const GIVE_UP: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Waits until `f` holds: [`until`] for a condition.
 pub async fn eventually<F: std::future::Future<Output = bool>>(

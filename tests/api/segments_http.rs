@@ -143,7 +143,7 @@ async fn the_admin_api_dry_runs_then_acts_on_the_expected_count(backend: Backend
     );
     assert_eq!(done["kicks_queued"], 4);
     for id in ["a1", "a2", "a3", "a4"] {
-        let (k, _) = f.wait_kick(id, crate::enforce_env::WAIT).await;
+        let (k, _) = f.wait_kick(id).await;
         assert_eq!((k.code, k.reason.as_str()), (4503, "user disabled"), "{id}");
         let (s, b) = t.tokens(json!({"userId": id})).await;
         assert_eq!((s, b["code"].clone()), (403, json!("user_disabled")));

@@ -3,8 +3,6 @@
 //! non-loopback address inside a network namespace of the test's own, and kicks delivered to
 //! Centrifugo's server API over https.
 
-use std::time::Duration;
-
 use crate::certs::Ca;
 use crate::fake_centrifugo::FakeCentrifugo;
 use crate::helpers::{start_app, use_postgres, TestApp};
@@ -203,7 +201,7 @@ async fn kicks_are_delivered_to_an_https_server_api_that_chains_to_the_configure
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (kick, _) = f.wait_kick("carol", Duration::from_secs(5)).await;
+    let (kick, _) = f.wait_kick("carol").await;
     assert_eq!(kick.code, 4503);
 }
 
