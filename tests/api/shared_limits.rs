@@ -1,5 +1,6 @@
 //! Abuse limits shared by replicas on one PostgreSQL: wrong API keys or admin calls spread over
-//! three replicas get the budget of one; a request with a valid key writes nothing there.
+//! three replicas get the budget of one; a request with a valid key writes nothing there; an
+//! outage is counted on every statement and logged once.
 
 use serde_json::json;
 
@@ -239,4 +240,54 @@ async fn shared_buckets_hide_the_address_and_an_outage_is_counted() {
         t.metric("chatsdk_auth_shared_limit_failures_total").await,
         5.0
     );
+}
+
+/// While PostgreSQL is down, the built binary logs the shared limits' failure once (not once
+/// per request) and counts every failed statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_the_shared_limits_is_logged_once_and_counted_every_time() {
+    crate::need::need!(Postgres);
+    let mut pg = pg::PgServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let url = pg.url();
+    let server = crate::process::Server::start(
+        tmp.path(),
+        &[
+            ("CHATSDK_AUTH_STORAGE__BACKEND", "postgres"),
+            ("CHATSDK_AUTH_STORAGE__POSTGRES_URL", &url),
+            ("CHATSDK_AUTH_STORAGE__POSTGRES_TIMEOUT_MS", "500"),
+            ("CHATSDK_AUTH_SECRETS__ADMIN_TOKEN", ADMIN),
+        ],
+    );
+    let c = reqwest::Client::new();
+    server.wait_ready(&c).await;
+    pg.crash();
+    const CALLS: usize = 10;
+    for _ in 0..CALLS {
+        let r = c
+            .get(server.url("/admin/api-keys"))
+            .bearer_auth("not-the-admin-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let text = c
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        crate::helpers::metric_value(&text, "chatsdk_auth_shared_limit_failures_total"),
+        CALLS as f64
+    );
+    let (_, logs) = server.terminate();
+    let warned = logs
+        .iter()
+        .filter(|l| l.contains("cannot ask the limits the replicas share"))
+        .count();
+    assert_eq!(warned, 1, "{logs:#?}");
 }
