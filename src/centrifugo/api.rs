@@ -306,30 +306,22 @@ impl CentrifugoApi {
         }
     }
 
-    /// POSTs `body` to `<base>/<method>`, retrying transient failures; the reply body of the
-    /// first HTTP 200.
+    /// POSTs `body` to `<base>/<method>`, retrying transient failures ([`retrying`]); the
+    /// reply body of the first HTTP 200.
     async fn call<B: Serialize>(
         &self,
         method: ApiMethod,
         body: &B,
     ) -> Result<bytes::Bytes, CentrifugoApiError> {
         let url = format!("{}/{}", self.base, method.label());
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempt = 1;
-        loop {
+        let url = url.as_str();
+        retrying(method, move || async move {
             let start = Instant::now();
-            let result = self.attempt(&url, body).await;
+            let result = self.attempt(url, body).await;
             self.observe(method, &result, start.elapsed());
-            match result {
-                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
-                    tracing::debug!(method = method.label(), attempt, error = %crate::error_chain::Chain(&e), "Centrifugo API call failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+            result
+        })
+        .await
     }
 
     async fn attempt<B: Serialize>(
@@ -373,6 +365,31 @@ impl CentrifugoApi {
     }
 }
 
+/// Runs `attempt` until it succeeds, fails for good (not [`CentrifugoApiError::is_transient`]),
+/// or has failed [`ATTEMPTS`] times; the wait before each retry starts at [`FIRST_BACKOFF`] and
+/// doubles.
+async fn retrying<T, F>(
+    method: ApiMethod,
+    mut attempt: impl FnMut() -> F,
+) -> Result<T, CentrifugoApiError>
+where
+    F: std::future::Future<Output = Result<T, CentrifugoApiError>>,
+{
+    let mut backoff = FIRST_BACKOFF;
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Err(e) if e.is_transient() && n < ATTEMPTS => {
+                tracing::debug!(method = method.label(), attempt = n, error = %crate::error_chain::Chain(&e), "Centrifugo API call failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                n += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 fn transport(e: reqwest::Error) -> CentrifugoApiError {
     // reqwest's message names the URL (never a header), so the key cannot leak through it.
     if e.is_timeout() {
@@ -411,6 +428,47 @@ mod tests {
         .unwrap();
         assert!(batch.replies[0].error.is_none());
         assert_eq!(batch.replies[1].error.as_ref().unwrap().code, 102);
+    }
+
+    /// On paused time: a transient failure is retried after 100 ms, then 200 ms, and the
+    /// third failure is the answer; a failure for good is answered at once; a success ends
+    /// the retries.
+    #[tokio::test(start_paused = true)]
+    async fn retries_wait_100_then_200_ms_and_stop_at_the_third_attempt() {
+        /// What one attempt answers: success, or the error it fails with.
+        type Answer = Result<(), fn() -> CentrifugoApiError>;
+        async fn attempts_at(
+            answers: &[Answer],
+        ) -> (Vec<Duration>, Result<(), CentrifugoApiError>) {
+            let start = tokio::time::Instant::now();
+            let mut at = Vec::new();
+            let mut next = answers.iter();
+            let out = retrying(ApiMethod::Disconnect, || {
+                at.push(start.elapsed());
+                let answer = next.next().expect("no attempt past the last answer");
+                let answer = answer.as_ref().map(|_| ()).map_err(|e| e());
+                async move { answer }
+            })
+            .await;
+            (at, out)
+        }
+        let ms = Duration::from_millis;
+        let unavailable = || CentrifugoApiError::Status(503);
+        let (at, out) = attempts_at(&[Err(unavailable), Err(unavailable), Err(unavailable)]).await;
+        assert_eq!(at, [ms(0), ms(100), ms(300)]);
+        assert!(
+            matches!(out, Err(CentrifugoApiError::Status(503))),
+            "{out:?}"
+        );
+        let (at, out) = attempts_at(&[Err(|| CentrifugoApiError::Unauthorized)]).await;
+        assert_eq!(at, [ms(0)]);
+        assert!(
+            matches!(out, Err(CentrifugoApiError::Unauthorized)),
+            "{out:?}"
+        );
+        let (at, out) = attempts_at(&[Err(unavailable), Ok(())]).await;
+        assert_eq!(at, [ms(0), ms(100)]);
+        assert!(out.is_ok());
     }
 
     #[test]
