@@ -403,7 +403,7 @@ impl Metrics {
 
         let key_ring_loads_refused = single(
             "key_ring_loads_refused_total",
-            "Key rings found in PostgreSQL that this replica refused to load (altered, sealed with another secret, unreadable); the keys in effect stayed.",
+            "Key rings (the ring file, or the row in PostgreSQL) that this process refused to load (altered, sealed with another secret, unreadable); the keys in effect stayed.",
         )?;
 
         let proxy = Callback::iter()

@@ -56,7 +56,7 @@ enum Source {
 pub struct LiveKeys {
     ring: RwLock<Arc<KeyRing>>,
     source: Source,
-    /// Rings found in the store that could not be loaded (each logged).
+    /// Rings found in the ring file or the store that could not be loaded (each logged).
     refused: std::sync::atomic::AtomicU64,
     /// Where those are exported (`chatsdk_auth_key_ring_loads_refused_total`), once attached.
     refused_metric: std::sync::OnceLock<prometheus::IntCounter>,
@@ -155,18 +155,23 @@ impl LiveKeys {
                 false
             }
             Err(e) => {
-                self.refused
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if let Some(c) = self.refused_metric.get() {
-                    c.inc();
-                }
+                self.count_refused();
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring in PostgreSQL not loaded; the keys in effect stay");
                 false
             }
         }
     }
 
-    /// How many rings found in the store could not be loaded (each also logged).
+    fn count_refused(&self) {
+        self.refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Some(c) = self.refused_metric.get() {
+            c.inc();
+        }
+    }
+
+    /// How many rings found in the ring file or the store could not be loaded (each also
+    /// logged).
     pub fn refused_loads(&self) -> u64 {
         self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -215,6 +220,7 @@ impl LiveKeys {
         let file = match read_ring(path) {
             Ok(f) => f,
             Err(e) => {
+                self.count_refused();
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring not reloaded; the keys in effect stay");
                 return false;
             }
@@ -230,6 +236,7 @@ impl LiveKeys {
                 true
             }
             Err(e) => {
+                self.count_refused();
                 tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring not reloaded; the keys in effect stay");
                 false
             }

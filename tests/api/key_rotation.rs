@@ -1,7 +1,8 @@
 //! Concurrent key rotations: two admin calls at once, and the CLI (another process) beside the
 //! admin API of the running binary. Every rotation either succeeds or is cleanly refused, and
 //! every key an answer named as new is in `GET /admin/keys` and in the ring file afterwards: the
-//! ring file is changed under a file lock and replaced atomically (src/keys/ring.rs).
+//! ring file is changed under a file lock and replaced atomically (src/keys/ring.rs). A ring
+//! file the running server cannot use is refused and counted.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -151,4 +152,32 @@ async fn cli_and_admin_rotations_at_once_keep_every_key() {
         }
     })
     .await;
+}
+
+/// A ring file the running server cannot use (here, not JSON) is refused at its next look:
+/// the keys in effect keep serving, and the refusal is counted in
+/// `chatsdk_auth_key_ring_loads_refused_total` (0 until then).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_file_the_server_refuses_is_counted_and_the_keys_stay() {
+    const SERIES: &str = "chatsdk_auth_key_ring_loads_refused_total";
+    let t = TestApp::spawn().await;
+    let bearer = format!("Bearer {}", t.app.secrets.admin_token.expose());
+    let base = t.url("");
+    assert!(admin_rotate(&t.client, &base, &bearer).await.is_some());
+    let before = listed_kids(&t.client, &base, &bearer, "rest").await;
+    assert_eq!(t.metric(SERIES).await, 0.0);
+    std::fs::write(t.dir.join(keys::RING_FILE), "{ not a key ring").unwrap();
+    until("the refused ring counted", || async {
+        match t.metric(SERIES).await {
+            n if n >= 1.0 => Ok(()),
+            n => Err(format!("{SERIES} {n}")),
+        }
+    })
+    .await;
+    assert_eq!(t.app.keys.refused_loads() as f64, t.metric(SERIES).await);
+    assert_eq!(listed_kids(&t.client, &base, &bearer, "rest").await, before);
+    assert!(
+        t.mint("u1").await["token"].is_string(),
+        "the keys in effect still sign"
+    );
 }
