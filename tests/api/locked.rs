@@ -1,7 +1,8 @@
 //! A SQLite write lock held by another process never stalls the service: `/healthz`,
 //! `/metrics` and the connect proxy (a pure read) are answered while new-user writes queue
-//! behind the lock; those writes each give up after the busy timeout with 503 (not one busy
-//! timeout per queued write); the request timeout still fires when it is the shorter of the two.
+//! behind the lock and are applied once it goes; they each give up after the busy timeout with
+//! 503 (not one busy timeout per queued write); the request timeout still fires when it is the
+//! shorter of the two.
 //!
 //! The lock is real: a second process (this test binary, re-run as [`hold_write_lock`]) opens
 //! the database and runs `BEGIN IMMEDIATE`, as `sqlite3`, a backup tool or the CLI would.
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{connect_body, eventually, TestApp};
+use crate::helpers::{connect_body, eventually, TestApp, GIVE_UP};
 
 const LOCK_DB_ENV: &str = "CHATSDK_TEST_HOLD_LOCK_ON";
 const LOCKED: &str = "CHATSDK-TEST-LOCK-HELD";
@@ -87,20 +88,11 @@ impl Drop for LockHolder {
 /// the event happens, not how fast.
 const WAIT: Duration = Duration::from_secs(30);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_write_lock_held_elsewhere_stalls_no_read_and_writes_give_up_in_time() {
-    // Long enough for every read below to be answered while the writes still wait.
-    const BUSY_MS: u64 = 5000;
-    const WRITERS: usize = 16;
-    let t = TestApp::spawn_with(|c| c.storage.busy_timeout_ms = BUSY_MS).await;
-    let ws = t.mint("reader").await["wsToken"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let connect = connect_body(json!({"data": {"token": ws}}));
+const WRITERS: usize = 16;
 
-    let lock = LockHolder::take(&t.dir.join("chatsdk-auth.db"));
-    let started = Instant::now();
+/// Starts `WRITERS` new-user writes (each queued behind `lock`) and waits until every one is
+/// in the service.
+async fn queued_writes(t: &TestApp) -> Vec<tokio::task::JoinHandle<(u16, serde_json::Value)>> {
     let writes: Vec<_> = (0..WRITERS)
         .map(|i| {
             let (client, url, key) = (t.client.clone(), t.url("/tokens"), t.key.clone());
@@ -118,31 +110,68 @@ async fn a_write_lock_held_elsewhere_stalls_no_read_and_writes_give_up_in_time()
             })
         })
         .collect();
-    // Every write is in the service (and so queued behind the lock) before the reads.
     eventually("every write in flight", || async {
         t.app.metrics.http_in_flight.get() >= WRITERS as i64
     })
     .await;
+    writes
+}
 
-    for _ in 0..100 {
-        let r = t.client.get(t.url("/healthz")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(t.proxy("/centrifugo/connect", &connect, &[]).await.0, 200);
-    }
-    for _ in 0..10 {
-        let r = t.client.get(t.url("/metrics")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-    }
-    // All of that was answered while every write was still waiting for the lock: a read that
-    // waited for the lock would have been answered only once the writes had given up.
-    assert!(
-        t.app.metrics.http_in_flight.get() >= WRITERS as i64,
-        "the writes finished before the reads were answered: the reads waited for the lock"
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_lock_held_elsewhere_stalls_no_read() {
+    // Neither the busy timeout nor the request timeout can end a write while the reads run,
+    // however slowly they run: the writes end when the lock goes, an event of the test's.
+    let t = TestApp::spawn_with(|c| {
+        c.storage.busy_timeout_ms = 600_000;
+        c.server.request_timeout_seconds = 600;
+    })
+    .await;
+    let ws = t.mint("reader").await["wsToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let connect = connect_body(json!({"data": {"token": ws}}));
+
+    let lock = LockHolder::take(&t.dir.join("chatsdk-auth.db"));
+    let writes = queued_writes(&t).await;
+    let reads = async {
+        for _ in 0..100 {
+            let r = t.client.get(t.url("/healthz")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(t.proxy("/centrifugo/connect", &connect, &[]).await.0, 200);
+        }
+        for _ in 0..10 {
+            let r = t.client.get(t.url("/metrics")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+    };
+    tokio::time::timeout(GIVE_UP, reads)
+        .await
+        .expect("a read waited for the lock");
+    // All of that was answered while every write was still waiting for the lock (nothing
+    // else could have ended them): a read that waited for the lock would still be waiting.
+    assert_eq!(
+        t.app.metrics.http_in_flight.get(),
+        WRITERS as i64,
+        "only the writes are in flight"
     );
+    // Once the lock goes, every queued write is applied.
+    lock.release();
+    for w in writes {
+        let (status, body) = w.await.unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+}
 
-    // Each write gives up after the busy timeout, not one busy timeout per queued write: all of
-    // them are answered before a queue that waited out the busy timeout once per write could
-    // have answered half of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_writes_give_up_after_one_busy_timeout_not_one_per_write() {
+    const BUSY_MS: u64 = 5000;
+    let t = TestApp::spawn_with(|c| c.storage.busy_timeout_ms = BUSY_MS).await;
+    let lock = LockHolder::take(&t.dir.join("chatsdk-auth.db"));
+    let started = Instant::now();
+    let writes = queued_writes(&t).await;
+    // All of them are answered before a queue that waited out the busy timeout once per
+    // write could have answered half of them (8 busy timeouts: a margin, not a speed).
     let deadline = started + Duration::from_millis(BUSY_MS * WRITERS as u64 / 2);
     for w in writes {
         let (status, body) = tokio::time::timeout_at(deadline.into(), w)
