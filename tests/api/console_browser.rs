@@ -17,11 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{json, Value};
 
 use crate::fake_centrifugo::FakeCentrifugo;
-use crate::helpers::{until, TestApp};
+use crate::helpers::{until, TestApp, GIVE_UP};
 use crate::process::{free_port, tool, KillOnDrop};
 
 const KEY: &str = "centrifugo-api-key-for-the-console-tests-01";
-pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// ChromeDriver with a headless Chromium session on a fresh profile; both end on drop.
 pub(crate) struct Browser {
@@ -129,7 +128,7 @@ async fn ready(url: &str, driver: &mut std::process::Child) -> bool {
 
 pub(crate) async fn find(c: &Client, css: &str) -> fantoccini::elements::Element {
     c.wait()
-        .at_most(WAIT)
+        .at_most(GIVE_UP)
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))

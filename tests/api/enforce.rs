@@ -6,8 +6,9 @@ use std::time::Duration;
 use chatsdk_auth::centrifugo::api::{CentrifugoApi, CentrifugoApiError, DisconnectUser};
 use chatsdk_auth::secrets::Secret;
 
-use crate::enforce_env::{cli, kick, seed_users, KEY, WAIT};
+use crate::enforce_env::{cli, kick, seed_users, KEY};
 use crate::fake_centrifugo::{FakeCentrifugo, Kick, Mode};
+use crate::helpers::GIVE_UP;
 
 fn client(f: &FakeCentrifugo, timeout_ms: u64) -> (CentrifugoApi, chatsdk_auth::metrics::Metrics) {
     let m =
@@ -97,7 +98,7 @@ async fn client_speaks_the_server_api_and_retries_only_what_may_pass() {
     // Slower than the timeout: each attempt is cut at 300 ms (an attempt left to run would be
     // answered, successfully, after the 2 s hang), three attempts, then the timeout error.
     f.set_mode(Mode::Hang(Duration::from_secs(2)));
-    let e = tokio::time::timeout(WAIT, c.disconnect(&CAROL))
+    let e = tokio::time::timeout(GIVE_UP, c.disconnect(&CAROL))
         .await
         .expect("the client never gave up on a hanging Centrifugo")
         .unwrap_err();

@@ -2,17 +2,11 @@
 //! API, for enforce.rs and enforce_ops.rs: its environment, CLI runs, users seeded in its store
 //! and the kicks to expect.
 
-use std::time::Duration;
-
 use crate::fake_centrifugo::Kick;
 use crate::process::BIN;
 
 /// The Centrifugo server-API key the fake expects.
 pub const KEY: &str = "centrifugo-api-key-for-the-tests-0123456789";
-
-/// How long a test waits for an event (a kick, a counted retry, an emptied outbox) before it
-/// fails: generous, because the tests check that the event happens, not how fast.
-pub const WAIT: Duration = Duration::from_secs(30);
 
 /// The sidecar's environment for a data dir and a Centrifugo API.
 pub fn env_for(dir: &std::path::Path, api_url: &str) -> Vec<(String, String)> {

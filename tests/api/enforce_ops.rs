@@ -1,8 +1,6 @@
 //! Enforcement from the operator's side: app-wide revocation (`revoke-tokens --all`), `doctor`
 //! against Centrifugo's config and server API, and no secret in any log.
 
-use std::time::Duration;
-
 use crate::enforce_env::{cli, env_for, KEY};
 use crate::fake_centrifugo::{FakeCentrifugo, Mode};
 use crate::process::BIN;
@@ -228,7 +226,7 @@ async fn no_admin_token_api_key_or_centrifugo_key_reaches_any_log() {
         }
     });
     let addr = rx
-        .recv_timeout(Duration::from_secs(30))
+        .recv_timeout(crate::helpers::GIVE_UP)
         .expect("server address");
     let c = reqwest::Client::new();
     let key = std::fs::read_to_string(dir.join("api-key.txt")).unwrap();

@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -49,7 +48,7 @@ async fn a_stalled_log_reader_stalls_no_request_and_dropped_lines_are_counted() 
         let _ = std::io::copy(&mut lines, &mut std::io::sink());
     });
     let addr = addr_rx
-        .recv_timeout(Duration::from_secs(30))
+        .recv_timeout(crate::helpers::GIVE_UP)
         .expect("the server logs its address");
     let token = std::fs::read_to_string(tmp.path().join("data/metrics-token.key")).unwrap();
     let client = reqwest::Client::builder()

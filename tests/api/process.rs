@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{until, until_blocking};
+use crate::helpers::{until, until_blocking, GIVE_UP};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatsdk-auth");
 
@@ -61,7 +60,7 @@ impl Server {
             logs,
             reader: Some(reader),
         };
-        match rx.recv_timeout(Duration::from_secs(30)) {
+        match rx.recv_timeout(GIVE_UP) {
             Ok(addr) => server.addr = addr,
             Err(e) => {
                 let _ = server.child.kill();
