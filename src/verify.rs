@@ -226,3 +226,29 @@ pub(crate) fn jwks(ctx: &Verification<'_>) -> Result<Resp, ApiError> {
     resp.headers_mut().insert(header::CACHE_CONTROL, cc);
     Ok(resp)
 }
+
+#[cfg(test)]
+mod tests {
+    use strum::IntoEnumIterator;
+
+    use super::*;
+
+    /// A refusal of `/verify` is counted under its own code: the label and the code the
+    /// caller reads are one string, for every refusal the handler can answer.
+    #[test]
+    fn each_refusal_is_counted_under_its_code() {
+        let refusals = TokenProblem::iter()
+            .map(ApiError::InvalidToken)
+            .chain(TokenRefusal::iter().map(ApiError::TokenRefused))
+            .chain([
+                ApiError::StoreUnavailable(crate::store::StoreError::Unavailable("down".into())),
+                ApiError::Internal("bug".into()),
+            ]);
+        for e in refusals {
+            let code = e.code().as_str();
+            let label: &str = verify_result(&Err(e)).label();
+            assert_eq!(label, code);
+        }
+        assert_eq!(verify_result(&Ok(ok(Bytes::new()))).label(), "valid");
+    }
+}

@@ -7,7 +7,7 @@
 //! `method`) are in [`crate::centrifugo::protocol`]; the `route` set is the router's, handed to
 //! the registry at startup.
 
-use strum::{EnumCount, EnumIter, EnumString, IntoEnumIterator, IntoStaticStr};
+use strum::{EnumCount, EnumIter, IntoEnumIterator, IntoStaticStr};
 
 /// `label()`: the value strum derives for a variant.
 macro_rules! label_fn {
@@ -158,8 +158,9 @@ pub enum BatchLookup {
 }
 
 /// `result` of `token_verifications_total{endpoint="verify"}`: `valid`, or the error code
-/// `/verify` answered with (parsed from it: the code and the label are one string).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, EnumCount, EnumString, IntoStaticStr)]
+/// `/verify` answered with (the code and the label are one string; `verify.rs` maps each
+/// error to its label and tests that).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, EnumCount, IntoStaticStr)]
 #[strum(serialize_all = "snake_case")]
 pub enum VerifyResult {
     Valid,
