@@ -177,3 +177,27 @@ pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A failed kick waits 250 ms before its second attempt, doubling to 2 s, and never
+    /// longer however many attempts failed (or whatever a corrupt count says).
+    #[test]
+    fn a_failed_kick_waits_250_ms_doubling_to_2_s() {
+        let after = |attempts| {
+            backoff(&PendingKick {
+                id: 1,
+                user_id: "u".into(),
+                code: 4503,
+                reason: "user disabled".into(),
+                attempts,
+            })
+        };
+        let waits: Vec<i64> = (1..=7).map(after).collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 2000, 2000, 2000]);
+        assert_eq!(after(0), 250);
+        assert_eq!(after(i64::MAX), 2000);
+    }
+}
