@@ -45,8 +45,8 @@ enum Source {
     /// The encrypted row in PostgreSQL: re-read when another write of it appears.
     Postgres {
         kek: Kek,
-        /// The row write of the ring in effect.
-        row: tokio::sync::Mutex<shared::RowStamp>,
+        /// The row write of the ring in effect, and the last one refused.
+        seen: tokio::sync::Mutex<shared::Seen>,
         tokens: TokenConfig,
         secrets: Secrets,
     },
@@ -110,7 +110,10 @@ impl LiveKeys {
             ring,
             Source::Postgres {
                 kek,
-                row: tokio::sync::Mutex::new(row),
+                seen: tokio::sync::Mutex::new(shared::Seen {
+                    in_force: row,
+                    refused: None,
+                }),
                 tokens: config.tokens.clone(),
                 secrets: secrets.clone(),
             },
@@ -124,7 +127,7 @@ impl LiveKeys {
     pub async fn refresh(&self, store: &Store) -> bool {
         let Source::Postgres {
             kek,
-            row,
+            seen,
             tokens,
             secrets,
         } = &self.source
@@ -133,18 +136,17 @@ impl LiveKeys {
         };
         // Held until the new ring is installed, so two refreshes never install an older
         // version over a newer one.
-        let mut row = row.lock().await;
+        let mut seen = seen.lock().await;
         let ours = self.current();
-        match shared::sync(store, kek, tokens, secrets, &row, &ours).await {
-            Ok(Some((ring, v))) => {
+        match shared::sync(store, kek, tokens, secrets, &mut seen, &ours).await {
+            Ok(Some(ring)) => {
                 tracing::info!(
-                    version = v.0,
+                    version = seen.in_force.0,
                     rest_signing = %ring.rest.signing(crate::now_unix()).kid,
                     ws_signing = %ring.ws.signing(crate::now_unix()).kid,
                     "key ring reloaded from PostgreSQL"
                 );
                 self.install(ring);
-                *row = v;
                 true
             }
             Ok(None) => false,
@@ -154,9 +156,11 @@ impl LiveKeys {
                 tracing::debug!(error = %crate::error_chain::Chain(&e), "key ring version not read; the keys in effect stay");
                 false
             }
+            // Reported once per write of the row: the next refreshes skip it until the row is
+            // written again.
             Err(e) => {
                 self.count_refused();
-                tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring in PostgreSQL not loaded; the keys in effect stay");
+                tracing::warn!(error = %crate::error_chain::Chain(&e), "key ring in PostgreSQL not loaded; the keys in effect stay until the row is written again");
                 false
             }
         }

@@ -116,28 +116,64 @@ pub(super) async fn load_or_seed(
     Ok((ring, stamp))
 }
 
-/// The stored ring when its row is not the write `known` (`None` when unchanged or not
-/// there). Any other write is taken, whatever its version: a newer ring from a rotation, or
+/// The stored ring when its row is not the write `seen.in_force`, which it then becomes
+/// (`None` when unchanged or not there). Any other write is taken, whatever its version: a newer ring from a rotation, or
 /// a row put back from a backup (or rotated after one). When the stored ring lacks keys that
 /// `ours` (the ring in force) holds, as a restored row does, they are merged back and the
 /// result written as the next version, under the ring's lock: so after any sequence of
 /// restores and rotations the replicas converge on one ring holding every key any of them
 /// signed with, and each signs with the key its ring names.
+///
+/// A write whose ring cannot be loaded (another secret, altered bytes, keys that do not parse)
+/// is remembered in `seen.refused` and not tried again until the row is written again, so it
+/// is reported (logged and counted by the caller) once, not at every refresh.
 pub(super) async fn sync(
     store: &Store,
     kek: &Kek,
     tokens: &TokenConfig,
     secrets: &Secrets,
-    known: &RowStamp,
+    seen: &mut Seen,
+    ours: &KeyRing,
+) -> Result<Option<KeyRing>, KeyError> {
+    let stamp = match store.key_ring_stamp().await? {
+        None => return Ok(None),
+        Some(s) if s == seen.in_force || seen.refused.as_ref() == Some(&s) => return Ok(None),
+        Some(s) => s,
+    };
+    match take(store, kek, tokens, secrets, seen.in_force.0, ours).await {
+        Ok(Some((ring, in_force))) => {
+            *seen = Seen {
+                in_force,
+                refused: None,
+            };
+            Ok(Some(ring))
+        }
+        Ok(None) => Ok(None),
+        Err(KeyError::RingStore(e)) if e.is_unavailable() => Err(KeyError::RingStore(e)),
+        Err(e) => {
+            seen.refused = Some(stamp);
+            Err(e)
+        }
+    }
+}
+
+/// The writes of the ring row a replica has seen: the one in force, and the last one it
+/// refused to load.
+pub(super) struct Seen {
+    pub in_force: RowStamp,
+    pub refused: Option<RowStamp>,
+}
+
+/// [`sync`]'s read and merge of a row write other than the one in force (`known_version`).
+async fn take(
+    store: &Store,
+    kek: &Kek,
+    tokens: &TokenConfig,
+    secrets: &Secrets,
+    known_version: i64,
     ours: &KeyRing,
 ) -> Result<Option<(KeyRing, RowStamp)>, KeyError> {
-    match store.key_ring_stamp().await? {
-        None => return Ok(None),
-        Some(s) if s == *known => return Ok(None),
-        Some(_) => {}
-    }
     let ours = file_of(ours);
-    let known_version = known.0;
     let ttl = (tokens.ttl_seconds, tokens.ws_ttl_seconds);
     let now = crate::now_unix();
     let synced: Result<Option<(RingFile, RowStamp)>, KeyError> = store
