@@ -82,20 +82,46 @@ impl LogGuard {
     /// A task rather than a timer thread: the hand-over is a memory copy under the buffer's
     /// lock, cheap enough for a worker.
     pub fn periodic_flush(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let sink = self.sink.clone();
-        async move {
-            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-            loop {
-                tick.tick().await;
-                sink.flush();
-            }
-        }
+        flush_every_interval(self.sink.clone())
+    }
+}
+
+/// Hands `sink`'s buffered lines over every [`FLUSH_INTERVAL`], for ever.
+async fn flush_every_interval(sink: LogSink) {
+    let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        sink.flush();
     }
 }
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
         self.sink.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On paused time: a line appended after a hand-over waits in the buffer until the next
+    /// one, [`FLUSH_INTERVAL`] later, and not a millisecond less.
+    #[tokio::test(start_paused = true)]
+    async fn a_buffered_line_is_handed_over_at_the_next_flush_interval() {
+        let (sink, _guard) = LogSink::new(std::io::sink());
+        let flusher = tokio::spawn(flush_every_interval(sink.clone()));
+        // The first hand-over is at once (nothing buffered yet).
+        tokio::task::yield_now().await;
+        sink.append(|b| b.extend_from_slice(b"one line\n"));
+        assert_eq!(sink.buffered(), 9);
+        tokio::time::advance(FLUSH_INTERVAL - Duration::from_millis(1)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(sink.buffered(), 9, "before the interval");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        tokio::task::yield_now().await;
+        assert_eq!(sink.buffered(), 0, "at the interval");
+        flusher.abort();
     }
 }

@@ -103,6 +103,12 @@ impl LogSink {
     pub(crate) fn flush(&self) {
         self.lock().hand_over();
     }
+
+    /// The bytes waiting in the buffer.
+    #[cfg(test)]
+    pub(crate) fn buffered(&self) -> usize {
+        self.lock().buf.len()
+    }
 }
 
 impl Inner {
