@@ -148,6 +148,10 @@ impl App {
             tracing::info!(path = %path.display(), "generated a new secret (mode 0600)");
         }
         let metrics = Metrics::new(ROUTE_LABELS, access_log.dropped_lines())?;
+        let metrics = match &config.segments.metrics_label {
+            Some(l) => metrics.with_segment_label(&l.field, &l.values)?,
+            None => metrics,
+        };
         let store = Store::open(&config.store).await?;
         store.declare_segments(&config.segments.fields).await?;
         let keys = Arc::new(LiveKeys::open(&config, &secrets, &store).await?);

@@ -8,6 +8,7 @@
 //! value of every set is created at startup, so dashboards and alerts see zeros.
 
 pub mod recent;
+mod segment;
 
 use std::sync::OnceLock;
 
@@ -21,6 +22,8 @@ use crate::centrifugo::protocol::{ApiMethod, Callback, Reason};
 use crate::telemetry::DroppedCount;
 
 mod labels;
+
+pub use segment::SegmentSeries;
 
 pub use labels::{
     ApiCallOutcome, BatchLookup, DecisionOutcome, IntrospectResult, ProxyFailure, RejectReason,
@@ -120,6 +123,8 @@ pub struct Metrics {
     pub key_ring_loads_refused: IntCounter,
     /// The per-request series, resolved once.
     pub hot: std::sync::Arc<Hot>,
+    /// The `segment`-labelled series of `POST /tokens` (`segments.metrics_label`), when set.
+    pub segment: Option<std::sync::Arc<SegmentSeries>>,
     /// The `route` label values, indexed as the router numbers its routes.
     route_labels: &'static [&'static str],
 }
@@ -474,6 +479,7 @@ impl Metrics {
             connections_refused,
             accept_errors,
             key_ring_loads_refused,
+            segment: None,
             route_labels,
         };
         m.initialise_series();

@@ -19,6 +19,94 @@ pub const MAX_CONDITIONS: usize = 8;
 /// The longest value a condition compares with (bytes of its JSON text).
 pub const MAX_VALUE_LEN: usize = 256;
 
+/// The most values `segments.metrics_label_values` lists.
+pub const MAX_LABEL_VALUES: usize = 20;
+/// The longest metrics label value.
+pub const MAX_LABEL_VALUE_LEN: usize = 64;
+/// The metrics label of every value not listed.
+pub const OTHER: &str = "other";
+
+/// Whether `v` can be a metrics label value: 1 to [`MAX_LABEL_VALUE_LEN`] ASCII letters,
+/// digits, `_`, `-`, `.` or `:`.
+pub fn valid_label_value(v: &str) -> bool {
+    (1..=MAX_LABEL_VALUE_LEN).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+}
+
+/// The position in `values` of the string value of `custom.field`, or `values.len()` (the
+/// `other` label) when the field is absent, not a string, or a string not listed, or `custom`
+/// is not a JSON object. One pass over `custom`: the other keys' values are skipped unparsed,
+/// nothing is allocated unless the value has escapes.
+pub fn label_index(custom: Option<&str>, field: &str, values: &[String]) -> usize {
+    let other = values.len();
+    let Some(text) = custom else {
+        return other;
+    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let found = serde::Deserializer::deserialize_map(&mut de, FieldValue(field))
+        .ok()
+        .flatten();
+    match found {
+        Some(v) => values.iter().position(|x| *x == v).unwrap_or(other),
+        None => other,
+    }
+}
+
+/// Finds one key's string value in a JSON object.
+struct FieldValue<'f>(&'f str);
+
+impl<'de> serde::de::Visitor<'de> for FieldValue<'_> {
+    type Value = Option<std::borrow::Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(is_field) = map.next_key_seed(KeyIs(self.0))? {
+            if is_field && found.is_none() {
+                let raw: &'de serde_json::value::RawValue = map.next_value()?;
+                let text = raw.get();
+                found = match serde_json::from_str::<&'de str>(text) {
+                    Ok(s) => Some(std::borrow::Cow::Borrowed(s)),
+                    // A string with escapes (or not a string at all).
+                    Err(_) => serde_json::from_str::<String>(text)
+                        .ok()
+                        .map(std::borrow::Cow::Owned),
+                };
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A key compared with the field's name as it is read, never copied.
+struct KeyIs<'f>(&'f str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a key")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
+}
+
 /// Whether `name` can be a declared field: 1 to [`MAX_FIELD_LEN`] ASCII letters, digits, `_`
 /// or `-` (it is used in a JSON path, never in SQL text).
 pub fn valid_field_name(name: &str) -> bool {
@@ -215,6 +303,32 @@ mod tests {
         assert!(info_values(Some(r#"{"role":"admin"}"#), &[]).is_empty());
         assert!(info_values(None, &fields).is_empty());
         assert!(info_values(Some("[]"), &fields).is_empty());
+    }
+
+    #[test]
+    fn label_index_reads_the_string_value_or_says_other() {
+        let values = ["free", "pro", "café"].map(String::from);
+        let at = |custom: &str| label_index(Some(custom), "plan", &values);
+        assert_eq!(at(r#"{"plan":"pro","x":[1,{"plan":"free"}]}"#), 1);
+        assert_eq!(at(r#"{"x":{"plan":"pro"},"plan":"free"}"#), 0);
+        assert_eq!(at(r#"{"plan":"caf\u00e9"}"#), 2, "escapes are read");
+        for other in [
+            r#"{"plan":"gold"}"#,
+            r#"{"plan":7}"#,
+            r#"{"plan":["pro"]}"#,
+            r#"{"plan":null}"#,
+            r#"{"Plan":"pro"}"#,
+            r#"{}"#,
+            "[]",
+            "not json",
+        ] {
+            assert_eq!(at(other), 3, "{other}");
+        }
+        assert_eq!(label_index(None, "plan", &values), 3);
+        assert!(valid_label_value("enterprise-2:eu.1"));
+        for bad in ["", "a b", "é", "a\"", &"x".repeat(65)] {
+            assert!(!valid_label_value(bad), "{bad}");
+        }
     }
 
     #[test]

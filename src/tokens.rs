@@ -68,12 +68,26 @@ struct TokenResponse<'a> {
 
 /// Handles one `POST /tokens` the router let through: the caller's key is checked (and
 /// limited), the body is a JSON object of at most `server.max_body_bytes`.
+/// A refusal of the request once read is also counted by segment (`segments.metrics_label`,
+/// from the request's `custom`).
 pub(crate) async fn handle(ctx: &Minting<'_>, bytes: &[u8]) -> Result<Resp, ApiError> {
     let request = parse(bytes)?;
+    let answer = limit_and_issue(ctx, &request).await;
+    if let Err(e) = &answer {
+        let custom = match &request.custom {
+            Field::Set(text) => Some(text.as_str()),
+            Field::Keep | Field::Clear => None,
+        };
+        ctx.count_refusal_by_segment(e, custom);
+    }
+    Ok(no_store(answer?))
+}
+
+async fn limit_and_issue(ctx: &Minting<'_>, r: &TokenRequest) -> Result<Resp, ApiError> {
     ctx.limits
-        .mint_for_user(&request.user_id)
+        .mint_for_user(&r.user_id)
         .map_err(|l| ctx.rate_limited(l))?;
-    Ok(no_store(issue(ctx, &request).await?))
+    issue(ctx, r).await
 }
 
 /// Upserts the user and mints both tokens.
@@ -110,10 +124,12 @@ async fn issue(ctx: &Minting<'_>, r: &TokenRequest) -> Result<Resp, ApiError> {
     } else {
         now
     };
-    // `segments.info_fields`: the declared keys of the user's `custom` (the one just sent, or
-    // the stored one when the request left it out), read only when some are declared.
+    // `segments.info_fields` and `segments.metrics_label`: the declared keys of the user's
+    // `custom` (the one just sent, or the stored one when the request left it out), read only
+    // when some are declared.
     let stored;
-    let custom = match (&patch.custom, ctx.info_fields.is_empty()) {
+    let unread = ctx.info_fields.is_empty() && ctx.segment_series.is_none();
+    let custom = match (&patch.custom, unread) {
         (_, true) | (Field::Clear, _) => None,
         (Field::Set(text), _) => Some(*text),
         (Field::Keep, _) => {
@@ -133,6 +149,9 @@ async fn issue(ctx: &Minting<'_>, r: &TokenRequest) -> Result<Resp, ApiError> {
         .map_err(|e| ApiError::Internal(e.into()))?;
     hot.tokens_rest.inc();
     hot.tokens_ws.inc();
+    if let Some(s) = ctx.segment_series {
+        s.issued(s.index(custom));
+    }
     ok_json(&TokenResponse {
         token: &minted.token,
         ws_token: &minted.ws_token,

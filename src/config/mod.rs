@@ -106,6 +106,17 @@ pub struct SegmentsConfig {
     pub fields: Vec<String>,
     /// `segments.info_fields`: the `custom` keys copied into the connection `info`.
     pub info_fields: Vec<String>,
+    /// `segments.metrics_label` with its values, when set.
+    pub metrics_label: Option<MetricsLabel>,
+}
+
+/// `segments.metrics_label`: the declared field whose value labels the `POST /tokens` metrics,
+/// and the only values the label takes besides `other` (so its series are bounded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsLabel {
+    pub field: String,
+    /// `segments.metrics_label_values`, distinct, in the order listed.
+    pub values: Vec<String>,
 }
 
 /// `[audit]`, validated.

@@ -367,6 +367,12 @@ pub struct RawSegments {
     /// refresh proxy answers), which every subscriber of the user's channels sees in presence
     /// and publications. Default none: nothing of `custom` is exposed.
     pub info_fields: Vec<String>,
+    /// A declared field whose value labels the issuance and refusal metrics of `POST /tokens`
+    /// (`segment`). Default none: no such series.
+    pub metrics_label: String,
+    /// The values `metrics_label` takes (string values of the field); every other value, and a
+    /// user without the field, is `other`. Required with `metrics_label`.
+    pub metrics_label_values: Vec<String>,
 }
 
 /// `[log]`: tracing output.

@@ -31,7 +31,7 @@ use crate::http::ApiError;
 use crate::jwt::{Signer, Verifier};
 use crate::keys::{KeyError, Kind, LiveKeys, Rotation};
 use crate::limits::{Limited, Limits};
-use crate::metrics::{Hot, Metrics, ProxySeries};
+use crate::metrics::{Hot, Metrics, ProxySeries, SegmentSeries};
 use crate::secrets::Secrets;
 use crate::store::{AuditPage, AuditQuery, SegmentCounts, Store, StoreError};
 
@@ -54,6 +54,8 @@ pub struct Minting<'a> {
     pub counters: &'a Hot,
     /// `segments.info_fields`: the `custom` keys the wsToken's `info` carries.
     pub info_fields: &'a [String],
+    /// `segments.metrics_label`'s series, when set.
+    pub segment_series: Option<&'a SegmentSeries>,
     /// The API key the guard checked.
     pub caller: &'a Caller,
     pub now: i64,
@@ -70,10 +72,20 @@ impl<'a> Minting<'a> {
             channel_rules: &app.config.centrifugo.channel_rules,
             counters: &app.metrics.hot,
             info_fields: &app.config.segments.info_fields,
+            segment_series: app.metrics.segment.as_deref(),
             caller,
             now: f.now,
             client: f.client,
             trips: &app.trips,
+        }
+    }
+
+    /// Counts the refusal `e` of a `POST /tokens` request whose `custom` is `custom` in the
+    /// `segment`-labelled series (when `segments.metrics_label` is set); the route's own
+    /// refusal counter is the router's.
+    pub fn count_refusal_by_segment(&self, e: &ApiError, custom: Option<&str>) {
+        if let Some(s) = self.segment_series {
+            s.rejected(super::rejections::mint_reason(e), s.index(custom));
         }
     }
 

@@ -38,7 +38,7 @@ fn proxy_failure(e: &ApiError) -> Option<ProxyFailure> {
 
 /// The rejection reason label of an error of a minting route (`POST /tokens` and
 /// `POST /tokens/subscription`; `user_unknown` and `channel_forbidden` only occur on the latter).
-fn mint_reason(e: &ApiError) -> RejectReason {
+pub(super) fn mint_reason(e: &ApiError) -> RejectReason {
     match e {
         ApiError::InvalidApiKey
         | ApiError::ApiKeyRevoked { .. }

@@ -109,6 +109,8 @@ mod segments_bulk;
 mod segments_counts;
 /// Bulk actions by segment over the admin API, on both backends: dry run, 409, refusals.
 mod segments_http;
+/// `segments.metrics_label`: the POST /tokens series by a bounded segment label.
+mod segments_metrics;
 /// Abuse limits the replicas share through PostgreSQL: one budget for N replicas.
 mod shared_limits;
 /// The shipped config file pins no default; the generated Centrifugo config follows the

@@ -17,6 +17,11 @@ use crate::process::tool;
 const EXACT_FAMILIES: &[(&str, Option<(&str, &str)>)] = &[
     ("chatsdk_auth_tokens_issued_total", None),
     ("chatsdk_auth_token_requests_rejected_total", None),
+    ("chatsdk_auth_tokens_issued_by_segment_total", None),
+    (
+        "chatsdk_auth_token_requests_rejected_by_segment_total",
+        None,
+    ),
     ("chatsdk_auth_proxy_decisions_total", None),
     ("chatsdk_auth_proxy_unauthenticated_total", None),
     ("chatsdk_auth_users_upserted_total", None),

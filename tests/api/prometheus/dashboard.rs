@@ -87,6 +87,8 @@ fn expected_label_values() -> BTreeMap<&'static str, BTreeSet<String>> {
             ]),
         ),
         ("kind", set(&["rest", "ws", "subscription"])),
+        // The fixture's metrics label (segments.metrics_label = "tenant", values ["acme"]).
+        ("segment", set(&["acme", "other"])),
         ("result", set(&["created", "updated"])),
         ("key_name", keys.into_iter().collect()),
     ])

@@ -60,14 +60,18 @@ pub(super) fn client() -> reqwest::Client {
         .unwrap()
 }
 
-/// Starts `chatsdk-auth serve` in `dir` with JSON logs at the default level and a 50 ms busy
-/// timeout (so a held write lock answers 503 quickly).
+/// Starts `chatsdk-auth serve` in `dir` with JSON logs at the default level, a 50 ms busy
+/// timeout (so a held write lock answers 503 quickly) and the `custom` field `tenant` as the
+/// metrics label, taking `acme` (every other value is `other`).
 fn start_sidecar(dir: &Path) -> Server {
     Server::start(
         dir,
         &[
             ("CHATSDK_AUTH_LOG__LEVEL", "info"),
             ("CHATSDK_AUTH_STORAGE__BUSY_TIMEOUT_MS", "50"),
+            ("CHATSDK_AUTH_SEGMENTS__FIELDS", "[\"tenant\"]"),
+            ("CHATSDK_AUTH_SEGMENTS__METRICS_LABEL", "tenant"),
+            ("CHATSDK_AUTH_SEGMENTS__METRICS_LABEL_VALUES", "[\"acme\"]"),
         ],
     )
 }

@@ -11,6 +11,10 @@ use super::{now_ms, Labels};
 use crate::helpers::{connect_body, connect_with, session_body, sign_hs256};
 use crate::process::cli_ok;
 
+/// The values of the sidecar's metrics label (`segments.metrics_label = "tenant"`).
+const SEGMENTS: [&str; 2] = ["acme", "other"];
+const ISSUED_BY_SEGMENT: &str = "chatsdk_auth_tokens_issued_by_segment_total";
+
 /// What the traffic must have produced: family -> series -> value.
 #[derive(Default)]
 pub(super) struct Expected(BTreeMap<String, BTreeMap<Labels, f64>>);
@@ -44,6 +48,18 @@ impl Expected {
                 &[("reason", reason)],
                 0,
             );
+            for segment in SEGMENTS {
+                e.refused_by_segment(reason, segment, 0);
+            }
+        }
+        for kind in ["rest", "ws"] {
+            for segment in SEGMENTS {
+                e.add(
+                    ISSUED_BY_SEGMENT,
+                    &[("kind", kind), ("segment", segment)],
+                    0,
+                );
+            }
         }
         for cb in ["connect", "refresh", "subscribe", "sub_refresh"] {
             e.add(
@@ -92,6 +108,15 @@ impl Expected {
             .or_default()
             .entry(labels(pairs))
             .or_default() += f64::from(n);
+    }
+
+    /// A POST /tokens refusal of a request the service read, by the `tenant` of its `custom`.
+    fn refused_by_segment(&mut self, reason: &str, segment: &str, n: u32) {
+        self.add(
+            "chatsdk_auth_token_requests_rejected_by_segment_total",
+            &[("reason", reason), ("segment", segment)],
+            n,
+        );
     }
 
     fn decision(&mut self, callback: &str, outcome: &str, reason: &str, n: u32) {
@@ -215,6 +240,9 @@ impl Sidecar {
         assert_eq!(status, 200, "POST /tokens for {user}: {code:?}");
         e.add("chatsdk_auth_tokens_issued_total", &[("kind", "rest")], 1);
         e.add("chatsdk_auth_tokens_issued_total", &[("kind", "ws")], 1);
+        for kind in ["rest", "ws"] {
+            e.add(ISSUED_BY_SEGMENT, &[("kind", kind), ("segment", "acme")], 1);
+        }
         e.add(
             "chatsdk_auth_users_upserted_total",
             &[("result", if created { "created" } else { "updated" })],
@@ -337,6 +365,8 @@ impl Sidecar {
         let want = (403, "user_disabled");
         self.tokens_rejected(Some(&key), json_ct, body, want, "user_disabled", e)
             .await;
+        // Read, so counted by segment too: no custom in the request, so other.
+        e.refused_by_segment("user_disabled", "other", 1);
         authed(e);
         {
             // Another writer holds the database past the sidecar's 50 ms busy timeout.
@@ -345,6 +375,7 @@ impl Sidecar {
             let want = (503, "store_unavailable");
             self.tokens_rejected(Some(&key), json_ct, ok_body(), want, "store_unavailable", e)
                 .await;
+            e.refused_by_segment("store_unavailable", "other", 1);
             authed(e);
             db.execute_batch("ROLLBACK").unwrap();
         }
