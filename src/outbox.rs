@@ -169,18 +169,63 @@ pub async fn run(app: Arc<App>, stop: impl Future<Output = ()>) {
         if more {
             continue;
         }
-        tokio::select! {
-            biased;
-            _ = &mut stop => return,
-            _ = app.kick_wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
+        if let Next::Stop = next_round(stop.as_mut(), &app.kick_wake, poll).await {
+            return;
         }
+    }
+}
+
+/// What ends the wait between two rounds of the delivery loop.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// A change queued a kick (`wake`), or the poll interval passed: look at the outbox.
+    Round,
+    /// The server stops.
+    Stop,
+}
+
+/// Waits for the next round: at once when a change queued a kick (this process's, through
+/// `wake`), else after `poll` (kicks queued by the CLI or another replica, and retries that
+/// came due); `stop` first.
+async fn next_round(
+    stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+    wake: &tokio::sync::Notify,
+    poll: std::time::Duration,
+) -> Next {
+    tokio::select! {
+        biased;
+        _ = stop => Next::Stop,
+        _ = wake.notified() => Next::Round,
+        _ = tokio::time::sleep(poll) => Next::Round,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// On paused time: without a wake the next round is one poll interval later, to the
+    /// millisecond; a queued kick's wake starts it at once; a stop ends the loop.
+    #[tokio::test(start_paused = true)]
+    async fn the_next_round_is_at_a_wake_or_after_the_poll_interval() {
+        let poll = Duration::from_secs(5);
+        let wake = tokio::sync::Notify::new();
+        let never = std::future::pending::<()>();
+        tokio::pin!(never);
+        let start = tokio::time::Instant::now();
+        assert_eq!(next_round(never.as_mut(), &wake, poll).await, Next::Round);
+        assert_eq!(start.elapsed(), poll);
+        let start = tokio::time::Instant::now();
+        wake.notify_one();
+        assert_eq!(next_round(never.as_mut(), &wake, poll).await, Next::Round);
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        let stop = std::future::ready(());
+        tokio::pin!(stop);
+        wake.notify_one();
+        assert_eq!(next_round(stop.as_mut(), &wake, poll).await, Next::Stop);
+    }
 
     /// A failed kick waits 250 ms before its second attempt, doubling to 2 s, and never
     /// longer however many attempts failed (or whatever a corrupt count says).
