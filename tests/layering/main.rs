@@ -15,6 +15,8 @@
 //! - No import cycles between files, beyond a module and its own children.
 //! - No global statics but the one lib.rs names.
 //! - Every `.rs` file of src/ and tests/ is at most 600 lines.
+//! - tests/ waits through one poll loop (`helpers::until`): no other `sleep(` but the few
+//!   listed with their reasons.
 //!
 //! A module `foo` is `src/foo.rs` or `src/foo/` alike, so the rules hold while files become
 //! directories. See the `# Architecture invariants` in src/lib.rs.
@@ -364,6 +366,40 @@ fn every_rust_file_of_src_and_tests_is_at_most_600_lines() {
             "{} has {n} lines, over the cap of {MAX_LINES}: split it along a seam",
             f.strip_prefix(root).unwrap().display()
         );
+    }
+}
+
+/// The `sleep(` calls tests/ may make, each with why it is no poll loop: (file, count).
+const TEST_SLEEPS: &[(&str, usize)] = &[
+    // The suite's one poll loop, `until` and `until_blocking`.
+    ("tests/api/helpers.rs", 2),
+    // The fake Centrifugo's `Mode::Hang`: a slow server is what it plays.
+    ("tests/api/fake_centrifugo.rs", 1),
+    // A request every 50 ms for 3.5 s: the rate the shared limit is measured at.
+    ("tests/api/shared_limits.rs", 1),
+    // Looks at the URL after a sign-in, for a navigation that commits late.
+    ("tests/api/console_browser.rs", 1),
+];
+
+#[test]
+fn tests_wait_through_the_one_poll_loop() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("tests"), &mut files);
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&f).unwrap();
+        let n = code_only(&text).matches("sleep(").count();
+        let allowed = TEST_SLEEPS
+            .iter()
+            .find(|(file, _)| *file == rel)
+            .map_or(0, |(_, n)| *n);
+        assert!(
+            n <= allowed,
+            "{rel} calls sleep( {n} times ({allowed} allowed): wait for an event with \
+             helpers::until or eventually (tests/api/helpers.rs) instead of a poll loop of its own"
+        );
+        assert_eq!(n, allowed, "{rel}: TEST_SLEEPS lists a sleep( that is gone");
     }
 }
 
