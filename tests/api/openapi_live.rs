@@ -244,7 +244,7 @@ async fn live_rejections_are_documented() {
             format!("x-chatsdk-proxy-secret: {secret}")
         };
         let path = e.path.replace("{id}", "someone");
-        let (_, text) = stalled_body(&t, &path, &auth).await;
+        let text = stalled_body(&t, &path, &auth).await;
         let status: u16 = text[9..12].parse().unwrap();
         let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap();
         assert_documented(&doc, "POST", e.path, status, body["code"].as_str().unwrap());

@@ -1,5 +1,3 @@
-use std::time::{Duration, Instant};
-
 use serde_json::{json, Value};
 
 use crate::helpers::{eventually, metric_value, start_app, TestApp};
@@ -173,25 +171,21 @@ async fn shutdown_finishes_in_flight_requests_then_refuses_connections() {
     assert!(server.await.unwrap(), "drained within the deadline");
 }
 
-/// Sends headers and half of a 40-byte body, then waits for the whole answer.
-pub(crate) async fn stalled_body(
-    t: &TestApp,
-    path: &str,
-    extra_header: &str,
-) -> (Duration, String) {
+/// Sends headers and half of a 40-byte body, then waits for the whole answer (the server
+/// closes the connection after it).
+pub(crate) async fn stalled_body(t: &TestApp, path: &str, extra_header: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(t.addr).await.unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: x\r\n{extra_header}\r\ncontent-type: application/json\r\ncontent-length: 40\r\n\r\n{{\"userId\":\"slow-1\","
     );
-    let start = Instant::now();
     s.write_all(head.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+    tokio::time::timeout(crate::helpers::GIVE_UP, s.read_to_end(&mut buf))
         .await
-        .expect("the server answers within the request timeout, not never")
+        .expect("the server answers at the request timeout, not never")
         .unwrap();
-    (start.elapsed(), String::from_utf8_lossy(&buf).into_owned())
+    String::from_utf8_lossy(&buf).into_owned()
 }
 
 #[tokio::test]
@@ -200,11 +194,9 @@ async fn a_request_whose_body_stalls_is_cut_off_at_the_request_timeout() {
     // Headers and half of the declared body, then nothing: the handler has to wait for the
     // rest, which is the case the (lazily armed) request timer exists for. The client is the
     // one holding the request up: 408, counted as its own reason, not as a store outage.
-    let (elapsed, text) = stalled_body(&t, "/tokens", &format!("x-api-key: {}", t.key)).await;
-    assert!(
-        elapsed >= Duration::from_millis(900),
-        "not before the deadline"
-    );
+    // That the timer fires at the deadline and not before is router::tests' (paused time);
+    // here, that the answer is the request timeout's.
+    let text = stalled_body(&t, "/tokens", &format!("x-api-key: {}", t.key)).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(
         text.to_ascii_lowercase().contains("connection: close"),
@@ -230,7 +222,7 @@ async fn a_proxy_call_abandoned_at_the_deadline_is_counted_as_a_timeout() {
         "x-chatsdk-proxy-secret: {}",
         t.app.secrets.proxy_secret.expose()
     );
-    let (_, text) = stalled_body(&t, "/centrifugo/connect", &secret).await;
+    let text = stalled_body(&t, "/centrifugo/connect", &secret).await;
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     let series = r#"chatsdk_auth_proxy_decisions_total{callback="connect",outcome="error",reason="timeout"}"#;
     assert_eq!(t.metric(series).await, 1.0);
