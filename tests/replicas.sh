@@ -3,7 +3,7 @@
 # served over TLS (tests/bench/pg.sh with PG_TLS=1, sslmode=verify-full), three processes of
 # the built binary with the same secrets and config, then what the runbook promises:
 # every replica ready and minting, a rotation through one replica's admin API signing on the
-# others within 2 s, wrong API keys spread over the three limited at one replica's budget, and
+# others, wrong API keys spread over the three limited at one replica's budget, and
 # a replica with another key-encryption secret refusing to start.
 #
 #   cargo build && bash tests/replicas.sh            (BIN=path/to/chatsdk-auth for another build)
@@ -78,14 +78,16 @@ OLD=$(mint "${P[0]}" alice)
 for p in "${P[@]}"; do [[ $(mint "$p" "user-$p") == "$OLD" ]] || fail "replica $p signs with another key"; done
 echo "ok: every replica mints, all with kid $OLD"
 
-# A rotation through replica 1's admin API signs on 2 and 3 within 2 s.
+# A rotation through replica 1's admin API signs on 2 and 3 at their next look at the ring
+# (that the look comes one poll later is src/server.rs's paused-time test; the bound here only
+# stops a broken run from hanging).
 NEW=$(curl -sf -X POST "http://127.0.0.1:${P[0]}/admin/keys/rest/rotate" \
   -H "Authorization: Bearer $CHATSDK_AUTH_SECRETS__ADMIN_TOKEN" |
   python3 -c 'import sys, json; print(json.load(sys.stdin)["new_kid"])')
 start_ms=$(date +%s%3N)
 for p in "${P[1]}" "${P[2]}"; do
   until [[ $(mint "$p" "after-$p") == "$NEW" ]]; do
-    (($(date +%s%3N) - start_ms < 2000)) || fail "replica $p does not sign with $NEW after 2 s"
+    (($(date +%s%3N) - start_ms < 60000)) || fail "replica $p does not sign with $NEW after 60 s"
     sleep 0.05
   done
 done
