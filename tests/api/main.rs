@@ -111,6 +111,8 @@ mod segments_counts;
 mod segments_http;
 /// `segments.metrics_label`: the POST /tokens series by a bounded segment label.
 mod segments_metrics;
+/// A bulk disable of 10,000 users: each kicked once, refused at connect, /tokens answering.
+mod segments_scale;
 /// Abuse limits the replicas share through PostgreSQL: one budget for N replicas.
 mod shared_limits;
 /// The shipped config file pins no default; the generated Centrifugo config follows the
