@@ -2,11 +2,13 @@
 //! `segments`), on both backends: values compared as JSON (the string "7" is not the number 7),
 //! array elements counted each, the top 10 and the rest, counts that follow every write (an
 //! upsert changing `custom`, a delete, a bulk delete) and a rebuild when the declared fields
-//! change; the answer is the one `src/openapi.json` documents.
+//! change; the answer is the one `src/openapi.json` documents. On PostgreSQL, writes made
+//! outside the service are counted too, and a burst larger than one read folds is folded in
+//! bounded batches (`pending_changes` while some wait).
 
 use serde_json::{json, Value};
 
-use crate::helpers::{on_both_backends, Backend, TestApp};
+use crate::helpers::{on_both_backends, use_postgres, Backend, TestApp};
 use crate::segments::{put, spawn, world, FIELDS};
 
 on_both_backends!(
@@ -233,4 +235,53 @@ async fn counts_follow_every_write_and_a_rebuild(backend: Backend) {
         field(&s, "role"),
         (vec![(json!("admin"), 1), (json!("member"), 1)], 0, 2)
     );
+}
+
+/// 25,000 users written straight into PostgreSQL (the triggers log each one): two folds of
+/// 10,000 leave some waiting, and the overview's read folds the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_writes_is_folded_in_bounded_batches_on_postgres() {
+    crate::need::need!(Postgres);
+    let url = crate::pg::database().await;
+    let t = TestApp::spawn_with({
+        let url = url.clone();
+        move |c| {
+            use_postgres(c, url);
+            c.segments.fields = FIELDS.map(String::from).to_vec();
+        }
+    })
+    .await;
+    let (db, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    db.execute(
+        "INSERT INTO chatsdk_auth_users (id, custom, created_at, updated_at)
+         SELECT 'bulk-' || i, json_build_object('plan', CASE WHEN i % 5 = 0 THEN 'pro' ELSE 'free' END)::text, 0, 0
+         FROM generate_series(1, 25000) AS i",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(
+        t.app.store.fold_segment_counts(2).await.unwrap(),
+        "20,000 of 25,000 folded: some wait"
+    );
+    let counts = t.app.store.segment_counts(10).await.unwrap();
+    assert!(!counts.pending_changes, "the read folded the last 5,000");
+    let s = overview(&t).await;
+    assert_eq!(
+        field(&s, "plan"),
+        (
+            vec![(json!("free"), 20_000), (json!("pro"), 5_000)],
+            0,
+            25_000
+        )
+    );
+    let waiting: i64 = db
+        .query_one("SELECT count(*) FROM chatsdk_auth_segment_deltas", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(waiting, 0);
 }
