@@ -24,7 +24,7 @@ use super::table::{self, Route};
 use crate::actions::{ActionError, Actions, Bulk, BulkOutcome, Changed};
 use crate::app::{App, TripLog};
 use crate::channels::ChannelRules;
-use crate::config::{CentrifugoConfig, Config, StoreConfig};
+use crate::config::{CentrifugoConfig, StoreConfig};
 use crate::error_chain::Chain;
 use crate::http::auth::Caller;
 use crate::http::ApiError;
@@ -32,7 +32,6 @@ use crate::jwt::{Signer, Verifier};
 use crate::keys::{KeyError, Kind, LiveKeys, Rotation};
 use crate::limits::{Limited, Limits};
 use crate::metrics::{Hot, Metrics, ProxySeries, SegmentSeries};
-use crate::secrets::Secrets;
 use crate::store::{AuditPage, AuditQuery, SegmentCounts, Store, StoreError};
 
 /// The request facts the router read once: its head, the client's address (the trusted proxy
@@ -173,10 +172,8 @@ pub struct Admin<'a> {
     route: Route,
     path: &'a str,
     kick_wake: &'a tokio::sync::Notify,
-    config: &'a Config,
-    secrets: &'a Secrets,
     client: IpAddr,
-    /// Only for [`Admin::bulk`], whose task outlives the request.
+    /// Only for [`Admin::bulk`] and [`Admin::rotate`], whose tasks outlive the request.
     shared: &'a Arc<App>,
 }
 
@@ -195,8 +192,6 @@ impl<'a> Admin<'a> {
             route,
             path: f.uri.path(),
             kick_wake: &app.kick_wake,
-            config: &app.config,
-            secrets: &app.secrets,
             client: f.client,
             shared: app,
         }
@@ -229,14 +224,23 @@ impl<'a> Admin<'a> {
     }
 
     /// Rotates the signing key of `kind` (recorded in the audit trail); this server follows
-    /// at once, the others within a second (they watch the ring).
+    /// at once, the others within a second (they watch the ring). The rotation runs in a task
+    /// of its own, as [`Admin::bulk`] does: the ring is written under its own lock, apart from
+    /// the audit trail, so neither the request's timeout nor a client gone away may stop it
+    /// between the ring's write and its audit event.
     pub async fn rotate(&self, kind: Kind) -> Result<Rotation, KeyError> {
-        let r = self
-            .actions
-            .rotate_signing_key(self.config, self.secrets, kind, self.now)
-            .await?;
-        self.keys.refresh(self.actions.store()).await;
-        Ok(r)
+        let app = Arc::clone(self.shared);
+        let (source, now) = (self.client.to_string(), self.now);
+        tokio::spawn(async move {
+            let actions = app.actions().from_source(source);
+            let r = actions
+                .rotate_signing_key(&app.config, &app.secrets, kind, now)
+                .await?;
+            app.keys.refresh(&app.store).await;
+            Ok(r)
+        })
+        .await
+        .map_err(KeyError::Aborted)?
     }
 }
 

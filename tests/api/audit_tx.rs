@@ -1,6 +1,8 @@
 //! An admin change and its audit row commit together: a change whose audit row cannot be
 //! written is undone (both backends), and a change whose request is abandoned at its deadline
-//! is never left without its row (PostgreSQL, where the row's write can be held up alone).
+//! is never left without its row (PostgreSQL, where the row's write can be held up alone). A
+//! signing-key rotation, whose ring is written apart from the trail, runs to its row even when
+//! its request is abandoned.
 
 use chatsdk_auth::store::AuditFilter;
 use serde_json::{json, Value};
@@ -188,4 +190,39 @@ async fn an_abandoned_change_is_never_kept_without_its_audit_row() {
     assert!(user_events(&t, "u1")
         .await
         .contains(&"user.disabled".to_string()));
+}
+
+/// A rotation whose request is abandoned while the ring file's lock is held elsewhere (here by
+/// the test, as by a CLI rotation) still runs to its end once the lock is free: the ring gains
+/// its key and the trail its `signing_key.rotated` row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_rotation_still_writes_its_audit_row() {
+    let t = TestApp::spawn_with(|c| c.server.request_timeout_seconds = 1).await;
+    let before = t.app.keys.current().list(crate::helpers::now()).len();
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(t.dir.join("keyring.lock"))
+        .unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).unwrap();
+
+    let (s, b) = admin(&t, "POST", "/admin/keys/rest/rotate", None).await;
+    assert_eq!(s, 503, "{b}");
+    drop(lock);
+
+    eventually("the rotation's audit row", || async {
+        t.app
+            .store
+            .list_audit(&AuditFilter::default())
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e.event == "signing_key.rotated" && e.target.as_deref() == Some("rest"))
+    })
+    .await;
+    eventually("the rotated ring in force", || async {
+        t.app.keys.current().list(crate::helpers::now()).len() == before + 1
+    })
+    .await;
 }
