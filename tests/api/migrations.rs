@@ -59,9 +59,15 @@ async fn a_database_from_schema_1_is_migrated_in_place_and_keeps_every_row() {
         .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 5004, "5,000 bulk, old-1, old-2, kept");
-    // The rebuild's copy does not stay behind in the WAL file.
-    let wal = std::fs::metadata(dir.join("chatsdk-auth.db-wal")).map_or(0, |m| m.len());
-    assert!(wal < 64 * 1024, "WAL after migration: {wal} bytes");
+    // The rebuild's copy does not stay behind in the WAL file: the copy of 5,004 users is most
+    // of the database, and what the WAL may hold after the checkpoint is the few pages the
+    // writes since touched (their number grows with what a write records, so it is no bound).
+    let size = |f: &str| std::fs::metadata(dir.join(f)).map_or(0, |m| m.len());
+    let (wal, db) = (size("chatsdk-auth.db-wal"), size("chatsdk-auth.db"));
+    assert!(
+        wal < db / 2,
+        "WAL after migration: {wal} bytes beside a {db}-byte database"
+    );
 }
 
 /// Starts the service's setup on `dir` and returns its error message.
