@@ -293,21 +293,15 @@ impl App {
 async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartError> {
     let now = crate::now_unix();
     if let Some(SecretSource::Env(key)) = &config.secrets.initial_api_key {
+        let event = startup_event(audit_event::API_KEY_ROTATED, INITIAL_KEY_NAME, now);
         if store
-            .ensure_api_key(INITIAL_KEY_NAME, key.expose(), now)
+            .ensure_api_key(INITIAL_KEY_NAME, key.expose(), now, &event)
             .await?
         {
             tracing::info!(
                 name = INITIAL_KEY_NAME,
                 "installed the API key from CHATSDK_AUTH_SECRETS__INITIAL_API_KEY"
             );
-            store
-                .append_audit(&startup_event(
-                    audit_event::API_KEY_ROTATED,
-                    INITIAL_KEY_NAME,
-                    now,
-                ))
-                .await?;
         }
         return Ok(());
     }
@@ -329,7 +323,11 @@ async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartEr
     secrets::write_new(&path, &key).map_err(StartError::FirstKey)?;
     // Under the key ring's lock on PostgreSQL: of replicas starting together on an empty
     // database, one creates the key and the others find it and go on.
-    match store.insert_first_api_key(FIRST_KEY_NAME, &key, now).await {
+    let event = startup_event(audit_event::API_KEY_CREATED, FIRST_KEY_NAME, now);
+    match store
+        .insert_first_api_key(FIRST_KEY_NAME, &key, now, &event)
+        .await
+    {
         Ok(true) => {}
         Ok(false) => {
             let _ = std::fs::remove_file(&path);
@@ -341,26 +339,11 @@ async fn install_first_key(config: &Config, store: &Store) -> Result<(), StartEr
             return Err(e.into());
         }
     }
-    store
-        .append_audit(&startup_event(
-            audit_event::API_KEY_CREATED,
-            FIRST_KEY_NAME,
-            now,
-        ))
-        .await?;
     tracing::info!(path = %path.display(), name = FIRST_KEY_NAME, "created the first API key (mode 0600); read it from that file");
     Ok(())
 }
 
 /// An API-key event done by the service itself at startup.
 fn startup_event(event: &str, key_name: &str, now: i64) -> AuditEvent {
-    AuditEvent {
-        at: now,
-        event: event.into(),
-        actor: "startup".into(),
-        target_kind: Some("api_key".into()),
-        target: Some(key_name.into()),
-        source: None,
-        detail: None,
-    }
+    AuditEvent::new(now, event, "startup", "api_key", key_name)
 }

@@ -416,16 +416,18 @@ impl Store {
         Ok(key)
     }
 
-    /// Makes the key named `name` equal `key` unless it already does (automated deployments).
-    /// Returns true when something was written.
+    /// Makes the key named `name` equal `key` unless it already does (automated deployments),
+    /// writing `audit` in the same transaction when it writes. Returns true when something was
+    /// written.
     pub(crate) async fn ensure_api_key(
         &self,
         name: &str,
         key: &str,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let (prefix, hash) = (api_key::display_prefix(key), api_key::hash(key));
-        dispatch!(self.ensure_api_key(name, &prefix, &hash, now).await)
+        dispatch!(self.ensure_api_key(name, &prefix, &hash, now, audit).await)
     }
 
     pub(crate) async fn count_api_keys(&self) -> Result<u64, StoreError> {

@@ -283,11 +283,13 @@ impl PgStore {
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
-        let c = self.client().await?;
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(map_err)?;
         // One statement: insert, or replace a *different* key of that name; the same key is
         // left as it is (a revoked initial key stays revoked).
-        let n = c
+        let n = tx
             .execute(
                 "INSERT INTO chatsdk_auth_api_keys AS k (name, prefix, hash, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (name) DO UPDATE SET prefix = EXCLUDED.prefix, hash = EXCLUDED.hash,
@@ -297,7 +299,12 @@ impl PgStore {
             )
             .await
             .map_err(|e| api_key_conflict(e, name))?;
-        Ok(n > 0)
+        if n == 0 {
+            return Ok(false);
+        }
+        insert_audit(&tx, audit).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(true)
     }
 
     pub async fn count_api_keys(&self) -> Result<u64, StoreError> {

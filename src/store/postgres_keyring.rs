@@ -7,9 +7,9 @@
 
 use std::future::Future;
 
-use super::postgres::PgStore;
+use super::postgres::{insert_audit, PgStore};
 use super::postgres_rows::{col, map_err};
-use super::{dispatch, Backend, LostUpdate, Store, StoreError};
+use super::{dispatch, AuditEvent, Backend, LostUpdate, Store, StoreError};
 
 /// Arbitrary constant identifying the key ring's advisory lock (the migration lock's neighbour).
 const KEY_RING_LOCK: i64 = 0x6368_6174_7364_6b02;
@@ -136,19 +136,23 @@ impl Store {
 impl Store {
     /// Creates the API key `name` = `key` only when the store holds no API key at all: on
     /// PostgreSQL in a transaction under the key ring's advisory lock, on SQLite in one
-    /// statement. True when this call created it; false when a key exists (another replica's
-    /// first start won).
+    /// transaction; `audit` is written in it when the key is. True when this call created it;
+    /// false when a key exists (another replica's first start won).
     pub(crate) async fn insert_first_api_key(
         &self,
         name: &str,
         key: &str,
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let (prefix, hash) = (
             crate::api_key::display_prefix(key),
             crate::api_key::hash(key),
         );
-        dispatch!(self.insert_first_api_key(name, &prefix, &hash, now).await)
+        dispatch!(
+            self.insert_first_api_key(name, &prefix, &hash, now, audit)
+                .await
+        )
     }
 }
 
@@ -159,6 +163,7 @@ impl PgStore {
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(map_err)?;
@@ -174,8 +179,12 @@ impl PgStore {
             )
             .await
             .map_err(map_err)?;
+        if n != 1 {
+            return Ok(false);
+        }
+        insert_audit(&tx, audit).await?;
         tx.commit().await.map_err(map_err)?;
-        Ok(n == 1)
+        Ok(true)
     }
 
     async fn key_ring_stamp(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {

@@ -4,10 +4,12 @@
 //! signing-key rotation, whose ring is written apart from the trail, runs to its row even when
 //! its request is abandoned.
 
+use std::path::Path;
+
 use chatsdk_auth::store::AuditFilter;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, on_both_backends, Backend, TestApp, TestDb};
+use crate::helpers::{eventually, on_both_backends, start_app, Backend, TestApp, TestDb};
 
 async fn admin(t: &TestApp, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut rb = t
@@ -38,7 +40,7 @@ async fn disabled(t: &TestApp, id: &str) -> bool {
 
 /// Makes every insert into the audit table fail (a trigger of the test's own), or lets them
 /// through again.
-async fn refuse_audit_rows(t: &TestApp, db: &TestDb, refuse: bool) {
+async fn refuse_audit_rows(dir: &Path, db: &TestDb, refuse: bool) {
     match &db.postgres_url {
         Some(url) => {
             let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -57,7 +59,7 @@ async fn refuse_audit_rows(t: &TestApp, db: &TestDb, refuse: bool) {
             c.batch_execute(sql).await.unwrap();
         }
         None => {
-            let c = rusqlite::Connection::open(t.dir.join("chatsdk-auth.db")).unwrap();
+            let c = rusqlite::Connection::open(dir.join("chatsdk-auth.db")).unwrap();
             let sql = if refuse {
                 "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events
                  BEGIN SELECT RAISE(ABORT, 'audit rows refused by the test'); END;"
@@ -85,7 +87,7 @@ async fn a_change_whose_audit_row_fails_is_undone(backend: Backend) {
         .unwrap()
         .unwrap()
         .tokens_valid_after;
-    refuse_audit_rows(&t, &db, true).await;
+    refuse_audit_rows(&t.dir, &db, true).await;
 
     for (method, path, body) in [
         ("POST", "/admin/users/u1/disable", None),
@@ -116,7 +118,7 @@ async fn a_change_whose_audit_row_fails_is_undone(backend: Backend) {
     );
     assert!(user_events(&t, "u1").await.is_empty(), "{backend:?}");
 
-    refuse_audit_rows(&t, &db, false).await;
+    refuse_audit_rows(&t.dir, &db, false).await;
     let (s, b) = admin(&t, "POST", "/admin/users/u1/disable", None).await;
     assert_eq!(s, 200, "{backend:?} {b}");
     assert!(disabled(&t, "u1").await);
@@ -127,7 +129,68 @@ async fn a_change_whose_audit_row_fails_is_undone(backend: Backend) {
     );
 }
 
-on_both_backends!(a_change_whose_audit_row_fails_is_undone);
+/// The same at startup: `secrets.initial_api_key` changed while the audit table refuses rows
+/// stops the start and leaves the stored key as it was; the next start installs it with its
+/// `api_key.rotated` row.
+async fn a_startup_key_change_whose_audit_row_fails_is_undone(backend: Backend) {
+    let db = TestDb::start(backend).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let id = chatsdk_auth::api_key::DEFAULT_APP_ID;
+    let (a, b) = (
+        chatsdk_auth::api_key::generate(id),
+        chatsdk_auth::api_key::generate(id),
+    );
+    let start = |key: &str| {
+        let key = key.to_string();
+        let db = &db;
+        TestApp::start_in(&dir, move |c| {
+            db.configure(c);
+            c.secrets.initial_api_key = key;
+        })
+    };
+    let mut t = start(&a).await;
+    assert!(t.stop().await);
+    drop(t);
+
+    refuse_audit_rows(&dir, &db, true).await;
+    let mut raw = chatsdk_auth::config::RawConfig::default();
+    raw.server.listen = "127.0.0.1:0".into();
+    raw.storage.data_dir = dir.to_string_lossy().into_owned();
+    db.configure(&mut raw);
+    raw.secrets.initial_api_key = b.clone();
+    assert!(
+        start_app(raw.validate().unwrap()).await.is_err(),
+        "{backend:?}: started without the key change's audit row"
+    );
+    refuse_audit_rows(&dir, &db, false).await;
+
+    // The stored key is still the first one, with the one row of its installation.
+    let mut t = start(&a).await;
+    assert_eq!(t.tokens_with_key(&a, json!({"userId": "u"})).await.0, 200);
+    assert_eq!(t.tokens_with_key(&b, json!({"userId": "u"})).await.0, 401);
+    assert_eq!(rotated(&t).await, 1, "{backend:?}");
+    assert!(t.stop().await);
+    drop(t);
+    let t = start(&b).await;
+    assert_eq!(t.tokens_with_key(&b, json!({"userId": "u"})).await.0, 200);
+    assert_eq!(rotated(&t).await, 2, "{backend:?}");
+}
+
+/// The `api_key.rotated` rows (`secrets.initial_api_key` installed or replaced).
+async fn rotated(t: &TestApp) -> usize {
+    let events = t.app.store.list_audit(&AuditFilter::default()).await;
+    events
+        .unwrap()
+        .iter()
+        .filter(|e| e.event == "api_key.rotated")
+        .count()
+}
+
+on_both_backends!(
+    a_change_whose_audit_row_fails_is_undone,
+    a_startup_key_change_whose_audit_row_fails_is_undone
+);
 
 /// A disable whose audit row waits on a lock the test holds on the audit table: the request is
 /// abandoned at its deadline (503), then PostgreSQL's statement_timeout (longer than the

@@ -193,32 +193,51 @@ impl SqliteStore {
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let (name, prefix, hash) = (name.to_string(), prefix.to_string(), *hash);
+        let audit = audit.clone();
         self.writer
-            .run(move |c| ensure_api_key(c, &name, &prefix, &hash, now))
+            .run(move |c| {
+                let tx = c.transaction().map_err(map_err)?;
+                if !ensure_api_key(&tx, &name, &prefix, &hash, now)? {
+                    return Ok(false);
+                }
+                insert_audit(&tx, &audit)?;
+                tx.commit().map_err(map_err)?;
+                Ok(true)
+            })
             .await
     }
 
-    /// Inserts the key only when the table is empty (one statement: SQLite serialises writers);
-    /// true when it did.
+    /// Inserts the key only when the table is empty (one statement: SQLite serialises
+    /// writers), with its audit event in the same transaction; true when it did.
     pub async fn insert_first_api_key(
         &self,
         name: &str,
         prefix: &str,
         hash: &[u8; 32],
         now: i64,
+        audit: &AuditEvent,
     ) -> Result<bool, StoreError> {
         let (name, prefix, hash) = (name.to_string(), prefix.to_string(), *hash);
+        let audit = audit.clone();
         self.writer
             .run(move |c| {
-                c.execute(
-                    "INSERT INTO api_keys (name, prefix, hash, created_at)
-                     SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM api_keys)",
-                    params![name, prefix, &hash[..], now],
-                )
-                .map(|n| n == 1)
-                .map_err(|e| api_key_conflict(e, &name))
+                let tx = c.transaction().map_err(map_err)?;
+                let n = tx
+                    .execute(
+                        "INSERT INTO api_keys (name, prefix, hash, created_at)
+                         SELECT ?1, ?2, ?3, ?4 WHERE NOT EXISTS (SELECT 1 FROM api_keys)",
+                        params![name, prefix, &hash[..], now],
+                    )
+                    .map_err(|e| api_key_conflict(e, &name))?;
+                if n != 1 {
+                    return Ok(false);
+                }
+                insert_audit(&tx, &audit)?;
+                tx.commit().map_err(map_err)?;
+                Ok(true)
             })
             .await
     }
