@@ -193,8 +193,8 @@ on_both_backends!(
 );
 
 /// A disable whose audit row waits on a lock the test holds on the audit table: the request is
-/// abandoned at its deadline (503), then PostgreSQL's statement_timeout (longer than the
-/// deadline) ends the row's insert. The user is disabled exactly when its row is there: here
+/// abandoned at its deadline (503), then PostgreSQL's statement_timeout (well past the
+/// deadline, so a slow machine still sees the deadline first) ends the row's insert. The user is disabled exactly when its row is there: here
 /// neither, and the retry once the table is free commits both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_abandoned_change_is_never_kept_without_its_audit_row() {
@@ -203,7 +203,7 @@ async fn an_abandoned_change_is_never_kept_without_its_audit_row() {
     let url = db.postgres_url.clone().unwrap();
     let t = TestApp::spawn_with(|c| {
         db.configure(c);
-        c.storage.postgres_url = format!("{url}?options=-c%20statement_timeout%3D2000");
+        c.storage.postgres_url = format!("{url}?options=-c%20statement_timeout%3D5000");
         c.storage.postgres_timeout_ms = 60_000;
         c.server.request_timeout_seconds = 1;
     })
