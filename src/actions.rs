@@ -6,7 +6,8 @@
 //!
 //! A change the store makes writes its audit event in the change's transaction (no change
 //! without its row, whether the event's write fails or the request is abandoned at its
-//! deadline); a signing-key rotation and a bulk action's summary follow their change.
+//! deadline), as does a signing-key rotation in PostgreSQL (in the ring's transaction); a
+//! rotation of the ring file, and a bulk action's summary, follow their change.
 //!
 //! An action that must end live connections (disable, revoke, delete) queues the kick in the
 //! same transaction as the change, when active revocation is on (`centrifugo.api_url` set);
@@ -19,7 +20,6 @@ pub use bulk::{Bulk, BulkKind, BulkOutcome, BATCH};
 use crate::api_key;
 use crate::centrifugo::protocol::Reason;
 use crate::config::Config;
-use crate::error_chain::Chain;
 use crate::http::query::PageLimit;
 use crate::http::Field;
 use crate::keys::{self, KeyError, Kind, Rotation};
@@ -225,7 +225,9 @@ impl Actions<'_> {
 
     /// Rotates the signing key of `kind` ([`keys::rotate`]: under the key ring's lock, off
     /// the async workers) and records it in the audit trail: the kind, and the key ids in the
-    /// detail (never key material). A refused rotation changes and records nothing.
+    /// detail (never key material). In PostgreSQL the event is written in the ring's
+    /// transaction; after the ring file, once the file is written. A refused rotation changes
+    /// and records nothing.
     pub async fn rotate_signing_key(
         &self,
         config: &Config,
@@ -233,22 +235,20 @@ impl Actions<'_> {
         kind: Kind,
         now: i64,
     ) -> Result<Rotation, KeyError> {
-        let r = keys::rotate(config, secrets, self.store, kind, now).await?;
-        let e = self.event(
-            audit_event::SIGNING_KEY_ROTATED,
-            "signing_key",
-            kind.label(),
-            Some(format!(
+        let record = |r: &Rotation| {
+            let detail = format!(
                 "{} -> {}, signs from {}",
                 r.old_kid, r.new_kid, r.signs_from
-            )),
-        );
-        // The ring is written under its own lock (a file, or a row PostgreSQL locks apart from
-        // this trail), so the event follows the rotation; a failure to record it is logged.
-        if let Err(err) = self.store.append_audit(&e).await {
-            tracing::warn!(error = %Chain(&err), target = kind.label(), "the signing key was rotated but its audit event could not be written");
-        }
-        Ok(r)
+            );
+            let target = kind.label();
+            self.event(
+                audit_event::SIGNING_KEY_ROTATED,
+                "signing_key",
+                target,
+                Some(detail),
+            )
+        };
+        keys::rotate(config, secrets, self.store, kind, now, &record).await
     }
 
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyInfo>, ActionError> {

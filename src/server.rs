@@ -318,6 +318,10 @@ mod tests {
                 &rotation_store,
                 crate::keys::Kind::Rest,
                 now,
+                &|r| {
+                    let e = crate::store::audit_event::SIGNING_KEY_ROTATED;
+                    crate::store::AuditEvent::new(now, e, "test", "signing_key", r.kind.label())
+                },
             ))
         })
         .join()

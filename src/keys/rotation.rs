@@ -17,8 +17,9 @@ use super::{
     algorithm_name, generate, is_asymmetric, Key, KeyError, KeyRing, Kind, Refusal, Schedule,
 };
 use crate::config::{Config, TokenConfig};
+use crate::error_chain::Chain;
 use crate::secrets::Secrets;
-use crate::store::Store;
+use crate::store::{AuditEvent, Store};
 
 /// What a rotation did.
 #[derive(Debug, Serialize)]
@@ -43,21 +44,33 @@ pub struct Rotation {
 /// Runs under the ring's lock (the file's, or PostgreSQL's in one transaction), so
 /// concurrent rotations (in this process, another, or another replica) take turns: each sees
 /// the ring the previous one wrote. A refusal ([`KeyError::Refused`]) changes nothing.
+///
+/// The audit event `record` makes of the rotation is written in the ring's transaction in
+/// PostgreSQL (a rotation whose event cannot be written is rolled back, and fails). The ring
+/// file cannot share a transaction with the store's audit table: its event is appended once
+/// the file is written, and a failure to append it is logged (the rotation stands).
 pub async fn rotate(
     config: &Config,
     secrets: &Secrets,
     store: &Store,
     kind: Kind,
     now: i64,
+    record: &(dyn Fn(&Rotation) -> AuditEvent + Sync),
 ) -> Result<Rotation, KeyError> {
     let tokens = config.tokens.clone();
     let owned = secrets.clone();
     match RingStore::of(config, secrets, store)? {
         RingStore::File(_) => {
             let path = ring_path(config);
-            tokio::task::spawn_blocking(move || rotate_locked(&tokens, &owned, &path, kind, now))
-                .await
-                .map_err(KeyError::Aborted)?
+            let r = tokio::task::spawn_blocking(move || {
+                rotate_locked(&tokens, &owned, &path, kind, now)
+            })
+            .await
+            .map_err(KeyError::Aborted)??;
+            if let Err(err) = store.append_audit(&record(&r)).await {
+                tracing::warn!(error = %Chain(&err), target = kind.label(), "the signing key was rotated but its audit event could not be written");
+            }
+            Ok(r)
         }
         RingStore::Postgres { store, kek } => {
             // A lost update (the row written without the ring's lock between this rotation's
@@ -66,11 +79,8 @@ pub async fn rotate(
             let mut attempt = 1;
             loop {
                 let (t, owned) = (tokens.clone(), owned.clone());
-                match shared::change(store, &kek, &tokens, secrets, move |file| {
-                    rotated(&t, &owned, Path::new(PG_RING), Some(file), kind, now)
-                })
-                .await
-                {
+                let f = move |file| rotated(&t, &owned, Path::new(PG_RING), Some(file), kind, now);
+                match shared::change(store, &kek, &tokens, secrets, f, record).await {
                     Err(KeyError::RingStore(e)) if e.is_lost_update() && attempt < 3 => {
                         tracing::info!(attempt, "the key ring changed during a rotation; rotating again over the new row");
                         attempt += 1;

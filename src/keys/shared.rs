@@ -14,7 +14,7 @@ use super::sealed::{Kek, PG_RING};
 use super::{KeyError, KeyRing};
 use crate::config::{Config, TokenConfig};
 use crate::secrets::{Secret, Secrets};
-use crate::store::{SealedRing, Store};
+use crate::store::{AuditEvent, SealedRing, Store};
 
 /// Where the key ring lives.
 pub enum RingStore<'a> {
@@ -216,25 +216,30 @@ async fn take(
 }
 
 /// Changes the stored ring with `f` (seeded first if there is none), in one transaction under
-/// the ring's lock; `f` runs on the blocking pool (it may generate an RSA key).
+/// the ring's lock, with the audit event `audit` makes of `f`'s result; `f` runs on the
+/// blocking pool (it may generate an RSA key).
 pub(super) async fn change<T: Send + 'static>(
     store: &Store,
     kek: &Kek,
     tokens: &TokenConfig,
     secrets: &Secrets,
     f: impl FnOnce(RingFile) -> Result<(RingFile, T), KeyError> + Send + 'static,
+    audit: impl FnOnce(&T) -> AuditEvent,
 ) -> Result<T, KeyError> {
     store
-        .change_key_ring(|current| async move {
-            let (file, version) = match current {
-                Some(s) => (kek.open(&s)?, s.version),
-                None => (seed(tokens, secrets)?, 0),
-            };
-            let (out, result) = tokio::task::spawn_blocking(move || f(file))
-                .await
-                .map_err(KeyError::Aborted)??;
-            Ok((Some(kek.seal(&out, version + 1)?), result))
-        })
+        .change_key_ring_audited(
+            |current| async move {
+                let (file, version) = match current {
+                    Some(s) => (kek.open(&s)?, s.version),
+                    None => (seed(tokens, secrets)?, 0),
+                };
+                let (out, result) = tokio::task::spawn_blocking(move || f(file))
+                    .await
+                    .map_err(KeyError::Aborted)??;
+                Ok((Some(kek.seal(&out, version + 1)?), result))
+            },
+            audit,
+        )
         .await
 }
 

@@ -9,6 +9,12 @@ use jsonwebtoken::Algorithm;
 use super::*;
 use crate::secrets::{Secret, Secrets};
 
+/// The audit event of a test's rotation.
+fn recorded(r: &Rotation) -> crate::store::AuditEvent {
+    let e = crate::store::audit_event::SIGNING_KEY_ROTATED;
+    crate::store::AuditEvent::new(crate::now_unix(), e, "test", "signing_key", r.kind.label())
+}
+
 fn key(alg: Algorithm) -> Key {
     Key::parse("test", alg, &generate(alg).unwrap(), Schedule::CONFIGURED).unwrap()
 }
@@ -124,7 +130,9 @@ async fn concurrent_rotations_take_turns_and_keep_every_key() {
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (config, secrets, store) = (config.clone(), secrets.clone(), store.clone());
-            tokio::spawn(async move { rotate(&config, &secrets, &store, Kind::Rest, now).await })
+            tokio::spawn(async move {
+                rotate(&config, &secrets, &store, Kind::Rest, now, &recorded).await
+            })
         })
         .collect();
     let mut new_kids = Vec::new();
@@ -160,9 +168,11 @@ async fn a_refused_rotation_names_why_and_changes_nothing() {
     let db = tempfile::tempdir().unwrap();
     let store = sqlite_store(db.path()).await;
     let now = crate::now_unix();
-    rotate(&config, &s, &store, Kind::Ws, now).await.unwrap();
+    rotate(&config, &s, &store, Kind::Ws, now, &recorded)
+        .await
+        .unwrap();
     let before = std::fs::read_to_string(ring_path(&config)).unwrap();
-    let err = rotate(&config, &s, &store, Kind::Ws, now)
+    let err = rotate(&config, &s, &store, Kind::Ws, now, &recorded)
         .await
         .unwrap_err();
     assert!(

@@ -225,9 +225,10 @@ impl<'a> Admin<'a> {
 
     /// Rotates the signing key of `kind` (recorded in the audit trail); this server follows
     /// at once, the others within a second (they watch the ring). The rotation runs in a task
-    /// of its own, as [`Admin::bulk`] does: the ring is written under its own lock, apart from
-    /// the audit trail, so neither the request's timeout nor a client gone away may stop it
-    /// between the ring's write and its audit event.
+    /// of its own, as [`Admin::bulk`] does: the ring file is written under its own lock, apart
+    /// from the audit trail, so neither the request's timeout nor a client gone away may stop
+    /// it between the file's write and its audit event (in PostgreSQL they are one
+    /// transaction).
     pub async fn rotate(&self, kind: Kind) -> Result<Rotation, KeyError> {
         let app = Arc::clone(self.shared);
         let (source, now) = (self.client.to_string(), self.now);

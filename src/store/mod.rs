@@ -519,8 +519,8 @@ impl Store {
 
     /// Appends one event to the audit trail (append-only: the table refuses updates), for an
     /// event that records no change of its own (a rate-limit trip) or one made outside the
-    /// store (a signing-key rotation, a bulk action's summary). A change the store makes takes
-    /// its event and writes it in the change's transaction.
+    /// store (a rotation of the ring file, a bulk action's summary). A change the store makes
+    /// takes its event and writes it in the change's transaction.
     pub(crate) async fn append_audit(&self, e: &AuditEvent) -> Result<(), StoreError> {
         let result = dispatch!(self.append_audit(e).await);
         self.noted(result)

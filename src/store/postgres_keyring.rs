@@ -128,7 +128,26 @@ impl Store {
     {
         match &self.backend {
             Backend::Sqlite(_) => Err(sqlite_has_no_ring().into()),
-            Backend::Postgres(s) => Box::pin(s.change_key_ring(change)).await,
+            Backend::Postgres(s) => Box::pin(s.change_key_ring(change, |_| None)).await,
+        }
+    }
+
+    /// [`Store::change_key_ring`], writing the audit event `audit` makes of the change's result
+    /// in the same transaction when a ring is written: the ring changes with its event or not
+    /// at all (a failed insert of the event rolls the change back and is the change's error).
+    pub(crate) async fn change_key_ring_audited<T, E, F, Fut>(
+        &self,
+        change: F,
+        audit: impl FnOnce(&T) -> AuditEvent,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(Option<SealedRing>) -> Fut,
+        Fut: Future<Output = Result<(Option<SealedRing>, T), E>>,
+    {
+        match &self.backend {
+            Backend::Sqlite(_) => Err(sqlite_has_no_ring().into()),
+            Backend::Postgres(s) => Box::pin(s.change_key_ring(change, |t| Some(audit(t)))).await,
         }
     }
 }
@@ -209,7 +228,11 @@ impl PgStore {
             .transpose()
     }
 
-    async fn change_key_ring<T, E, F, Fut>(&self, change: F) -> Result<T, E>
+    async fn change_key_ring<T, E, F, Fut>(
+        &self,
+        change: F,
+        audit: impl FnOnce(&T) -> Option<AuditEvent>,
+    ) -> Result<T, E>
     where
         E: From<StoreError>,
         F: FnOnce(Option<SealedRing>) -> Fut,
@@ -259,6 +282,9 @@ impl PgStore {
             .map_err(map_err)?;
         if n != 1 {
             return Err(StoreError::LostUpdate(LostUpdate::KeyRing).into());
+        }
+        if let Some(e) = audit(&out) {
+            insert_audit(&tx, &e).await?;
         }
         tx.commit().await.map_err(map_err)?;
         Ok(out)

@@ -1,11 +1,12 @@
 //! An admin change and its audit row commit together: a change whose audit row cannot be
 //! written is undone (both backends), and a change whose request is abandoned at its deadline
 //! is never left without its row (PostgreSQL, where the row's write can be held up alone). A
-//! signing-key rotation, whose ring is written apart from the trail, runs to its row even when
-//! its request is abandoned.
+//! signing-key rotation commits with its row in the ring's transaction on PostgreSQL; the ring
+//! file, written apart from the trail, runs to its row even when its request is abandoned.
 
 use std::path::Path;
 
+use chatsdk_auth::keys::{KeyError, Kind};
 use chatsdk_auth::store::AuditFilter;
 use serde_json::{json, Value};
 
@@ -191,6 +192,55 @@ on_both_backends!(
     a_change_whose_audit_row_fails_is_undone,
     a_startup_key_change_whose_audit_row_fails_is_undone
 );
+
+/// On PostgreSQL a signing-key rotation writes its `signing_key.rotated` row in the ring's
+/// transaction: with the audit table refusing rows, a rotation from the admin API (500) and one
+/// as `keys rotate` runs it (the same action) both fail and leave the ring's row as it was;
+/// once the table takes rows, the rotation commits with its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_whose_audit_row_fails_is_undone() {
+    crate::need::need!(Postgres);
+    let db = TestDb::start(Backend::Postgres).await;
+    let t = TestApp::spawn_with(|c| db.configure(c)).await;
+    let ring = || async { t.app.store.load_key_ring().await.unwrap().unwrap() };
+    let rows = || async {
+        let events = t.app.store.list_audit(&AuditFilter::default()).await;
+        let rotated = events.unwrap().into_iter();
+        let rotated = rotated.filter(|e| e.event == "signing_key.rotated");
+        rotated
+            .map(|e| (e.actor, e.target, e.detail))
+            .collect::<Vec<_>>()
+    };
+    let before = ring().await;
+    refuse_audit_rows(&t.dir, &db, true).await;
+
+    let (s, b) = admin(&t, "POST", "/admin/keys/rest/rotate", None).await;
+    assert_eq!(s, 500, "{b}");
+    let cli = chatsdk_auth::actions::Actions::new(&t.app.store, false, "cli");
+    let (config, secrets) = (&t.app.config, &t.app.secrets);
+    let now = crate::helpers::now();
+    let r = cli.rotate_signing_key(config, secrets, Kind::Ws, now);
+    let r = r.await;
+    assert!(matches!(r, Err(KeyError::RingStore(_))), "{r:?}");
+    assert!(
+        ring().await == before,
+        "the ring changed without its audit row"
+    );
+    assert!(rows().await.is_empty());
+
+    refuse_audit_rows(&t.dir, &db, false).await;
+    let (s, b) = admin(&t, "POST", "/admin/keys/rest/rotate", None).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(ring().await.version, before.version + 1);
+    let detail = format!(
+        "{} -> {}, signs from {}",
+        b["old_kid"].as_str().unwrap(),
+        b["new_kid"].as_str().unwrap(),
+        b["signs_from"]
+    );
+    let row = ("admin".to_string(), Some("rest".to_string()), Some(detail));
+    assert_eq!(rows().await, [row]);
+}
 
 /// A disable whose audit row waits on a lock the test holds on the audit table: the request is
 /// abandoned at its deadline (503), then PostgreSQL's statement_timeout (well past the

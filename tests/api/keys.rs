@@ -382,15 +382,10 @@ async fn asymmetric_rotation_publishes_next_first_and_previous_until_expiry() {
     let old = t.mint("a").await["token"].as_str().unwrap().to_string();
     let old_kid = kid(&old);
 
-    let rotation = keys::rotate(
-        &t.app.config,
-        &t.app.secrets,
-        &t.app.store,
-        Kind::Rest,
-        now(),
-    )
-    .await
-    .unwrap();
+    let rotation = chatsdk_auth::actions::Actions::new(&t.app.store, false, "test")
+        .rotate_signing_key(&t.app.config, &t.app.secrets, Kind::Rest, now())
+        .await
+        .unwrap();
     assert_eq!(rotation.old_kid, old_kid);
     assert!(rotation.signs_from > now());
     // Published as "next" at once (after the server's next look at the file) ...
