@@ -261,9 +261,13 @@ fn bound(w: &Where) -> Vec<&(dyn ToSql + Sync)> {
     out
 }
 
+/// The join compares in the users' id collation (the segment index's ids are `"C"`, the users'
+/// primary key the database's default; equality is the same bytes under both), so each user is
+/// one look-up in `chatsdk_auth_users_pkey` in the segment index's order, never a hash join over
+/// every user.
 fn from_segment(n: usize) -> String {
     format!(
-        "FROM chatsdk_auth_user_segments s0 JOIN chatsdk_auth_users u ON u.id = s0.user_id WHERE {}",
+        "FROM chatsdk_auth_user_segments s0 JOIN chatsdk_auth_users u ON u.id = s0.user_id COLLATE \"default\" WHERE {}",
         conditions(n)
     )
 }
