@@ -9,7 +9,10 @@
 # request (user space only: the kernel's loopback work is not counted) and the functions with
 # the most inclusive instructions. The callgrind file is kept in OUT for callgrind_annotate.
 # Knobs: BIN, DURATION=20, CONNECTIONS=4, OUT=/tmp/chatsdk-profile, PORT=18182, TOP=60,
-# BACKEND=postgres (a private cluster, tests/bench/pg.sh), CACHE_SIM=1 (also simulate the caches: misses per function, for callgrind_annotate --show).
+# BACKEND=postgres (a private cluster, tests/bench/pg.sh), CACHE_SIM=1 (also simulate the caches: misses per function, for callgrind_annotate --show),
+# CUSTOM='{"role":"admin"}' (the users' stored `custom` and the one /tokens sends; default
+# {"department":"Engineering"}), and any CHATSDK_AUTH_* setting (e.g.
+# CHATSDK_AUTH_SEGMENTS__INFO_FIELDS='["role"]') passes through to the server.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
@@ -18,6 +21,7 @@ DURATION=${DURATION:-20}
 CONNECTIONS=${CONNECTIONS:-4}
 PORT=${PORT:-18182}
 OUT=${OUT:-/tmp/chatsdk-profile}
+CUSTOM=${CUSTOM:-'{"department":"Engineering"}'}
 command -v valgrind >/dev/null || { echo "valgrind not found: apt-get install valgrind" >&2; exit 1; }
 if [[ -z ${BIN:-} ]]; then
   cargo build --profile dist --locked -q
@@ -48,7 +52,7 @@ if [[ ${BACKEND:-sqlite} == postgres ]]; then
   export CHATSDK_AUTH_STORAGE__BACKEND=postgres CHATSDK_AUTH_STORAGE__POSTGRES_URL
 fi
 mkdir -p "$WORK/data"
-(cd "$WORK" && "$SEEDER" --users 10000 --tokens 1000 --out "$WORK") 2>/dev/null
+(cd "$WORK" && "$SEEDER" --users 10000 --tokens 1000 --custom "$CUSTOM" --out "$WORK") 2>/dev/null
 CG=$OUT/callgrind.$EP.out
 (cd "$WORK" && exec valgrind --tool=callgrind ${CACHE_SIM:+--cache-sim=yes} --instr-atstart=no --callgrind-out-file="$CG" \
   "$BIN" serve) 2>"$OUT/server.$EP.log" &
@@ -57,7 +61,7 @@ for _ in $(seq 600); do curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null && b
 
 case $EP in
 tokens) lua="reqs = {}
-function init(a) for k = 1, 10000 do reqs[k] = wrk.format('POST', '/tokens', {['Content-Type'] = 'application/json', ['X-API-Key'] = '$KEY'}, '{\"userId\":\"user-' .. k .. '\",\"name\":\"Alice\",\"image\":\"https://example.com/avatars/alice.png\",\"custom\":{\"department\":\"Engineering\"}}') end end" ;;
+function init(a) for k = 1, 10000 do reqs[k] = wrk.format('POST', '/tokens', {['Content-Type'] = 'application/json', ['X-API-Key'] = '$KEY'}, '{\"userId\":\"user-' .. k .. '\",\"name\":\"Alice\",\"image\":\"https://example.com/avatars/alice.png\",\"custom\":$CUSTOM}') end end" ;;
 connect) lua="reqs = {}
 function init(a) for t in io.lines('$WORK/wstokens.txt') do reqs[#reqs + 1] = wrk.format('POST', '/centrifugo/connect', {['Content-Type'] = 'application/json', ['X-Chatsdk-Proxy-Secret'] = '$CHATSDK_AUTH_SECRETS__PROXY_SECRET'}, '{\"client\":\"c-1\",\"transport\":\"websocket\",\"protocol\":\"json\",\"encoding\":\"json\",\"data\":{\"token\":\"' .. t .. '\"}}') end end" ;;
 refresh) lua="reqs = {}

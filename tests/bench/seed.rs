@@ -1,7 +1,8 @@
 //! Seeds a large world for the load benchmark: `N` users upserted through the service's own
 //! store code, then `M` wsTokens and REST tokens signed with the service's own keys.
 //!
-//! `cargo bench --profile dist --bench seed -- --users N [--tokens M --step S --out DIR]`
+//! `cargo bench --profile dist --bench seed -- --users N [--tokens M --step S --out DIR
+//! --custom JSON|segments]`
 //!
 //! It loads the configuration exactly as `chatsdk-auth serve` does (`config/chatsdk-auth.toml`,
 //! `CHATSDK_AUTH_*`), so it writes to the store (SQLite file or PostgreSQL database) and signs
@@ -9,6 +10,8 @@
 //! sends, so a later `POST /tokens` for one of them reads and changes nothing, as in the small
 //! world once its 10,000 ids exist. Tokens go to `DIR/wstokens.txt` and `DIR/resttokens.txt`,
 //! one per line, for users `user-S, user-2S, ...` (wrapping at N), each token distinct.
+//! `--custom JSON` stores that `custom` for every user instead; `--custom segments` gives user
+//! `i` the segment fields of `tests/bench/segments.sh`'s world ([`segment_custom`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::Write;
@@ -32,6 +35,28 @@ struct Args {
     tokens: u64,
     step: u64,
     out: std::path::PathBuf,
+    custom: Option<String>,
+}
+
+/// User `i`'s `custom` in the segments world: `organizationId` one of 1,000 values (1,000
+/// users each), `tenantId` one of 10 (100,000 each; organization `k` is in tenant `k % 10`),
+/// `plan` one of 3 (a third each), `role` one of 4, `permissions` an array of 1 to 3 values.
+fn segment_custom(i: u64) -> String {
+    let plan = ["free", "pro", "team"][(i % 3) as usize];
+    let role = ["member", "admin", "owner", "guest"][(i % 4) as usize];
+    let mut perms = vec!["\"read\""];
+    if i % 2 == 0 {
+        perms.push("\"write\"");
+    }
+    if i % 5 == 0 {
+        perms.push("\"delete\"");
+    }
+    format!(
+        r#"{{"department":"Engineering","organizationId":"org-{}","tenantId":"tenant-{}","plan":"{plan}","role":"{role}","permissions":[{}]}}"#,
+        i % 1000,
+        i % 10,
+        perms.join(",")
+    )
 }
 
 fn args() -> Args {
@@ -40,6 +65,7 @@ fn args() -> Args {
         tokens: 0,
         step: 7,
         out: ".".into(),
+        custom: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,9 +75,10 @@ fn args() -> Args {
             "--tokens" => a.tokens = value().parse().expect("--tokens M"),
             "--step" => a.step = value().parse().expect("--step S"),
             "--out" => a.out = value().into(),
+            "--custom" => a.custom = Some(value()),
             "--bench" => {} // cargo bench passes it to every bench target
             other => {
-                panic!("unknown argument {other}; usage: --users N [--tokens M --step S --out DIR]")
+                panic!("unknown argument {other}; usage: --users N [--tokens M --step S --out DIR --custom JSON|segments]")
             }
         }
     }
@@ -76,6 +103,7 @@ fn main() {
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..IN_FLIGHT {
             let (app, next, users) = (app.clone(), next.clone(), a.users);
+            let custom = a.custom.clone();
             tasks.spawn(async move {
                 let now = chatsdk_auth::now_unix();
                 loop {
@@ -84,11 +112,16 @@ fn main() {
                         break;
                     }
                     let id = format!("user-{i}");
+                    let text = match custom.as_deref() {
+                        Some("segments") => segment_custom(i),
+                        Some(json) => json.to_string(),
+                        None => CUSTOM.to_string(),
+                    };
                     let patch = UserPatch {
                         id: &id,
                         name: Field::Set(NAME),
                         image: Field::Set(IMAGE),
-                        custom: Field::Set(CUSTOM),
+                        custom: Field::Set(&text),
                     };
                     app.store.upsert_user(&patch, now).await.expect("upsert");
                 }
