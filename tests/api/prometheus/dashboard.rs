@@ -34,6 +34,31 @@ fn dashboard_targets() -> Vec<(String, String, String)> {
     out
 }
 
+/// Grafana keys a panel by its id and lays the grid out by `gridPos`: two panels with one id,
+/// or two that overlap, are shown wrong (Grafana moves one, or links open the other). Needs no
+/// Prometheus.
+#[test]
+fn panel_ids_are_unique_and_panels_never_overlap() {
+    let text = std::fs::read_to_string(Path::new(DASHBOARDS).join("chatsdk-auth.json")).unwrap();
+    let dash: Value = serde_json::from_str(&text).unwrap();
+    let panels = dash["panels"].as_array().expect("panels");
+    let mut ids = BTreeSet::new();
+    let mut boxes: Vec<(String, [i64; 4])> = Vec::new();
+    for p in panels {
+        let title = p["title"].as_str().unwrap_or("?").to_string();
+        let id = p["id"].as_i64().expect("every panel has an id");
+        assert!(ids.insert(id), "panel id {id} twice (\"{title}\")");
+        let g = &p["gridPos"];
+        let n = |k: &str| g[k].as_i64().expect("gridPos has x, y, w and h");
+        let (x, y, w, h) = (n("x"), n("y"), n("w"), n("h"));
+        for (other, [ox, oy, ow, oh]) in &boxes {
+            let apart = x + w <= *ox || *ox + *ow <= x || y + h <= *oy || *oy + *oh <= y;
+            assert!(apart, "\"{title}\" overlaps \"{other}\"");
+        }
+        boxes.push((title, [x, y, w, h]));
+    }
+}
+
 /// Grafana's variables as this test's Prometheus sees them.
 fn substitute(expr: &str, rate_interval: &str) -> String {
     let e = expr
