@@ -173,18 +173,7 @@ async fn screenshot(c: &Client, name: &str) {
 }
 
 pub(crate) async fn admin_get(t: &TestApp, path: &str) -> Value {
-    t.client
-        .get(t.url(path))
-        .header(
-            "Authorization",
-            format!("Bearer {}", t.app.secrets.admin_token.expose()),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    t.admin_get(path).await.1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

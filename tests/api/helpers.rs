@@ -206,6 +206,21 @@ impl TestApp {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// GET an admin path with the admin token: the status and the JSON body.
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header(
+                "Authorization",
+                format!("Bearer {}", self.app.secrets.admin_token.expose()),
+            )
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
     /// POST /tokens with the test key and a JSON body.
     pub async fn tokens(&self, body: Value) -> (u16, Value) {
         self.tokens_with_key(&self.key.clone(), body).await

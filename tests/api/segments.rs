@@ -320,20 +320,6 @@ async fn the_cli_lists_a_segment_and_runs_a_bulk_action_after_its_dry_run() {
     );
 }
 
-async fn admin_get(t: &TestApp, path_and_query: &str) -> (u16, serde_json::Value) {
-    let r = t
-        .client
-        .get(t.url(path_and_query))
-        .header(
-            "Authorization",
-            format!("Bearer {}", t.app.secrets.admin_token.expose()),
-        )
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 async fn the_admin_api_lists_a_segment(backend: Backend) {
     let t = spawn(backend).await;
     world(&t).await;
@@ -346,34 +332,34 @@ async fn the_admin_api_lists_a_segment(backend: Backend) {
             .collect()
     };
     // Repeated `where` ANDs; the value is a JSON value ("7" the string, percent-encoded).
-    let (s, b) = admin_get(
-        &t,
-        "/admin/users?where=permissions%3Ddelete&where=tenantId%3Dtenant-789",
-    )
-    .await;
+    let (s, b) = t
+        .admin_get("/admin/users?where=permissions%3Ddelete&where=tenantId%3Dtenant-789")
+        .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(ids(&b), ["u1", "u4"]);
-    let (_, b) = admin_get(&t, "/admin/users?where=plan%3D%227%22").await;
+    let (_, b) = t.admin_get("/admin/users?where=plan%3D%227%22").await;
     assert_eq!(ids(&b), ["u2"]);
-    let (_, b) = admin_get(&t, "/admin/users?where=plan%3D7").await;
+    let (_, b) = t.admin_get("/admin/users?where=plan%3D7").await;
     assert_eq!(ids(&b), ["u1"]);
     // Paging as without a segment.
-    let (_, b) = admin_get(&t, "/admin/users?where=organizationId%3Dorg-456&limit=2").await;
+    let (_, b) = t
+        .admin_get("/admin/users?where=organizationId%3Dorg-456&limit=2")
+        .await;
     assert_eq!(
         (ids(&b), b["next_after"].clone()),
         (vec!["u1".into(), "u2".into()], json!("u2"))
     );
-    let (_, b) = admin_get(
-        &t,
-        "/admin/users?where=organizationId%3Dorg-456&limit=2&after=u2",
-    )
-    .await;
+    let (_, b) = t
+        .admin_get("/admin/users?where=organizationId%3Dorg-456&limit=2&after=u2")
+        .await;
     assert_eq!(
         (ids(&b), b["next_after"].clone()),
         (vec!["u3".to_string()], json!(null))
     );
     // An undeclared field or a malformed condition: 400 invalid_where naming the declared ones.
-    let (s, b) = admin_get(&t, "/admin/users?where=department%3DEngineering").await;
+    let (s, b) = t
+        .admin_get("/admin/users?where=department%3DEngineering")
+        .await;
     assert_eq!((s, b["code"].clone()), (400, json!("invalid_where")), "{b}");
     assert!(
         b["error"]
@@ -382,6 +368,6 @@ async fn the_admin_api_lists_a_segment(backend: Backend) {
             .contains("organizationId, tenantId, role, plan, permissions"),
         "{b}"
     );
-    let (s, b) = admin_get(&t, "/admin/users?where=plan").await;
+    let (s, b) = t.admin_get("/admin/users?where=plan").await;
     assert_eq!((s, b["code"].clone()), (400, json!("invalid_where")), "{b}");
 }

@@ -17,18 +17,8 @@ on_both_backends!(
 );
 
 async fn overview(t: &TestApp) -> Value {
-    let r = t
-        .client
-        .get(t.url("/admin/overview"))
-        .header(
-            "Authorization",
-            format!("Bearer {}", t.app.secrets.admin_token.expose()),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.unwrap();
+    let (status, v) = t.admin_get("/admin/overview").await;
+    assert_eq!(status, 200);
     let s = &v["segments"];
     assert_eq!(s["k"], 10, "{s}");
     assert_eq!(s["pending_changes"], false, "{s}");

@@ -61,20 +61,6 @@ async fn bulk_raw(t: &TestApp, action: &str, body: &str) -> (u16, Value) {
     (status, v)
 }
 
-async fn admin_get(t: &TestApp, path: &str) -> (u16, Value) {
-    let r = t
-        .client
-        .get(t.url(path))
-        .header(
-            "Authorization",
-            format!("Bearer {}", t.app.secrets.admin_token.expose()),
-        )
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap())
-}
-
 async fn put(t: &TestApp, id: &str, custom: Value) {
     let (s, b) = t.tokens(json!({"userId": id, "custom": custom})).await;
     assert_eq!(s, 200, "{b}");
@@ -217,7 +203,7 @@ async fn the_admin_api_dry_runs_then_acts_on_the_expected_count(backend: Backend
     )
     .await;
     assert_eq!(del["changed"], 1, "{del}");
-    assert_eq!(admin_get(&t, "/admin/users/b1").await.0, 404);
+    assert_eq!(t.admin_get("/admin/users/b1").await.0, 404);
     let (_, dry) = bulk(
         &t,
         "delete",
@@ -238,7 +224,7 @@ async fn the_admin_api_dry_runs_then_acts_on_the_expected_count(backend: Backend
 
     // One audit event per run (dry runs and refusals leave none), with the `where`, the
     // counts, the actor and the client's address; newest first.
-    let (_, page) = admin_get(&t, "/admin/audit?actor=admin").await;
+    let (_, page) = t.admin_get("/admin/audit?actor=admin").await;
     let got: Vec<(String, String, String)> = page["events"]
         .as_array()
         .unwrap()
@@ -376,7 +362,7 @@ async fn bulk_requests_are_refused_field_by_field(backend: Backend) {
     );
     // Nothing was changed, and no refusal left an audit event.
     assert!(!disabled(&t, "u1").await);
-    let (_, page) = admin_get(&t, "/admin/audit").await;
+    let (_, page) = t.admin_get("/admin/audit").await;
     assert!(
         !page["events"]
             .as_array()
