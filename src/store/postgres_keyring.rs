@@ -126,10 +126,7 @@ impl Store {
         F: FnOnce(Option<SealedRing>) -> Fut,
         Fut: Future<Output = Result<(Option<SealedRing>, T), E>>,
     {
-        match &self.backend {
-            Backend::Sqlite(_) => Err(sqlite_has_no_ring().into()),
-            Backend::Postgres(s) => Box::pin(s.change_key_ring(change, |_| None)).await,
-        }
+        self.change_ring(change, |_| None).await
     }
 
     /// [`Store::change_key_ring`], writing the audit event `audit` makes of the change's result
@@ -145,9 +142,23 @@ impl Store {
         F: FnOnce(Option<SealedRing>) -> Fut,
         Fut: Future<Output = Result<(Option<SealedRing>, T), E>>,
     {
+        self.change_ring(change, |t| Some(audit(t))).await
+    }
+
+    /// Both of the above: the ring is PostgreSQL's alone.
+    async fn change_ring<T, E, F, Fut>(
+        &self,
+        change: F,
+        audit: impl FnOnce(&T) -> Option<AuditEvent>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+        F: FnOnce(Option<SealedRing>) -> Fut,
+        Fut: Future<Output = Result<(Option<SealedRing>, T), E>>,
+    {
         match &self.backend {
             Backend::Sqlite(_) => Err(sqlite_has_no_ring().into()),
-            Backend::Postgres(s) => Box::pin(s.change_key_ring(change, |t| Some(audit(t)))).await,
+            Backend::Postgres(s) => Box::pin(s.change_key_ring(change, audit)).await,
         }
     }
 }
