@@ -1,6 +1,6 @@
-//! A bulk disable of 10,000 users of one segment over the admin API, on SQLite, with active
-//! revocation against the Centrifugo contract server (tests/api/fake_centrifugo.rs): every user
-//! kicked exactly once with `4503 user disabled` (counted at the fake), every one's wsToken
+//! A bulk disable of 10,000 users of one segment over the admin API, on SQLite and on
+//! PostgreSQL, with active revocation against the Centrifugo contract server
+//! (tests/api/fake_centrifugo.rs): every user kicked exactly once with `4503 user disabled` (counted at the fake), every one's wsToken
 //! refused by the connect proxy afterwards (a sample of them connected before), nobody outside
 //! the segment kicked, and `POST /tokens` for users outside the segment answered 200 while the
 //! action ran (the longest answer it saw is printed, never asserted: no wall-clock claims).
@@ -14,7 +14,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use crate::fake_centrifugo::FakeCentrifugo;
-use crate::helpers::{connect_with, eventually, TestApp};
+use crate::helpers::{connect_with, eventually, on_both_backends, Backend, TestApp};
 
 const KEY: &str = "centrifugo-api-key-for-the-10k-bulk-test";
 const N: usize = 10_000;
@@ -25,12 +25,15 @@ fn user(i: usize) -> String {
     format!("u{i:05}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_disable_of_10000_users_kicks_each_once_while_tokens_keep_answering() {
+on_both_backends!(a_bulk_disable_of_10000_users_kicks_each_once_while_tokens_keep_answering);
+
+async fn a_bulk_disable_of_10000_users_kicks_each_once_while_tokens_keep_answering(
+    backend: Backend,
+) {
     let f = FakeCentrifugo::start(KEY).await;
     let api = f.api_url();
     let t = Arc::new(
-        TestApp::spawn_with(move |c| {
+        TestApp::spawn_on_with(backend, move |c| {
             c.centrifugo.api_url = api;
             c.secrets.centrifugo_api_key = KEY.into();
             c.segments.fields = vec!["tenantId".into()];
