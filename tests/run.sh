@@ -3,6 +3,8 @@
 # needs when it is missing, then runs formatting, lints and every test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# Each step is announced with the seconds since the start, so a slow step shows in the log.
+step() { echo "[test] $SECONDS s: $*"; }
 
 need=()
 command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(prometheus)
@@ -25,7 +27,7 @@ command -v runc >/dev/null || need+=(runc)
 [[ -x /usr/libexec/podman/catatonit || -x /usr/bin/catatonit ]] || need+=(catatonit)
 command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 if ((${#need[@]})); then
-  echo "[test] installing ${need[*]} (Debian packages)"
+  step "installing ${need[*]} (Debian packages)"
   SUDO=""; ((EUID == 0)) || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
@@ -35,20 +37,21 @@ fi
 # CHATSDK_AUTH_* name: that prefix is the service's configuration, where it is an unknown key.
 export CHATSDK_TEST_FULL_SUITE=1
 
-echo "[test] cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --all -- --check
-echo "[test] cargo clippy"
+step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
-echo "[test] promtool: alert rules and their unit tests"
+step "promtool: alert rules and their unit tests"
 (cd dashboards && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
-echo "[test] Python tools (schemathesis, PyJWT) into target/venv"
+step "Python tools (schemathesis, PyJWT) into target/venv"
 bash tests/venv.sh
-echo "[test] cargo test"
+step "cargo test"
 cargo test --locked --lib --bins --tests   # no doctests: the crate has none, and an empty run would close the log
-echo "[test] the README's runbook: three replicas on one PostgreSQL over TLS"
+step "the README's runbook: three replicas on one PostgreSQL over TLS"
 bash tests/replicas.sh
-echo "[test] API contract: openapi-spec-validator, then schemathesis against the built binary"
+step "API contract: openapi-spec-validator, then schemathesis against the built binary"
 bash tests/openapi.sh
-echo "[test] deploy: the image from the Containerfile, the pod through podman kube play, the manifests' schemas"
+step "deploy: the image from the Containerfile, the pod through podman kube play, the manifests' schemas"
 cargo build --locked --profile dist
 bash tests/deploy.sh
+step "all passed"
