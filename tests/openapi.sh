@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The API contract against the real server (tests/run.sh calls it after `cargo test`):
-# validates src/openapi.json with openapi-spec-validator, starts target/debug/chatsdk-auth on a
+# validates src/openapi.json with openapi-spec-validator, starts target/debug/chatsdk-auth (or BIN) on a
 # temp data dir and runs schemathesis against it for every operation (tests/schemathesis.toml:
 # fixed seed, bounded examples, the API key, proxy secret, metrics and admin tokens supplied).
 # Both tools come from PyPI, pinned, into the venv tests/venv.sh keeps under target/.
@@ -13,8 +13,14 @@ VENV=target/venv
 echo "[openapi] openapi-spec-validator src/openapi.json"
 "$VENV/bin/openapi-spec-validator" src/openapi.json
 
-cargo build --locked --quiet --bin chatsdk-auth
-BIN=$PWD/target/debug/chatsdk-auth
+# tests/run.sh passes BIN: the binary its `cargo test` built (the one tests/replicas.sh runs).
+# A `cargo build` here would build a second set of dependencies: without the dev-dependencies'
+# features (tokio's test-util, for one), Cargo's resolver compiles them again.
+if [[ -z ${BIN:-} ]]; then
+  cargo build --locked --quiet --bin chatsdk-auth
+  BIN=$PWD/target/debug/chatsdk-auth
+fi
+[[ -x $BIN ]] || { echo "[openapi] no binary at $BIN" >&2; exit 1; }
 
 WORK=$(mktemp -d)
 SERVER=""

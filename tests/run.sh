@@ -39,19 +39,39 @@ export CHATSDK_TEST_FULL_SUITE=1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+# Two steps run beside the others: the Python tools (mostly downloads) and the dist build for
+# tests/deploy.sh, at the lowest CPU priority, so it takes the CPU the tests leave idle (they
+# wait on servers and browsers much of the time) and the tests keep theirs. Each is awaited
+# where its result is first needed; its log is shown if it failed.
+mkdir -p target
+background=()
+trap 'for pid in "${background[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
+bash tests/venv.sh >target/venv.log 2>&1 &
+venv_pid=$!
+nice -n 19 cargo build --locked --quiet --profile dist >target/dist-build.log 2>&1 &
+dist_pid=$!
+background=("$venv_pid" "$dist_pid")
+await() { # PID LOG WHAT
+  wait "$1" && return
+  tail -n 40 "$2" >&2
+  echo "[test] FAIL: $3 (log: $2)" >&2
+  exit 1
+}
+
 step "cargo clippy"
 cargo clippy --locked --all-targets -- -D warnings
 step "promtool: alert rules and their unit tests"
 (cd dashboards && promtool check rules alerts.yml && promtool test rules alerts.test.yml)
 step "Python tools (schemathesis, PyJWT) into target/venv"
-bash tests/venv.sh
+await "$venv_pid" target/venv.log "tests/venv.sh"
 step "cargo test"
 cargo test --locked --lib --bins --tests   # no doctests: the crate has none, and an empty run would close the log
 step "the README's runbook: three replicas on one PostgreSQL over TLS"
 bash tests/replicas.sh
 step "API contract: openapi-spec-validator, then schemathesis against the built binary"
-bash tests/openapi.sh
+BIN=$PWD/target/debug/chatsdk-auth bash tests/openapi.sh
 step "deploy: the image from the Containerfile, the pod through podman kube play, the manifests' schemas"
-cargo build --locked --profile dist
+await "$dist_pid" target/dist-build.log "cargo build --profile dist"
 bash tests/deploy.sh
 step "all passed"
