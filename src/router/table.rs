@@ -306,6 +306,9 @@ pub struct Endpoint {
     pub method: &'static str,
     pub path: &'static str,
     pub route: Route,
+    /// Whether `path` has a `{name}` segment, found once when the table is built, so
+    /// resolving a request compares a fixed path in one string comparison.
+    templated: bool,
 }
 
 /// Every endpoint: [`route`] resolves against this table, and `src/openapi.json` documents
@@ -372,12 +375,26 @@ pub const ENDPOINTS: [Endpoint; 35] = [
     Endpoint::get("/.well-known/jwks.json", Route::Jwks),
 ];
 
+/// Whether an endpoint path has a `{name}` segment (a `{` anywhere in it).
+const fn has_parameter(path: &str) -> bool {
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'{' {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
 impl Endpoint {
     const fn with(method: &'static str, path: &'static str, route: Route) -> Endpoint {
         Endpoint {
             method,
             path,
             route,
+            templated: has_parameter(path),
         }
     }
 
@@ -386,6 +403,7 @@ impl Endpoint {
             method: "POST",
             path,
             route,
+            templated: has_parameter(path),
         }
     }
 
@@ -394,6 +412,7 @@ impl Endpoint {
             method: "GET",
             path,
             route,
+            templated: has_parameter(path),
         }
     }
 
@@ -402,13 +421,14 @@ impl Endpoint {
             method: "DELETE",
             path,
             route,
+            templated: has_parameter(path),
         }
     }
 
     /// True when `path` matches this endpoint's path (`{name}` segments match any non-empty
     /// segment).
     fn matches(&self, path: &str) -> bool {
-        if !self.path.contains('{') {
+        if !self.templated {
             return self.path == path;
         }
         let mut want = self.path.split('/');
