@@ -320,13 +320,15 @@ impl Limits {
     /// Whether `ip` carries `mark`: how long it still does, as the failed-auth limit's refusal.
     pub fn marked(&self, mark: Mark, ip: IpAddr) -> Option<Limited> {
         self.failed_auth_per_ip.as_ref()?;
+        let marks = &self.marks[mark as usize];
+        if marks.none_held() {
+            return None;
+        }
         let key = self.marks_hasher.hash_one(client_key(ip));
-        self.marks[mark as usize]
-            .remaining(key)
-            .map(|retry_after| Limited {
-                limit: Limit::FailedAuthPerIp,
-                retry_after,
-            })
+        marks.remaining(key).map(|retry_after| Limited {
+            limit: Limit::FailedAuthPerIp,
+            retry_after,
+        })
     }
 }
 

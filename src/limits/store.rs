@@ -10,7 +10,7 @@
 //! keys together. Every check past a full table is counted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -163,6 +163,9 @@ pub struct Marks {
     epoch: Instant,
     /// Milliseconds since `epoch` of the last prune.
     last_prune_ms: AtomicU64,
+    /// Keys held plus overflows set, over every shard (changed under the shard's lock): while
+    /// it is 0, a look-up answers "not marked" without hashing the key or taking a lock.
+    held: AtomicUsize,
 }
 
 impl Marks {
@@ -172,6 +175,7 @@ impl Marks {
             per_shard: max.div_ceil(SHARDS).max(1),
             epoch: Instant::now(),
             last_prune_ms: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -184,9 +188,18 @@ impl Marks {
             *u = (*u).max(until);
         } else if shard.until.len() < self.per_shard {
             shard.until.insert(key, until);
+            self.held.fetch_add(1, Ordering::Release);
         } else {
+            if shard.overflow.is_none() {
+                self.held.fetch_add(1, Ordering::Release);
+            }
             shard.overflow = Some(shard.overflow.map_or(until, |o| o.max(until)));
         }
+    }
+
+    /// True when nothing is marked: no key held and no overflow, in any shard.
+    pub fn none_held(&self) -> bool {
+        self.held.load(Ordering::Acquire) == 0
     }
 
     /// How long `key` stays marked; `None` when it is not.
@@ -200,7 +213,7 @@ impl Marks {
     }
 
     /// At most once a second: forgets the marks that have passed.
-    fn prune_if_due(&self, now: Instant) {
+    pub(super) fn prune_if_due(&self, now: Instant) {
         let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         let last = self.last_prune_ms.load(Ordering::Relaxed);
         if ms.saturating_sub(last) < 1000
@@ -213,10 +226,14 @@ impl Marks {
         }
         for s in &self.shards {
             let mut s = lock(s);
+            let before = s.until.len();
             s.until.retain(|_, u| *u > now);
+            let mut gone = before - s.until.len();
             if s.overflow.is_some_and(|o| o <= now) {
                 s.overflow = None;
+                gone += 1;
             }
+            self.held.fetch_sub(gone, Ordering::Release);
         }
     }
 

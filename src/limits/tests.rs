@@ -152,3 +152,27 @@ fn marks_past_the_bound_mark_the_shard_and_never_shorten() {
     fresh.mark(7, Instant::now());
     assert!(fresh.remaining(7).is_none(), "a mark that passed");
 }
+
+/// A look-up while nothing is marked answers without hashing or locking (`none_held`): that
+/// holds exactly while no key and no overflow is held, counted through marks, overflows and
+/// prunes.
+#[test]
+fn none_held_follows_marks_overflows_and_prunes() {
+    let m = Marks::new(SHARDS);
+    assert!(m.none_held());
+    let later = Instant::now() + Duration::from_secs(60);
+    m.mark(1, later);
+    assert!(!m.none_held());
+    for k in 0..(SHARDS as u64 * 4) {
+        m.mark(k, later);
+    }
+    assert!(!m.none_held());
+    // A prune at an instant past every mark forgets them all, overflows included.
+    m.prune_if_due(later + Duration::from_secs(3600));
+    assert!(m.none_held());
+    assert_eq!(m.len(), 0);
+    assert!(m.remaining(1).is_none());
+    m.mark(2, later);
+    assert!(!m.none_held());
+    assert!(m.remaining(2).is_some());
+}
