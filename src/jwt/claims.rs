@@ -10,11 +10,12 @@ pub const APP_AUDIENCE_PREFIX: &str = "app:";
 /// Claims of the ChatSDK REST token. `aud` is `[tokens.rest_audience, "app:<app.id>"]`: the
 /// API the token is for, and the application it belongs to (an API that checks its own
 /// audience in an array, as JWT libraries do, is unaffected).
+/// `iss` and `aud` are the same for every token: their JSON text, serialised once (`Signer`).
 #[derive(Debug, Serialize)]
 pub struct RestClaims<'a> {
-    pub iss: &'a str,
+    pub iss: &'a RawValue,
     pub sub: &'a str,
-    pub aud: [&'a str; 2],
+    pub aud: &'a RawValue,
     pub iat: i64,
     pub exp: i64,
     pub jti: &'a str,
@@ -81,8 +82,8 @@ pub struct WsClaims<'a> {
 #[derive(Debug, Serialize)]
 pub struct WsMeta<'a> {
     pub iat: i64,
-    /// `app.id`.
-    pub app: &'a str,
+    /// `app.id`, as its JSON string (serialised once, `Signer`).
+    pub app: &'a RawValue,
 }
 
 /// The part of a verified wsToken's `meta` verification reads.

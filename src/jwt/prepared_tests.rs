@@ -19,6 +19,7 @@ fn prepared_hmac_signing_is_byte_identical_to_jsonwebtoken_encode() {
         "",
         "\u{0007}\n\t",
     ];
+    let app = serde_json::value::to_raw_value("default").unwrap();
     for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
         let (mut cfg, s) = fixtures();
         cfg.rest_algorithm = alg;
@@ -43,7 +44,7 @@ fn prepared_hmac_signing_is_byte_identical_to_jsonwebtoken_encode() {
                     channels: &[name.to_string()],
                     meta: WsMeta {
                         iat: 1_000,
-                        app: "default",
+                        app: &app,
                     },
                 };
                 let ours = encode(key, &claims).unwrap();

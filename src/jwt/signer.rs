@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use jsonwebtoken::{EncodingKey, Header};
 use rand::Rng;
+use serde_json::value::RawValue;
 
 use super::claims::{Info, RestClaims, SubscriptionClaims, WsClaims, WsMeta};
 use super::prepared::encode;
@@ -30,8 +31,17 @@ pub struct Signer {
     config: TokenConfig,
     /// The server-side channel rules (`centrifugo.user_channels`), for the wsToken's `channels`.
     channels: ChannelRules,
-    /// `app:<app.id>`, the REST token's second `aud` entry.
-    app_audience: String,
+    /// The JSON text of the claims every token carries alike, serialised once: the REST
+    /// token's `iss` and `aud` (`[tokens.rest_audience, "app:<app.id>"]`) and the wsToken's
+    /// `meta.app`, so a mint escapes only what changes.
+    rest_iss: Box<RawValue>,
+    rest_aud: Box<RawValue>,
+    app_id: Box<RawValue>,
+}
+
+/// `value`'s JSON text (a string or strings, which always serialise).
+fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
 }
 
 impl Signer {
@@ -47,7 +57,12 @@ impl Signer {
             sub_key: EncodingKey::from_secret(subscription_key.expose().as_bytes()),
             config: config.clone(),
             channels: channel_rules.server_side(),
-            app_audience: format!("{}{}", super::APP_AUDIENCE_PREFIX, config.app_id),
+            rest_iss: json_text(&config.rest_issuer),
+            rest_aud: json_text(&[
+                config.rest_audience.clone(),
+                format!("{}{}", super::APP_AUDIENCE_PREFIX, config.app_id),
+            ]),
+            app_id: json_text(&config.app_id),
         }
     }
 
@@ -72,9 +87,9 @@ impl Signer {
         let rest_jti = encode_jti(rest_jti);
         let ws_jti = encode_jti(ws_jti);
         let rest = RestClaims {
-            iss: &self.config.rest_issuer,
+            iss: &self.rest_iss,
             sub,
-            aud: [&self.config.rest_audience, &self.app_audience],
+            aud: &self.rest_aud,
             iat,
             exp,
             jti: rest_jti,
@@ -91,7 +106,7 @@ impl Signer {
             channels: &channels,
             meta: WsMeta {
                 iat,
-                app: &self.config.app_id,
+                app: &self.app_id,
             },
         };
         let ring = self.keys.current();
