@@ -23,7 +23,7 @@ base=$STATE/base-$(sha256sum "$0" | cut -c1-16).tar
 if [[ ! -s $base ]]; then
   rm -f "$STATE"/base-*.tar
   echo "[bare] making Debian 12 with gcc and libc6-dev (mmdebstrap)"
-  mmdebstrap --quiet --variant=apt --include=gcc,libc6-dev,ca-certificates bookworm "$base.part"
+  mmdebstrap --quiet --variant=apt --format=tar --include=gcc,libc6-dev,ca-certificates bookworm "$base.part"
   mv "$base.part" "$base"
 fi
 tree=$STATE/root

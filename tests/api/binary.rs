@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 use serde_json::{json, Value};
 
 use crate::helpers::{verify_hs256, UUID};
-use crate::process::{cli, stdout, Server, BIN};
+use crate::process::{cli, stdout, Server, Signal, BIN};
 
 async fn post_tokens(c: &reqwest::Client, s: &Server, key: &str, body: Value) -> (u16, Value) {
     let r = c
@@ -277,7 +277,7 @@ async fn sigint_also_drains_and_exits_zero() {
     let tmp = tempfile::tempdir().unwrap();
     let server = Server::start(tmp.path(), &[]);
     server.wait_ready(&reqwest::Client::new()).await;
-    let (status, logs) = server.signal("-INT");
+    let (status, logs) = server.signal(Signal::INT);
     assert!(status.success(), "{status:?}");
     assert!(logs.join("\n").contains("SIGINT"));
 }

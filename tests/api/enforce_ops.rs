@@ -277,10 +277,7 @@ async fn no_admin_token_api_key_or_centrifugo_key_reaches_any_log() {
     let (_, cli_out) = cli(&dir, &f.api_url(), &["user", "delete", "carol"]).await;
     let (_, doctor_out) = cli(&dir, &f.api_url(), &["doctor"]).await;
     let (_, check_out) = cli(&dir, &f.api_url(), &["check-config"]).await;
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    crate::process::send_signal(&child, crate::process::Signal::TERM);
     let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();

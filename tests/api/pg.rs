@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use crate::helpers::{try_until, until_blocking};
 use crate::netns::Netns;
-use crate::process::free_port;
+use crate::process::{free_port, Signal};
 
 fn find_bin() -> PathBuf {
     crate::need::assert_present(crate::need::Component::Postgres);
@@ -409,20 +409,19 @@ impl PgServer {
 
     /// Fast shutdown (SIGINT: sessions are terminated), waiting for the process to exit.
     pub fn stop(&mut self) {
-        self.stop_with("-INT");
+        self.stop_with(Signal::INT);
     }
 
     /// Stops the server in immediate mode (SIGQUIT): every backend quits at once, so a
     /// statement waiting on a lock can never be granted it and finish while the server goes
     /// down, as it can in a fast shutdown (the lock holder exits first).
     pub fn crash(&mut self) {
-        self.stop_with("-QUIT");
+        self.stop_with(Signal::QUIT);
     }
 
-    fn stop_with(&mut self, signal: &str) {
+    fn stop_with(&mut self, signal: Signal) {
         if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args([signal, &pid]).status();
+            let _ = rustix::process::kill_process(rustix::process::Pid::from_child(&child), signal);
             until_blocking("PostgreSQL stopping", || {
                 child.try_wait().unwrap().ok_or("running")
             });
@@ -433,9 +432,10 @@ impl PgServer {
 impl Drop for PgServer {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-QUIT", &child.id().to_string()])
-                .status();
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&child),
+                Signal::QUIT,
+            );
             let _ = child.wait();
         }
     }

@@ -12,6 +12,14 @@ use serde_json::Value;
 
 use crate::helpers::{until, until_blocking, GIVE_UP};
 
+pub use rustix::process::Signal;
+
+/// Sends `sig` to a child the test started, by a system call: the tests need no `kill`
+/// program (procps is not installed on a bare machine; tests/bare.sh runs the fast tier there).
+pub fn send_signal(child: &Child, sig: Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), sig).unwrap();
+}
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_chatsdk-auth");
 
 /// A running `chatsdk-auth serve`, killed on drop so a failing assertion never leaks it.
@@ -92,19 +100,14 @@ impl Server {
 
     /// SIGTERM, then wait (bounded) for the exit status; returns it with every log line.
     pub fn terminate(self) -> (ExitStatus, Vec<String>) {
-        self.signal("-TERM")
+        self.signal(Signal::TERM)
     }
 
-    /// Sends a signal (`-TERM`, `-INT`), waits (bounded) for the exit status, then for the
+    /// Sends a signal (`Signal::TERM`, `Signal::INT`), waits (bounded) for the exit status, then for the
     /// log reader to reach the end of the pipe; returns the status and every log line.
-    pub fn signal(mut self, sig: &str) -> (ExitStatus, Vec<String>) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-            .success());
-        let status = until_blocking(&format!("exit after {sig}"), || {
+    pub fn signal(mut self, sig: Signal) -> (ExitStatus, Vec<String>) {
+        send_signal(&self.child, sig);
+        let status = until_blocking(&format!("exit after {sig:?}"), || {
             self.child.try_wait().unwrap().ok_or("running")
         });
         (status, self.finish_logs())
