@@ -71,5 +71,5 @@ if ((rc != 0 || failed != 0 || results == 0)); then
   exit 1
 fi
 echo "[bare] what the skipped tests need:"
-sed -n 's/^skipped [^:]*: needs \(.*\); .*/\1/p' "$log" | sort | uniq -c | sort -rn
+sed -n 's/^skipped [^ ]*: needs \(.*\); .*/\1/p' "$log" | sort | uniq -c | sort -rn
 echo "[bare] passed in ${elapsed} s: $passed tests in $results binaries, $skipped of them skipped with a line naming what they need; the log is $log"
