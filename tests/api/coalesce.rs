@@ -1,7 +1,8 @@
 //! Coalesced PostgreSQL lookups (src/store/postgres_batch.rs) against a real PostgreSQL: a
 //! burst answers exactly as single lookups do, a change committed while a batch gathers is seen
 //! by every request that arrived after it, an outage mid-batch is 503 for every waiter, and the
-//! server itself counts fewer statements than decisions.
+//! server itself counts fewer statements than decisions, and each batch statement is planned a
+//! few times per connection (not at every execution).
 
 use chatsdk_auth::config::RawConfig;
 use futures_util::future::join_all;
@@ -250,10 +251,8 @@ async fn postgres_stopped_mid_batch_is_503_for_every_waiter_then_recovers() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pg_stat_statements_counts_fewer_statements_than_decisions() {
-    crate::need::need!(Postgres);
-    let mut pg = PgServer::start().await;
+/// `pg` restarted with `pg_stat_statements` loaded, counting plans too; a client of it.
+async fn with_pg_stat_statements(pg: &mut PgServer) -> tokio_postgres::Client {
     let (db, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -271,6 +270,45 @@ async fn pg_stat_statements_counts_fewer_statements_than_decisions() {
     db.batch_execute("CREATE EXTENSION pg_stat_statements")
         .await
         .unwrap();
+    // Known once the library is loaded; taken by the connections the replica opens next.
+    db.batch_execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
+        .await
+        .unwrap();
+    db.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+    eventually("track_planning on", || async {
+        let (probe, conn) = tokio_postgres::connect(&pg.url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let on: String = probe
+            .query_one("SHOW pg_stat_statements.track_planning", &[])
+            .await
+            .unwrap()
+            .get(0);
+        on == "on"
+    })
+    .await;
+    db
+}
+
+/// Calls, rows and plans of the batch statement that reads `table`.
+async fn batch_statement(db: &tokio_postgres::Client, table: &str) -> (i64, i64, i64) {
+    let rows = db
+        .query(
+            "SELECT calls, rows, plans FROM pg_stat_statements WHERE query LIKE '%FROM ' || $1 || '%WHERE % = ANY((SELECT $1::%'",
+            &[&table],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one batch statement reads {table}");
+    (rows[0].get(0), rows[0].get(1), rows[0].get(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_stat_statements_counts_fewer_statements_than_decisions() {
+    crate::need::need!(Postgres);
+    let mut pg = PgServer::start().await;
+    let db = with_pg_stat_statements(&mut pg).await;
     let t = TestApp::spawn_with(replica(pg.url(), true)).await;
     db.batch_execute("SELECT pg_stat_statements_reset()")
         .await
@@ -282,22 +320,8 @@ async fn pg_stat_statements_counts_fewer_statements_than_decisions() {
     for (s, b) in connect_burst(&t, &burst).await {
         assert_eq!(s, 200, "{b}");
     }
-    let calls = |table: &'static str| {
-        let db = &db;
-        async move {
-            let rows = db
-                .query(
-                    "SELECT calls, rows FROM pg_stat_statements WHERE query LIKE '%FROM ' || $1 || ' WHERE % = ANY($1)%'",
-                    &[&table],
-                )
-                .await
-                .unwrap();
-            assert_eq!(rows.len(), 1, "one batch statement reads {table}");
-            (rows[0].get::<_, i64>(0), rows[0].get::<_, i64>(1))
-        }
-    };
-    let (key_calls, key_rows) = calls("chatsdk_auth_api_keys").await;
-    let (profile_calls, profile_rows) = calls("chatsdk_auth_users").await;
+    let (key_calls, key_rows, _) = batch_statement(&db, "chatsdk_auth_api_keys").await;
+    let (profile_calls, profile_rows, _) = batch_statement(&db, "chatsdk_auth_users").await;
     eprintln!(
         "api-key statements {key_calls} ({key_rows} rows) for {} requests; profile statements {profile_calls} ({profile_rows} rows) for {} lookups",
         ids.len(),
@@ -339,5 +363,38 @@ async fn statement_timeout_applies_to_the_batch() {
             (503, Some("store_unavailable")),
             "{b}"
         );
+    }
+}
+
+/// One request at a time, each lookup is a statement alone: PostgreSQL plans each batch
+/// statement a few times per connection (five custom plans, then the generic plan it keeps),
+/// not at every execution.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_batch_statement_is_planned_a_few_times_per_connection_not_per_execution() {
+    crate::need::need!(Postgres);
+    let mut pg = PgServer::start().await;
+    let db = with_pg_stat_statements(&mut pg).await;
+    let t = TestApp::spawn_with(replica(pg.url(), true)).await;
+    db.batch_execute("SELECT pg_stat_statements_reset()")
+        .await
+        .unwrap();
+    let n = 100;
+    for i in 0..n {
+        let ws = t.mint(&format!("planned-{i}")).await["wsToken"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (s, b) = t
+            .proxy("/centrifugo/connect", &connect_with(&ws), &[])
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    // At most the pool's 4 connections, each planning a statement six times (and once more
+    // if autovacuum's ANALYZE of the new users invalidates the plan).
+    for (table, at_least) in [("chatsdk_auth_api_keys", n), ("chatsdk_auth_users", 2 * n)] {
+        let (calls, _, plans) = batch_statement(&db, table).await;
+        eprintln!("{table}: {calls} calls, {plans} plans");
+        assert!(calls >= at_least, "{table}: {calls} calls");
+        assert!(plans <= 4 * 7, "{table}: {plans} plans for {calls} calls");
     }
 }
