@@ -177,7 +177,8 @@ pub enum StoreConfig {
     },
 }
 
-/// `storage.postgres_coalesce`, `postgres_batch_max` and `postgres_batch_window_us`, validated.
+/// `storage.postgres_coalesce`, `postgres_batch_max`, `postgres_batch_window_us` and
+/// `postgres_lookup_connections`, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PgBatch {
     /// False: every lookup is a statement of its own.
@@ -186,6 +187,9 @@ pub struct PgBatch {
     pub max: usize,
     /// How long a lookup waits for others while a statement of its kind is in flight.
     pub window: Duration,
+    /// Connections of the pool kept for the lookups, statements pipelined on them (at most
+    /// the pool's size less one); 0: each statement takes a pooled connection of its own.
+    pub connections: usize,
 }
 
 impl fmt::Debug for StoreConfig {

@@ -113,6 +113,10 @@ pub struct RawStorage {
     /// Microseconds a lookup waits for others to join it, only while another statement of its
     /// kind is already in flight (never when the replica is idle). Default 0.
     pub postgres_batch_window_us: u64,
+    /// Pool connections kept for the coalesced lookups, several statements in flight on each
+    /// (pipelined), at most `postgres_pool_size - 1`; 0 lets each statement take a pooled
+    /// connection of its own. Default 1.
+    pub postgres_lookup_connections: usize,
     /// Gives up authenticating the PostgreSQL server: lets `sslmode` `disable`, `prefer` or
     /// `require` start to a host that is not a loopback address or a Unix socket. Default false;
     /// logged as a warning at every start.
@@ -132,6 +136,7 @@ impl Default for RawStorage {
             postgres_coalesce: true,
             postgres_batch_max: 64,
             postgres_batch_window_us: 0,
+            postgres_lookup_connections: 1,
             postgres_accept_unauthenticated_server: false,
         }
     }

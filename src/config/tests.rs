@@ -464,6 +464,7 @@ fn every_validation_problem_names_its_key_and_says_what_to_do() {
     a.storage.backend = "postgres".into();
     a.storage.postgres_pool_size = 0;
     a.storage.postgres_timeout_ms = 0;
+    a.storage.postgres_lookup_connections = 65;
     a.tokens.ttl_seconds = 1;
     a.tokens.algorithm = "PS256".into();
     a.tokens.rest_algorithm = "XX".into();

@@ -17,15 +17,19 @@
 //!   waiter; PostgreSQL's `statement_timeout` applies to the one statement.
 //! - Statements run on tasks of their own: a waiter abandoned at its deadline cancels nobody
 //!   else's read, and a statement whose waiters have all gone is not sent.
+//! - **Pipelined.** The statements of both kinds run on `storage.postgres_lookup_connections`
+//!   connections kept from the pool ([`Conns`]), several in flight on each; a kept connection
+//!   that closed is replaced from the pool by the next statement.
 
 use std::collections::{HashMap, VecDeque};
 use std::error::Error;
 use std::fmt;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool};
 use prometheus::Histogram;
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
@@ -105,8 +109,9 @@ pub(super) struct Lookups {
 }
 
 impl Lookups {
-    /// Each kind may hold a quarter of the pool at most (at least one connection), so reads,
-    /// however many, always leave connections to the writes.
+    /// Each kind has a quarter of the pool's size in statements in flight at most (at least
+    /// one), on the kept connections or, with none kept, each on a pooled connection of its own:
+    /// reads, however many, always leave connections to the writes.
     pub(super) fn new(
         pool: &Pool,
         pool_size: usize,
@@ -114,9 +119,12 @@ impl Lookups {
         timeout: Duration,
     ) -> Lookups {
         let slots = (pool_size / 4).max(1);
+        // Kept connections always leave one to the writes (none kept with a pool of one).
+        let kept = batch.connections.min(pool_size.saturating_sub(1));
+        let conns = Arc::new(Conns::new(pool.clone(), kept));
         Lookups {
-            profiles: Batcher::new(pool.clone(), slots, batch.max, batch.window, timeout),
-            api_keys: Batcher::new(pool.clone(), slots, batch.max, batch.window, timeout),
+            profiles: Batcher::new(Arc::clone(&conns), slots, batch.max, batch.window, timeout),
+            api_keys: Batcher::new(conns, slots, batch.max, batch.window, timeout),
         }
     }
 }
@@ -138,8 +146,76 @@ struct Queue<L: Lookup> {
     running: usize,
 }
 
-struct Shared<L: Lookup> {
+/// Where the statements run: each on a connection taken from the pool for it
+/// (`storage.postgres_lookup_connections = 0`), or on a few connections kept for the lookups of
+/// both kinds, several statements in flight on each (tokio-postgres pipelines the queries of
+/// one client: sent one after another, answered in order).
+pub(super) struct Conns {
     pool: Pool,
+    kept: Vec<Mutex<Option<Arc<Object>>>>,
+    next: AtomicUsize,
+}
+
+/// A connection one statement runs on: its own, or one it shares.
+enum Conn {
+    Own(Box<Object>),
+    Shared(Arc<Object>),
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Object;
+    fn deref(&self) -> &Object {
+        match self {
+            Conn::Own(c) => c,
+            Conn::Shared(c) => c,
+        }
+    }
+}
+
+impl Conns {
+    pub(super) fn new(pool: Pool, kept: usize) -> Conns {
+        Conns {
+            pool,
+            kept: (0..kept).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next kept connection in turn, (re)connected from the pool when it is missing or
+    /// closed; a connection that failed is left to its last statement, then to the pool,
+    /// which discards a closed one.
+    async fn get(&self) -> Result<Conn, StoreError> {
+        if self.kept.is_empty() {
+            return self
+                .pool
+                .get()
+                .await
+                .map(|c| Conn::Own(Box::new(c)))
+                .map_err(map_pool_err);
+        }
+        let slot = &self.kept[self.next.fetch_add(1, Ordering::Relaxed) % self.kept.len()];
+        let open = |s: &Mutex<Option<Arc<Object>>>| {
+            let s = s.lock().unwrap_or_else(|e| e.into_inner());
+            s.as_ref().filter(|c| !c.is_closed()).cloned()
+        };
+        if let Some(c) = open(slot) {
+            return Ok(Conn::Shared(c));
+        }
+        let fresh = Arc::new(self.pool.get().await.map_err(map_pool_err)?);
+        let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+        // Another statement may have reconnected this slot meanwhile: one connection per slot.
+        match s.as_ref().filter(|c| !c.is_closed()) {
+            Some(c) => Ok(Conn::Shared(Arc::clone(c))),
+            None => {
+                *s = Some(Arc::clone(&fresh));
+                Ok(Conn::Shared(fresh))
+            }
+        }
+    }
+}
+
+struct Shared<L: Lookup> {
+    conns: Arc<Conns>,
     queue: Mutex<Queue<L>>,
     /// Statements of this kind in flight at most (each holds one pooled connection).
     slots: usize,
@@ -156,7 +232,7 @@ pub(super) struct Batcher<L: Lookup> {
 
 impl<L: Lookup> Batcher<L> {
     pub(super) fn new(
-        pool: Pool,
+        conns: Arc<Conns>,
         slots: usize,
         max: usize,
         window: Duration,
@@ -164,7 +240,7 @@ impl<L: Lookup> Batcher<L> {
     ) -> Batcher<L> {
         Batcher {
             shared: Arc::new(Shared {
-                pool,
+                conns,
                 queue: Mutex::new(Queue {
                     waiting: VecDeque::new(),
                     running: 0,
@@ -262,7 +338,7 @@ impl<L: Lookup> Shared<L> {
     }
 
     async fn read(&self, keys: &[L::Key]) -> Result<HashMap<L::Key, L::Value>, StoreError> {
-        let c = self.pool.get().await.map_err(map_pool_err)?;
+        let c = self.conns.get().await?;
         let st = c.prepare_cached(L::SQL).await.map_err(map_err)?;
         let rows = c.query(&st, &[&keys]).await.map_err(map_err)?;
         rows.iter().map(L::row).collect()

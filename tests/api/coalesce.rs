@@ -1,8 +1,9 @@
 //! Coalesced PostgreSQL lookups (src/store/postgres_batch.rs) against a real PostgreSQL: a
 //! burst answers exactly as single lookups do, a change committed while a batch gathers is seen
 //! by every request that arrived after it, an outage mid-batch is 503 for every waiter, and the
-//! server itself counts fewer statements than decisions, and each batch statement is planned a
-//! few times per connection (not at every execution).
+//! server itself counts fewer statements than decisions, each batch statement is planned a few
+//! times per connection (not at every execution), and all of it holds with the statements
+//! pipelined on one kept connection (`storage.postgres_lookup_connections`).
 
 use chatsdk_auth::config::RawConfig;
 use futures_util::future::join_all;
@@ -14,7 +15,14 @@ use crate::pg::{self, PgServer};
 /// A replica on `url`; `coalesce` off makes every lookup a statement of its own. A pool of 4
 /// gives each lookup kind one statement in flight, so concurrent lookups always gather.
 fn replica(url: String, coalesce: bool) -> impl FnOnce(&mut RawConfig) {
+    piped(url, coalesce, 1)
+}
+
+/// [`replica`], its lookups' statements pipelined on `kept` connections of the pool (the
+/// default, 1), or each on a pooled connection of its own (0).
+fn piped(url: String, coalesce: bool, kept: usize) -> impl FnOnce(&mut RawConfig) {
     move |c| {
+        c.storage.postgres_lookup_connections = kept;
         use_postgres(c, url);
         c.secrets.rest_key = "r".repeat(40);
         c.secrets.centrifugo_key = "w".repeat(40);
@@ -107,7 +115,9 @@ async fn a_burst_of_connects_answers_as_single_lookups_do() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     let on = TestApp::start_in(&dir, replica(url.clone(), true)).await;
-    let off = TestApp::start_in(&dir, replica(url, false)).await;
+    let off = TestApp::start_in(&dir, replica(url.clone(), false)).await;
+    // Each statement on a pooled connection of its own.
+    let pooled = TestApp::start_in(&dir, piped(url, true, 0)).await;
     // Four kinds of user, interleaved: active, disabled, revoked, deleted (unknown).
     let ids: Vec<String> = (0..48).map(|i| format!("burst-{i}")).collect();
     let tokens = mint_all(&on, &ids).await;
@@ -124,8 +134,15 @@ async fn a_burst_of_connects_answers_as_single_lookups_do() {
     let burst: Vec<String> = (0..4).flat_map(|_| tokens.iter().cloned()).collect();
     let coalesced = connect_burst(&on, &burst).await;
     let single = connect_burst(&off, &burst).await;
-    for (i, (c, s)) in coalesced.iter().zip(&single).enumerate() {
+    let own = connect_burst(&pooled, &burst).await;
+    for (i, ((c, s), o)) in coalesced.iter().zip(&single).zip(&own).enumerate() {
         assert_eq!(c, s, "request {i} ({})", ids[i % ids.len()]);
+        assert_eq!(
+            o,
+            s,
+            "request {i} ({}), own connections",
+            ids[i % ids.len()]
+        );
         let id = &ids[i % ids.len()];
         let (status, body) = c;
         assert_eq!(*status, 200, "{body}");
@@ -150,6 +167,12 @@ async fn a_burst_of_connects_answers_as_single_lookups_do() {
         "{n_on} statements for {decisions} lookups"
     );
     assert_eq!(n_off, 0.0);
+    let n_own = statements(&pooled, "profile").await;
+    assert!(
+        n_own > 0.0 && n_own < burst.len() as f64,
+        "{n_own} statements on their own connections for {} lookups",
+        burst.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,10 +224,22 @@ async fn a_user_disabled_while_a_batch_gathers_is_refused_by_every_later_request
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_mid_batch_is_503_for_every_waiter_then_recovers() {
+    stopped_mid_batch(1).await;
+}
+
+/// The same with each statement on a pooled connection of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_mid_batch_on_pooled_connections_is_503_then_recovers() {
+    stopped_mid_batch(0).await;
+}
+
+/// PostgreSQL stops with statements queued: all are 503; a kept connection (`kept` = 1) is
+/// lost with the server and made again from the pool when it is back.
+async fn stopped_mid_batch(kept: usize) {
     crate::need::need!(Postgres);
     let mut pg = PgServer::start().await;
     let t = TestApp::spawn_with(|c| {
-        replica(pg.url(), true)(c);
+        piped(pg.url(), true, kept)(c);
         c.storage.postgres_timeout_ms = 1000;
         c.server.request_timeout_seconds = 8;
     })

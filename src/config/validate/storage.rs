@@ -75,6 +75,12 @@ pub(super) fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreCo
                     st.postgres_batch_window_us
                 ));
             }
+            if st.postgres_lookup_connections > 64 {
+                p.push(format!(
+                    "storage.postgres_lookup_connections: {} is out of range; set a value from 0 to 64",
+                    st.postgres_lookup_connections
+                ));
+            }
             StoreConfig::Postgres {
                 url,
                 tls,
@@ -84,6 +90,7 @@ pub(super) fn storage(st: &RawStorage, p: &mut Vec<String>) -> (PathBuf, StoreCo
                     coalesce: st.postgres_coalesce,
                     max: st.postgres_batch_max,
                     window: Duration::from_micros(st.postgres_batch_window_us),
+                    connections: st.postgres_lookup_connections,
                 },
             }
         }
