@@ -13,12 +13,22 @@ use super::segments::{still_to_change, RawCounts, FOLD_BATCH};
 use super::{Kick, StoreError, User, UserChange};
 use crate::segments::Where;
 
-const BACKFILL: &str = "INSERT INTO chatsdk_auth_user_segments (field, value, user_id)
-    SELECT f.name, e.v::text, u.id FROM chatsdk_auth_users u
+/// Every declared field's scalar values (and array elements) of every user: their keys, then
+/// the entries.
+const BACKFILL: &str = "INSERT INTO chatsdk_auth_segment_keys (field, value)
+    SELECT DISTINCT f.name, e.v::text FROM chatsdk_auth_users u
     CROSS JOIN chatsdk_auth_segment_fields f
     CROSS JOIN LATERAL chatsdk_auth_segment_values(u.custom::jsonb -> f.name) AS e(v)
     WHERE u.custom IS NOT NULL
-    ON CONFLICT DO NOTHING";
+    ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    INSERT INTO chatsdk_auth_user_segments (key, user_id)
+    SELECT k.key, u.id FROM chatsdk_auth_users u
+    CROSS JOIN chatsdk_auth_segment_fields f
+    CROSS JOIN LATERAL chatsdk_auth_segment_values(u.custom::jsonb -> f.name) AS e(v)
+    JOIN chatsdk_auth_segment_keys k ON k.field = f.name AND k.value = e.v::text
+    WHERE u.custom IS NOT NULL
+    ON CONFLICT DO NOTHING;";
 
 /// After a rebuild of the segments: the counts again from them, the log emptied (under the
 /// fold's lock, so no fold runs in between).
@@ -26,8 +36,18 @@ const RECOUNT: &str = "SELECT pg_advisory_xact_lock(7163082360112835331);
     DELETE FROM chatsdk_auth_segment_deltas;
     DELETE FROM chatsdk_auth_segment_counts;
     INSERT INTO chatsdk_auth_segment_counts (field, value, users)
-        SELECT field, value, count(*) FROM chatsdk_auth_user_segments GROUP BY field, value
-        UNION ALL SELECT field, '', count(*) FROM chatsdk_auth_user_segments GROUP BY field;";
+        SELECT k.field, k.value, count(*) FROM chatsdk_auth_user_segments s
+        JOIN chatsdk_auth_segment_keys k ON k.key = s.key GROUP BY k.field, k.value
+        UNION ALL SELECT k.field, '', count(*) FROM chatsdk_auth_user_segments s
+        JOIN chatsdk_auth_segment_keys k ON k.key = s.key GROUP BY k.field;";
+
+/// Each condition's key and its users by the folded counts (a statistic to order the
+/// conditions by, never the answer), by the condition's position; a condition whose value is
+/// nowhere in the store has no row.
+const KEYS: &str = "SELECT w.i, k.key, coalesce(c.users, 0) FROM unnest($1::text[], $2::text[])
+        WITH ORDINALITY AS w(field, value, i)
+    JOIN chatsdk_auth_segment_keys k ON k.field = w.field AND k.value = (w.value::jsonb)::text
+    LEFT JOIN chatsdk_auth_segment_counts c ON c.field = k.field AND c.value = k.value";
 
 const USER_COLUMNS: &str =
     "u.id, u.name, u.image, u.custom, u.disabled, u.tokens_valid_after, u.created_at, u.updated_at";
@@ -53,7 +73,8 @@ impl PgStore {
             return Ok(false);
         }
         tx.batch_execute(
-            "DELETE FROM chatsdk_auth_segment_fields; DELETE FROM chatsdk_auth_user_segments;",
+            "DELETE FROM chatsdk_auth_segment_fields; DELETE FROM chatsdk_auth_user_segments;
+             DELETE FROM chatsdk_auth_segment_keys;",
         )
         .await
         .map_err(map_err)?;
@@ -64,7 +85,7 @@ impl PgStore {
         )
         .await
         .map_err(map_err)?;
-        tx.execute(BACKFILL, &[]).await.map_err(map_err)?;
+        tx.batch_execute(BACKFILL).await.map_err(map_err)?;
         tx.batch_execute(RECOUNT).await.map_err(map_err)?;
         tx.commit().await.map_err(map_err)?;
         Ok(true)
@@ -90,7 +111,10 @@ impl PgStore {
         after: Option<&str>,
     ) -> Result<Vec<User>, StoreError> {
         let c = self.client().await?;
-        let mut args = bound(w);
+        let Some(keys) = keys(&c, w).await? else {
+            return Ok(Vec::new());
+        };
+        let mut args = bound(&keys);
         let limit = limit as i64;
         let mut sql = format!("SELECT {USER_COLUMNS} {}", from_segment(w.conditions.len()));
         if let Some(a) = &after {
@@ -158,7 +182,10 @@ impl PgStore {
 
     pub async fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {
         let c = self.client().await?;
-        let args = bound(w);
+        let Some(keys) = keys(&c, w).await? else {
+            return Ok(0);
+        };
+        let args = bound(&keys);
         let sql = format!(
             "SELECT count(*) FROM chatsdk_auth_user_segments s0 WHERE {}",
             conditions(w.conditions.len())
@@ -178,7 +205,10 @@ impl PgStore {
     ) -> Result<Vec<String>, StoreError> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(map_err)?;
-        let mut args = bound(w);
+        let Some(keys) = keys(&tx, w).await? else {
+            return Ok(Vec::new());
+        };
+        let mut args = bound(&keys);
         let mut sql = format!("SELECT u.id {}", from_segment(w.conditions.len()));
         if let Some(a) = &after {
             args.push(a);
@@ -251,12 +281,36 @@ impl PgStore {
     }
 }
 
-/// `$1, $2` the first field and value (JSON text, canonicalised by jsonb in the query), ...
-fn bound(w: &Where) -> Vec<&(dyn ToSql + Sync)> {
-    let mut out: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(w.conditions.len() * 2 + 2);
-    for c in &w.conditions {
-        out.push(&c.field);
-        out.push(&c.value);
+/// The conditions' keys, the narrowest first (fewest users by the folded counts); `None` when
+/// a condition's value is nowhere in the store (the segment is empty).
+async fn keys(
+    c: &impl deadpool_postgres::GenericClient,
+    w: &Where,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let fields: Vec<&str> = w.conditions.iter().map(|c| c.field.as_str()).collect();
+    let values: Vec<&str> = w.conditions.iter().map(|c| c.value.as_str()).collect();
+    let rows = c.query(KEYS, &[&fields, &values]).await.map_err(map_err)?;
+    let mut found = vec![None; w.conditions.len()];
+    for r in &rows {
+        let i = col::<i64>(r, 0)?;
+        let slot = usize::try_from(i - 1)
+            .ok()
+            .and_then(|i| found.get_mut(i))
+            .ok_or_else(|| StoreError::Internal(format!("segment key of condition {i}").into()))?;
+        *slot = Some((col::<i64>(r, 2)?, col::<i64>(r, 1)?));
+    }
+    let Some(mut keys) = found.into_iter().collect::<Option<Vec<(i64, i64)>>>() else {
+        return Ok(None);
+    };
+    keys.sort_unstable();
+    Ok(Some(keys.into_iter().map(|(_, k)| k).collect()))
+}
+
+/// `$1, $2, ...` the keys.
+fn bound(keys: &[i64]) -> Vec<&(dyn ToSql + Sync)> {
+    let mut out: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(keys.len() + 2);
+    for k in keys {
+        out.push(k);
     }
     out
 }
@@ -272,14 +326,14 @@ fn from_segment(n: usize) -> String {
     )
 }
 
-/// The first condition is the range scanned (in id order); the others are looked up.
+/// The first key is the range scanned (in id order); the others are semi-joined on the user
+/// (the planner merges the ranges, each in id order, for a count, and probes them for a page).
 fn conditions(n: usize) -> String {
-    let mut sql = "s0.field = $1 AND s0.value = ($2::text::jsonb)::text".to_string();
+    let mut sql = "s0.key = $1".to_string();
     for i in 1..n {
         sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM chatsdk_auth_user_segments s{i} WHERE s{i}.field = ${} AND s{i}.value = (${}::text::jsonb)::text AND s{i}.user_id = s0.user_id)",
-            2 * i + 1,
-            2 * i + 2
+            " AND EXISTS (SELECT 1 FROM chatsdk_auth_user_segments s{i} WHERE s{i}.key = ${} AND s{i}.user_id = s0.user_id)",
+            i + 1
         ));
     }
     sql

@@ -2,8 +2,10 @@
 //! counts, and one bounded batch of a bulk change.
 //!
 //! Each backend keeps a side table, one row per user, declared field and scalar value (every
-//! element of an array), with the value as canonical JSON text: a query or a count is a range
-//! of its primary key `(field, value, user_id)`, in id order, never a scan of the users.
+//! element of an array): the field and the value (as canonical JSON text) are numbered once in
+//! a table of keys, and a query or a count is a range of the side table's primary key
+//! `(key, user_id)`, in id order, never a scan of the users. Several conditions scan the
+//! narrowest (fewest users by the kept counts) and semi-join the others on the user.
 //! Triggers keep it in step with every insert, `custom` update and delete, whoever writes;
 //! [`Store::declare_segments`] rebuilds it on start when `segments.fields` changed.
 //!

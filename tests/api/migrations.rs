@@ -44,7 +44,7 @@ async fn a_database_from_schema_1_is_migrated_in_place_and_keeps_every_row() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 7,
+        version, 8,
         "every schema step applied, the audit table included"
     );
     let sql: String = c

@@ -18,7 +18,12 @@
 # longest answer, ROUNDS times (tenant-0, tenant-1, ...; at most 5).
 # Knobs: BACKENDS="sqlite postgres" DB_DIR=/var/tmp (SQLite's database: a real disk)
 # PG_DIR=/dev/shm (the private cluster of tests/bench/pg.sh, on tmpfs as load.sh's) USERS
-# RUNS=20 WINDOW=5 ROUNDS=3 CONNECTIONS=8 PORT=18183 BULK=1 BIN (another server build).
+# RUNS=20 WINDOW=5 ROUNDS=3 CONNECTIONS=8 PORT=18183 PG_PORT=15432 BULK=1 BIN (another server build) SEEDER
+# (another build of tests/bench/seed.rs).
+# KEEP=1 keeps each backend's seeded world ($DB_DIR/chatsdk-segments-world-sqlite-$USERS,
+# $PG_DIR/chatsdk-segments-world-postgres-$USERS) and reuses it on the next run instead of
+# seeding again (the server's migrations upgrade it on start; the bulk rounds disable
+# tenants, so run KEEP=1 with BULK=0, or remove the worlds after a bulk run).
 # Only 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
@@ -32,19 +37,21 @@ WINDOW=${WINDOW:-5}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-8}
 PORT=${PORT:-18183}
+PG_PORT=${PG_PORT:-15432}
 BULK=${BULK:-1}
+KEEP=${KEEP:-0}
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install wrk" >&2; exit 1; }
 command -v sqlite3 >/dev/null || { echo "sqlite3 not found: apt-get install sqlite3" >&2; exit 1; }
 [[ -n ${BIN:-} ]] || cargo build --profile dist --locked -q
 BIN=${BIN:-$ROOT/target/dist/chatsdk-auth}
-SEEDER=$(cargo bench --profile dist --locked -q --bench seed --no-run --message-format=json |
+[[ -n ${SEEDER:-} ]] || SEEDER=$(cargo bench --profile dist --locked -q --bench seed --no-run --message-format=json |
   grep '"name":"seed"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 [[ -x $SEEDER ]] || { echo "could not build the seeder (tests/bench/seed.rs)" >&2; exit 1; }
 PID="" PG="" WORK=""
 cleanup() {
   [[ -n $PID ]] && kill -TERM "$PID" 2>/dev/null && wait "$PID" 2>/dev/null
-  [[ -n $PG ]] && bash "$ROOT/tests/bench/pg.sh" stop "$PG" && rm -rf "$PG"
-  [[ -n $WORK ]] && rm -rf "$WORK"
+  [[ -n $PG ]] && bash "$ROOT/tests/bench/pg.sh" stop "$PG" && { ((KEEP)) || rm -rf "$PG"; }
+  [[ -n $WORK ]] && { ((KEEP)) || rm -rf "$WORK"; }
   return 0
 }
 trap cleanup EXIT
@@ -90,12 +97,34 @@ measure() {
   echo
 }
 
-# The statements of src/store/*segments.rs, for the plans.
+# The statements of src/store/*segments.rs, for the plans, with ?1/$1 the key of plan=pro and
+# ?2/$2 that of tenantId=tenant-3 (the store looks the keys up first, and puts the condition
+# with fewer users first: the tenant's 100,000 before the plan's 333,333).
 cols='u.id, u.name, u.image, u.custom, u.disabled, u.tokens_valid_after, u.created_at, u.updated_at'
-sqlite_list="SELECT $cols FROM user_segments s0 JOIN users u ON u.id = s0.user_id WHERE s0.field = ?1 AND s0.value = ?2 ORDER BY s0.user_id LIMIT 100"
-sqlite_count='SELECT count(*) FROM user_segments s0 WHERE s0.field = ?1 AND s0.value = ?2'
-pg_list="SELECT $cols FROM chatsdk_auth_user_segments s0 JOIN chatsdk_auth_users u ON u.id = s0.user_id COLLATE \"default\" WHERE s0.field = 'plan' AND s0.value = ('\"pro\"'::text::jsonb)::text ORDER BY s0.user_id LIMIT 100"
-pg_count="SELECT count(*) FROM chatsdk_auth_user_segments s0 WHERE s0.field = 'plan' AND s0.value = ('\"pro\"'::text::jsonb)::text"
+sqlite_list="SELECT $cols FROM user_segments s0 JOIN users u ON u.id = s0.user_id WHERE s0.key = ?1 ORDER BY s0.user_id LIMIT 100"
+sqlite_count='SELECT count(*) FROM user_segments s0 WHERE s0.key = ?1'
+sqlite_two='SELECT count(*) FROM user_segments s0 WHERE s0.key = ?2 AND EXISTS (SELECT 1 FROM user_segments s1 WHERE s1.key = ?1 AND s1.user_id = s0.user_id)'
+pg_list="SELECT $cols FROM chatsdk_auth_user_segments s0 JOIN chatsdk_auth_users u ON u.id = s0.user_id COLLATE \"default\" WHERE s0.key = \$1 ORDER BY s0.user_id LIMIT 100"
+pg_count='SELECT count(*) FROM chatsdk_auth_user_segments s0 WHERE s0.key = $1'
+pg_two='SELECT count(*) FROM chatsdk_auth_user_segments s0 WHERE s0.key = $2 AND EXISTS (SELECT 1 FROM chatsdk_auth_user_segments s1 WHERE s1.key = $1 AND s1.user_id = s0.user_id)'
+key_of() { echo "SELECT key FROM $1 WHERE field = '$2' AND value = '\"$3\"'"; }
+# The database's own CPU time per count (load from other jobs on the machine inflates the
+# wall-clock figures, not these): SQLite's user + system time in sqlite3, median of 11; the
+# PostgreSQL backend's from /proc, the mean of 20 after one (its clock ticks are 10 ms).
+sqlite_cpu() {
+  local i
+  for i in $(seq 11); do printf '.timer on\n%s;\n' "$1"; done | sqlite3 "$WORK/data/chatsdk-auth.db" |
+    awk '/^Run Time/ { print ($6 + $8) * 1000 }' | stats | awk '{ print $1 }'
+}
+pg_cpu() {
+  local i
+  { echo 'SELECT pg_backend_pid() AS pid \gset'; echo '\setenv BPID :pid'; echo "$1;"
+    echo "\\! awk '{ print \"T0\", \$14 + \$15 }' /proc/\$BPID/stat"
+    for i in $(seq 20); do echo "$1;"; done
+    echo "\\! awk '{ print \"T1\", \$14 + \$15 }' /proc/\$BPID/stat"; } |
+    bash tests/bench/pg.sh psql "$PG" -d "$db" -qAt |
+    awk -v hz="$(getconf CLK_TCK)" '/^T0/ { a = $2 } /^T1/ { b = $2 } END { printf "%.1f\n", (b - a) * 1000 / hz / 20 }'
+}
 
 wrk_tokens() {
   taskset -c 1 wrk -t1 -c"$CONNECTIONS" -d"$1s" --latency -s "$WORK/tokens.lua" "$URL" |
@@ -104,18 +133,37 @@ wrk_tokens() {
 }
 
 for backend in $BACKENDS; do
-  WORK=$(mktemp -d "$DB_DIR/chatsdk-segments.XXXXXX")
+  if ((KEEP)); then
+    WORK=$DB_DIR/chatsdk-segments-world-sqlite-$USERS
+    [[ $backend == postgres ]] && PG=$PG_DIR/chatsdk-segments-world-postgres-$USERS WORK=$PG/work
+    mkdir -p "$WORK"
+  else
+    WORK=$(mktemp -d "$DB_DIR/chatsdk-segments.XXXXXX")
+    [[ $backend == postgres ]] && PG=$(mktemp -d "$PG_DIR/chatsdk-segments-pg.XXXXXX")
+  fi
   export CHATSDK_AUTH_STORAGE__DATA_DIR=$WORK/data CHATSDK_AUTH_STORAGE__BACKEND=$backend
   unset CHATSDK_AUTH_STORAGE__POSTGRES_URL
   if [[ $backend == postgres ]]; then
-    PG=$(mktemp -d "$PG_DIR/chatsdk-segments-pg.XXXXXX")
-    CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh fresh "$PG")
+    if [[ -f $WORK/url ]]; then
+      bash tests/bench/pg.sh start "$PG" "$PG_PORT" >/dev/null
+      CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(cat "$WORK/url")
+    else
+      CHATSDK_AUTH_STORAGE__POSTGRES_URL=$(bash tests/bench/pg.sh fresh "$PG" "$PG_PORT" | tee "$WORK/url.new")
+    fi
     export CHATSDK_AUTH_STORAGE__POSTGRES_URL
   fi
   mkdir -p "$WORK/data"
   echo "== $backend: $USERS users, $RUNS runs each ($([[ $backend == sqlite ]] && echo "$DB_DIR" || echo "$PG_DIR"))"
-  # The seeder keeps 64 upserts in flight: on a loaded machine some wait past the 1 s default.
-  (cd "$WORK" && CHATSDK_AUTH_STORAGE__POSTGRES_TIMEOUT_MS=30000 "$SEEDER" --users "$USERS" --custom segments)
+  if [[ -f $WORK/seeded ]]; then
+    echo "(the world seeded by an earlier run, kept with KEEP=1)"
+  else
+    # The seeder keeps 64 upserts in flight: on a loaded machine some wait past the 1 s default.
+    (cd "$WORK" && CHATSDK_AUTH_STORAGE__POSTGRES_TIMEOUT_MS=30000 "$SEEDER" --users "$USERS" --custom segments)
+    if ((KEEP)); then
+      [[ $backend == postgres ]] && mv "$WORK/url.new" "$WORK/url"
+      touch "$WORK/seeded"
+    fi
+  fi
   (cd "$WORK" && exec taskset -c 0 "$BIN" serve) 2>"$WORK/server.log" &
   PID=$!
   for _ in $(seq 600); do curl -sf "$URL/readyz" >/dev/null && break; sleep 0.1; done
@@ -132,15 +180,25 @@ for backend in $BACKENDS; do
       measure "$shape" "$kind"
     done
   done
-  echo "-- query plans (plan=pro)"
+  echo "-- query plans (page and count of plan=pro, count of tenantId=tenant-3 and plan=pro)"
   if [[ $backend == sqlite ]]; then
-    for q in "$sqlite_list" "$sqlite_count"; do
-      sqlite3 "$WORK/data/chatsdk-auth.db" ".parameter set ?1 'plan'" ".parameter set ?2 '\"\"\"pro\"\"\"'" "EXPLAIN QUERY PLAN $q"
+    sq() { sqlite3 "$WORK/data/chatsdk-auth.db" "$@"; }
+    k=$(sq "$(key_of segment_keys plan pro)") t=$(sq "$(key_of segment_keys tenantId tenant-3)")
+    for q in "$sqlite_list" "$sqlite_count" "$sqlite_two"; do
+      sq ".parameter set ?1 $k" ".parameter set ?2 $t" "EXPLAIN QUERY PLAN $q"
     done
+    echo "-- SQLite CPU ms per count (median of 11): plan=pro $(sqlite_cpu "${sqlite_count//\?1/$k}")," \
+      "tenantId=tenant-3 and plan=pro $(sqlite_cpu "$(echo "$sqlite_two" | sed "s/?1/$k/; s/?2/$t/")")"
   else
-    for q in "$pg_list" "$pg_count"; do
-      bash tests/bench/pg.sh psql "$PG" -d "$db" -qAt -c "EXPLAIN (ANALYZE, COSTS OFF) $q"
+    pq() { bash tests/bench/pg.sh psql "$PG" -d "$db" -qAt -c "$1"; }
+    k=$(pq "$(key_of chatsdk_auth_segment_keys plan pro)") t=$(pq "$(key_of chatsdk_auth_segment_keys tenantId tenant-3)")
+    for q in "$pg_list" "$pg_count" "$pg_two"; do
+      q=${q//\$1/$k} q=${q//\$2/$t}
+      pq "EXPLAIN (ANALYZE, COSTS OFF) $q"
     done
+    two=${pg_two//\$1/$k} two=${two//\$2/$t}
+    echo "-- PostgreSQL backend CPU ms per count (mean of 20): plan=pro $(pg_cpu "${pg_count//\$1/$k}")," \
+      "tenantId=tenant-3 and plan=pro $(pg_cpu "$two")"
   fi
   if [[ $backend == sqlite && $BULK == 1 ]]; then
     cat >"$WORK/tokens.lua" <<LUA
@@ -178,6 +236,7 @@ LUA
     done
   fi
   kill -TERM "$PID"; wait "$PID" 2>/dev/null || true; PID=""
-  [[ -n $PG ]] && { bash tests/bench/pg.sh stop "$PG"; rm -rf "$PG"; PG=""; }
-  rm -rf "$WORK"; WORK=""
+  [[ -n $PG ]] && { bash tests/bench/pg.sh stop "$PG"; ((KEEP)) || rm -rf "$PG"; PG=""; }
+  ((KEEP)) || rm -rf "$WORK"
+  WORK=""
 done

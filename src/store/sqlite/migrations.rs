@@ -179,6 +179,87 @@ BEGIN
 END;
 "#,
     },
+    Migration {
+        check: None,
+        sql: r#"
+-- 8: compact segment keys. `segment_keys` numbers each declared field and value once;
+-- `user_segments` holds (key, user_id), so a segment's range of the primary key compares one
+-- integer per entry instead of two strings, and its entries are half the size. (A trigger's
+-- `OR IGNORE` gives way to an upsert's own conflict clause: new keys are inserted only where
+-- none exists, and each key and entry once, so that an array repeating a value conflicts
+-- with nothing.)
+CREATE TABLE segment_keys (
+    key INTEGER PRIMARY KEY,
+    field TEXT NOT NULL,
+    value TEXT NOT NULL,
+    UNIQUE (field, value)
+);
+INSERT INTO segment_keys (field, value) SELECT DISTINCT field, value FROM user_segments ORDER BY 1, 2;
+DROP TRIGGER users_segments_insert;
+DROP TRIGGER users_segments_update;
+DROP TRIGGER users_segments_delete;
+DROP TRIGGER user_segments_counted;
+DROP TRIGGER user_segments_uncounted;
+CREATE TABLE user_segments_by_key (
+    key INTEGER NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (key, user_id)
+) WITHOUT ROWID;
+INSERT INTO user_segments_by_key (key, user_id)
+    SELECT k.key, s.user_id FROM user_segments s JOIN segment_keys k ON k.field = s.field AND k.value = s.value
+    ORDER BY 1, 2;
+DROP TABLE user_segments;
+ALTER TABLE user_segments_by_key RENAME TO user_segments;
+CREATE INDEX user_segments_user ON user_segments (user_id);
+CREATE TRIGGER users_segments_insert AFTER INSERT ON users WHEN NEW.custom IS NOT NULL
+BEGIN
+    INSERT OR IGNORE INTO segment_keys (field, value)
+    SELECT DISTINCT f.name, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END
+    FROM segment_fields f, json_each(NEW.custom, '$."' || f.name || '"') j
+    WHERE json_type(NEW.custom, '$."' || f.name || '"') <> 'object' AND j.type NOT IN ('object', 'array')
+      AND NOT EXISTS (SELECT 1 FROM segment_keys k WHERE k.field = f.name AND k.value = CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END);
+    INSERT OR IGNORE INTO user_segments (key, user_id)
+    SELECT DISTINCT k.key, NEW.id
+    FROM segment_fields f, json_each(NEW.custom, '$."' || f.name || '"') j, segment_keys k
+    WHERE json_type(NEW.custom, '$."' || f.name || '"') <> 'object' AND j.type NOT IN ('object', 'array')
+      AND k.field = f.name AND k.value = CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END;
+END;
+CREATE TRIGGER users_segments_update AFTER UPDATE OF custom ON users WHEN NEW.custom IS NOT OLD.custom
+BEGIN
+    DELETE FROM user_segments WHERE user_id = OLD.id;
+    INSERT OR IGNORE INTO segment_keys (field, value)
+    SELECT DISTINCT f.name, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END
+    FROM segment_fields f, json_each(NEW.custom, '$."' || f.name || '"') j
+    WHERE NEW.custom IS NOT NULL AND json_type(NEW.custom, '$."' || f.name || '"') <> 'object' AND j.type NOT IN ('object', 'array')
+      AND NOT EXISTS (SELECT 1 FROM segment_keys k WHERE k.field = f.name AND k.value = CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END);
+    INSERT OR IGNORE INTO user_segments (key, user_id)
+    SELECT DISTINCT k.key, NEW.id
+    FROM segment_fields f, json_each(NEW.custom, '$."' || f.name || '"') j, segment_keys k
+    WHERE NEW.custom IS NOT NULL AND json_type(NEW.custom, '$."' || f.name || '"') <> 'object' AND j.type NOT IN ('object', 'array')
+      AND k.field = f.name AND k.value = CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END;
+END;
+CREATE TRIGGER users_segments_delete AFTER DELETE ON users
+BEGIN
+    DELETE FROM user_segments WHERE user_id = OLD.id;
+END;
+CREATE TRIGGER user_segments_counted AFTER INSERT ON user_segments
+BEGIN
+    INSERT INTO segment_counts (field, value, users)
+    SELECT field, value, 1 FROM segment_keys WHERE key = NEW.key
+    UNION ALL SELECT field, '', 1 FROM segment_keys WHERE key = NEW.key
+    ON CONFLICT (field, value) DO UPDATE SET users = users + 1;
+END;
+CREATE TRIGGER user_segments_uncounted AFTER DELETE ON user_segments
+BEGIN
+    UPDATE segment_counts SET users = users - 1
+    WHERE field = (SELECT field FROM segment_keys WHERE key = OLD.key)
+      AND value IN ((SELECT value FROM segment_keys WHERE key = OLD.key), '');
+    DELETE FROM segment_counts
+    WHERE field = (SELECT field FROM segment_keys WHERE key = OLD.key)
+      AND value IN ((SELECT value FROM segment_keys WHERE key = OLD.key), '') AND users <= 0;
+END;
+"#,
+    },
 ];
 
 pub(super) fn migrate(c: &Connection) -> Result<(), StoreError> {
@@ -274,4 +355,64 @@ fn users_rebuild_is_safe(c: &Connection) -> Result<(), StoreError> {
         )
         .into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::{migrate, MIGRATIONS};
+
+    fn rows(c: &Connection, sql: &str) -> Vec<String> {
+        let mut st = c.prepare(sql).unwrap();
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.collect::<Result<_, _>>().unwrap()
+    }
+
+    /// Schema 8 moves the segment entries of schema 7 to compact keys: every entry and count
+    /// kept, and the triggers go on following writes.
+    #[test]
+    fn schema_7_segments_move_to_compact_keys_entries_and_counts_kept() {
+        let c = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..7] {
+            c.execute_batch(step.sql).unwrap();
+        }
+        c.pragma_update(None, "user_version", 7).unwrap();
+        c.execute_batch(
+            r#"INSERT INTO segment_fields VALUES ('plan', 0), ('perms', 1);
+            INSERT INTO users (id, custom, created_at, updated_at) VALUES
+                ('u1', '{"plan": 7, "perms": ["a", "b"]}', 1, 1),
+                ('u2', '{"plan": "7", "perms": "a"}', 1, 1),
+                ('u3', '{"plan": {"x": 1}}', 1, 1);"#,
+        )
+        .unwrap();
+        let entries =
+            "SELECT field || '=' || value || ':' || user_id FROM user_segments_view ORDER BY 1";
+        let counts = "SELECT field || '=' || value || ':' || users FROM segment_counts ORDER BY 1";
+        c.execute_batch("CREATE TEMP VIEW user_segments_view AS SELECT field, value, user_id FROM user_segments")
+            .unwrap();
+        let (before, counted) = (rows(&c, entries), rows(&c, counts));
+        assert_eq!(before.len(), 5, "{before:?}");
+        c.execute_batch("DROP VIEW user_segments_view").unwrap();
+
+        migrate(&c).unwrap();
+        c.execute_batch(
+            "CREATE TEMP VIEW user_segments_view AS SELECT k.field, k.value, s.user_id
+             FROM user_segments s JOIN segment_keys k ON k.key = s.key",
+        )
+        .unwrap();
+        assert_eq!(rows(&c, entries), before);
+        assert_eq!(rows(&c, counts), counted);
+        // Writes after the upgrade: a new value gets a key, a repeated one counts once.
+        c.execute_batch(
+            r#"UPDATE users SET custom = '{"plan": "pro", "perms": ["a", "a"]}' WHERE id = 'u2';
+            DELETE FROM users WHERE id = 'u1';"#,
+        )
+        .unwrap();
+        assert_eq!(rows(&c, entries), [r#"perms="a":u2"#, r#"plan="pro":u2"#]);
+        assert_eq!(
+            rows(&c, counts),
+            [r#"perms="a":1"#, "perms=:1", r#"plan="pro":1"#, "plan=:1"]
+        );
+    }
 }

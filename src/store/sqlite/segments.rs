@@ -1,7 +1,8 @@
 //! The SQLite statements of segments: declaring the fields (and rebuilding `user_segments`),
 //! segment pages and counts on a reader, each field's most common values (`segment_counts`),
 //! and one batch of a bulk change on the writer. `user_segments` and its triggers are schema 6,
-//! `segment_counts` and its triggers schema 7 (`migrations.rs`).
+//! `segment_counts` and its triggers schema 7, the compact keys (`segment_keys`) schema 8
+//! (`migrations.rs`).
 
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension, TransactionBehavior};
@@ -17,12 +18,26 @@ use crate::store::{Kick, StoreError, User, UserChange};
 const CANONICAL: &str = "SELECT CASE type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' \
      WHEN 'null' THEN 'null' ELSE json_quote(value) END FROM json_each(?1)";
 
-/// Every declared field's scalar values (and array elements) of every user.
-const BACKFILL: &str = "INSERT OR IGNORE INTO user_segments (field, value, user_id)
-    SELECT f.name, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END, u.id
+/// Every declared field's scalar values (and array elements) of every user: first their keys,
+/// then the entries.
+const BACKFILL: &str = "INSERT OR IGNORE INTO segment_keys (field, value)
+    SELECT DISTINCT f.name, CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END
     FROM users u, segment_fields f, json_each(u.custom, '$.\"' || f.name || '\"') j
     WHERE u.custom IS NOT NULL AND json_type(u.custom, '$.\"' || f.name || '\"') <> 'object'
-      AND j.type NOT IN ('object', 'array')";
+      AND j.type NOT IN ('object', 'array')
+    ORDER BY 1, 2;
+    INSERT OR IGNORE INTO user_segments (key, user_id)
+    SELECT k.key, u.id
+    FROM users u, segment_fields f, json_each(u.custom, '$.\"' || f.name || '\"') j, segment_keys k
+    WHERE u.custom IS NOT NULL AND json_type(u.custom, '$.\"' || f.name || '\"') <> 'object'
+      AND j.type NOT IN ('object', 'array') AND k.field = f.name
+      AND k.value = CASE j.type WHEN 'true' THEN 'true' WHEN 'false' THEN 'false' WHEN 'null' THEN 'null' ELSE json_quote(j.value) END;";
+
+/// A condition's key and its users (the kept count, exact on SQLite), when the field has that
+/// value at all.
+const KEY: &str = "SELECT k.key, coalesce(c.users, 0) FROM segment_keys k
+    LEFT JOIN segment_counts c ON c.field = k.field AND c.value = k.value
+    WHERE k.field = ?1 AND k.value = ?2";
 
 const USER_COLUMNS: &str =
     "u.id, u.name, u.image, u.custom, u.disabled, u.tokens_valid_after, u.created_at, u.updated_at";
@@ -42,7 +57,8 @@ impl SqliteStore {
                 // The counts first, so that the triggers of the segments' delete find nothing
                 // to count down; the backfill's inserts count them again.
                 tx.execute_batch(
-                    "DELETE FROM segment_fields; DELETE FROM segment_counts; DELETE FROM user_segments;",
+                    "DELETE FROM segment_fields; DELETE FROM segment_counts; DELETE FROM user_segments;
+                     DELETE FROM segment_keys;",
                 )
                 .map_err(map_err)?;
                 for (i, f) in fields.iter().enumerate() {
@@ -52,7 +68,7 @@ impl SqliteStore {
                     )
                     .map_err(map_err)?;
                 }
-                tx.execute(BACKFILL, []).map_err(map_err)?;
+                tx.execute_batch(BACKFILL).map_err(map_err)?;
                 tx.commit().map_err(map_err)?;
                 Ok(true)
             })
@@ -70,7 +86,9 @@ impl SqliteStore {
         after: Option<&str>,
     ) -> Result<Vec<User>, StoreError> {
         let c = self.reader();
-        let mut args = bound(&c, w)?;
+        let Some(mut args) = bound(&c, w)? else {
+            return Ok(Vec::new());
+        };
         let mut sql = format!("SELECT {USER_COLUMNS} {}", from_segment(w.conditions.len()));
         if let Some(a) = after {
             args.push(Value::Text(a.to_string()));
@@ -118,7 +136,9 @@ impl SqliteStore {
 
     pub fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {
         let c = self.reader();
-        let args = bound(&c, w)?;
+        let Some(args) = bound(&c, w)? else {
+            return Ok(0);
+        };
         let sql = format!(
             "SELECT count(*) FROM user_segments s0 WHERE {}",
             conditions(w.conditions.len())
@@ -172,7 +192,9 @@ fn batch(
     let tx = c
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(map_err)?;
-    let mut args = bound(&tx, w)?;
+    let Some(mut args) = bound(&tx, w)? else {
+        return Ok(Vec::new());
+    };
     let mut sql = format!("SELECT u.id {}", from_segment(w.conditions.len()));
     if let Some(a) = after {
         args.push(Value::Text(a.to_string()));
@@ -200,19 +222,32 @@ fn batch(
     Ok(ids)
 }
 
-/// `?1, ?2` the first field and value, `?3, ?4` the second, ...: the values canonicalised as
-/// the triggers store them.
-fn bound(c: &Connection, w: &Where) -> Result<Vec<Value>, StoreError> {
+/// `?1, ?2, ...` the conditions' keys, the narrowest condition first (fewest users by the
+/// kept counts: it drives the scan, the others are probed per entry); `None` when a condition's
+/// value is nowhere in the store (the segment is empty).
+fn bound(c: &Connection, w: &Where) -> Result<Option<Vec<Value>>, StoreError> {
     let mut canonical = c.prepare_cached(CANONICAL).map_err(map_err)?;
-    let mut out = Vec::with_capacity(w.conditions.len() * 2 + 2);
+    let mut key = c.prepare_cached(KEY).map_err(map_err)?;
+    let mut keys: Vec<(i64, i64)> = Vec::with_capacity(w.conditions.len());
     for cond in &w.conditions {
         let v: String = canonical
             .query_row([&cond.value], |r| r.get(0))
             .map_err(map_err)?;
-        out.push(Value::Text(cond.field.clone()));
-        out.push(Value::Text(v));
+        match key
+            .query_row(rusqlite::params![cond.field, v], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(0)?))
+            })
+            .optional()
+            .map_err(map_err)?
+        {
+            Some(k) => keys.push(k),
+            None => return Ok(None),
+        }
     }
-    Ok(out)
+    keys.sort_unstable();
+    Ok(Some(
+        keys.into_iter().map(|(_, k)| Value::Integer(k)).collect(),
+    ))
 }
 
 /// `FROM ... WHERE <the conditions>` over `user_segments s0` joined to the users.
@@ -223,14 +258,13 @@ fn from_segment(n: usize) -> String {
     )
 }
 
-/// The first condition is the range scanned (in id order); the others are looked up.
+/// The first key is the range scanned (in id order); the others are looked up.
 fn conditions(n: usize) -> String {
-    let mut sql = "s0.field = ?1 AND s0.value = ?2".to_string();
+    let mut sql = "s0.key = ?1".to_string();
     for i in 1..n {
         sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM user_segments s{i} WHERE s{i}.field = ?{} AND s{i}.value = ?{} AND s{i}.user_id = s0.user_id)",
-            2 * i + 1,
-            2 * i + 2
+            " AND EXISTS (SELECT 1 FROM user_segments s{i} WHERE s{i}.key = ?{} AND s{i}.user_id = s0.user_id)",
+            i + 1
         ));
     }
     sql
