@@ -181,16 +181,29 @@ impl PgStore {
     }
 
     pub async fn count_segment(&self, w: &Where) -> Result<u64, StoreError> {
-        let c = self.client().await?;
+        let mut c = self.client().await?;
         let Some(keys) = keys(&c, w).await? else {
             return Ok(0);
         };
         let args = bound(&keys);
         let sql = format!(
             "SELECT count(*) FROM chatsdk_auth_user_segments s0 WHERE {}",
-            conditions(w.conditions.len())
+            conditions(keys.len())
         );
-        let row = c.query_one(&sql, &args).await.map_err(map_err)?;
+        let row = if keys.len() == 1 {
+            c.query_one(&sql, &args).await.map_err(map_err)?
+        } else {
+            // Each condition's range is in id order, so a merge join reads each once; left to
+            // itself the planner picks a parallel hash join of the two, which costs more time
+            // and three processes' CPU (tests/bench/segments.sh prints the plan).
+            let tx = c.transaction().await.map_err(map_err)?;
+            tx.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+                .await
+                .map_err(map_err)?;
+            let row = tx.query_one(&sql, &args).await.map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            row
+        };
         Ok(col::<i64>(&row, 0)? as u64)
     }
 
