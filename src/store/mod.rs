@@ -26,6 +26,8 @@ mod sqlite;
 
 pub use error::{Conflict, LostUpdate, StoreError};
 pub use postgres_keyring::SealedRing;
+#[doc(hidden)]
+pub use postgres_schema::postgres_migrations;
 pub use segments::{FieldCounts, SegmentCounts, ValueCount};
 pub use shared_limits::SharedVerdict;
 

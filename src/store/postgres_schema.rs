@@ -257,6 +257,13 @@ END $$;
 "#,
 ];
 
+/// The SQL of every migration in order (the one at index `n` takes the schema from version `n`
+/// to `n + 1`), so a test can build an older schema and let [`PgStore`]'s start upgrade it.
+#[doc(hidden)]
+pub fn postgres_migrations() -> &'static [&'static str] {
+    MIGRATIONS
+}
+
 impl PgStore {
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;

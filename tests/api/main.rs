@@ -113,6 +113,8 @@ mod segments_http;
 mod segments_metrics;
 /// A bulk disable of 10,000 users: each kicked once, refused at connect, /tokens answering.
 mod segments_scale;
+/// PostgreSQL's segments upgraded to compact keys: every old entry found after the start.
+mod segments_upgrade;
 /// Abuse limits the replicas share through PostgreSQL: one budget for N replicas.
 mod shared_limits;
 /// The shipped config file pins no default; the generated Centrifugo config follows the
