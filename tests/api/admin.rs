@@ -7,7 +7,7 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use crate::fake_centrifugo::{FakeCentrifugo, Kick};
-use crate::helpers::{connect_body, now, TestApp};
+use crate::helpers::{connect_body, now, urlencode, TestApp};
 
 const KEY: &str = "centrifugo-api-key-for-the-admin-tests-0123";
 
@@ -427,13 +427,4 @@ async fn admin_listen_serves_the_admin_api_apart_from_the_main_listener() {
     assert_eq!(mode & 0o777, 0o600);
     let _ = tx.send(());
     assert!(server.await.unwrap());
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

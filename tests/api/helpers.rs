@@ -221,6 +221,22 @@ impl TestApp {
         (r.status().as_u16(), r.json().await.unwrap())
     }
 
+    /// Status and JSON of an admin POST of a JSON body with the admin token.
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header(
+                "Authorization",
+                format!("Bearer {}", self.app.secrets.admin_token.expose()),
+            )
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap())
+    }
+
     /// POST /tokens with the test key and a JSON body.
     pub async fn tokens(&self, body: Value) -> (u16, Value) {
         self.tokens_with_key(&self.key.clone(), body).await
@@ -556,4 +572,14 @@ pub async fn assert_session_matches_user(t: &TestApp, id: &str) {
         (None, None) => {}
         (u, s) => panic!("get_user {u:?} but get_session {s:?}"),
     }
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (a query value).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -3,11 +3,11 @@
 //! service's start at the latest schema with every entry converted: each segment query and
 //! dry-run count is exact, and writes after the upgrade are found too.
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use chatsdk_auth::store::postgres_migrations;
 
-use crate::helpers::{use_postgres, TestApp};
+use crate::helpers::{urlencode, use_postgres, TestApp};
 
 const FIELDS: [&str; 5] = ["organizationId", "tenantId", "role", "plan", "permissions"];
 
@@ -85,31 +85,14 @@ async fn listed(t: &TestApp, conditions: &[&str]) -> Vec<String> {
     out
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The dry run's count of a bulk disable over the admin API.
 async fn dry_run_count(t: &TestApp, conditions: &[&str]) -> u64 {
-    let r = t
-        .client
-        .post(t.url("/admin/bulk/disable"))
-        .header(
-            "Authorization",
-            format!("Bearer {}", t.app.secrets.admin_token.expose()),
+    let (status, v) = t
+        .admin_post(
+            "/admin/bulk/disable",
+            json!({"where": conditions, "dry_run": true}),
         )
-        .header("Content-Type", "application/json")
-        .body(json!({"where": conditions, "dry_run": true}).to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let v: Value = r.json().await.unwrap();
+        .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["changed"], 0, "{v}");
     v["count"].as_u64().unwrap()
